@@ -1,0 +1,248 @@
+"""People from an HR/LMS export, checked row by row, and their personas."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from .config import AUDIENCES_FILE, Project
+from .errors import ConfigError, Problem
+from .expressions import evaluate
+from .models import Audiences, Persona
+from .units import parse_timezone
+
+_DATE_FORMATS = ("%Y-%m-%d", "%d-%m-%Y", "%d/%m/%Y", "%d.%m.%Y", "%Y/%m/%d", "%d-%m-%y")
+
+
+@dataclass(frozen=True)
+class Person:
+    """One learner as the export describes them, with the persona they fall into."""
+
+    email: str
+    row: int
+    attributes: dict[str, Any]
+    persona: str | None
+    language: str
+    timezone: ZoneInfo | None
+
+    @property
+    def display_name(self) -> str:
+        parts = [self.attributes.get("first_name"), self.attributes.get("last_name")]
+        return " ".join(str(p) for p in parts if p)
+
+
+@dataclass(frozen=True)
+class Rejected:
+    row: int
+    email: str
+    reason: str
+
+
+@dataclass
+class AudienceResult:
+    people: list[Person] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    source: str = ""
+
+    @property
+    def unmatched(self) -> list[Person]:
+        return [p for p in self.people if p.persona is None]
+
+    def by_email(self) -> dict[str, Person]:
+        return {p.email: p for p in self.people}
+
+    def by_persona(self) -> dict[str, list[Person]]:
+        groups: dict[str, list[Person]] = {}
+        for person in self.people:
+            if person.persona is not None:
+                groups.setdefault(person.persona, []).append(person)
+        return groups
+
+
+def parse_date(text: str) -> date:
+    """ISO or day-first dates as European exports write them."""
+    text = text.strip()
+    for fmt in _DATE_FORMATS:
+        try:
+            return datetime.strptime(text, fmt).date()
+        except ValueError:
+            continue
+    raise ValueError(f"unreadable date '{text}' (write 2026-03-31 or 31-03-2026)")
+
+
+def normalise_email(text: str) -> str:
+    """A checked address with its domain lower-cased; raises ValueError with the reason."""
+    from email_validator import EmailNotValidError, validate_email
+
+    text = text.strip()
+    if not text:
+        raise ValueError("empty e-mail address")
+    try:
+        checked = validate_email(text, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValueError(f"invalid e-mail address '{text}': {exc}") from None
+    return str(checked.normalized).lower()
+
+
+def read_text(path: Path, encoding: str | None) -> str:
+    """UTF-8 (with or without BOM), else Windows-1252, as Excel on Windows saves it."""
+    raw = path.read_bytes()
+    if encoding:
+        return raw.decode(encoding)
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return raw.decode("cp1252", errors="replace")
+
+
+def sniff_delimiter(header_line: str) -> str:
+    counts = {d: header_line.count(d) for d in (";", ",", "\t")}
+    return max(counts, key=lambda d: counts[d]) if any(counts.values()) else ","
+
+
+def read_rows(path: Path, display: str, encoding: str | None = None,
+              delimiter: str | None = None) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
+    """Header and (line number, cells) rows of a CSV export, tolerant of Excel's habits."""
+    try:
+        text = read_text(path, encoding)
+    except FileNotFoundError:
+        raise ConfigError([Problem(display, None, "file not found; check people.source in "
+                                                  f"{AUDIENCES_FILE}")]) from None
+    except (OSError, LookupError) as exc:
+        raise ConfigError([Problem(display, None, f"cannot read: {exc}")]) from None
+    first_line = text.split("\n", 1)[0]
+    reader = csv.reader(io.StringIO(text, newline=""),
+                        delimiter=delimiter or sniff_delimiter(first_line))
+    try:
+        header = [h.strip() for h in next(reader)]
+    except StopIteration:
+        raise ConfigError([Problem(display, 1, "the file is empty; it needs a header row")]) from None
+    except csv.Error as exc:
+        raise ConfigError([Problem(display, 1, f"unreadable CSV header: {exc}")]) from None
+
+    def rows() -> Iterator[tuple[int, list[str]]]:
+        while True:
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                yield reader.line_num, [f"\x00{exc}"]
+                continue
+            if any(c.strip() for c in cells):
+                yield reader.line_num, cells
+
+    return header, rows()
+
+
+class _RowError(ValueError):
+    pass
+
+
+class AudienceLoader:
+    """Turns rows into people; holds what is shared by all rows of one export."""
+
+    def __init__(self, audiences: Audiences, languages: list[str], default_language: str,
+                 today: date) -> None:
+        self.audiences = audiences
+        self.languages = languages
+        self.default_language = default_language
+        self.today = today
+        self.dates = set(audiences.people.dates)
+
+    def person(self, row: int, record: dict[str, str]) -> Person:
+        attributes: dict[str, Any] = {}
+        for name, raw in record.items():
+            value = raw.strip()
+            if name in self.dates:
+                try:
+                    attributes[name] = parse_date(value) if value else None
+                except ValueError as exc:
+                    raise _RowError(f"{name}: {exc}") from None
+            else:
+                attributes[name] = value
+        try:
+            email = normalise_email(record.get("email", ""))
+        except ValueError as exc:
+            raise _RowError(str(exc)) from None
+        attributes["email"] = email
+        language = str(attributes.get("language") or "").lower() or self.default_language
+        attributes["language"] = language
+        zone: ZoneInfo | None = None
+        if attributes.get("timezone"):
+            try:
+                zone = parse_timezone(attributes["timezone"])
+            except ValueError as exc:
+                raise _RowError(f"timezone: {exc}") from None
+        start = attributes.get("start_date")
+        attributes["tenure_days"] = (self.today - start).days if isinstance(start, date) else None
+        attributes["today"] = self.today
+        persona = self.assign_persona(attributes)
+        return Person(email, row, attributes, persona, language, zone)
+
+    def assign_persona(self, attributes: dict[str, Any]) -> str | None:
+        explicit = str(attributes.get("persona") or "").strip()
+        personas: dict[str, Persona] = self.audiences.personas
+        if explicit:
+            if explicit not in personas:
+                raise _RowError(f"persona '{explicit}' is not defined in {AUDIENCES_FILE} "
+                                f"(personas: {', '.join(personas)})")
+            return explicit
+        for name, persona in personas.items():
+            if evaluate(persona.match, attributes):
+                return name
+        return None
+
+
+def load_audience(project: Project, today: date) -> AudienceResult:
+    """Every good row becomes a Person; every bad row is reported with its line and reason."""
+    source = project.audiences.people
+    display = source.source
+    header, rows = read_rows(project.path(source.source), display, source.encoding,
+                             source.delimiter)
+    positions: dict[str, int] = {}
+    missing: list[str] = []
+    lowered = {h.lower(): i for i, h in enumerate(header)}
+    for name, column in source.columns.items():
+        index = lowered.get(column.strip().lower())
+        if index is None:
+            missing.append(f"'{column}' (for {name})")
+        else:
+            positions[name] = index
+    if missing:
+        line = project.audiences_source.line_of(("people", "columns")) \
+            if project.audiences_source else None
+        raise ConfigError([Problem(AUDIENCES_FILE, line,
+                                   f"{display} has no column {', '.join(missing)}; its columns "
+                                   f"are: {', '.join(header)}; fix people.columns")])
+    loader = AudienceLoader(project.audiences, project.settings.languages,
+                            project.settings.default_language, today)
+    result = AudienceResult(source=display)
+    seen: dict[str, int] = {}
+    for line, cells in rows:
+        if len(cells) == 1 and cells[0].startswith("\x00"):
+            result.rejected.append(Rejected(line, "", f"unreadable CSV: {cells[0][1:]}"))
+            continue
+        record = {name: cells[i] if i < len(cells) else "" for name, i in positions.items()}
+        email_cell = record.get("email", "").strip()
+        try:
+            person = loader.person(line, record)
+        except _RowError as exc:
+            result.rejected.append(Rejected(line, email_cell, str(exc)))
+            continue
+        if person.email in seen:
+            result.rejected.append(Rejected(
+                line, email_cell, f"duplicate address {person.email} (first seen on row "
+                                  f"{seen[person.email]}); keep one row per person"))
+            continue
+        seen[person.email] = line
+        result.people.append(person)
+    return result
+
+

@@ -1,0 +1,32 @@
+"""The one place that knows what time it is, so `--now` can move the whole calendar."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from .errors import LdmailError
+
+
+def parse_now(value: str | None) -> datetime:
+    """`--now` as an aware datetime; a value without an offset is this machine's local time."""
+    if value is None:
+        return datetime.now(UTC)
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise LdmailError(
+            f"--now '{value}' is not an ISO date or date-time; write e.g. 2026-12-15 or "
+            "2026-12-15T09:30+01:00"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.astimezone()
+    return moment.astimezone(UTC)
+
+
+def iso(moment: datetime) -> str:
+    """UTC ISO text as stored in the ledger; sorts in time order."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def from_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

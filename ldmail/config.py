@@ -1,0 +1,270 @@
+"""Load a campaign repository into typed models, collecting every problem with its line."""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from .errors import ConfigError, Problem, ProjectNotFound
+from .models import DERIVED_ATTRIBUTES, Audiences, Campaign, Settings
+from .yamlfile import LocatedYaml, Loc, load_yaml
+
+SETTINGS_FILE = "ldmail.yaml"
+AUDIENCES_FILE = "audiences.yaml"
+CAMPAIGNS_DIR = "campaigns"
+TEMPLATES_DIR = "templates"
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class CampaignFile:
+    id: str
+    model: Campaign
+    source: LocatedYaml
+
+
+@dataclass
+class Project:
+    """A loaded campaign repository."""
+
+    root: Path
+    settings: Settings
+    audiences: Audiences
+    campaigns: dict[str, CampaignFile]
+    audiences_source: LocatedYaml | None = None
+    problems: list[Problem] = field(default_factory=list)
+
+    def path(self, relative: str) -> Path:
+        """A path from a setting, relative to the project root unless absolute."""
+        candidate = Path(relative).expanduser()
+        return candidate if candidate.is_absolute() else self.root / candidate
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.root / TEMPLATES_DIR
+
+    def campaign(self, campaign_id: str) -> Campaign:
+        try:
+            return self.campaigns[campaign_id].model
+        except KeyError:
+            known = ", ".join(sorted(self.campaigns)) or "none"
+            close = difflib.get_close_matches(campaign_id, list(self.campaigns), n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise ConfigError(
+                [Problem(CAMPAIGNS_DIR, None,
+                         f"no campaign '{campaign_id}'; {hint}campaigns here: {known}")]
+            ) from None
+
+
+def _unwrap(annotation: Any) -> list[Any]:
+    """The concrete types inside Optional/Union/list/dict/Annotated annotations."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType, list, tuple, dict):
+        found: list[Any] = []
+        args = typing.get_args(annotation)
+        for arg in args[1:] if origin is dict else args:
+            found.extend(_unwrap(arg))
+        return found
+    return [annotation]
+
+
+def _fields_at(model: type[BaseModel], loc: Loc) -> list[str]:
+    """Field names of the model found by following `loc` from `model`."""
+    current: list[Any] = [model]
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        following: list[Any] = []
+        for candidate in current:
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                info = candidate.model_fields.get(part)
+                if info is not None:
+                    following.extend(_unwrap(info.annotation))
+            elif candidate is not None:
+                following.append(candidate)  # a dict value type: key is free-form
+        current = following
+    names: list[str] = []
+    for candidate in current:
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            names.extend(candidate.model_fields)
+    return names
+
+
+def _message(model: type[BaseModel], error: Any) -> str:
+    loc: Loc = tuple(error["loc"])
+    key = str(loc[-1]) if loc else ""
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        allowed = _fields_at(model, loc[:-1])
+        close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        return f"unknown key '{key}'{hint}; allowed here: {', '.join(allowed)}"
+    if kind == "missing":
+        return f"missing required key '{key}'; add it"
+    text = str(error["msg"]).removeprefix("Value error, ")
+    where = ".".join(str(p) for p in loc if not isinstance(p, int))
+    # Union members produce a location per tried type; name the key a user wrote.
+    return f"{where}: {text}" if where else text
+
+
+def validate_model(model: type[M], source: LocatedYaml, problems: list[Problem]) -> M | None:
+    """Validate parsed YAML against a model; each error becomes a located Problem."""
+    data = source.data if source.data is not None else {}
+    if not isinstance(data, dict):
+        problems.append(Problem(source.display, 1, "expected a mapping of keys to values"))
+        return None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        seen: set[tuple[int, str]] = set()
+        for error in exc.errors():
+            loc = tuple(p for p in error["loc"] if not _is_union_tag(p))
+            error = {**error, "loc": loc}
+            line = source.line_of(loc)
+            message = _message(model, error)
+            if (line, message) not in seen:
+                seen.add((line, message))
+                problems.append(Problem(source.display, line, message))
+        return None
+
+
+def _is_union_tag(part: str | int) -> bool:
+    # pydantic names the union member it tried ("str", "dict[str,str]", "function-before[...]")
+    return isinstance(part, str) and ("[" in part or part in {"str", "int", "float", "bool"})
+
+
+def _check_sender(campaign: CampaignFile, problems: list[Problem]) -> None:
+    from email_validator import EmailNotValidError, validate_email
+
+    _, address = parseaddr(campaign.model.sender)
+    try:
+        validate_email(address, check_deliverability=False)
+    except EmailNotValidError as exc:
+        problems.append(Problem(campaign.source.display, campaign.source.line_of(("sender",)),
+                                f"sender '{campaign.model.sender}': {exc}; write "
+                                "\"Name <address@example.org>\""))
+
+
+def _cross_check(project: Project, problems: list[Problem]) -> None:
+    personas = project.audiences.personas
+    columns = set(project.audiences.people.columns)
+    for campaign in project.campaigns.values():
+        source, model = campaign.source, campaign.model
+        _check_personas(model.audience.personas, personas, source, problems)
+        if model.anchor and model.anchor not in project.audiences.people.dates:
+            problems.append(Problem(
+                source.display, source.line_of(("anchor",)),
+                f"anchor '{model.anchor}' is not a date attribute; list it under people.dates in "
+                f"{AUDIENCES_FILE} (date attributes: "
+                f"{', '.join(project.audiences.people.dates) or 'none'})"))
+        _check_sender(campaign, problems)
+        if model.audience.where:
+            _check_names(model.audience.where, columns, source,
+                         ("audience", "where"), problems)
+    if project.audiences_source is not None:
+        for name, persona in personas.items():
+            _check_names(persona.match, columns, project.audiences_source,
+                         ("personas", name, "match"), problems)
+
+
+def _check_personas(names: object, personas: dict[str, Any], source: LocatedYaml,
+                    problems: list[Problem]) -> None:
+    """Every persona a campaign targets must exist (checked on raw data too)."""
+    if not isinstance(names, list):
+        return
+    for index, name in enumerate(names):
+        if name not in personas:
+            close = difflib.get_close_matches(str(name), list(personas), n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            problems.append(Problem(
+                source.display, source.line_of(("audience", "personas", index)),
+                f"unknown persona '{name}'; {hint}personas in {AUDIENCES_FILE}: "
+                f"{', '.join(personas)}"))
+
+
+def _check_names(expression: str, columns: set[str], source: LocatedYaml, loc: Loc,
+                 problems: list[Problem]) -> None:
+    from .expressions import free_names
+
+    known = columns | set(DERIVED_ATTRIBUTES)
+    for name in sorted(free_names(expression) - known):
+        close = difflib.get_close_matches(name, list(known), n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        problems.append(Problem(
+            source.display, source.line_of(loc),
+            f"expression uses unknown attribute '{name}'; {hint}attributes: "
+            f"{', '.join(sorted(known))} (map more columns under people.columns)"))
+
+
+def _load(path: Path, display: str, problems: list[Problem]) -> LocatedYaml | None:
+    loaded = load_yaml(path, display)
+    if isinstance(loaded, Problem):
+        problems.append(loaded)
+        return None
+    return loaded
+
+
+def load_project(root: Path, *, strict: bool = True) -> Project:
+    """Load and check everything; with strict, any problem raises ConfigError listing all."""
+    root = root.resolve()
+    audiences_path = root / AUDIENCES_FILE
+    campaigns_dir = root / CAMPAIGNS_DIR
+    if not audiences_path.exists() and not campaigns_dir.is_dir():
+        raise ProjectNotFound(root)
+    problems: list[Problem] = []
+
+    settings: Settings | None = Settings()
+    settings_path = root / SETTINGS_FILE
+    if settings_path.exists():
+        settings_yaml = _load(settings_path, SETTINGS_FILE, problems)
+        settings = validate_model(Settings, settings_yaml, problems) if settings_yaml else None
+
+    audiences: Audiences | None = None
+    audiences_yaml: LocatedYaml | None = None
+    if not audiences_path.exists():
+        problems.append(Problem(AUDIENCES_FILE, None,
+                                "missing; it defines where people come from and the personas"))
+    else:
+        audiences_yaml = _load(audiences_path, AUDIENCES_FILE, problems)
+        if audiences_yaml:
+            audiences = validate_model(Audiences, audiences_yaml, problems)
+
+    campaigns: dict[str, CampaignFile] = {}
+    invalid: list[LocatedYaml] = []
+    files = sorted(campaigns_dir.glob("*.y*ml")) if campaigns_dir.is_dir() else []
+    if not files:
+        problems.append(Problem(CAMPAIGNS_DIR, None, "no campaign files (campaigns/*.yaml) found"))
+    for path in files:
+        display = f"{CAMPAIGNS_DIR}/{path.name}"
+        located = _load(path, display, problems)
+        if located is None:
+            continue
+        model = validate_model(Campaign, located, problems)
+        if model is not None:
+            campaigns[path.stem] = CampaignFile(path.stem, model, located)
+        else:
+            invalid.append(located)
+
+    if settings is None or audiences is None:
+        raise ConfigError(problems)
+    project = Project(root, settings, audiences, campaigns, audiences_yaml, problems)
+    _cross_check(project, problems)
+    for located in invalid:
+        raw = located.data if isinstance(located.data, dict) else {}
+        audience = raw.get("audience")
+        if isinstance(audience, dict):
+            _check_personas(audience.get("personas"), audiences.personas, located, problems)
+    problems.sort(key=lambda p: (p.file, p.line or 0))
+    if strict and problems:
+        raise ConfigError(problems)
+    return project

@@ -1,0 +1,275 @@
+"""Typed models of the files an author edits: ldmail.yaml, audiences.yaml, campaigns/*.yaml."""
+
+from __future__ import annotations
+
+from datetime import date, time, timedelta
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from . import units
+from .expressions import ExpressionError, compile_expression
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(units.parse_duration),
+    PlainSerializer(units.format_duration),
+    WithJsonSchema({"type": "string", "pattern": r"^\d+[smhdw]$", "examples": ["3d", "2w"]}),
+]
+Percentage = Annotated[
+    float,
+    BeforeValidator(units.parse_percentage),
+    WithJsonSchema({"type": "string", "pattern": r"^\d+(\.\d+)?%$", "examples": ["10%"]}),
+]
+Weekdays = Annotated[
+    tuple[int, ...],
+    BeforeValidator(units.parse_weekdays),
+    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+                    "examples": ["mon-fri"]}),
+]
+Weekday = Annotated[
+    int, BeforeValidator(units.parse_weekday), WithJsonSchema({"type": "string", "examples": ["fri"]})
+]
+TimeOfDay = Annotated[
+    time, BeforeValidator(units.parse_time), WithJsonSchema({"type": "string", "pattern": r"^\d{1,2}:\d{2}$"})
+]
+HourRange = Annotated[
+    tuple[time, time],
+    BeforeValidator(units.parse_hours),
+    WithJsonSchema({"type": "string", "pattern": r"^\d{1,2}:\d{2}-\d{1,2}:\d{2}$"}),
+]
+TimeZone = Annotated[
+    ZoneInfo,
+    BeforeValidator(units.parse_timezone),
+    WithJsonSchema({"type": "string", "examples": ["Europe/Amsterdam"]}),
+]
+Rate = Annotated[
+    float, BeforeValidator(units.parse_rate), WithJsonSchema({"type": "string", "examples": ["30/min"]})
+]
+Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+
+
+def _check_expression(source: str) -> str:
+    try:
+        compile_expression(source)
+    except ExpressionError as exc:
+        raise ValueError(str(exc)) from None
+    return source
+
+
+Expression = Annotated[str, BeforeValidator(lambda v: _check_expression(str(v)) if v is not True
+                                            else "true")]
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors (they are usually typos), and loaded values never change."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+# ---- ldmail.yaml -------------------------------------------------------------------------
+
+
+class Unsubscribe(Strict):
+    mailto: str | None = Field(None, description="Address that receives unsubscribe mails")
+    url: str | None = Field(None, description="https page for one-click unsubscribe")
+
+    @field_validator("url")
+    @classmethod
+    def _https(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("https://"):
+            raise ValueError(f"'{value}' must be an https:// URL (mail clients ignore others)")
+        return value
+
+
+class Utm(Strict):
+    enabled: bool = True
+    source: str = "ldmail"
+    medium: str = "email"
+
+
+class Transport(Strict):
+    kind: Literal["outbox", "smtp"] = "outbox"
+    outbox: str = Field(".ldmail/outbox", description="Folder for .eml files (outbox transport)")
+    host: str | None = None
+    port: int | None = Field(None, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    user: str | None = None
+    password_env: str = Field(
+        "LDMAIL_SMTP_PASSWORD", description="Environment variable that holds the SMTP password"
+    )
+    timeout: Duration = timedelta(seconds=30)
+    rate: Rate | None = Field(None, description="At most this many messages, e.g. 30/min")
+    daily_cap: int | None = Field(None, ge=1, description="At most this many messages a day")
+    connections: int = Field(1, ge=1, le=16)
+
+    @model_validator(mode="after")
+    def _smtp_needs_host(self) -> Transport:
+        if self.kind == "smtp" and not self.host:
+            raise ValueError("transport kind smtp needs a host, e.g. host: smtp.example.org")
+        return self
+
+
+class Retry(Strict):
+    max_attempts: int = Field(5, ge=1, le=50)
+    backoff: Duration = timedelta(minutes=10)
+
+
+class RunSettings(Strict):
+    interval: Duration = timedelta(minutes=5)
+
+
+class Settings(Strict):
+    """ldmail.yaml: project-wide settings; the file is optional."""
+
+    organisation: str = ""
+    default_language: str = "en"
+    languages: list[str] = Field(default_factory=lambda: ["en"])
+    unsubscribe: Unsubscribe = Unsubscribe()
+    utm: Utm = Utm()
+    transport: Transport = Transport()
+    ledger: str = ".ldmail/ledger.db"
+    retry: Retry = Retry()
+    run: RunSettings = RunSettings()
+    vars: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _default_is_listed(self) -> Settings:
+        if self.default_language not in self.languages:
+            raise ValueError(
+                f"default_language '{self.default_language}' is not in languages {self.languages}"
+            )
+        return self
+
+
+# ---- audiences.yaml ----------------------------------------------------------------------
+
+# Attributes ldmail computes for every person, usable in expressions and templates.
+DERIVED_ATTRIBUTES = ("tenure_days", "today")
+
+
+class PeopleSource(Strict):
+    source: str = Field(description="CSV export of people, relative to the project")
+    columns: dict[str, str] = Field(
+        description="attribute name -> CSV header; 'email' is required"
+    )
+    dates: list[str] = Field(default_factory=list, description="attributes parsed as dates")
+    delimiter: Literal[",", ";", "\t"] | None = None
+    encoding: str | None = None
+
+    @field_validator("columns")
+    @classmethod
+    def _needs_email(cls, value: dict[str, str]) -> dict[str, str]:
+        if "email" not in value:
+            raise ValueError("columns needs an 'email' entry naming the address column")
+        for name in value:
+            if not name.isidentifier():
+                raise ValueError(f"'{name}' is not a usable attribute name; use letters and _")
+        return value
+
+    @model_validator(mode="after")
+    def _dates_are_columns(self) -> PeopleSource:
+        for name in self.dates:
+            if name not in self.columns:
+                raise ValueError(f"dates lists '{name}', which is not in columns")
+        return self
+
+
+LocalText = str | dict[str, str]
+
+
+class Persona(Strict):
+    label: str = ""
+    match: Expression = Field(description="Jinja expression over the person's attributes")
+    wiifm: LocalText = Field(description="What's in it for me: one text or one per language")
+    description: str = ""
+
+    def wiifm_for(self, language: str, fallback: str) -> str:
+        if isinstance(self.wiifm, str):
+            return self.wiifm
+        return self.wiifm.get(language) or self.wiifm.get(fallback) or ""
+
+
+class Audiences(Strict):
+    people: PeopleSource
+    personas: dict[Slug, Persona]
+
+
+# ---- campaigns/*.yaml --------------------------------------------------------------------
+
+
+class AudienceFilter(Strict):
+    personas: list[str] = Field(default_factory=list, description="empty: every persona")
+    where: Expression | None = None
+
+
+class Goal(Strict):
+    event: str
+    object: str | None = Field(None, description="course id; may use * wildcards; empty: any")
+
+
+class SendWindow(Strict):
+    days: Weekdays = (0, 1, 2, 3, 4)
+    hours: HourRange = (time(9), time(17))
+    timezone: TimeZone = ZoneInfo("Europe/Amsterdam")
+
+
+class Calendar(Strict):
+    title: str
+    weekday: Weekday
+    time: TimeOfDay
+    duration: Duration = timedelta(hours=1)
+    weeks: int = Field(12, ge=1, le=104, description="how many weekly occurrences")
+    location: str = ""
+    description: str = ""
+
+
+class Step(Strict):
+    id: Slug
+    after: Duration
+    template: str = Field(pattern=r"^[A-Za-z0-9_./-]+$")
+    calendar: Calendar | None = None
+
+
+class Campaign(Strict):
+    title: str
+    phase: Literal["inform", "activate", "retain"]
+    description: str = ""
+    audience: AudienceFilter = AudienceFilter()
+    starts: date
+    ends: date | None = None
+    anchor: str | None = None
+    holdout: Percentage = 0.0
+    goal: Goal | None = None
+    sender: str
+    reply_to: str | None = None
+    send_window: SendWindow = SendWindow()
+    min_gap: Duration = Field(timedelta(days=1), description="least time between two steps")
+    steps: list[Step] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_steps(self) -> Campaign:
+        seen: set[str] = set()
+        for previous, step in zip(self.steps, self.steps[1:], strict=False):
+            if step.after < previous.after:
+                raise ValueError(
+                    f"step '{step.id}' comes after '{previous.id}' but is due earlier; "
+                    "list steps in the order they are sent"
+                )
+        for step in self.steps:
+            if step.id in seen:
+                raise ValueError(f"step id '{step.id}' is used twice; step ids must be unique")
+            seen.add(step.id)
+        if self.ends and self.ends < self.starts:
+            raise ValueError("ends is before starts")
+        return self

@@ -1,0 +1,127 @@
+"""`ldmail validate`: every file, expression and template checked, each step rendered."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+from .audience import AudienceResult, Person, load_audience
+from .config import CampaignFile, Project, load_project
+from .errors import ConfigError, Problem
+from .render import MAX_SUBJECT, RenderError, Renderer
+
+
+@dataclass
+class Report:
+    problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    renders: int = 0
+    campaigns: int = 0
+
+    def add(self, problem: Problem) -> None:
+        if problem not in self.problems:
+            self.problems.append(problem)
+
+
+def sample_person(project: Project, language: str, today: date) -> dict[str, Any]:
+    """A stand-in with every mapped attribute, for personas no real person falls into."""
+    people = project.audiences.people
+    attributes: dict[str, Any] = {}
+    for name in people.columns:
+        attributes[name] = today - timedelta(days=30) if name in people.dates else f"Sample {name}"
+    attributes.update(email="sample.person@example.org", first_name="Sam", last_name="Sample",
+                      language=language, today=today)
+    start = attributes.get("start_date")
+    attributes["tenure_days"] = (today - start).days if isinstance(start, date) else None
+    return attributes
+
+
+def _block_line(path: Path, block: str) -> int | None:
+    try:
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if re.search(r"{%-?\s*block\s+" + block + r"\b", line):
+                return number
+    except OSError:
+        return None
+    return None
+
+
+def _pick(audience: AudienceResult | None, persona: str, language: str) -> Person | None:
+    if audience is None:
+        return None
+    for person in audience.people:
+        if person.persona == persona and person.language == language:
+            return person
+    return None
+
+
+def check_campaign(project: Project, renderer: Renderer, campaign: CampaignFile,
+                   audience: AudienceResult | None, today: date, report: Report) -> None:
+    model, source = campaign.model, campaign.source
+    personas = model.audience.personas or list(project.audiences.personas)
+    for index, step in enumerate(model.steps):
+        for persona_id in personas:
+            persona = project.audiences.personas.get(persona_id)
+            for language in project.settings.languages:
+                real = _pick(audience, persona_id, language)
+                attributes = real.attributes if real else sample_person(project, language, today)
+                try:
+                    rendered = renderer.render(campaign.id, model, step, attributes, persona_id,
+                                               persona, language)
+                except RenderError as exc:
+                    if exc.line is None and "not found" in exc.reason:
+                        report.add(Problem(source.display,
+                                           source.line_of(("steps", index, "template")),
+                                           exc.reason))
+                    else:
+                        report.add(Problem(exc.file, exc.line, exc.reason))
+                    continue
+                report.renders += 1
+                template_path = project.root / rendered.template_file
+                who = f"persona '{persona_id}' ({language})"
+                if not rendered.wiifm.strip():
+                    report.add(Problem(
+                        rendered.template_file, _block_line(template_path, "wiifm"),
+                        f"step '{step.id}' gives {who} no WIIFM passage; write one in "
+                        "{% block wiifm %} or give the persona a wiifm in audiences.yaml"))
+                if not rendered.subject:
+                    report.add(Problem(rendered.template_file,
+                                       _block_line(template_path, "subject"),
+                                       f"step '{step.id}' has an empty subject for {who}; "
+                                       "write one in {% block subject %}"))
+                elif len(rendered.subject) > MAX_SUBJECT:
+                    report.add(Problem(rendered.template_file,
+                                       _block_line(template_path, "subject"),
+                                       f"subject for {who} is {len(rendered.subject)} characters; "
+                                       f"keep it under {MAX_SUBJECT} (inboxes cut it at ~60)"))
+
+
+def validate(root: Path, today: date) -> Report:
+    """Collect every problem in the project; an empty `problems` list means it is clean."""
+    report = Report()
+    try:
+        project = load_project(root, strict=False)
+    except ConfigError as exc:
+        report.problems.extend(exc.problems)
+        return report
+    report.problems.extend(project.problems)
+    audience: AudienceResult | None = None
+    try:
+        audience = load_audience(project, today)
+    except ConfigError as exc:
+        report.problems.extend(exc.problems)
+    if audience is not None and audience.rejected:
+        report.warnings.append(Problem(
+            audience.source, audience.rejected[0].row,
+            f"{len(audience.rejected)} row(s) rejected; run 'ldmail audience' to see each"))
+    renderer = Renderer(project)
+    failing = {p.file for p in project.problems}
+    for campaign in project.campaigns.values():
+        report.campaigns += 1
+        if campaign.source.display in failing:
+            continue
+        check_campaign(project, renderer, campaign, audience, today, report)
+    return report
