@@ -93,10 +93,12 @@ def normalise_email(text: str) -> str:
 def read_text(path: Path, encoding: str | None) -> str:
     """UTF-8 (with or without BOM), else Windows-1252, as Excel on Windows saves it."""
     raw = path.read_bytes()
+    # Some tools put a UTF-8 BOM in front of Windows-1252 text; the BOM is never data.
+    raw = raw.removeprefix(b"\xef\xbb\xbf")
     if encoding:
         return raw.decode(encoding)
     try:
-        return raw.decode("utf-8-sig")
+        return raw.decode("utf-8")
     except UnicodeDecodeError:
         return raw.decode("cp1252", errors="replace")
 

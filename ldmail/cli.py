@@ -50,7 +50,8 @@ T = TypeVar("T")
 def console(stderr: bool = False) -> Console:
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    # Errors stay one line each (soft wrap) so `file:line: message` can be grepped.
+    return Console(stderr=stderr, highlight=False, soft_wrap=stderr)
 
 
 @dataclass(frozen=True)
@@ -122,9 +123,9 @@ def validate(
                 sys.stdout.write(f"::{level} file={p.file}{line}::{message}\n")
     else:
         for p in report.problems:
-            out.print(f"{_escape(str(p))}")
+            out.print(f"{_escape(str(p))}", soft_wrap=True)
         for p in report.warnings:
-            out.print(f"warning: {_escape(str(p))}")
+            out.print(f"warning: {_escape(str(p))}", soft_wrap=True)
         if report.problems:
             out.print(f"[red]{len(report.problems)} error(s)[/red]; fix them and run "
                       "'ldmail validate' again")
@@ -139,3 +140,107 @@ def main() -> None:
     app()
 
 
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Folder to create the campaign repo in.")],
+) -> None:
+    """Scaffold a new campaign repository that validates and previews out of the box."""
+    from .scaffold import init_project
+
+    with invocation(directory, None):
+        written = init_project(directory)
+    out = console()
+    out.print(f"Created {len(written)} files in {directory}:")
+    for path in written:
+        out.print(f"  {path.relative_to(directory)}")
+    out.print(f"Next: cd {directory} && ldmail validate && ldmail preview welcome")
+
+
+@app.command()
+def audience(
+    project: ProjectOption = None,
+    now: NowOption = None,
+    show: Annotated[int, typer.Option(help="List at most this many unmatched or rejected rows.")]
+    = 50,
+) -> None:
+    """People per persona, people matching no persona, and rejected rows with the reason."""
+    from rich.table import Table
+
+    from .audience import load_audience
+    from .config import load_project
+
+    with invocation(project, now) as inv:
+        loaded = load_project(inv.root)
+        result = load_audience(loaded, inv.now.date())
+    out = console()
+    groups = result.by_persona()
+    table = Table(title=f"Audience from {result.source}", title_justify="left")
+    table.add_column("persona")
+    table.add_column("label")
+    table.add_column("people", justify="right")
+    table.add_column("languages")
+    for name, persona in loaded.audiences.personas.items():
+        members = groups.get(name, [])
+        languages: dict[str, int] = {}
+        for person in members:
+            languages[person.language] = languages.get(person.language, 0) + 1
+        table.add_row(name, persona.label, str(len(members)),
+                      ", ".join(f"{k} {v}" for k, v in sorted(languages.items())))
+    table.add_row("(no persona)", "", str(len(result.unmatched)), "", style="yellow")
+    out.print(table)
+    out.print(f"{len(result.people)} people loaded, {len(result.rejected)} row(s) rejected")
+    if result.unmatched:
+        out.print("\nPeople matching no persona (they receive no campaign that names personas):")
+        for person in result.unmatched[:show]:
+            out.print(f"  row {person.row}: {_escape(person.email)}")
+    if result.rejected:
+        out.print(f"\nRejected rows in {result.source} (fix them in the export; the others "
+                  "were loaded):")
+        for rejected in result.rejected[:show]:
+            out.print(f"  row {rejected.row}: {_escape(rejected.reason)}", soft_wrap=True)
+        if len(result.rejected) > show:
+            out.print(f"  … and {len(result.rejected) - show} more (use --show)")
+
+
+@app.command()
+def preview(
+    campaign: Annotated[str, typer.Argument(help="Campaign id (its file name without .yaml).")],
+    step: Annotated[str | None, typer.Option(help="Only this step id.")] = None,
+    persona: Annotated[str | None, typer.Option(help="Only this persona.")] = None,
+    person: Annotated[str | None, typer.Option(help="Render for this person's address.")] = None,
+    lang: Annotated[str | None, typer.Option(help="Language to render in.")] = None,
+    html: Annotated[bool, typer.Option("--html", help="Also write each HTML part to a file.")]
+    = False,
+    project: ProjectOption = None,
+    now: NowOption = None,
+) -> None:
+    """Render a campaign's steps for each persona, or for one person, to the terminal."""
+    from rich.panel import Panel
+
+    from .config import load_project
+    from .preview import build_preview
+
+    if persona and person:
+        raise typer.BadParameter("give --persona or --person, not both", param_hint="--person")
+    with invocation(project, now) as inv:
+        loaded = load_project(inv.root)
+        items = build_preview(loaded, campaign, inv.now.date(), step_id=step, persona_id=persona,
+                              email=person, language=lang)
+        sender = loaded.campaign(campaign).sender
+    out = console()
+    for item in items:
+        who = item.recipient if item.real_person else f"{item.recipient} (sample person)"
+        header = (f"From:      {sender}\nTo:        {who}\n"
+                  f"Subject:   {item.rendered.subject}\nPreheader: {item.rendered.preheader}")
+        title = (f"{campaign} · step {item.step.id} · persona {item.persona or '(none)'} · "
+                 f"{item.language}")
+        out.print(Panel(_escape(header + "\n\n" + item.rendered.text.rstrip()),
+                        title=_escape(title), title_align="left", expand=False))
+        if html:
+            folder = inv.root / ".ldmail" / "preview"
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"{campaign}-{item.step.id}-{item.persona or 'none'}-{item.language}.html"
+            path.write_text(item.rendered.html, encoding="utf-8")
+            out.print(f"HTML written to {path}")

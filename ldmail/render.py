@@ -101,7 +101,8 @@ def tag_links(markup: str, params: Mapping[str, str]) -> str:
         query = parse_qsl(parts.query, keep_blank_values=True)
         if any(key.startswith("utm_") for key, _ in query):
             return match.group(0)
-        tagged = urlunsplit(parts._replace(query=urlencode(query + list(params.items()))))
+        tagged = urlunsplit(parts._replace(path=parts.path or "/",
+                                           query=urlencode(query + list(params.items()))))
         return f'href="{html.escape(tagged, quote=True)}"'
 
     return _HREF.sub(tag, markup)

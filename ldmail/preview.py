@@ -1,0 +1,70 @@
+"""`ldmail preview`: what a persona, or one person, will receive for each step."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from .audience import AudienceResult, Person, load_audience
+from .config import Project
+from .errors import LdmailError
+from .models import Step
+from .render import Rendered, Renderer
+from .validate import sample_person
+
+
+@dataclass(frozen=True)
+class PreviewItem:
+    step: Step
+    persona: str | None
+    language: str
+    recipient: str
+    real_person: bool
+    rendered: Rendered
+
+
+def _first(audience: AudienceResult, persona: str, language: str) -> Person | None:
+    return next((p for p in audience.people
+                 if p.persona == persona and p.language == language), None)
+
+
+def build_preview(project: Project, campaign_id: str, today: date, *, step_id: str | None = None,
+                  persona_id: str | None = None, email: str | None = None,
+                  language: str | None = None) -> list[PreviewItem]:
+    """Render the chosen steps for the chosen personas (or one person)."""
+    campaign = project.campaign(campaign_id)
+    steps = campaign.steps
+    if step_id is not None:
+        steps = [s for s in steps if s.id == step_id]
+        if not steps:
+            raise LdmailError(f"campaign '{campaign_id}' has no step '{step_id}'; its steps: "
+                              f"{', '.join(s.id for s in campaign.steps)}")
+    audience = load_audience(project, today)
+    renderer = Renderer(project)
+    targets: list[tuple[str | None, str, dict[str, object], str, bool]] = []
+    if email is not None:
+        person = audience.by_email().get(email.strip().lower())
+        if person is None:
+            raise LdmailError(f"{email} is not in {audience.source} (or its row was rejected; "
+                              "see 'ldmail audience')")
+        targets.append((person.persona, language or person.language, person.attributes,
+                        person.email, True))
+    else:
+        personas = [persona_id] if persona_id else (campaign.audience.personas
+                                                     or list(project.audiences.personas))
+        for name in personas:
+            if name not in project.audiences.personas:
+                raise LdmailError(f"no persona '{name}'; personas: "
+                                  f"{', '.join(project.audiences.personas)}")
+            lang = language or project.settings.default_language
+            real = _first(audience, name, lang)
+            attributes = real.attributes if real else sample_person(project, lang, today)
+            targets.append((name, lang, attributes, str(attributes["email"]), real is not None))
+    items: list[PreviewItem] = []
+    for step in steps:
+        for persona, lang, attributes, recipient, is_real in targets:
+            model = project.audiences.personas.get(persona) if persona else None
+            rendered = renderer.render(campaign_id, campaign, step, attributes, persona, model,
+                                       lang)
+            items.append(PreviewItem(step, persona, lang, recipient, is_real, rendered))
+    return items

@@ -1,0 +1,28 @@
+"""`ldmail init`: a small campaign repository that validates and previews out of the box."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from .errors import LdmailError
+
+SCAFFOLD = Path(__file__).with_name("scaffold")
+
+
+def init_project(target: Path) -> list[Path]:
+    """Copy the scaffold into `target`; refuses to overwrite any existing file."""
+    files = sorted(p for p in SCAFFOLD.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    clashes = [target / p.relative_to(SCAFFOLD) for p in files
+               if (target / p.relative_to(SCAFFOLD)).exists()]
+    if clashes:
+        raise LdmailError(
+            f"{clashes[0]} already exists; 'ldmail init' never overwrites files: choose an "
+            "empty or new folder")
+    written: list[Path] = []
+    for source in files:
+        destination = target / source.relative_to(SCAFFOLD)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, destination)
+        written.append(destination)
+    return written
