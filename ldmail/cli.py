@@ -51,7 +51,10 @@ def console(stderr: bool = False) -> Console:
     from rich.console import Console
 
     # Errors stay one line each (soft wrap) so `file:line: message` can be grepped.
-    return Console(stderr=stderr, highlight=False, soft_wrap=stderr)
+    probe = Console(stderr=stderr)
+    # Piped output (cron mail, CI logs) gets room for full addresses and timestamps.
+    width = None if probe.is_terminal else 160
+    return Console(stderr=stderr, highlight=False, soft_wrap=stderr, width=width)
 
 
 @dataclass(frozen=True)
@@ -244,3 +247,182 @@ def preview(
             path = folder / f"{campaign}-{item.step.id}-{item.persona or 'none'}-{item.language}.html"
             path.write_text(item.rendered.html, encoding="utf-8")
             out.print(f"HTML written to {path}")
+
+
+DbOption = Annotated[
+    Path | None,
+    typer.Option("--db", help="Ledger file [default: .ldmail/ledger.db in the project].",
+                 dir_okay=False, show_default=False),
+]
+CampaignOption = Annotated[str | None, typer.Option("--campaign", "-c",
+                                                    help="Only this campaign.")]
+
+
+def _print_summary(summary: Any) -> None:
+    out = console()
+    verb = "would send" if summary.dry_run else "sent"
+    out.print(f"{verb} {summary.sent} · waiting for send window {summary.waiting_window} · "
+              f"retry later {summary.deferred} · failed {summary.failed} · "
+              f"unknown {summary.unknown_total}")
+    details = []
+    if summary.enrolled or summary.exited:
+        details.append(f"enrolled {summary.enrolled}, left {summary.exited}")
+    if summary.held_by_limit:
+        details.append(f"{summary.held_by_limit} held back by --limit")
+    if summary.held_by_cap:
+        details.append(f"{summary.held_by_cap} held back by the daily cap")
+    if summary.requeued_unknown:
+        details.append(f"{summary.requeued_unknown} unknown message(s) queued to resend")
+    if details:
+        out.print("; ".join(details))
+    err = console(stderr=True)
+    if summary.unknown_found:
+        err.print(f"warning: {summary.unknown_found} message(s) were being sent when an earlier "
+                  "run stopped; they may or may not have arrived and are marked unknown. "
+                  "Check with 'ldmail history', then resend with 'ldmail send --resend-unknown' "
+                  "if they did not arrive.")
+    for failure in summary.failures[:20]:
+        err.print(f"failed: {failure.campaign}/{failure.step} to {failure.email}: "
+                  f"{_escape(failure.reason)}")
+    if len(summary.failures) > 20:
+        err.print(f"… and {len(summary.failures) - 20} more failures (see 'ldmail history')")
+    if summary.stopped:
+        err.print(f"stopped early: {summary.stopped}")
+
+
+@app.command()
+def send(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be sent; change "
+                                                             "nothing.")] = False,
+    campaign: CampaignOption = None,
+    limit: Annotated[int | None, typer.Option(help="Send at most N messages this run.", min=0)]
+    = None,
+    resend_unknown: Annotated[bool, typer.Option(
+        "--resend-unknown", help="Send again messages an interrupted run left unknown.")] = False,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for another running send.")] = 0,
+    db: DbOption = None,
+    project: ProjectOption = None,
+    now: NowOption = None,
+) -> None:
+    """Enrol newly matching people, then deliver everything due now. Safe to run from cron."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from .config import load_project
+    from .deliver import send as run_send
+    from .errors import LedgerBusy
+
+    with invocation(project, now) as inv:
+        loaded = load_project(inv.root)
+        err = console(stderr=True)
+        with Progress(TextColumn("sending"), BarColumn(), MofNCompleteColumn(), console=err,
+                      transient=True, disable=not err.is_terminal) as bar:
+            task = bar.add_task("send", total=None)
+
+            def advance(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            try:
+                summary = run_send(loaded, inv.now, db=db, dry_run=dry_run, campaign=campaign,
+                                   limit=limit, resend_unknown=resend_unknown, wait=wait,
+                                   progress=advance)
+            except LedgerBusy as exc:
+                console().print(str(exc), soft_wrap=True)
+                return
+    _print_summary(summary)
+    if not summary.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def plan(
+    days: Annotated[int, typer.Option(help="How many days ahead to show.", min=1)] = 14,
+    campaign: CampaignOption = None,
+    show: Annotated[int, typer.Option(help="List at most this many sends.")] = 100,
+    db: DbOption = None,
+    project: ProjectOption = None,
+    now: NowOption = None,
+) -> None:
+    """The upcoming sends: who gets which step when, without sending or changing anything."""
+    from rich.table import Table
+
+    from .config import load_project
+    from .plan import build_plan
+
+    with invocation(project, now) as inv:
+        loaded = load_project(inv.root)
+        result = build_plan(loaded, inv.now, days, db=db, campaign=campaign)
+    out = console()
+    per_day: dict[str, dict[str, int]] = {}
+    for item in result.sends:
+        day = item.local.strftime("%a %Y-%m-%d")
+        key = f"{item.campaign}/{item.step}"
+        per_day.setdefault(day, {}).setdefault(key, 0)
+        per_day[day][key] += 1
+    summary = Table(title=f"Sends per day until {result.until:%Y-%m-%d}", title_justify="left")
+    summary.add_column("day")
+    summary.add_column("campaign/step")
+    summary.add_column("messages", justify="right")
+    for day, steps in per_day.items():
+        for index, (key, count) in enumerate(sorted(steps.items())):
+            summary.add_row(day if index == 0 else "", key, str(count))
+    out.print(summary)
+    if result.sends:
+        table = Table(title=f"First {min(show, len(result.sends))} of {len(result.sends)} sends",
+                      title_justify="left")
+        for column in ("when (local)", "campaign", "step", "person", "persona", "lang"):
+            table.add_column(column)
+        for item in result.sends[:show]:
+            table.add_row(item.local.strftime("%a %d %b %H:%M %Z"), item.campaign,
+                          item.step + (" (retry)" if item.retry else ""), item.email,
+                          item.persona or "", item.language)
+        out.print(table)
+    out.print(f"{len(result.sends)} sends planned; {result.new_enrolments} people would be "
+              f"enrolled now; {result.holdout} active holdout members are never mailed")
+
+
+@app.command()
+def history(
+    email: Annotated[str, typer.Argument(help="The person's e-mail address.")],
+    db: DbOption = None,
+    project: ProjectOption = None,
+    now: NowOption = None,
+) -> None:
+    """Every message, enrolment and suppression the ledger holds for one person."""
+    from rich.table import Table
+
+    from .config import load_project
+    from .deliver import ledger_path
+    from .ledger import Ledger
+
+    with invocation(project, now) as inv:
+        loaded = load_project(inv.root)
+        ledger = Ledger(ledger_path(loaded, db), readonly=True)
+        address = email.strip().lower()
+        enrolments = ledger.rows("SELECT * FROM enrolments WHERE email = ? ORDER BY enrolled_at",
+                                 (address,))
+        messages = ledger.rows("SELECT * FROM messages WHERE email = ? ORDER BY "
+                               "coalesce(sent_at, claimed_at), id", (address,))
+        suppression = ledger.rows("SELECT * FROM suppressions WHERE email = ?", (address,))
+        ledger.close()
+    out = console()
+    if not (enrolments or messages or suppression):
+        out.print(f"The ledger holds nothing for {_escape(address)}.")
+        return
+    table = Table(title=f"Enrolments of {address}", title_justify="left")
+    for column in ("campaign", "enrolled", "group", "persona", "state", "reason"):
+        table.add_column(column)
+    for row in enrolments:
+        table.add_row(row["campaign"], row["enrolled_at"], row["grp"], row["persona"] or "",
+                      row["state"], row["exit_reason"] or "")
+    out.print(table)
+    table = Table(title=f"Messages to {address}", title_justify="left")
+    for column in ("campaign", "step", "state", "attempts", "due", "sent", "message-id",
+                   "error"):
+        table.add_column(column, overflow="fold")
+    for row in messages:
+        table.add_row(row["campaign"], row["step"], row["state"], str(row["attempts"]),
+                      row["due_at"], row["sent_at"] or "", row["message_id"] or "",
+                      _escape(row["error"] or ""))
+    out.print(table)
+    for row in suppression:
+        out.print(f"Suppressed since {row['created_at']}: {_escape(row['reason'])}")

@@ -1,0 +1,174 @@
+"""The SQLite ledger: the one record of who was enrolled in what and who received which step."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database, Migrations
+
+from .errors import LdmailError
+
+# Message states. A message is `claimed` before it is handed to the transport; a claim found
+# by a later run was interrupted mid-send and becomes `unknown` (never resent silently).
+CLAIMED, SENT, UNKNOWN, DEFERRED, FAILED = "claimed", "sent", "unknown", "deferred", "failed"
+# Enrolment states.
+ACTIVE, COMPLETED, CONVERTED, LEFT = "active", "completed", "converted", "left"
+TREATMENT, HOLDOUT = "treatment", "holdout"
+
+migrations = Migrations("ldmail")
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    db.execute("""
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)""")
+    db.execute("""
+        CREATE TABLE people (
+            email TEXT PRIMARY KEY, name TEXT, language TEXT, persona TEXT,
+            timezone TEXT, first_seen TEXT NOT NULL, last_seen TEXT NOT NULL)""")
+    db.execute("""
+        CREATE TABLE enrolments (
+            campaign TEXT NOT NULL, email TEXT NOT NULL, enrolled_at TEXT NOT NULL,
+            anchor_at TEXT NOT NULL, grp TEXT NOT NULL, persona TEXT, language TEXT,
+            state TEXT NOT NULL, exit_reason TEXT, exited_at TEXT,
+            PRIMARY KEY (campaign, email))""")
+    db.execute("CREATE INDEX enrolments_state ON enrolments (state)")
+    db.execute("""
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY, campaign TEXT NOT NULL, step TEXT NOT NULL,
+            email TEXT NOT NULL, due_at TEXT NOT NULL, state TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0, message_id TEXT, error TEXT,
+            claimed_at TEXT, sent_at TEXT, next_attempt_at TEXT, run_id INTEGER,
+            UNIQUE (campaign, step, email))""")
+    db.execute("CREATE INDEX messages_state ON messages (state)")
+    db.execute("CREATE INDEX messages_email ON messages (email)")
+    db.execute("""
+        CREATE TABLE suppressions (
+            email TEXT PRIMARY KEY, reason TEXT NOT NULL, source TEXT, created_at TEXT NOT NULL)""")
+    db.execute("""
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY, email TEXT NOT NULL, event TEXT NOT NULL,
+            object TEXT NOT NULL DEFAULT '', occurred_at TEXT NOT NULL, source TEXT,
+            UNIQUE (email, event, object, occurred_at))""")
+    db.execute("CREATE INDEX events_email ON events (email)")
+    db.execute("""
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY, command TEXT NOT NULL, started_at TEXT NOT NULL,
+            finished_at TEXT, now TEXT NOT NULL, pid INTEGER, status TEXT, summary TEXT)""")
+
+
+class LedgerError(LdmailError):
+    "The ledger file cannot be opened or used."
+
+
+def _create_private(path: Path) -> None:
+    """Create the ledger's folder and file readable by the owner only: it holds personal data."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not path.exists():
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+        os.close(fd)
+
+
+class Ledger:
+    """A connection to the ledger with the queries the rest of ldmail needs."""
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        self.path = path
+        try:
+            if readonly and not path.exists():
+                conn = sqlite3.connect(":memory:", isolation_level=None)
+            else:
+                _create_private(path)
+                conn = sqlite3.connect(str(path), timeout=30, isolation_level=None,
+                                       check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout = 30000")
+            if not readonly:
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+            self.db = Database(conn)
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise LedgerError(
+                f"{path}: cannot use the ledger ({exc}); if the file is damaged, restore it "
+                "from a backup or move it aside (a new ledger forgets who received what)"
+            ) from None
+        except OSError as exc:
+            raise LedgerError(f"{path}: cannot create the ledger ({exc.strerror})") from None
+
+    def _migrate(self) -> None:
+        conn = self.db.conn
+        if not migrations.pending(self.db):
+            return
+        # IMMEDIATE takes the write lock first, so two processes never apply a migration twice.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            migrations.apply(self.db)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Database]:
+        with self.db.atomic():
+            yield self.db
+
+    def rows(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[dict[str, Any]]:
+        cursor = self.db.conn.execute(sql, params)
+        names = [c[0] for c in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def execute(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> int:
+        """Run one write statement (committed at once); returns the number of rows changed."""
+        return self.db.conn.execute(sql, params).rowcount
+
+    # -- keys -------------------------------------------------------------------------------
+
+    def secret(self) -> bytes:
+        """A random key kept in the ledger, for unsubscribe tokens and erased addresses."""
+        rows = self.rows("SELECT value FROM meta WHERE key = 'secret'")
+        if rows:
+            return bytes.fromhex(rows[0]["value"])
+        self.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('secret', ?)",
+                     (secrets.token_hex(32),))
+        return bytes.fromhex(self.rows("SELECT value FROM meta WHERE key = 'secret'")[0]["value"])
+
+    def address_hash(self, email: str) -> str:
+        return hmac.new(self.secret(), email.lower().encode(), hashlib.sha256).hexdigest()[:32]
+
+    # -- runs -------------------------------------------------------------------------------
+
+    def start_run(self, command: str, started_at: str, now: str) -> int:
+        cursor = self.db.conn.execute(
+            "INSERT INTO runs (command, started_at, now, pid, status) VALUES (?, ?, ?, ?, ?)",
+            (command, started_at, now, os.getpid(), "running"))
+        return int(cursor.lastrowid or 0)
+
+    def finish_run(self, run_id: int, finished_at: str, status: str, summary: str) -> None:
+        self.execute("UPDATE runs SET finished_at = ?, status = ?, summary = ? WHERE id = ?",
+                     (finished_at, status, summary, run_id))
+
+    # -- suppressions and events ------------------------------------------------------------
+
+    def suppressed(self) -> set[str]:
+        return {r["email"] for r in self.rows("SELECT email FROM suppressions")}
+
+    def suppress(self, email: str, reason: str, source: str, at: str) -> bool:
+        return self.execute(
+            "INSERT OR IGNORE INTO suppressions (email, reason, source, created_at) "
+            "VALUES (?, ?, ?, ?)", (email, reason, source, at)) == 1
+
+    def goal_events(self, event: str) -> list[dict[str, Any]]:
+        return self.rows("SELECT email, object, occurred_at FROM events WHERE event = ? "
+                         "ORDER BY occurred_at", (event,))

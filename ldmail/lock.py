@@ -1,0 +1,48 @@
+"""A lock file so that two `ldmail send` runs never work the same ledger at once."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from pathlib import Path
+from types import TracebackType
+
+from .errors import LedgerBusy
+
+
+class SendLock:
+    """An exclusive advisory lock; the kernel drops it when the process dies, even by SIGKILL."""
+
+    def __init__(self, path: Path, wait: float = 0.0) -> None:
+        self.path = path
+        self.wait = wait
+        self.fd: int | None = None
+
+    def __enter__(self) -> SendLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
+        deadline = time.monotonic() + self.wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                    os.close(fd)
+                    raise LedgerBusy(
+                        f"another ldmail send is running on this ledger (pid {holder}); this "
+                        "run did nothing and the next one will pick up what is due") from None
+                time.sleep(0.05)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self.fd = fd
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None

@@ -1,0 +1,115 @@
+"""When a step is due, and when it may go out: send windows in the reader's own time zone."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from .models import Campaign, SendWindow, Step
+
+
+def in_holdout(campaign_id: str, email: str, share: float) -> bool:
+    """Deterministic control-group membership: the same person lands in the same group always."""
+    if share <= 0:
+        return False
+    digest = hashlib.sha256(f"{campaign_id}\x00{email.lower()}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < share
+
+
+def _local(day: date, at: time, zone: ZoneInfo) -> datetime:
+    """A wall-clock time on a day; in a DST gap it moves forward to a time that exists."""
+    moment = datetime.combine(day, at, tzinfo=zone)
+    round_trip = moment.astimezone(UTC).astimezone(zone)
+    if round_trip.replace(tzinfo=None) != moment.replace(tzinfo=None):
+        return round_trip if round_trip > moment.replace(fold=1) else moment.replace(fold=1)
+    return moment
+
+
+def next_window_open(moment: datetime, window: SendWindow, zone: ZoneInfo | None = None) -> datetime:
+    """The earliest instant at or after `moment` that falls inside the send window (in UTC)."""
+    zone = zone or window.timezone
+    start, end = window.hours
+    local = moment.astimezone(zone)
+    for offset in range(8):
+        day = local.date() + timedelta(days=offset)
+        if day.weekday() not in window.days:
+            continue
+        opens, closes = _local(day, start, zone), _local(day, end, zone)
+        if offset == 0 and opens <= local < closes:
+            return moment.astimezone(UTC)
+        if local < opens:
+            return opens.astimezone(UTC)
+    raise AssertionError("a send window has at least one day a week")  # pragma: no cover
+
+
+def in_window(moment: datetime, window: SendWindow, zone: ZoneInfo | None = None) -> bool:
+    return next_window_open(moment, window, zone) == moment.astimezone(UTC)
+
+
+def anchor_moment(campaign: Campaign, anchor_value: object, enrolled_at: datetime,
+                  zone: ZoneInfo | None) -> datetime | None:
+    """Day 0 for one person: their anchor date at midnight local time, or enrolment time."""
+    if campaign.anchor is None:
+        return enrolled_at
+    if not isinstance(anchor_value, date):
+        return None
+    local_zone = zone or campaign.send_window.timezone
+    return _local(anchor_value, time(0), local_zone).astimezone(UTC)
+
+
+def campaign_is_open(campaign: Campaign, now: datetime) -> bool:
+    """Enrolment is open from `starts` to `ends` (inclusive), in the campaign's time zone."""
+    today = now.astimezone(campaign.send_window.timezone).date()
+    return campaign.starts <= today and (campaign.ends is None or today <= campaign.ends)
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """What the ledger knows about one step for one person."""
+
+    state: str
+    at: datetime | None
+    next_attempt_at: datetime | None = None
+    attempts: int = 0
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A step that has not gone out yet, and when it will."""
+
+    step: Step
+    due_at: datetime
+    send_at: datetime
+    retry: bool = False
+    attempts: int = 0
+
+
+DONE_STATES = frozenset({"sent", "failed", "unknown", "claimed"})
+
+
+def upcoming(campaign: Campaign, anchor_at: datetime, history: dict[str, StepRecord],
+             zone: ZoneInfo | None, now: datetime) -> list[Planned]:
+    """Every step not yet sent, in order, with the moment each will go out.
+
+    A step is due at day 0 + `after`, but never sooner than `min_gap` after the step
+    before it went out, so a person who joins late catches up one message at a time.
+    """
+    planned: list[Planned] = []
+    previous: datetime | None = None
+    for step in campaign.steps:
+        record = history.get(step.id)
+        if record is not None and record.state in DONE_STATES:
+            previous = record.at or previous
+            continue
+        due = anchor_at + step.after
+        if previous is not None:
+            due = max(due, previous + campaign.min_gap)
+        retry = record is not None and record.state == "deferred"
+        if retry and record is not None and record.next_attempt_at is not None:
+            due = max(due, record.next_attempt_at)
+        send_at = next_window_open(max(due, now), campaign.send_window, zone)
+        planned.append(Planned(step, due, send_at, retry, record.attempts if record else 0))
+        previous = send_at
+    return planned
