@@ -124,7 +124,8 @@ def read_rows(path: Path, display: str, encoding: str | None = None,
     try:
         header = [h.strip() for h in next(reader)]
     except StopIteration:
-        raise ConfigError([Problem(display, 1, "the file is empty; it needs a header row")]) from None
+        raise ConfigError([Problem(display, 1, "the file is empty; it needs a header row")]) \
+            from None
     except csv.Error as exc:
         raise ConfigError([Problem(display, 1, f"unreadable CSV header: {exc}")]) from None
 

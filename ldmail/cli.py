@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -244,7 +244,8 @@ def preview(
         if html:
             folder = inv.root / ".ldmail" / "preview"
             folder.mkdir(parents=True, exist_ok=True)
-            path = folder / f"{campaign}-{item.step.id}-{item.persona or 'none'}-{item.language}.html"
+            name = f"{campaign}-{item.step.id}-{item.persona or 'none'}-{item.language}.html"
+            path = folder / name
             path.write_text(item.rendered.html, encoding="utf-8")
             out.print(f"HTML written to {path}")
 
@@ -426,3 +427,36 @@ def history(
     out.print(table)
     for row in suppression:
         out.print(f"Suppressed since {row['created_at']}: {_escape(row['reason'])}")
+
+
+@app.command()
+def run(
+    interval: Annotated[str | None, typer.Option(
+        help="Time between runs, e.g. 5m [default: run.interval in ldmail.yaml, or 5m].")] = None,
+    runs: Annotated[int | None, typer.Option(help="Stop after this many runs.", min=1)] = None,
+    db: DbOption = None,
+    project: ProjectOption = None,
+    now: NowOption = None,
+) -> None:
+    """Keep sending what is due on an interval; stops cleanly on SIGTERM or Ctrl-C."""
+    import logging
+    from datetime import UTC, datetime, timedelta
+
+    from rich.logging import RichHandler
+
+    from .service import run_forever
+    from .units import parse_duration
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s",
+                        handlers=[RichHandler(console=console(stderr=True), show_path=False)])
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    with invocation(project, now) as inv:
+        from .errors import LdmailError
+
+        try:
+            every = parse_duration(interval) if interval else None
+        except ValueError as exc:
+            raise LdmailError(f"--interval: {exc}") from None
+        shift = inv.now - datetime.now(UTC) if (now or GLOBALS.now) else None
+        run_forever(inv.root, every, db=db, shift=shift or timedelta(0),
+                    max_runs=runs)

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from .errors import ConfigError, Problem, ProjectNotFound
 from .models import DERIVED_ATTRIBUTES, Audiences, Campaign, Settings
-from .yamlfile import LocatedYaml, Loc, load_yaml
+from .yamlfile import Loc, LocatedYaml, load_yaml
 
 SETTINGS_FILE = "ldmail.yaml"
 AUDIENCES_FILE = "audiences.yaml"
@@ -127,9 +127,16 @@ def validate_model(model: type[M], source: LocatedYaml, problems: list[Problem])
         return model.model_validate(data)
     except ValidationError as exc:
         seen: set[tuple[int, str]] = set()
-        for error in exc.errors():
-            loc = tuple(p for p in error["loc"] if not _is_union_tag(p))
-            error = {**error, "loc": loc}
+        errors: list[dict[str, Any]] = [
+            {**e, "loc": tuple(p for p in e["loc"] if not _is_union_tag(p))} for e in exc.errors()]
+        # A typo'd key also makes the real key "missing"; the typo message already says it.
+        suggested = {(e["loc"][:-1], close) for e in errors if e["type"] == "extra_forbidden"
+                     for close in difflib.get_close_matches(
+                         str(e["loc"][-1]), _fields_at(model, e["loc"][:-1]), n=1, cutoff=0.6)}
+        for error in errors:
+            loc = error["loc"]
+            if error["type"] == "missing" and (loc[:-1], loc[-1]) in suggested:
+                continue
             line = source.line_of(loc)
             message = _message(model, error)
             if (line, message) not in seen:

@@ -34,7 +34,7 @@ from .ledger import (
 )
 from .lock import SendLock
 from .message import HeaderInjection, build_message, new_message_id, parse_sender
-from .render import RenderError, Renderer
+from .render import Renderer, RenderError
 from .schedule import Planned, StepRecord, upcoming
 from .transport import Outcome, Transport, open_transport
 

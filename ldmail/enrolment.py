@@ -67,7 +67,8 @@ def _goal_index(ledger: Ledger, project: Project) -> dict[str, set[str]]:
         if goal is None:
             continue
         if goal.event not in by_event:
-            by_event[goal.event] = [(r["email"], r["object"]) for r in ledger.goal_events(goal.event)]
+            by_event[goal.event] = [(r["email"], r["object"])
+                                    for r in ledger.goal_events(goal.event)]
         reached[campaign_id] = {email for email, obj in by_event[goal.event]
                                 if goal.object is None or fnmatchcase(obj, goal.object)}
     return reached

@@ -38,10 +38,14 @@ Weekdays = Annotated[
                     "examples": ["mon-fri"]}),
 ]
 Weekday = Annotated[
-    int, BeforeValidator(units.parse_weekday), WithJsonSchema({"type": "string", "examples": ["fri"]})
+    int,
+    BeforeValidator(units.parse_weekday),
+    WithJsonSchema({"type": "string", "examples": ["fri"]}),
 ]
 TimeOfDay = Annotated[
-    time, BeforeValidator(units.parse_time), WithJsonSchema({"type": "string", "pattern": r"^\d{1,2}:\d{2}$"})
+    time,
+    BeforeValidator(units.parse_time),
+    WithJsonSchema({"type": "string", "pattern": r"^\d{1,2}:\d{2}$"}),
 ]
 HourRange = Annotated[
     tuple[time, time],
@@ -54,7 +58,9 @@ TimeZone = Annotated[
     WithJsonSchema({"type": "string", "examples": ["Europe/Amsterdam"]}),
 ]
 Rate = Annotated[
-    float, BeforeValidator(units.parse_rate), WithJsonSchema({"type": "string", "examples": ["30/min"]})
+    float,
+    BeforeValidator(units.parse_rate),
+    WithJsonSchema({"type": "string", "examples": ["30/min"]}),
 ]
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
 

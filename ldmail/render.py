@@ -144,7 +144,8 @@ class Renderer:
                 return self.env.get_template(LAYOUT_NAME)
             return self.env.from_string(_BUILTIN_LAYOUT.read_text(encoding="utf-8"))
         except TemplateSyntaxError as exc:
-            raise RenderError(f"{TEMPLATES_DIR}/{LAYOUT_NAME}", exc.lineno, exc.message) from None
+            raise RenderError(f"{TEMPLATES_DIR}/{LAYOUT_NAME}", exc.lineno,
+                              exc.message or "syntax error") from None
 
     def resolve(self, template: str, language: str) -> tuple[str, str]:
         """The template file for a language, falling back to the default language."""
@@ -152,10 +153,10 @@ class Renderer:
             name = f"{candidate}/{template}.md"
             if (self.templates_dir / name).is_file():
                 return name, candidate
-        raise RenderError(
-            f"{TEMPLATES_DIR}/{self.project.settings.default_language}/{template}.md", None,
-            f"template '{template}' not found for language '{language}' nor the default "
-            f"'{self.project.settings.default_language}'; create it or fix the step's template")
+        fallback = f"{TEMPLATES_DIR}/{self.project.settings.default_language}/{template}.md"
+        raise RenderError(fallback, None,
+                          f"template '{template}' not found: create {fallback} (the fallback "
+                          "for every language) or fix the step's template")
 
     def _load(self, name: str) -> Template:
         display = f"{TEMPLATES_DIR}/{name}"

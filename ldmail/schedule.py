@@ -27,7 +27,8 @@ def _local(day: date, at: time, zone: ZoneInfo) -> datetime:
     return moment
 
 
-def next_window_open(moment: datetime, window: SendWindow, zone: ZoneInfo | None = None) -> datetime:
+def next_window_open(moment: datetime, window: SendWindow,
+                     zone: ZoneInfo | None = None) -> datetime:
     """The earliest instant at or after `moment` that falls inside the send window (in UTC)."""
     zone = zone or window.timezone
     start, end = window.hours

@@ -6,7 +6,6 @@ import errno
 import ipaddress
 import os
 import smtplib
-import socket
 import ssl
 import time
 from dataclasses import dataclass
@@ -149,11 +148,11 @@ class Smtp:
             raise TransportFatal(f"smtp {where}: TLS failed ({exc.reason}); nothing was sent") \
                 from None
         except smtplib.SMTPConnectError as exc:
-            raise ConnectionError(f"{where} refused the connection: {exc.smtp_code} "
-                                  f"{exc.smtp_error.decode('utf-8', 'replace')}") from None
+            raise ConnectionError(f"{where} refused the connection: "
+                                  f"{_classify(exc.smtp_code, exc.smtp_error).reason}") from None
         except smtplib.SMTPResponseException as exc:
-            raise ConnectionError(f"{where}: {exc.smtp_code} "
-                                  f"{exc.smtp_error.decode('utf-8', 'replace')}") from None
+            raise ConnectionError(f"{where}: {_classify(exc.smtp_code, exc.smtp_error).reason}") \
+                from None
         except (OSError, smtplib.SMTPException) as exc:
             raise ConnectionError(f"cannot connect to {where}: {exc}") from None
         return connection
@@ -183,7 +182,7 @@ class Smtp:
         except smtplib.SMTPResponseException as exc:
             self._reset()
             return _classify(exc.smtp_code, exc.smtp_error)
-        except (smtplib.SMTPServerDisconnected, OSError, socket.timeout) as exc:
+        except (TimeoutError, smtplib.SMTPServerDisconnected, OSError) as exc:
             self._drop()
             return Outcome("temporary", f"connection lost: {exc or type(exc).__name__}")
         return Outcome("sent")

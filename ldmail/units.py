@@ -51,7 +51,8 @@ def parse_percentage(value: object) -> float:
             number = -1.0
         if 0 <= number < 100:
             return number / 100
-    raise ValueError(f"'{value}' is not a percentage; write it with a % sign, from 0% to 99%, e.g. 10%")
+    raise ValueError(
+        f"'{value}' is not a percentage; write it with a % sign, from 0% to 99%, e.g. 10%")
 
 
 def parse_weekdays(value: object) -> tuple[int, ...]:
@@ -68,7 +69,8 @@ def parse_weekdays(value: object) -> tuple[int, ...]:
         bounds = part.lower().split("-")
         if len(bounds) > 2 or any(b[:3] not in WEEKDAYS or len(b) < 3 for b in bounds):
             raise ValueError(
-                f"'{part}' is not a weekday; use mon, tue, wed, thu, fri, sat, sun or a range mon-fri"
+                f"'{part}' is not a weekday; use mon, tue, wed, thu, fri, sat, sun "
+                "or a range mon-fri"
             )
         first, last = WEEKDAYS.index(bounds[0][:3]), WEEKDAYS.index(bounds[-1][:3])
         span = range(first, last + 1) if first <= last else [*range(first, 7), *range(0, last + 1)]

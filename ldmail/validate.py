@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from .audience import AudienceResult, Person, load_audience
-from .config import CampaignFile, Project, load_project
-from .errors import ConfigError, Problem
-from .render import MAX_SUBJECT, RenderError, Renderer
+from .config import AUDIENCES_FILE, CampaignFile, Project, load_project
+from .errors import ConfigError, LdmailError, Problem
+from .render import MAX_SUBJECT, Renderer, RenderError
 
 
 @dataclass
@@ -109,10 +109,13 @@ def validate(root: Path, today: date) -> Report:
         return report
     report.problems.extend(project.problems)
     audience: AudienceResult | None = None
-    try:
-        audience = load_audience(project, today)
-    except ConfigError as exc:
-        report.problems.extend(exc.problems)
+    if not any(p.file == AUDIENCES_FILE for p in project.problems):
+        try:
+            audience = load_audience(project, today)
+        except ConfigError as exc:
+            report.problems.extend(exc.problems)
+        except LdmailError as exc:
+            report.problems.append(Problem(AUDIENCES_FILE, None, str(exc)))
     if audience is not None and audience.rejected:
         report.warnings.append(Problem(
             audience.source, audience.rejected[0].row,

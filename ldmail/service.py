@@ -1,0 +1,78 @@
+"""`ldmail run`: the send job on an interval, in-process, until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import FrameType
+
+from .config import load_project
+from .deliver import SendSummary, send
+from .errors import LdmailError
+
+log = logging.getLogger("ldmail.run")
+
+
+def run_forever(root: Path, interval: timedelta | None, *, db: Path | None = None,
+                shift: timedelta = timedelta(0), max_runs: int | None = None,
+                report: Callable[[SendSummary], None] | None = None) -> int:
+    """Run `send` now and then every `interval`; returns the number of runs done.
+
+    A stop request lets the message in hand finish and be recorded, so no claim is left
+    open; the rest waits for the next start.
+    """
+    from apscheduler.executors.pool import ThreadPoolExecutor
+    from apscheduler.schedulers.blocking import BlockingScheduler
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    stop = threading.Event()
+    runs = 0
+    every = interval or load_project(root).settings.run.interval
+    scheduler = BlockingScheduler(executors={"default": ThreadPoolExecutor(1)}, timezone=UTC)
+
+    def job() -> None:
+        nonlocal runs
+        now = datetime.now(UTC) + shift
+        try:
+            project = load_project(root)  # re-read: campaigns may change between runs
+            summary = send(project, now, db=db, stop=stop)
+        except LdmailError as exc:
+            log.error("run failed: %s", exc)
+        else:
+            log.info("run at %s: sent %d, waiting %d, retry later %d, failed %d, unknown %d",
+                     now.isoformat(timespec="seconds"), summary.sent, summary.waiting_window,
+                     summary.deferred, summary.failed, summary.unknown_total)
+            if report is not None:
+                report(summary)
+        runs += 1
+        if max_runs is not None and runs >= max_runs:
+            stop.set()
+            scheduler.shutdown(wait=False)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s; finishing the message in hand, then stopping",
+                 signal.Signals(signum).name)
+        stop.set()
+        if scheduler.running:
+            scheduler.shutdown(wait=False)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    scheduler.add_job(job, IntervalTrigger(seconds=every.total_seconds()), id="send",
+                      next_run_time=datetime.now(UTC), max_instances=1, coalesce=True,
+                      misfire_grace_time=None)
+    log.info("sending every %s; stop with Ctrl-C or SIGTERM", every)
+    try:
+        scheduler.start()
+    finally:
+        # shutdown(wait=False) returns at once; wait here for the job in hand to finish.
+        executor = scheduler._executors.get("default")
+        if executor is not None:
+            executor._pool.shutdown(wait=True)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    log.info("stopped after %d run(s)", runs)
+    return runs

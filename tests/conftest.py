@@ -1,0 +1,56 @@
+"""Shared fixtures: a scaffolded project in tmp_path and a way to run the real CLI."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ldmail.cli import app
+
+REPO = Path(__file__).resolve().parent.parent
+
+Cli = Callable[..., "CliResult"]
+
+
+class CliResult:
+    def __init__(self, exit_code: int, stdout: str, stderr: str) -> None:
+        self.exit_code, self.stdout, self.stderr = exit_code, stdout, stderr
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+@pytest.fixture
+def cli() -> Cli:
+    """Invoke `ldmail ARGS…` in-process, as a user would type it."""
+
+    def invoke(*args: str | Path) -> CliResult:
+        result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+        return CliResult(result.exit_code, result.stdout, result.stderr)
+
+    return invoke
+
+
+@pytest.fixture
+def project(tmp_path: Path, cli: Cli) -> Path:
+    """A fresh `ldmail init` project."""
+    target = tmp_path / "repo"
+    assert cli("init", target).exit_code == 0
+    return target
+
+
+@pytest.fixture
+def example(tmp_path: Path) -> Path:
+    """A copy of the shipped example at the repository's top level."""
+    target = tmp_path / "example"
+    target.mkdir()
+    for name in ("ldmail.yaml", "audiences.yaml", "people.csv"):
+        shutil.copy(REPO / name, target / name)
+    for name in ("campaigns", "templates"):
+        shutil.copytree(REPO / name, target / name)
+    return target

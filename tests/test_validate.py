@@ -1,0 +1,126 @@
+"""`ldmail validate` through the real CLI: clean projects pass, each mistake is located."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from .conftest import Cli
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+def test_fresh_init_validates(project: Path, cli: Cli) -> None:
+    result = cli("validate", "--project", project)
+    assert result.exit_code == 0, result.output
+    assert "ok: 1 campaign(s), 16 renders checked" in result.stdout
+
+
+def test_shipped_example_validates(example: Path, cli: Cli) -> None:
+    result = cli("validate", "--project", example, "--now", "2026-12-01")
+    assert result.exit_code == 0, result.output
+    assert "ok:" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "expected"),
+    [
+        ("campaigns/welcome.yaml", "after: 3d", "afer: 3d",
+         r"campaigns/welcome\.yaml:13: unknown key 'afer' \(did you mean 'after'\?\)"),
+        ("campaigns/welcome.yaml", "after: 3d", "after: 3 days",
+         r"campaigns/welcome\.yaml:13: .*'3 days' is not a duration; write a number and a unit"),
+        ("campaigns/welcome.yaml", "compelled, newcomer", "compelled, newcomr",
+         r"campaigns/welcome\.yaml:5: unknown persona 'newcomr'; did you mean 'newcomer'\?"),
+        ("templates/en/welcome/first-course.md", "{{ person.first_name }},",
+         "{{ person.frist_name }},",
+         r"templates/en/welcome/first-course\.md:5: undefined variable: .*'frist_name'"),
+        ("templates/nl/welcome/hello.md", "{% block wiifm %}{{ persona.wiifm }}",
+         "{% block wiifm %}{% if persona.id != 'newcomer' %}{{ persona.wiifm }}{% endif %}",
+         r"templates/nl/welcome/hello\.md:3: step 'hello' gives persona 'newcomer' \(nl\) no "
+         r"WIIFM passage; write one"),
+        ("campaigns/welcome.yaml", "timezone: Europe/Amsterdam", "timezone: Europe/Amsterdm",
+         r"campaigns/welcome\.yaml:10: .*'Europe/Amsterdm' is not an IANA time zone \(did you "
+         r"mean 'Europe/Amsterdam'\?\)"),
+        ("campaigns/welcome.yaml", "holdout: 10%", "holdout: 10",
+         r"campaigns/welcome\.yaml:7: .*write it with a % sign"),
+        ("campaigns/welcome.yaml", "days: mon-fri", "days: mon-fry",
+         r"campaigns/welcome\.yaml:10: .*'mon-fry' is not a weekday"),
+        ("audiences.yaml", "match: \"tenure_days < 120\"", "match: \"tenure < 120\"",
+         r"audiences\.yaml:\d+: expression uses unknown attribute 'tenure'"),
+        ("audiences.yaml", "match: \"tenure_days < 120\"", "match: \"tenure_days <\"",
+         r"audiences\.yaml:\d+: .*invalid expression"),
+        ("campaigns/welcome.yaml", "template: welcome/first-course", "template: welcome/first",
+         r"campaigns/welcome\.yaml:13: template 'welcome/first' not found"),
+        ("templates/en/welcome/hello.md", "{% block subject %}", "{% block subject %}{% if %}",
+         r"templates/en/welcome/hello\.md:1: template syntax error"),
+        ("campaigns/welcome.yaml", "phase: activate", "phase: activate\n  bad: [",
+         r"campaigns/welcome\.yaml:\d+: YAML syntax error"),
+    ],
+)
+def test_mistakes_are_located(project: Path, cli: Cli, file: str, old: str, new: str,
+                              expected: str) -> None:
+    edit(project / file, old, new)
+    result = cli("validate", "--project", project)
+    assert result.exit_code == 1
+    assert re.search(expected, result.stdout), result.stdout
+    assert "Traceback" not in result.output
+
+
+def test_all_errors_reported_at_once(project: Path, cli: Cli) -> None:
+    edit(project / "campaigns/welcome.yaml", "after: 3d", "afer: 3d")
+    edit(project / "campaigns/welcome.yaml", "compelled, newcomer", "compelled, newcomr")
+    edit(project / "campaigns/welcome.yaml", "after: 0d", "after: soon")
+    result = cli("validate", "--project", project)
+    assert result.exit_code == 1
+    assert "unknown key 'afer'" in result.stdout
+    assert "unknown persona 'newcomr'" in result.stdout
+    assert "'soon' is not a duration" in result.stdout
+    assert "error(s)" in result.stdout
+
+
+def test_subject_too_long(project: Path, cli: Cli) -> None:
+    edit(project / "templates/en/welcome/hello.md", "your learning platform is open",
+         "x" * 130)
+    result = cli("validate", "--project", project)
+    assert result.exit_code == 1
+    assert "templates/en/welcome/hello.md:1: subject for persona" in result.stdout
+
+
+def test_sandbox_blocks_python_internals(project: Path, cli: Cli) -> None:
+    edit(project / "templates/en/welcome/hello.md", "{{ person.first_name }},",
+         "{{ ''.__class__.__mro__[1].__subclasses__() }},")
+    result = cli("validate", "--project", project)
+    assert result.exit_code == 1
+    assert "blocked by the sandbox" in result.stdout
+    assert "subclasses" not in result.stdout.split("blocked by the sandbox")[1].split("\n")[0] \
+        or "unsafe" in result.stdout
+
+
+def test_sandbox_blocks_expression_escape(project: Path, cli: Cli) -> None:
+    edit(project / "audiences.yaml", "match: \"true\"",
+         "match: \"department.__class__.__base__.__subclasses__() != []\"")
+    result = cli("audience", "--project", project)
+    assert result.exit_code == 1
+    assert "blocked by the sandbox" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_github_and_json_formats(project: Path, cli: Cli) -> None:
+    edit(project / "campaigns/welcome.yaml", "after: 3d", "afer: 3d")
+    github = cli("validate", "--project", project, "--format", "github")
+    assert github.exit_code == 1
+    assert "::error file=campaigns/welcome.yaml,line=13::unknown key 'afer'" in github.stdout
+    as_json = cli("validate", "--project", project, "--format", "json")
+    assert '"line": 13' in as_json.stdout and '"ok": false' in as_json.stdout
+
+
+def test_not_a_project(tmp_path: Path, cli: Cli) -> None:
+    result = cli("validate", "--project", tmp_path)
+    assert result.exit_code == 1
+    assert "no audiences.yaml or campaigns/ here" in result.stderr
