@@ -36,6 +36,16 @@ LAYOUT_NAME = "_layout.html"
 MAX_SUBJECT = 120
 _BUILTIN_LAYOUT = Path(__file__).with_name("layout.html")
 _HREF = re.compile(r'href="(https?://[^"]+)"')
+# The footer every message carries, in the reader's language (English when we have none).
+FOOTERS = {
+    "en": {"part_of": "You receive this as part of", "unsubscribe": "Unsubscribe",
+           "rest": "from these learning e-mails.",
+           "text": "Unsubscribe from these learning e-mails:"},
+    "nl": {"part_of": "Je ontvangt dit als onderdeel van", "unsubscribe": "Afmelden",
+           "rest": "voor deze leer-e-mails.", "text": "Afmelden voor deze leer-e-mails:"},
+    "de": {"part_of": "Sie erhalten diese Nachricht im Rahmen von", "unsubscribe": "Abmelden",
+           "rest": "von diesen Lern-E-Mails.", "text": "Von diesen Lern-E-Mails abmelden:"},
+}
 
 
 class RenderError(LdmailError):
@@ -228,17 +238,16 @@ class Renderer:
         wiifm_html = tag_links(self._markdown.render(parts["wiifm"]), utm)
         subject = _one_line(parts["subject"])
         preheader = _one_line(parts["preheader"])
+        footer = FOOTERS.get(used_language, FOOTERS["en"])
         page = self._layout.render(
-            subject=subject, preheader=preheader, wiifm=Markup(wiifm_html),
+            subject=subject, preheader=preheader, wiifm=Markup(wiifm_html), footer=footer,
             content=Markup(body_html), unsubscribe_url=unsubscribe_url,
             organisation=settings.organisation, campaign=values["campaign"],
             person=values["person"], language=used_language)
         wiifm_text = html_to_text(wiifm_html)
         text = "\n\n".join(part for part in (wiifm_text, html_to_text(body_html)) if part)
-        footer = f"Unsubscribe from these learning e-mails: {unsubscribe_url}" \
-            if unsubscribe_url and unsubscribe_url != "#" else ""
-        if footer:
-            text = f"{text}\n\n-- \n{footer}"
+        if unsubscribe_url and unsubscribe_url != "#":
+            text = f"{text}\n\n-- \n{footer['text']} {unsubscribe_url}"
         return Rendered(subject=subject, preheader=preheader, wiifm=wiifm_text,
                         html=self._inliner.inline(page), text=text + "\n",
                         template_file=display, language=used_language)

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 from .errors import LdmailError
+from .schema import SCHEMA_DIR, write_schemas
 
 SCAFFOLD = Path(__file__).with_name("scaffold")
 
@@ -25,4 +26,6 @@ def init_project(target: Path) -> list[Path]:
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, destination)
         written.append(destination)
+    # Generated, not copied, so the schemas always match this version of ldmail.
+    written.extend(write_schemas(target / SCHEMA_DIR))
     return written

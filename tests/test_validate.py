@@ -32,11 +32,11 @@ def test_shipped_example_validates(example: Path, cli: Cli) -> None:
     ("file", "old", "new", "expected"),
     [
         ("campaigns/welcome.yaml", "after: 3d", "afer: 3d",
-         r"campaigns/welcome\.yaml:13: unknown key 'afer' \(did you mean 'after'\?\)"),
+         r"campaigns/welcome\.yaml:14: unknown key 'afer' \(did you mean 'after'\?\)"),
         ("campaigns/welcome.yaml", "after: 3d", "after: 3 days",
-         r"campaigns/welcome\.yaml:13: .*'3 days' is not a duration; write a number and a unit"),
+         r"campaigns/welcome\.yaml:14: .*'3 days' is not a duration; write a number and a unit"),
         ("campaigns/welcome.yaml", "compelled, newcomer", "compelled, newcomr",
-         r"campaigns/welcome\.yaml:5: unknown persona 'newcomr'; did you mean 'newcomer'\?"),
+         r"campaigns/welcome\.yaml:6: unknown persona 'newcomr'; did you mean 'newcomer'\?"),
         ("templates/en/welcome/first-course.md", "{{ person.first_name }},",
          "{{ person.frist_name }},",
          r"templates/en/welcome/first-course\.md:5: undefined variable: .*'frist_name'"),
@@ -45,18 +45,18 @@ def test_shipped_example_validates(example: Path, cli: Cli) -> None:
          r"templates/nl/welcome/hello\.md:3: step 'hello' gives persona 'newcomer' \(nl\) no "
          r"WIIFM passage; write one"),
         ("campaigns/welcome.yaml", "timezone: Europe/Amsterdam", "timezone: Europe/Amsterdm",
-         r"campaigns/welcome\.yaml:10: .*'Europe/Amsterdm' is not an IANA time zone \(did you "
+         r"campaigns/welcome\.yaml:11: .*'Europe/Amsterdm' is not an IANA time zone \(did you "
          r"mean 'Europe/Amsterdam'\?\)"),
         ("campaigns/welcome.yaml", "holdout: 10%", "holdout: 10",
-         r"campaigns/welcome\.yaml:7: .*write it with a % sign"),
+         r"campaigns/welcome\.yaml:8: .*write it with a % sign"),
         ("campaigns/welcome.yaml", "days: mon-fri", "days: mon-fry",
-         r"campaigns/welcome\.yaml:10: .*'mon-fry' is not a weekday"),
+         r"campaigns/welcome\.yaml:11: .*'mon-fry' is not a weekday"),
         ("audiences.yaml", "match: \"tenure_days < 120\"", "match: \"tenure < 120\"",
          r"audiences\.yaml:\d+: expression uses unknown attribute 'tenure'"),
         ("audiences.yaml", "match: \"tenure_days < 120\"", "match: \"tenure_days <\"",
          r"audiences\.yaml:\d+: .*invalid expression"),
         ("campaigns/welcome.yaml", "template: welcome/first-course", "template: welcome/first",
-         r"campaigns/welcome\.yaml:13: template 'welcome/first' not found"),
+         r"campaigns/welcome\.yaml:14: template 'welcome/first' not found"),
         ("templates/en/welcome/hello.md", "{% block subject %}", "{% block subject %}{% if %}",
          r"templates/en/welcome/hello\.md:1: template syntax error"),
         ("campaigns/welcome.yaml", "phase: activate", "phase: activate\n  bad: [",
@@ -115,9 +115,9 @@ def test_github_and_json_formats(project: Path, cli: Cli) -> None:
     edit(project / "campaigns/welcome.yaml", "after: 3d", "afer: 3d")
     github = cli("validate", "--project", project, "--format", "github")
     assert github.exit_code == 1
-    assert "::error file=campaigns/welcome.yaml,line=13::unknown key 'afer'" in github.stdout
+    assert "::error file=campaigns/welcome.yaml,line=14::unknown key 'afer'" in github.stdout
     as_json = cli("validate", "--project", project, "--format", "json")
-    assert '"line": 13' in as_json.stdout and '"ok": false' in as_json.stdout
+    assert '"line": 14' in as_json.stdout and '"ok": false' in as_json.stdout
 
 
 def test_not_a_project(tmp_path: Path, cli: Cli) -> None:

@@ -1,0 +1,129 @@
+"""`ldmail preview --out DIR`: a static gallery of every campaign × step × persona × language.
+
+Every page is plain HTML with inline CSS and relative links, so the folder works offline and as
+a CI artefact.
+"""
+
+from __future__ import annotations
+
+import html
+import shutil
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from .config import Project
+from .preview import PreviewItem, build_preview
+from .units import format_duration
+
+_STYLE = """
+body { font-family: system-ui, -apple-system, Segoe UI, Roboto, sans-serif; margin: 0;
+       color: #1d2733; background: #f6f7f9; }
+header { background: #1f3a4d; color: #fff; padding: 20px 32px; }
+header h1 { margin: 0; font-size: 22px; } header p { margin: 4px 0 0; opacity: .8; }
+main { padding: 24px 32px; }
+h2 { margin: 32px 0 8px; font-size: 19px; } h2 small { font-weight: normal; color: #5b6775; }
+table { border-collapse: collapse; width: 100%; background: #fff; font-size: 14px; }
+th, td { text-align: left; padding: 7px 10px; border-bottom: 1px solid #e3e6ea;
+         vertical-align: top; }
+th { background: #eef1f4; font-weight: 600; }
+a { color: #1f6f8b; }
+.timeline { display: flex; gap: 8px; flex-wrap: wrap; margin: 8px 0 12px; }
+.timeline span { background: #fff; border: 1px solid #d6dbe0; border-radius: 14px;
+                 padding: 3px 10px; font-size: 13px; }
+.frames { display: flex; gap: 24px; align-items: flex-start; flex-wrap: wrap; }
+.frames figure { margin: 0; } .frames figcaption { font-size: 13px; color: #5b6775; }
+iframe { background: #fff; border: 1px solid #d6dbe0; border-radius: 6px; height: 900px; }
+pre { white-space: pre-wrap; background: #fff; border: 1px solid #d6dbe0; padding: 14px;
+      max-width: 560px; font-size: 13px; line-height: 1.45; border-radius: 6px; }
+dl { display: grid; grid-template-columns: max-content 1fr; gap: 4px 14px; font-size: 14px; }
+dt { color: #5b6775; }
+"""
+
+
+@dataclass(frozen=True)
+class GalleryEntry:
+    campaign: str
+    item: PreviewItem
+    page: str
+    mail: str
+
+
+def _page(title: str, body: str) -> str:
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>"
+            f"<body>{body}</body></html>\n")
+
+
+def _message_page(project: Project, entry: GalleryEntry) -> str:
+    item = entry.item
+    campaign = project.campaign(entry.campaign)
+    rendered = item.rendered
+    facts = [("Campaign", f"{campaign.title} ({entry.campaign})"), ("Step", item.step.id),
+             ("Sent", f"{format_duration(item.step.after)} after day 0"),
+             ("Persona", item.persona or "(none)"), ("Language", item.language),
+             ("From", campaign.sender), ("To", item.recipient),
+             ("Subject", rendered.subject), ("Preheader", rendered.preheader),
+             ("Template", rendered.template_file)]
+    rows = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in facts)
+    body = (f'<header><h1>{html.escape(rendered.subject)}</h1><p><a style="color:#fff" '
+            f'href="index.html">← all messages</a></p></header><main><dl>{rows}</dl>'
+            f'<div class="frames"><figure><figcaption>Desktop (680 px)</figcaption>'
+            f'<iframe src="{entry.mail}" width="680" title="desktop"></iframe></figure>'
+            f'<figure><figcaption>Mobile (375 px)</figcaption>'
+            f'<iframe src="{entry.mail}" width="375" title="mobile"></iframe></figure>'
+            f"<figure><figcaption>Text part</figcaption><pre>{html.escape(rendered.text)}"
+            f"</pre></figure></div></main>")
+    return _page(rendered.subject, body)
+
+
+def _index(project: Project, entries: list[GalleryEntry]) -> str:
+    sections = []
+    for campaign_id, file in project.campaigns.items():
+        campaign = file.model
+        mine = [e for e in entries if e.campaign == campaign_id]
+        timeline = "".join(
+            f"<span>day {format_duration(s.after)} · {html.escape(s.id)}"
+            f"{' · calendar invite' if s.calendar else ''}</span>" for s in campaign.steps)
+        rows = "".join(
+            f"<tr><td>{html.escape(e.item.step.id)}</td>"
+            f"<td>{format_duration(e.item.step.after)}</td>"
+            f"<td>{html.escape(e.item.persona or '')}</td><td>{e.item.language}</td>"
+            f'<td><a href="{e.page}">{html.escape(e.item.rendered.subject)}</a></td>'
+            f"<td>{html.escape(e.item.rendered.preheader)}</td></tr>" for e in mine)
+        sections.append(
+            f'<h2 id="{campaign_id}">{html.escape(campaign.title)} <small>{campaign_id} · '
+            f"{campaign.phase} · starts {campaign.starts} · holdout {campaign.holdout:.0%}"
+            f'</small></h2><div class="timeline">{timeline}</div><table><thead><tr><th>step</th>'
+            f"<th>day</th><th>persona</th><th>lang</th><th>subject</th><th>preheader</th></tr>"
+            f"</thead><tbody>{rows}</tbody></table>")
+    title = project.settings.organisation or "Campaign"
+    body = (f"<header><h1>{html.escape(title)}: campaign preview</h1>"
+            f"<p>{len(entries)} messages · {len(project.campaigns)} campaigns · every step for "
+            f"every persona and language</p></header><main>{''.join(sections)}</main>")
+    return _page(f"{title}: campaign preview", body)
+
+
+def write_gallery(project: Project, folder: Path, today: date) -> list[GalleryEntry]:
+    """Render everything into `folder` (replacing an earlier gallery there)."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    (folder / "mail").mkdir(parents=True)
+    entries: list[GalleryEntry] = []
+    for campaign_id, file in project.campaigns.items():
+        personas = file.model.audience.personas or list(project.audiences.personas)
+        for persona in personas:
+            for language in project.settings.languages:
+                for item in build_preview(project, campaign_id, today, persona_id=persona,
+                                          language=language):
+                    stem = f"{campaign_id}--{item.step.id}--{persona}--{language}"
+                    entry = GalleryEntry(campaign_id, item, f"{stem}.html", f"mail/{stem}.html")
+                    (folder / entry.mail).write_text(item.rendered.html, encoding="utf-8")
+                    entries.append(entry)
+    entries.sort(key=lambda e: (e.campaign, e.item.step.after, e.item.persona or "",
+                                e.item.language))
+    for entry in entries:
+        (folder / entry.page).write_text(_message_page(project, entry), encoding="utf-8")
+    (folder / "index.html").write_text(_index(project, entries), encoding="utf-8")
+    return entries
