@@ -24,6 +24,29 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+def _root(ctx: typer.Context) -> Path:
+    project = ctx.params.get("project")
+    return Path(project) if project else GLOBALS.project
+
+
+def _complete_campaign(ctx: typer.Context, incomplete: str) -> list[str]:
+    from .completion import campaign_ids
+
+    return campaign_ids(_root(ctx), incomplete)
+
+
+def _complete_step(ctx: typer.Context, incomplete: str) -> list[str]:
+    from .completion import step_ids
+
+    return step_ids(_root(ctx), ctx.params.get("campaign"), incomplete)
+
+
+def _complete_persona(ctx: typer.Context, incomplete: str) -> list[str]:
+    from .completion import persona_names
+
+    return persona_names(_root(ctx), incomplete)
+
+
 ProjectOption = Annotated[
     Path | None,
     typer.Option("--project", "-p", help="Campaign repository folder [default: current folder].",
@@ -209,13 +232,20 @@ def audience(
 
 @app.command()
 def preview(
-    campaign: Annotated[str, typer.Argument(help="Campaign id (its file name without .yaml).")],
-    step: Annotated[str | None, typer.Option(help="Only this step id.")] = None,
-    persona: Annotated[str | None, typer.Option(help="Only this persona.")] = None,
+    campaign: Annotated[str | None, typer.Argument(
+        help="Campaign id (its file name without .yaml).",
+        autocompletion=_complete_campaign)] = None,
+    step: Annotated[str | None, typer.Option(help="Only this step id.",
+                                             autocompletion=_complete_step)] = None,
+    persona: Annotated[str | None, typer.Option(help="Only this persona.",
+                                                autocompletion=_complete_persona)] = None,
     person: Annotated[str | None, typer.Option(help="Render for this person's address.")] = None,
     lang: Annotated[str | None, typer.Option(help="Language to render in.")] = None,
     html: Annotated[bool, typer.Option("--html", help="Also write each HTML part to a file.")]
     = False,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Write a static HTML gallery of every campaign, step, persona and "
+        "language to this folder (give no CAMPAIGN).", file_okay=False)] = None,
     project: ProjectOption = None,
     now: NowOption = None,
 ) -> None:
@@ -227,8 +257,17 @@ def preview(
 
     if persona and person:
         raise typer.BadParameter("give --persona or --person, not both", param_hint="--person")
+    if (campaign is None) == (out is None):
+        raise typer.BadParameter("give a CAMPAIGN, or --out DIR for the whole gallery")
     with invocation(project, now) as inv:
         loaded = load_project(inv.root)
+        if out is not None:
+            from .gallery import write_gallery
+
+            entries = write_gallery(loaded, out, inv.now.date())
+            console().print(f"Gallery of {len(entries)} messages written to {out / 'index.html'}")
+            return
+        assert campaign is not None
         items = build_preview(loaded, campaign, inv.now.date(), step_id=step, persona_id=persona,
                               email=person, language=lang)
         sender = loaded.campaign(campaign).sender
@@ -255,8 +294,8 @@ DbOption = Annotated[
     typer.Option("--db", help="Ledger file [default: .ldmail/ledger.db in the project].",
                  dir_okay=False, show_default=False),
 ]
-CampaignOption = Annotated[str | None, typer.Option("--campaign", "-c",
-                                                    help="Only this campaign.")]
+CampaignOption = Annotated[str | None, typer.Option("--campaign", "-c", help="Only this campaign.",
+                                                    autocompletion=_complete_campaign)]
 
 
 def _print_summary(summary: Any) -> None:
@@ -460,3 +499,146 @@ def run(
         shift = inv.now - datetime.now(UTC) if (now or GLOBALS.now) else None
         run_forever(inv.root, every, db=db, shift=shift or timedelta(0),
                     max_runs=runs)
+
+
+events_app = typer.Typer(help="Goal events from the LMS or a Learning Record Store.",
+                         no_args_is_help=True)
+app.add_typer(events_app, name="events")
+
+
+@events_app.command("import")
+def events_import(
+    file: Annotated[Path, typer.Argument(help="LMS CSV export, or xAPI statements (.json).",
+                                         dir_okay=False)],
+    kind: Annotated[str, typer.Option("--kind", help="auto, csv or xapi.")] = "auto",
+    db: DbOption = None,
+    project: ProjectOption = None,
+    now: NowOption = None,
+) -> None:
+    """Record goal events; re-importing a file adds nothing twice. Bad rows are listed."""
+    from .config import load_project
+    from .deliver import ledger_path
+    from .events import import_events
+    from .ledger import Ledger
+
+    if kind not in {"auto", "csv", "xapi"}:
+        raise typer.BadParameter("use auto, csv or xapi", param_hint="--kind")
+    with invocation(project, now) as inv:
+        loaded = load_project(inv.root)
+        ledger = Ledger(ledger_path(loaded, db))
+        try:
+            result = import_events(ledger, file, kind=kind)
+        finally:
+            ledger.close()
+    out = console()
+    out.print(f"{result.source} ({result.kind}): {result.added} event(s) added, "
+              f"{result.already_known} already recorded, {len(result.skipped)} skipped")
+    for skipped in result.skipped[:50]:
+        out.print(f"  {skipped.position}: {_escape(skipped.reason)}", soft_wrap=True)
+    if len(result.skipped) > 50:
+        out.print(f"  … and {len(result.skipped) - 50} more")
+
+
+@app.command()
+def report(
+    campaign: Annotated[str | None, typer.Argument(help="Only this campaign.",
+                                                   autocompletion=_complete_campaign)] = None,
+    output: Annotated[str, typer.Option("--format", help="table, csv, json or html.")] = "table",
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write to this file.",
+                                                  dir_okay=False)] = None,
+    db: DbOption = None,
+    project: ProjectOption = None,
+    now: NowOption = None,
+) -> None:
+    """Funnel per step, and goal conversion of the mailed group against the holdout."""
+    from .config import load_project
+    from .report import build_report, to_csv, to_json
+
+    if output not in {"table", "csv", "json", "html"}:
+        raise typer.BadParameter("use table, csv, json or html", param_hint="--format")
+    with invocation(project, now) as inv:
+        loaded = load_project(inv.root)
+        result = build_report(loaded, inv.now, db=db, campaign=campaign)
+    if output == "table":
+        _print_report(result)
+        return
+    if output == "html":
+        from .report_html import to_html
+
+        text = to_html(result)
+    else:
+        text = to_csv(result) if output == "csv" else to_json(result) + "\n"
+    if out_file is None:
+        sys.stdout.write(text)
+    else:
+        out_file.write_text(text, encoding="utf-8")
+        console().print(f"Report written to {out_file}")
+
+
+def _pp(value: float | None) -> str:
+    return "–" if value is None else f"{value * 100:+.1f} pp"
+
+
+def _rate(converted: int, total: int) -> str:
+    return f"{converted}/{total} ({converted / total:.1%})" if total else "–"
+
+
+def _print_report(result: Any) -> None:
+    from rich.table import Table
+
+    out = console()
+    for item in result.campaigns:
+        out.print(f"\n[bold]{_escape(item.title)}[/bold] ({item.id}, {item.phase}) — "
+                  f"{item.enrolled} enrolled: {item.treatment} mailed, {item.holdout} holdout")
+        steps = Table(title="Messages per step", title_justify="left")
+        for column in ("step", "sent", "failed", "unknown", "pending"):
+            steps.add_column(column, justify="left" if column == "step" else "right")
+        for step in item.steps:
+            steps.add_row(step.step, str(step.sent), str(step.failed), str(step.unknown),
+                          str(step.pending))
+        out.print(steps)
+        if item.overall is None:
+            out.print("No goal set: add goal: {event: …} to measure conversion.")
+            continue
+        table = Table(title=f"Goal: {item.goal}", title_justify="left")
+        for column in ("segment", "mailed", "holdout", "uplift", "95% interval", "p",
+                       "days to goal", "verdict"):
+            table.add_column(column)
+        for segment in [item.overall, *item.personas]:
+            c = segment.comparison
+            interval = c.interval
+            table.add_row(
+                segment.name, _rate(c.treatment_converted, c.treatment_n),
+                _rate(c.holdout_converted, c.holdout_n), _pp(c.uplift),
+                "–" if interval is None else
+                f"{interval[0] * 100:+.1f} to {interval[1] * 100:+.1f} pp",
+                "–" if c.p_value is None else f"{c.p_value:.3f}",
+                "–" if segment.median_days_treatment is None else
+                f"{segment.median_days_treatment:g}",
+                c.verdict, style="bold" if segment.name == "all" else None)
+        out.print(table)
+    from .stats import MIN_EXPECTED, MIN_GROUP
+
+    out.print(f"Uplift: mailed minus holdout conversion; interval: 95% Wald; p: two-proportion "
+              f"z-test. 'Too small' means under {MIN_GROUP} people or {MIN_EXPECTED} "
+              "conversions (or non-conversions) in a group: no conclusion either way.")
+
+
+@app.command()
+def schema(
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Folder to write the schemas to [default: schemas/ in the project].",
+        file_okay=False)] = None,
+    project: ProjectOption = None,
+    now: NowOption = None,
+) -> None:
+    """Write JSON Schemas of campaign, audiences and settings files, for editor completion."""
+    from .schema import SCHEMA_DIR, write_schemas
+
+    with invocation(project, now) as inv:
+        written = write_schemas(out or inv.root / SCHEMA_DIR)
+    out_console = console()
+    for path in written:
+        out_console.print(f"wrote {path}")
+    out_console.print("Point your editor at them with a first line such as\n"
+                      "  # yaml-language-server: $schema=../schemas/campaign.schema.json")

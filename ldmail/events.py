@@ -1,0 +1,189 @@
+"""Goal events from an LMS CSV export or xAPI statements, recorded once each."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .audience import normalise_email, read_rows
+from .clock import iso
+from .errors import LdmailError
+from .ledger import Ledger
+
+# Header names we recognise in LMS exports (English and Dutch), lower-cased.
+CSV_COLUMNS = {
+    "email": ("email", "e-mail", "mail", "user email", "learner email", "e-mailadres"),
+    "event": ("event", "verb", "status", "action", "gebeurtenis", "actie"),
+    "object": ("object", "course", "course id", "course_id", "activity", "cursus", "training"),
+    "timestamp": ("timestamp", "date", "time", "occurred_at", "datetime", "datum", "tijdstip"),
+}
+_TIME_FORMATS = ("%d-%m-%Y %H:%M:%S", "%d-%m-%Y %H:%M", "%d-%m-%Y", "%d/%m/%Y %H:%M",
+                 "%d/%m/%Y", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M")
+
+
+@dataclass(frozen=True)
+class Event:
+    email: str
+    event: str
+    object: str
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class Skipped:
+    position: str
+    reason: str
+
+
+@dataclass
+class ImportResult:
+    source: str
+    kind: str
+    added: int = 0
+    already_known: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+def parse_timestamp(text: str) -> datetime:
+    """ISO 8601 (xAPI) or the day-first formats LMS exports use; no zone means UTC."""
+    text = text.strip()
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        for fmt in _TIME_FORMATS:
+            try:
+                moment = datetime.strptime(text, fmt)
+                break
+            except ValueError:
+                continue
+        else:
+            raise ValueError(f"unreadable timestamp '{text}'") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def verb_name(verb_id: str) -> str:
+    """`http://adlnet.gov/expapi/verbs/registered` -> `registered`."""
+    return verb_id.rstrip("/").rsplit("/", 1)[-1].lower()
+
+
+def _from_csv(path: Path, display: str) -> Iterator[tuple[str, Event | str]]:
+    header, rows = read_rows(path, display)
+    lowered = [h.lower() for h in header]
+    positions: dict[str, int] = {}
+    for name, options in CSV_COLUMNS.items():
+        index = next((lowered.index(o) for o in options if o in lowered), None)
+        if index is None:
+            raise LdmailError(f"{display}: no {name} column; name one of: "
+                              f"{', '.join(options)} (found: {', '.join(header)})")
+        positions[name] = index
+    for line, cells in rows:
+        where = f"row {line}"
+        try:
+            values = {k: cells[i].strip() if i < len(cells) else "" for k, i in positions.items()}
+            email = normalise_email(values["email"])
+            if not values["event"]:
+                raise ValueError("empty event")
+            yield where, Event(email, verb_name(values["event"]), values["object"],
+                               parse_timestamp(values["timestamp"]))
+        except ValueError as exc:
+            yield where, str(exc)
+
+
+def _actor_email(actor: Any) -> str:
+    if not isinstance(actor, dict):
+        raise ValueError("no actor")
+    mbox = actor.get("mbox")
+    if isinstance(mbox, str) and mbox.lower().startswith("mailto:"):
+        return normalise_email(mbox[7:])
+    account = actor.get("account")
+    if isinstance(account, dict) and "@" in str(account.get("name", "")):
+        return normalise_email(str(account["name"]))
+    raise ValueError("actor has no mbox (mailto:) and no account named by an e-mail address")
+
+
+def statement_event(statement: Any) -> Event:
+    """One xAPI statement as a goal event; raises ValueError naming what is missing."""
+    if not isinstance(statement, dict):
+        raise ValueError("not a JSON object")
+    verb = statement.get("verb")
+    if not isinstance(verb, dict) or not isinstance(verb.get("id"), str):
+        raise ValueError("no verb.id")
+    target = statement.get("object")
+    if not isinstance(target, dict) or not isinstance(target.get("id"), str):
+        raise ValueError("no object.id")
+    stamp = statement.get("timestamp") or statement.get("stored")
+    if not isinstance(stamp, str):
+        raise ValueError("no timestamp")
+    return Event(_actor_email(statement.get("actor")), verb_name(verb["id"]), target["id"],
+                 parse_timestamp(stamp))
+
+
+def _from_xapi(path: Path, display: str) -> Iterator[tuple[str, Event | str]]:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LdmailError(f"{display}: cannot read ({exc})") from None
+    stripped = text.lstrip()
+    items: list[tuple[str, Any]] = []
+    if stripped.startswith("[") or stripped.startswith("{\"statements\""):
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise LdmailError(f"{display}:{exc.lineno}: invalid JSON ({exc.msg}); export the "
+                              "statements as a JSON array or one statement per line") from None
+        statements = document.get("statements", []) if isinstance(document, dict) else document
+        items = [(f"statement {i}", s) for i, s in enumerate(statements, start=1)]
+    else:
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                items.append((f"line {number}", json.loads(line)))
+            except json.JSONDecodeError as exc:
+                items.append((f"line {number}", f"\x00invalid JSON ({exc.msg})"))
+    for where, statement in items:
+        if isinstance(statement, str) and statement.startswith("\x00"):
+            yield where, statement[1:]
+            continue
+        try:
+            yield where, statement_event(statement)
+        except ValueError as exc:
+            yield where, str(exc)
+
+
+def detect_kind(path: Path) -> str:
+    if path.suffix.lower() in {".json", ".jsonl", ".ndjson"}:
+        return "xapi"
+    return "csv"
+
+
+def import_events(ledger: Ledger, path: Path, *, kind: str = "auto",
+                  display: str | None = None) -> ImportResult:
+    """Add the file's events to the ledger; events already recorded are not added again."""
+    if not path.is_file():
+        raise LdmailError(f"{path}: file not found")
+    display = display or str(path)
+    kind = detect_kind(path) if kind == "auto" else kind
+    source = _from_xapi(path, display) if kind == "xapi" else _from_csv(path, display)
+    result = ImportResult(display, kind)
+    good: list[Event] = []
+    for where, item in source:
+        if isinstance(item, str):
+            result.skipped.append(Skipped(where, item))
+        else:
+            good.append(item)
+    with ledger.transaction() as db:
+        for event in good:
+            cursor = db.conn.execute(
+                "INSERT OR IGNORE INTO events (email, event, object, occurred_at, source)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (event.email, event.event, event.object, iso(event.occurred_at), path.name))
+            if cursor.rowcount:
+                result.added += 1
+            else:
+                result.already_known += 1
+    return result

@@ -1,0 +1,200 @@
+"""`ldmail report`: the funnel per step and the uplift against the holdout, per persona."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any
+
+from .clock import from_iso, iso
+from .config import Project
+from .deliver import ledger_path
+from .ledger import FAILED, HOLDOUT, SENT, UNKNOWN, Ledger
+from .stats import Comparison
+
+ALL = "all"
+
+
+@dataclass(frozen=True)
+class StepFunnel:
+    step: str
+    sent: int
+    failed: int
+    unknown: int
+    pending: int
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Conversion of one slice of a campaign (everyone, or one persona)."""
+
+    name: str
+    comparison: Comparison
+    median_days_treatment: float | None
+    median_days_holdout: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        c = self.comparison
+        interval = c.interval
+        return {
+            "segment": self.name,
+            "treatment_n": c.treatment_n, "treatment_converted": c.treatment_converted,
+            "treatment_rate": c.treatment_rate,
+            "holdout_n": c.holdout_n, "holdout_converted": c.holdout_converted,
+            "holdout_rate": c.holdout_rate,
+            "uplift_pp": None if c.uplift is None else c.uplift * 100,
+            "ci_low_pp": None if interval is None else interval[0] * 100,
+            "ci_high_pp": None if interval is None else interval[1] * 100,
+            "p_value": c.p_value,
+            "too_small": c.too_small,
+            "verdict": c.verdict,
+            "median_days_to_goal_treatment": self.median_days_treatment,
+            "median_days_to_goal_holdout": self.median_days_holdout,
+        }
+
+
+@dataclass
+class CampaignReport:
+    id: str
+    title: str
+    phase: str
+    goal: str | None
+    enrolled: int
+    treatment: int
+    holdout: int
+    exits: dict[str, int]
+    steps: list[StepFunnel]
+    overall: Segment | None
+    personas: list[Segment]
+    sends_by_day: list[tuple[str, int]]
+    description: str = ""  # the campaign's hypothesis, as written in its YAML
+    holdout_share: float = 0.0  # the configured control-group share (0.1 is 10%)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "campaign": self.id, "title": self.title, "phase": self.phase, "goal": self.goal,
+            "description": self.description, "holdout_share": self.holdout_share,
+            "enrolled": self.enrolled, "treatment": self.treatment, "holdout": self.holdout,
+            "exits": self.exits,
+            "steps": [s.__dict__ for s in self.steps],
+            "conversion": self.overall.as_dict() if self.overall else None,
+            "personas": [p.as_dict() for p in self.personas],
+            "sends_by_day": [{"day": d, "sent": n} for d, n in self.sends_by_day],
+        }
+
+
+@dataclass
+class Report:
+    generated_at: str
+    campaigns: list[CampaignReport] = field(default_factory=list)
+    organisation: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"generated_at": self.generated_at, "organisation": self.organisation,
+                "campaigns": [c.as_dict() for c in self.campaigns]}
+
+
+def _median_days(deltas: list[float]) -> float | None:
+    return round(statistics.median(deltas), 1) if deltas else None
+
+
+def _segment(name: str, enrolments: list[dict[str, Any]],
+             converted_at: dict[str, datetime]) -> Segment:
+    counts = {"treatment": [0, 0], "holdout": [0, 0]}
+    days: dict[str, list[float]] = {"treatment": [], "holdout": []}
+    for row in enrolments:
+        group = "holdout" if row["grp"] == HOLDOUT else "treatment"
+        counts[group][0] += 1
+        reached = converted_at.get(row["email"])
+        if reached is not None:
+            counts[group][1] += 1
+            delta = (reached - from_iso(row["enrolled_at"])).total_seconds() / 86400
+            if delta >= 0:
+                days[group].append(delta)
+    comparison = Comparison(counts["treatment"][0], counts["treatment"][1],
+                            counts["holdout"][0], counts["holdout"][1])
+    return Segment(name, comparison, _median_days(days["treatment"]),
+                   _median_days(days["holdout"]))
+
+
+def build_report(project: Project, now: datetime, *, db: Path | None = None,
+                 campaign: str | None = None) -> Report:
+    """Read the ledger (never write it) and compute every campaign's figures."""
+    ids = [campaign] if campaign else list(project.campaigns)
+    if campaign:
+        project.campaign(campaign)
+    ledger = Ledger(ledger_path(project, db), readonly=True)
+    report = Report(generated_at=iso(now), organisation=project.settings.organisation)
+    try:
+        for campaign_id in ids:
+            model = project.campaigns[campaign_id].model
+            enrolments = ledger.rows("SELECT * FROM enrolments WHERE campaign = ? AND "
+                                     "enrolled_at <= ?", (campaign_id, iso(now)))
+            messages = ledger.rows("SELECT step, state, sent_at FROM messages WHERE campaign = ?",
+                                   (campaign_id,))
+            converted_at: dict[str, datetime] = {}
+            goal = model.goal
+            if goal is not None:
+                for event in ledger.rows("SELECT email, object, occurred_at FROM events WHERE "
+                                         "event = ? AND occurred_at <= ? ORDER BY occurred_at",
+                                         (goal.event, iso(now))):
+                    if goal.object is None or fnmatchcase(event["object"], goal.object):
+                        converted_at.setdefault(event["email"], from_iso(event["occurred_at"]))
+            states = Counter((m["step"], m["state"]) for m in messages)
+            steps = [StepFunnel(s.id, states[(s.id, SENT)], states[(s.id, FAILED)],
+                                states[(s.id, UNKNOWN)],
+                                sum(n for (step, state), n in states.items()
+                                    if step == s.id and state not in (SENT, FAILED, UNKNOWN)))
+                     for s in model.steps]
+            by_day = Counter(m["sent_at"][:10] for m in messages if m["state"] == SENT)
+            personas = sorted({row["persona"] or "" for row in enrolments})
+            report.campaigns.append(CampaignReport(
+                id=campaign_id, title=model.title, phase=model.phase,
+                goal=None if goal is None else f"{goal.event} {goal.object or '(any)'}",
+                enrolled=len(enrolments),
+                treatment=sum(1 for r in enrolments if r["grp"] != HOLDOUT),
+                holdout=sum(1 for r in enrolments if r["grp"] == HOLDOUT),
+                exits=dict(Counter(r["exit_reason"] for r in enrolments if r["exit_reason"])),
+                steps=steps,
+                overall=_segment(ALL, enrolments, converted_at) if goal else None,
+                personas=[_segment(p or "(none)", [r for r in enrolments
+                                                   if (r["persona"] or "") == p], converted_at)
+                          for p in personas] if goal else [],
+                sends_by_day=sorted(by_day.items()),
+                description=model.description.strip(), holdout_share=model.holdout))
+    finally:
+        ledger.close()
+    return report
+
+
+CSV_FIELDS = ["campaign", "record", "step", "sent", "failed", "unknown", "pending", "segment",
+              "treatment_n", "treatment_converted", "treatment_rate", "holdout_n",
+              "holdout_converted", "holdout_rate", "uplift_pp", "ci_low_pp", "ci_high_pp",
+              "p_value", "too_small", "verdict", "median_days_to_goal_treatment",
+              "median_days_to_goal_holdout"]
+
+
+def to_csv(report: Report) -> str:
+    """One row per step (record=step) and one per conversion segment (record=conversion)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    for campaign in report.campaigns:
+        for step in campaign.steps:
+            writer.writerow({"campaign": campaign.id, "record": "step", **step.__dict__})
+        segments = ([campaign.overall] if campaign.overall else []) + campaign.personas
+        for segment in segments:
+            writer.writerow({"campaign": campaign.id, "record": "conversion",
+                             **segment.as_dict()})
+    return buffer.getvalue()
+
+
+def to_json(report: Report) -> str:
+    return json.dumps(report.as_dict(), indent=2, ensure_ascii=False)

@@ -1,0 +1,31 @@
+"""Shell completion offers the project's own campaign ids and persona names."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+
+def complete(project: Path, words: str) -> list[str]:
+    env = {**os.environ, "_LDMAIL_COMPLETE": "complete_bash", "COMP_WORDS": words,
+           "COMP_CWORD": str(len(words.split(" ")) - 1)}
+    command = shutil.which("ldmail") or sys.executable
+    args = [command] if command.endswith("ldmail") else [command, "-m", "ldmail"]
+    result = subprocess.run(args, cwd=project, env=env, capture_output=True, text=True,
+                            timeout=30, check=False)
+    return result.stdout.split()
+
+
+def test_campaign_ids(project: Path) -> None:
+    assert complete(project, "ldmail preview we") == ["welcome"]
+
+
+def test_persona_names(project: Path) -> None:
+    assert complete(project, "ldmail preview welcome --persona n") == ["newcomer"]
+
+
+def test_step_ids(project: Path) -> None:
+    assert complete(project, "ldmail preview welcome --step f") == ["first-course"]
