@@ -446,7 +446,8 @@ def history(
         ledger.close()
     out = console()
     if not (enrolments or messages or suppression):
-        out.print(f"The ledger holds nothing for {_escape(address)}.")
+        # Not echoing the address: after `forget`, no output may show it again.
+        out.print("The ledger holds nothing for this address.")
         return
     table = Table(title=f"Enrolments of {address}", title_justify="left")
     for column in ("campaign", "enrolled", "group", "persona", "state", "reason"):
@@ -642,3 +643,72 @@ def schema(
         out_console.print(f"wrote {path}")
     out_console.print("Point your editor at them with a first line such as\n"
                       "  # yaml-language-server: $schema=../schemas/campaign.schema.json")
+
+
+@app.command()
+def suppress(
+    who: Annotated[str | None, typer.Argument(
+        help="E-mail address, or the token from an unsubscribe mail.")] = None,
+    reason: Annotated[str, typer.Option(help="Why, for the record.")] = "opted out",
+    file: Annotated[Path | None, typer.Option(
+        "--file", help="Import a suppression or bounce list (CSV with an email column).",
+        dir_okay=False)] = None,
+    db: DbOption = None,
+    project: ProjectOption = None,
+    now: NowOption = None,
+) -> None:
+    """Opt a person out for good: no campaign will mail them again."""
+    from .config import load_project
+    from .deliver import ledger_path
+    from .ledger import Ledger
+    from .privacy import import_suppressions, resolve
+    from .privacy import suppress as add_suppression
+
+    if (who is None) == (file is None):
+        raise typer.BadParameter("give an address (or token), or --file LIST")
+    out = console()
+    with invocation(project, now) as inv:
+        ledger = Ledger(ledger_path(load_project(inv.root), db))
+        try:
+            if file is not None:
+                result = import_suppressions(ledger, file, inv.now)
+                out.print(f"{file}: {result.added} address(es) suppressed, {result.already} "
+                          f"already suppressed, {len(result.skipped or [])} row(s) skipped")
+                for line in result.skipped or []:
+                    out.print(f"  {_escape(line)}", soft_wrap=True)
+                return
+            assert who is not None
+            email = resolve(ledger, who)
+            added = add_suppression(ledger, email, reason, "command", inv.now)
+        finally:
+            ledger.close()
+    out.print(f"{email} is {'now' if added else 'already'} suppressed: no campaign mails it.")
+
+
+@app.command()
+def forget(
+    email: Annotated[str, typer.Argument(help="The person's e-mail address.")],
+    db: DbOption = None,
+    project: ProjectOption = None,
+    now: NowOption = None,
+) -> None:
+    """Erase a person's personal data from the ledger; they stay suppressed."""
+    from .config import load_project
+    from .deliver import ledger_path
+    from .ledger import Ledger
+    from .privacy import forget as erase
+    from .privacy import resolve
+
+    with invocation(project, now) as inv:
+        loaded = load_project(inv.root)
+        ledger = Ledger(ledger_path(loaded, db))
+        try:
+            address = resolve(ledger, email)
+            result = erase(ledger, address, inv.now,
+                           loaded.path(loaded.settings.transport.outbox))
+        finally:
+            ledger.close()
+    console().print(
+        f"Forgotten: {result.rows} ledger row(s) now hold only a keyed hash, "
+        f"{result.outbox_files} outbox file(s) deleted. The person stays suppressed; remove "
+        "them from the people export as well.")

@@ -12,6 +12,7 @@ from .config import Project
 from .expressions import evaluate
 from .ledger import ACTIVE, CONVERTED, HOLDOUT, LEFT, TREATMENT, Ledger
 from .models import Campaign
+from .privacy import FORGOTTEN
 from .schedule import anchor_moment, campaign_is_open, in_holdout
 
 
@@ -79,6 +80,11 @@ def sync(project: Project, ledger: Ledger, audience: AudienceResult, now: dateti
     """Bring enrolments in line with the audience; with persist=False nothing is written."""
     result = SyncResult(enrolments=load_enrolments(ledger))
     suppressed = ledger.suppressed()
+    forgotten = {s.removeprefix(FORGOTTEN) for s in suppressed if s.startswith(FORGOTTEN)}
+    if forgotten:
+        # A forgotten person may still be in the HR export; their hash keeps them out.
+        suppressed |= {p.email for p in audience.people
+                       if ledger.address_hash(p.email) in forgotten}
     goals = _goal_index(ledger, project)
     people = audience.by_email()
     for campaign_id, file in project.campaigns.items():

@@ -1,0 +1,120 @@
+"""Opting out for good (`suppress`) and erasing a person from the ledger (`forget`)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from .audience import normalise_email, read_rows
+from .clock import iso
+from .errors import LdmailError
+from .ledger import ACTIVE, LEFT, Ledger
+
+FORGOTTEN = "forgotten:"
+_TOKEN = re.compile(r"^[0-9a-f]{32}$")
+
+
+def resolve(ledger: Ledger, who: str) -> str:
+    """An address, or the unsubscribe token from a List-Unsubscribe mail, as an address."""
+    text = who.strip()
+    if _TOKEN.match(text.lower()):
+        for row in ledger.rows("SELECT email FROM people UNION SELECT email FROM enrolments"):
+            if ledger.address_hash(row["email"]) == text.lower():
+                return str(row["email"])
+        raise LdmailError(f"no person in the ledger has the unsubscribe token {text}")
+    try:
+        return normalise_email(text)
+    except ValueError as exc:
+        raise LdmailError(str(exc)) from None
+
+
+def is_suppressed(ledger: Ledger, email: str, suppressed: set[str]) -> bool:
+    return email in suppressed or FORGOTTEN + ledger.address_hash(email) in suppressed
+
+
+def suppress(ledger: Ledger, email: str, reason: str, source: str, now: datetime) -> bool:
+    """Never mail this address again; ends its active enrolments now. False if already so."""
+    added = ledger.suppress(email, reason, source, iso(now))
+    ledger.execute("UPDATE enrolments SET state = ?, exit_reason = ?, exited_at = ? "
+                   "WHERE email = ? AND state = ?", (LEFT, "suppressed", iso(now), email, ACTIVE))
+    return added
+
+
+@dataclass
+class ImportedSuppressions:
+    added: int = 0
+    already: int = 0
+    skipped: list[str] | None = None
+
+
+def import_suppressions(ledger: Ledger, path: Path, now: datetime) -> ImportedSuppressions:
+    """A bounce or opt-out list: a CSV with an address column (and optionally a reason)."""
+    header, rows = read_rows(path, str(path))
+    lowered = [h.lower() for h in header]
+    column = next((lowered.index(n) for n in ("email", "e-mail", "address", "mail",
+                                               "e-mailadres") if n in lowered), None)
+    if column is None:
+        raise LdmailError(f"{path}: no email column (found: {', '.join(header)})")
+    reason_column = next((lowered.index(n) for n in ("reason", "reden") if n in lowered), None)
+    result = ImportedSuppressions(skipped=[])
+    for line, cells in rows:
+        try:
+            email = normalise_email(cells[column] if column < len(cells) else "")
+        except ValueError as exc:
+            assert result.skipped is not None
+            result.skipped.append(f"row {line}: {exc}")
+            continue
+        reason = cells[reason_column].strip() if reason_column is not None and \
+            reason_column < len(cells) and cells[reason_column].strip() else "suppression list"
+        if suppress(ledger, email, reason, path.name, now):
+            result.added += 1
+        else:
+            result.already += 1
+    return result
+
+
+@dataclass(frozen=True)
+class Forgotten:
+    rows: int
+    outbox_files: int
+
+
+def forget(ledger: Ledger, email: str, now: datetime, outbox: Path | None) -> Forgotten:
+    """Replace the address by a keyed hash everywhere and drop the person's details.
+
+    Message and enrolment rows stay (under the hash) so counts and the report stay true,
+    and a suppression under the hash keeps the person from ever being mailed again.
+    """
+    hashed = FORGOTTEN + ledger.address_hash(email)
+    conn = ledger.db.conn
+    conn.execute("PRAGMA secure_delete = ON")  # freed pages are zeroed, not left readable
+    changed = 0
+    with ledger.transaction() as db:
+        changed += db.conn.execute("DELETE FROM people WHERE email = ?", (email,)).rowcount
+        for table in ("enrolments", "messages", "events"):
+            changed += db.conn.execute(f"UPDATE OR IGNORE {table} SET email = ? WHERE email = ?",
+                                       (hashed, email)).rowcount
+            db.conn.execute(f"DELETE FROM {table} WHERE email = ?", (email,))
+        db.conn.execute("UPDATE messages SET error = '(erased)' WHERE email = ? AND "
+                        "error IS NOT NULL", (hashed,))
+        db.conn.execute("DELETE FROM suppressions WHERE email = ?", (email,))
+        db.conn.execute("INSERT OR IGNORE INTO suppressions (email, reason, source, created_at)"
+                        " VALUES (?, 'forgotten on request', 'forget', ?)", (hashed, iso(now)))
+        for row in ledger.rows("SELECT id, summary FROM runs WHERE summary LIKE ?",
+                               (f"%{email}%",)):
+            db.conn.execute("UPDATE runs SET summary = ? WHERE id = ?",
+                            (row["summary"].replace(email, hashed), row["id"]))
+    # Rewrite the file so no old page, and no write-ahead log, still holds the address.
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.execute("VACUUM")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    removed = 0
+    if outbox is not None and outbox.is_dir():
+        needle = email.encode()
+        for path in outbox.glob("*.eml"):
+            if needle in path.read_bytes().lower():
+                path.unlink()
+                removed += 1
+    return Forgotten(changed, removed)
