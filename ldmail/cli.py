@@ -271,22 +271,22 @@ def preview(
         items = build_preview(loaded, campaign, inv.now.date(), step_id=step, persona_id=persona,
                               email=person, language=lang)
         sender = loaded.campaign(campaign).sender
-    out = console()
+    terminal = console()
     for item in items:
         who = item.recipient if item.real_person else f"{item.recipient} (sample person)"
         header = (f"From:      {sender}\nTo:        {who}\n"
                   f"Subject:   {item.rendered.subject}\nPreheader: {item.rendered.preheader}")
         title = (f"{campaign} · step {item.step.id} · persona {item.persona or '(none)'} · "
                  f"{item.language}")
-        out.print(Panel(_escape(header + "\n\n" + item.rendered.text.rstrip()),
-                        title=_escape(title), title_align="left", expand=False))
+        terminal.print(Panel(_escape(header + "\n\n" + item.rendered.text.rstrip()),
+                             title=_escape(title), title_align="left", expand=False))
         if html:
             folder = inv.root / ".ldmail" / "preview"
             folder.mkdir(parents=True, exist_ok=True)
             name = f"{campaign}-{item.step.id}-{item.persona or 'none'}-{item.language}.html"
             path = folder / name
             path.write_text(item.rendered.html, encoding="utf-8")
-            out.print(f"HTML written to {path}")
+            terminal.print(f"HTML written to {path}")
 
 
 DbOption = Annotated[
