@@ -59,8 +59,8 @@ def load_enrolments(ledger: Ledger) -> dict[tuple[str, str], Enrolment]:
     return found
 
 
-def _goal_index(ledger: Ledger, project: Project) -> dict[str, set[str]]:
-    """For each campaign with a goal, the addresses that reached it."""
+def _goal_index(ledger: Ledger, project: Project, now: datetime) -> dict[str, set[str]]:
+    """For each campaign with a goal, the addresses that reached it by `now`."""
     reached: dict[str, set[str]] = {}
     by_event: dict[str, list[tuple[str, str]]] = {}
     for campaign_id, file in project.campaigns.items():
@@ -68,8 +68,10 @@ def _goal_index(ledger: Ledger, project: Project) -> dict[str, set[str]]:
         if goal is None:
             continue
         if goal.event not in by_event:
+            # Events after `now` have not happened yet in a simulated calendar.
             by_event[goal.event] = [(r["email"], r["object"])
-                                    for r in ledger.goal_events(goal.event)]
+                                    for r in ledger.goal_events(goal.event)
+                                    if r["occurred_at"] <= iso(now)]
         reached[campaign_id] = {email for email, obj in by_event[goal.event]
                                 if goal.object is None or fnmatchcase(obj, goal.object)}
     return reached
@@ -85,7 +87,7 @@ def sync(project: Project, ledger: Ledger, audience: AudienceResult, now: dateti
         # A forgotten person may still be in the HR export; their hash keeps them out.
         suppressed |= {p.email for p in audience.people
                        if ledger.address_hash(p.email) in forgotten}
-    goals = _goal_index(ledger, project)
+    goals = _goal_index(ledger, project, now)
     people = audience.by_email()
     for campaign_id, file in project.campaigns.items():
         if only is not None and campaign_id != only:

@@ -14,12 +14,16 @@ from .clock import iso
 from .errors import LdmailError
 from .ledger import Ledger
 
-# Header names we recognise in LMS exports (English and Dutch), lower-cased.
+# Header names we recognise in LMS exports (English, Dutch and German), lower-cased.
 CSV_COLUMNS = {
-    "email": ("email", "e-mail", "mail", "user email", "learner email", "e-mailadres"),
-    "event": ("event", "verb", "status", "action", "gebeurtenis", "actie"),
-    "object": ("object", "course", "course id", "course_id", "activity", "cursus", "training"),
-    "timestamp": ("timestamp", "date", "time", "occurred_at", "datetime", "datum", "tijdstip"),
+    "email": ("email", "e-mail", "mail", "user email", "learner email", "e-mail address",
+              "email address", "e-mailadres", "emailadres", "e-mail-adresse"),
+    "event": ("event", "verb", "status", "action", "event type", "gebeurtenis", "actie",
+              "ereignis", "aktion"),
+    "object": ("object", "course", "course id", "course_id", "course code", "activity",
+               "activity id", "cursus", "cursuscode", "training", "kurs", "kurs-id"),
+    "timestamp": ("timestamp", "date", "time", "occurred_at", "datetime", "date/time", "datum",
+                  "tijdstip", "datum/tijd", "zeitpunkt", "zeitstempel"),
 }
 _TIME_FORMATS = ("%d-%m-%Y %H:%M:%S", "%d-%m-%Y %H:%M", "%d-%m-%Y", "%d/%m/%Y %H:%M",
                  "%d/%m/%Y", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M")
@@ -82,6 +86,9 @@ def _from_csv(path: Path, display: str) -> Iterator[tuple[str, Event | str]]:
         positions[name] = index
     for line, cells in rows:
         where = f"row {line}"
+        if cells and cells[0].startswith("\x00"):  # read_rows' mark for a row csv cannot parse
+            yield where, f"unreadable CSV ({cells[0][1:]})"
+            continue
         try:
             values = {k: cells[i].strip() if i < len(cells) else "" for k, i in positions.items()}
             email = normalise_email(values["email"])
@@ -110,16 +117,25 @@ def statement_event(statement: Any) -> Event:
     if not isinstance(statement, dict):
         raise ValueError("not a JSON object")
     verb = statement.get("verb")
-    if not isinstance(verb, dict) or not isinstance(verb.get("id"), str):
-        raise ValueError("no verb.id")
+    verb_id = verb.get("id") if isinstance(verb, dict) else None
+    if not isinstance(verb_id, str) or not verb_name(verb_id):
+        raise ValueError("no verb.id (e.g. http://adlnet.gov/expapi/verbs/registered)")
     target = statement.get("object")
-    if not isinstance(target, dict) or not isinstance(target.get("id"), str):
-        raise ValueError("no object.id")
+    object_id = target.get("id") if isinstance(target, dict) else None
+    if not isinstance(object_id, str) or not object_id.strip():
+        raise ValueError("no object.id (the course or activity)")
     stamp = statement.get("timestamp") or statement.get("stored")
     if not isinstance(stamp, str):
         raise ValueError("no timestamp")
-    return Event(_actor_email(statement.get("actor")), verb_name(verb["id"]), target["id"],
+    return Event(_actor_email(statement.get("actor")), verb_name(verb_id), object_id.strip(),
                  parse_timestamp(stamp))
+
+
+@dataclass(frozen=True)
+class _Unreadable:
+    """A line of a JSON Lines file that is not JSON."""
+
+    reason: str
 
 
 def _from_xapi(path: Path, display: str) -> Iterator[tuple[str, Event | str]]:
@@ -127,15 +143,18 @@ def _from_xapi(path: Path, display: str) -> Iterator[tuple[str, Event | str]]:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise LdmailError(f"{display}: cannot read ({exc})") from None
-    stripped = text.lstrip()
     items: list[tuple[str, Any]] = []
-    if stripped.startswith("[") or stripped.startswith("{\"statements\""):
-        try:
-            document = json.loads(text)
-        except json.JSONDecodeError as exc:
+    try:
+        document: Any = json.loads(text)
+    except json.JSONDecodeError as exc:
+        if text.lstrip().startswith("["):
             raise LdmailError(f"{display}:{exc.lineno}: invalid JSON ({exc.msg}); export the "
                               "statements as a JSON array or one statement per line") from None
-        statements = document.get("statements", []) if isinstance(document, dict) else document
+        document = None  # not one JSON document: statements one per line (JSON Lines)
+    if isinstance(document, list) or (isinstance(document, dict)
+                                      and isinstance(document.get("statements"), list)):
+        # A JSON array, or a Learning Record Store's answer: {"statements": [...], "more": …}.
+        statements = document if isinstance(document, list) else document["statements"]
         items = [(f"statement {i}", s) for i, s in enumerate(statements, start=1)]
     else:
         for number, line in enumerate(text.splitlines(), start=1):
@@ -144,10 +163,10 @@ def _from_xapi(path: Path, display: str) -> Iterator[tuple[str, Event | str]]:
             try:
                 items.append((f"line {number}", json.loads(line)))
             except json.JSONDecodeError as exc:
-                items.append((f"line {number}", f"\x00invalid JSON ({exc.msg})"))
+                items.append((f"line {number}", _Unreadable(f"invalid JSON ({exc.msg})")))
     for where, statement in items:
-        if isinstance(statement, str) and statement.startswith("\x00"):
-            yield where, statement[1:]
+        if isinstance(statement, _Unreadable):
+            yield where, statement.reason
             continue
         try:
             yield where, statement_event(statement)

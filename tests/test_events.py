@@ -1,0 +1,191 @@
+"""`ldmail events import`: xAPI statements and LMS exports, recorded once, bad input named."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from .conftest import REPO, Cli
+
+VERBS = "http://adlnet.gov/expapi/verbs/"
+
+
+def statement(email: str, verb: str, course: str, when: str) -> dict[str, Any]:
+    return {"actor": {"objectType": "Agent", "mbox": f"mailto:{email}"},
+            "verb": {"id": VERBS + verb, "display": {"en-US": verb}},
+            "object": {"objectType": "Activity", "id": course},
+            "timestamp": when}
+
+
+def events(project: Path) -> list[tuple[str, str, str, str]]:
+    db = sqlite3.connect(project / ".ldmail" / "ledger.db")
+    try:
+        return db.execute("SELECT email, event, object, occurred_at FROM events "
+                          "ORDER BY occurred_at, email").fetchall()
+    finally:
+        db.close()
+
+
+def test_xapi_array_is_recorded_once(project: Path, cli: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "statements.json"
+    path.write_text(json.dumps([
+        statement("Ann.deVries@Example.org", "registered", "course:excel", "2026-12-02T09:15:00Z"),
+        statement("bob.smith@example.org", "completed", "course:gdpr",
+                  "2026-12-03T10:00:00.250+01:00"),
+        statement("dirk.jansen@example.org", "registered", "course:excel",
+                  "2026-12-04T08:00:00Z"),
+    ], indent=2), encoding="utf-8")
+    first = cli("events", "import", path, "--project", project)
+    assert first.exit_code == 0, first.output
+    assert "3 event(s) added, 0 already recorded, 0 skipped" in first.stdout
+    again = cli("events", "import", path, "--project", project)
+    assert again.exit_code == 0, again.output
+    assert "0 event(s) added, 3 already recorded, 0 skipped" in again.stdout
+    # Addresses normalised, verb ids shortened, times stored in UTC to the second.
+    assert events(project) == [
+        ("ann.devries@example.org", "registered", "course:excel", "2026-12-02T09:15:00Z"),
+        ("bob.smith@example.org", "completed", "course:gdpr", "2026-12-03T09:00:00Z"),
+        ("dirk.jansen@example.org", "registered", "course:excel", "2026-12-04T08:00:00Z"),
+    ]
+
+
+def test_lrs_answer_with_statements_key(project: Path, cli: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "lrs.json"
+    path.write_text(json.dumps({"more": "", "statements": [
+        statement("ann.devries@example.org", "registered", "course:excel",
+                  "2026-12-02T09:15:00Z")]}, indent=1), encoding="utf-8")
+    result = cli("events", "import", path, "--project", project)
+    assert result.exit_code == 0, result.output
+    assert "1 event(s) added" in result.stdout
+
+
+def test_malformed_statements_are_listed_by_position(project: Path, cli: Cli,
+                                                     tmp_path: Path) -> None:
+    good = statement("ann.devries@example.org", "registered", "course:excel",
+                     "2026-12-02T09:15:00Z")
+    no_actor = {k: v for k, v in good.items() if k != "actor"}
+    bad_verb = {**good, "verb": {"display": {"en-US": "registered"}}}
+    bad_time = {**good, "timestamp": "yesterday afternoon"}
+    no_mbox = {**good, "actor": {"name": "Ann", "openid": "https://id.example.org/ann"}}
+    path = tmp_path / "statements.json"
+    path.write_text(json.dumps([good, no_actor, bad_verb, bad_time, no_mbox, "oops"]),
+                    encoding="utf-8")
+    result = cli("events", "import", path, "--project", project)
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "1 event(s) added, 0 already recorded, 5 skipped" in out
+    assert "statement 2: no actor" in out
+    assert "statement 3: no verb.id" in out
+    assert "statement 4: unreadable timestamp 'yesterday afternoon'" in out
+    assert "statement 5: actor has no mbox" in out
+    assert "statement 6: not a JSON object" in out
+    assert "statement 1:" not in out
+    assert len(events(project)) == 1
+
+
+def test_json_lines_with_a_broken_line(project: Path, cli: Cli, tmp_path: Path) -> None:
+    lines = [
+        json.dumps(statement("ann.devries@example.org", "registered", "course:a",
+                             "2026-12-02T09:00:00Z")),
+        json.dumps(statement("bob.smith@example.org", "registered", "course:a",
+                             "2026-12-02T10:00:00Z")),
+        "",  # blank lines are skipped but still counted
+        '{"actor": {"mbox": "mailto:chloe.martin@example.org"}, "verb": ',
+        json.dumps(statement("dirk.jansen@example.org", "completed", "course:a",
+                             "2026-12-09T10:00:00Z")),
+    ]
+    path = tmp_path / "statements.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = cli("events", "import", path, "--project", project)
+    assert result.exit_code == 0, result.output
+    assert "3 event(s) added, 0 already recorded, 1 skipped" in result.stdout
+    assert "line 4: invalid JSON" in result.stdout
+    again = cli("events", "import", path, "--project", project)
+    assert "0 event(s) added, 3 already recorded, 1 skipped" in again.stdout
+
+
+def test_broken_json_array_names_the_line(project: Path, cli: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "statements.json"
+    path.write_text('[\n  {"actor": {}},\n  {"verb": \n]\n', encoding="utf-8")
+    result = cli("events", "import", path, "--project", project)
+    assert result.exit_code == 1
+    assert f"{path}:4: invalid JSON" in result.stderr
+    assert not (project / ".ldmail" / "ledger.db").exists() or events(project) == []
+
+
+def test_lms_csv_export(project: Path, cli: Cli, tmp_path: Path) -> None:
+    """Semicolons, a BOM, Windows-1252, Dutch headers and day-first dates, as Excel saves it."""
+    rows = [
+        "E-mailadres;Gebeurtenis;Cursus;Datum",
+        "ann.devries@example.org;registered;course:excel;02-12-2026 09:15",
+        "bob.smith@example.org;Completed;course:gdpr;03-12-2026",
+        "chloe.martin@example.org;registered;course:café;2026-12-04 11:00:00",
+        "not-an-address;registered;course:excel;04-12-2026 11:00",
+        "dirk.jansen@example.org;registered;course:excel;31-02-2026",
+        "emma.bakker@example.org;;course:excel;04-12-2026",
+    ]
+    path = tmp_path / "lms-export.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(rows).encode("cp1252") + b"\r\n")
+    result = cli("events", "import", path, "--project", project)
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "3 event(s) added, 0 already recorded, 3 skipped" in out
+    assert "row 5: invalid e-mail address 'not-an-address'" in out
+    assert "row 6: unreadable timestamp '31-02-2026'" in out
+    assert "row 7: empty event" in out
+    assert events(project) == [
+        ("ann.devries@example.org", "registered", "course:excel", "2026-12-02T09:15:00Z"),
+        ("bob.smith@example.org", "completed", "course:gdpr", "2026-12-03T00:00:00Z"),
+        ("chloe.martin@example.org", "registered", "course:café", "2026-12-04T11:00:00Z"),
+    ]
+    again = cli("events", "import", path, "--project", project)
+    assert "0 event(s) added, 3 already recorded, 3 skipped" in again.stdout
+
+
+def test_same_event_from_lms_and_lrs_counts_once(project: Path, cli: Cli,
+                                                 tmp_path: Path) -> None:
+    csv_file = tmp_path / "lms.csv"
+    csv_file.write_text("E-mail;Event;Course;Timestamp\n"
+                        "ann.devries@example.org;registered;course:excel;02-12-2026 09:15:00\n",
+                        encoding="utf-8")
+    xapi_file = tmp_path / "lrs.json"
+    xapi_file.write_text(json.dumps([
+        statement("ann.devries@example.org", "registered", "course:excel",
+                  "2026-12-02T09:15:00.000Z"),
+        statement("bob.smith@example.org", "registered", "course:excel",
+                  "2026-12-02T09:16:00.000Z")]), encoding="utf-8")
+    assert "1 event(s) added" in cli("events", "import", csv_file, "--project", project).stdout
+    result = cli("events", "import", xapi_file, "--project", project)
+    assert "1 event(s) added, 1 already recorded, 0 skipped" in result.stdout
+    assert len(events(project)) == 2
+
+
+def test_csv_without_an_email_column_stops(project: Path, cli: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "lms.csv"
+    path.write_text("Learner;Event;Course;Timestamp\nann;registered;x;02-12-2026\n",
+                    encoding="utf-8")
+    result = cli("events", "import", path, "--project", project)
+    assert result.exit_code == 1
+    assert "no email column" in result.stderr
+    assert "found: Learner, Event, Course, Timestamp" in result.stderr
+
+
+def test_shipped_example_events_import_cleanly(example: Path, cli: Cli, tmp_path: Path) -> None:
+    """events/ at the top level holds the example's goal events: both files are clean."""
+    lms, lrs = REPO / "events" / "lms-export.csv", REPO / "events" / "xapi-statements.json"
+    first = cli("events", "import", lms, "--project", example)
+    assert first.exit_code == 0, first.output
+    assert ", 0 already recorded, 0 skipped" in first.stdout
+    second = cli("events", "import", lrs, "--project", example)
+    assert second.exit_code == 0, second.output
+    assert " 0 skipped" in second.stdout
+    recorded = events(example)
+    assert 200 <= len(recorded) <= 400
+    people = {line.split(";")[3].lower()
+              for line in (example / "people.csv").read_text(encoding="utf-8-sig").splitlines()}
+    assert {email for email, *_ in recorded} <= people
+    assert {verb for _, verb, _, _ in recorded} == {"registered", "completed"}
+    assert min(at for *_, at in recorded) >= "2026-12-02"
+    assert max(at for *_, at in recorded) <= "2027-01-26"
