@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -330,6 +332,22 @@ def _print_summary(summary: Any) -> None:
         err.print(f"stopped early: {summary.stopped}")
 
 
+@contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """SIGTERM or Ctrl-C asks a send to stop after the message in hand, never inside it."""
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: object) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 @app.command()
 def send(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be sent; change "
@@ -362,9 +380,11 @@ def send(
                 bar.update(task, completed=done, total=total)
 
             try:
-                summary = run_send(loaded, inv.now, db=db, dry_run=dry_run, campaign=campaign,
-                                   limit=limit, resend_unknown=resend_unknown, wait=wait,
-                                   progress=advance)
+                with stop_on_signals() as stop:
+                    summary = run_send(loaded, inv.now, db=db, dry_run=dry_run,
+                                       campaign=campaign, limit=limit,
+                                       resend_unknown=resend_unknown, wait=wait,
+                                       progress=advance, stop=stop)
             except LedgerBusy as exc:
                 console().print(str(exc), soft_wrap=True)
                 return
@@ -423,11 +443,14 @@ def plan(
 @app.command()
 def history(
     email: Annotated[str, typer.Argument(help="The person's e-mail address.")],
+    output: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
     db: DbOption = None,
     project: ProjectOption = None,
     now: NowOption = None,
 ) -> None:
     """Every message, enrolment and suppression the ledger holds for one person."""
+    if output not in {"table", "json"}:
+        raise typer.BadParameter("use table or json", param_hint="--format")
     from rich.table import Table
 
     from .config import load_project
@@ -444,6 +467,13 @@ def history(
                                "coalesce(sent_at, claimed_at), id", (address,))
         suppression = ledger.rows("SELECT * FROM suppressions WHERE email = ?", (address,))
         ledger.close()
+    if output == "json":
+        import json
+
+        sys.stdout.write(json.dumps({"enrolments": enrolments, "messages": messages,
+                                     "suppression": suppression[0] if suppression else None},
+                                    indent=2) + "\n")
+        return
     out = console()
     if not (enrolments or messages or suppression):
         # Not echoing the address: after `forget`, no output may show it again.

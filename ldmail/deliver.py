@@ -32,7 +32,7 @@ from .ledger import (
     UNKNOWN,
     Ledger,
 )
-from .lock import SendLock
+from .lock import SendLock, held_elsewhere
 from .message import HeaderInjection, build_message, new_message_id, parse_sender
 from .render import Renderer, RenderError
 from .schedule import Planned, StepRecord, upcoming
@@ -239,14 +239,18 @@ def send(project: Project, now: datetime, *, db: Path | None = None, dry_run: bo
     if campaign is not None:
         project.campaign(campaign)  # unknown ids fail before anything happens
     path = ledger_path(project, db)
+    lock = path.with_name(path.name + ".lock")
     if dry_run:
+        # While another send runs, its open claims are in flight, not left by a dead run.
+        in_flight = held_elsewhere(lock)
         ledger = Ledger(path, readonly=True)
         try:
             return _run(project, ledger, now, dry_run=True, campaign=campaign, limit=limit,
-                        resend_unknown=resend_unknown, progress=progress, stop=stop)
+                        resend_unknown=resend_unknown, progress=progress, stop=stop,
+                        claims_in_flight=in_flight)
         finally:
             ledger.close()
-    with SendLock(path.with_name(path.name + ".lock"), wait=wait):
+    with SendLock(lock, wait=wait):
         ledger = Ledger(path)
         try:
             return _run(project, ledger, now, dry_run=False, campaign=campaign, limit=limit,
@@ -257,22 +261,34 @@ def send(project: Project, now: datetime, *, db: Path | None = None, dry_run: bo
 
 def _run(project: Project, ledger: Ledger, now: datetime, *, dry_run: bool, campaign: str | None,
          limit: int | None, resend_unknown: bool, progress: Progress | None,
-         stop: threading.Event | None) -> SendSummary:
+         stop: threading.Event | None, claims_in_flight: bool = False) -> SendSummary:
     summary = SendSummary(dry_run=dry_run)
     run_id = 0 if dry_run else ledger.start_run("send", iso(datetime.now(now.tzinfo)), iso(now))
     # Holding the send lock, any claim still open belongs to a run that died mid-send.
     if dry_run:
-        summary.unknown_found = len(ledger.rows("SELECT id FROM messages WHERE state = ?",
-                                                (CLAIMED,)))
+        claimed = len(ledger.rows("SELECT id FROM messages WHERE state = ?", (CLAIMED,)))
+        summary.unknown_found = 0 if claims_in_flight else claimed
     else:
         summary.unknown_found = ledger.execute(
             "UPDATE messages SET state = ?, error = ? WHERE state = ?",
             (UNKNOWN, "a run was interrupted while sending this; it may or may not have arrived",
              CLAIMED))
         if resend_unknown:
+            # A run after the interrupted one counts an unknown step as done, so an enrolment
+            # whose last step was in flight is already 'completed'; reopen it, or find_due
+            # would skip it and the requeued message would wait forever.
+            ledger.execute(
+                "UPDATE enrolments SET state = ?, exit_reason = NULL, exited_at = NULL"
+                " WHERE state = ? AND EXISTS (SELECT 1 FROM messages m WHERE m.state = ?"
+                " AND m.campaign = enrolments.campaign AND m.email = enrolments.email)",
+                (ACTIVE, COMPLETED, UNKNOWN))
+            # Only for people still in the campaign: someone who left or reached the goal
+            # since keeps the unknown mark, and is not counted as queued.
             summary.requeued_unknown = ledger.execute(
-                "UPDATE messages SET state = ?, next_attempt_at = ?, error = ? WHERE state = ?",
-                (DEFERRED, iso(now), "resend requested after unknown outcome", UNKNOWN))
+                "UPDATE messages SET state = ?, next_attempt_at = ?, error = ? WHERE state = ?"
+                " AND EXISTS (SELECT 1 FROM enrolments e WHERE e.campaign = messages.campaign"
+                " AND e.email = messages.email AND e.state = ?)",
+                (DEFERRED, iso(now), "resend requested after unknown outcome", UNKNOWN, ACTIVE))
     summary.unknown_total = len(ledger.rows("SELECT id FROM messages WHERE state = ?",
                                             (UNKNOWN,)))
     audience = load_audience(project, now.date())

@@ -46,3 +46,22 @@ class SendLock:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = None
+
+
+def held_elsewhere(path: Path) -> bool:
+    """Whether a running `ldmail send` holds the lock now; never creates the lock file.
+
+    Probing takes a shared lock for an instant; a send starting in that instant reports the
+    ledger busy and leaves the work to the next run, which is harmless.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing the descriptor drops our shared lock
+    return False

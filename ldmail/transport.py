@@ -11,10 +11,13 @@ import time
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from .errors import TransportFatal
 from .models import Transport as TransportSettings
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 Status = Literal["sent", "temporary", "permanent"]
 _USER_UNKNOWN = ("5.1.1", "5.1.10", "user unknown", "no such user", "does not exist",
@@ -75,6 +78,25 @@ class Outbox:
         return None
 
 
+class _SMTP(smtplib.SMTP):
+    """smtplib.SMTP that notes when a message's content starts to go out.
+
+    Before DATA nothing has been handed over, so a connection the server dropped in the
+    meantime (idle timeout, messages-per-connection limit) can be reopened and the message sent
+    at once without any risk of a duplicate.
+    """
+
+    data_started = False
+
+    def data(self, msg: ReadableBuffer | str) -> tuple[int, bytes]:
+        self.data_started = True
+        return super().data(msg)
+
+
+class _SMTPSSL(_SMTP, smtplib.SMTP_SSL):
+    pass
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -113,20 +135,20 @@ class Smtp:
                 raise TransportFatal(
                     f"smtp user {settings.user} needs a password in the environment variable "
                     f"{settings.password_env}; set it (never in a file or on the command line)")
-        self.connection: smtplib.SMTP | None = None
+        self.connection: _SMTP | None = None
         self.interval = 1 / settings.rate if settings.rate else 0.0
         self.last_send = 0.0
 
-    def _connect(self) -> smtplib.SMTP:
+    def _connect(self) -> _SMTP:
         timeout = self.settings.timeout.total_seconds()
         context = ssl.create_default_context()
         where = f"{self.host}:{self.port}"
         try:
             if self.settings.security == "tls":
-                connection: smtplib.SMTP = smtplib.SMTP_SSL(self.host, self.port, timeout=timeout,
-                                                            context=context)
+                connection: _SMTP = _SMTPSSL(self.host, self.port, timeout=timeout,
+                                             context=context)
             else:
-                connection = smtplib.SMTP(self.host, self.port, timeout=timeout)
+                connection = _SMTP(self.host, self.port, timeout=timeout)
             connection.ehlo()
             if self.settings.security == "starttls":
                 if not connection.has_extn("starttls"):
@@ -170,22 +192,36 @@ class Smtp:
             self.last_send = time.monotonic()
 
     def send(self, message: EmailMessage, sender: str, recipient: str, label: str) -> Outcome:
-        if self.connection is None:
-            self.connection = self._connect()
         self._pace()
-        try:
-            self.connection.send_message(message, from_addr=sender, to_addrs=[recipient])
-        except smtplib.SMTPRecipientsRefused as exc:
-            code, text = next(iter(exc.recipients.values()))
-            self._reset()
-            return _classify(code, text)
-        except smtplib.SMTPResponseException as exc:
-            self._reset()
-            return _classify(exc.smtp_code, exc.smtp_error)
-        except (TimeoutError, smtplib.SMTPServerDisconnected, OSError) as exc:
-            self._drop()
-            return Outcome("temporary", f"connection lost: {exc or type(exc).__name__}")
-        return Outcome("sent")
+        reused = self.connection is not None
+        while True:
+            if self.connection is None:
+                self.connection = self._connect()
+            connection = self.connection
+            connection.data_started = False
+            try:
+                connection.send_message(message, from_addr=sender, to_addrs=[recipient])
+            except smtplib.SMTPRecipientsRefused as exc:
+                code, text = next(iter(exc.recipients.values()))
+                self._reset()
+                return _classify(code, text)
+            except smtplib.SMTPResponseException as exc:
+                if exc.smtp_code == 421 and reused and not connection.data_started:
+                    # The server closed a reused session before this message: reconnect once.
+                    self._drop()
+                    reused = False
+                    continue
+                self._reset()
+                return _classify(exc.smtp_code, exc.smtp_error)
+            except (TimeoutError, smtplib.SMTPServerDisconnected, OSError) as exc:
+                self._drop()
+                if reused and not connection.data_started:
+                    # Dropped while idle, noticed before any content went out: nothing was
+                    # handed over, so sending it over a new connection cannot duplicate it.
+                    reused = False
+                    continue
+                return Outcome("temporary", f"connection lost: {exc or type(exc).__name__}")
+            return Outcome("sent")
 
     def _reset(self) -> None:
         """After a refusal the SMTP session must be reset before the next message."""
