@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -65,8 +67,9 @@ class AudienceResult:
         return groups
 
 
+@lru_cache(maxsize=65536)
 def parse_date(text: str) -> date:
-    """ISO or day-first dates as European exports write them."""
+    """ISO or day-first dates as European exports write them (cached: exports repeat dates)."""
     text = text.strip()
     for fmt in _DATE_FORMATS:
         try:
@@ -76,13 +79,35 @@ def parse_date(text: str) -> date:
     raise ValueError(f"unreadable date '{text}' (write 2026-03-31 or 31-03-2026)")
 
 
+# A plain ASCII local part (dot-atoms): the common case, checked by a regex; anything else
+# (quoted, Unicode) goes through email-validator in full.
+_PLAIN_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+
+
+@lru_cache(maxsize=4096)
+def _checked_domain(domain: str) -> str:
+    """Validate a domain once per export (there are few); returns it normalised."""
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        return str(validate_email(f"x@{domain}", check_deliverability=False).domain).lower()
+    except EmailNotValidError as exc:
+        raise ValueError(str(exc)) from None
+
+
 def normalise_email(text: str) -> str:
-    """A checked address with its domain lower-cased; raises ValueError with the reason."""
+    """A checked address, lower-cased; raises ValueError with the reason."""
     from email_validator import EmailNotValidError, validate_email
 
     text = text.strip()
     if not text:
         raise ValueError("empty e-mail address")
+    local, at, domain = text.rpartition("@")
+    if at and len(local) <= 64 and len(text) <= 254 and _PLAIN_LOCAL.fullmatch(local):
+        try:
+            return f"{local.lower()}@{_checked_domain(domain)}"
+        except ValueError as exc:
+            raise ValueError(f"invalid e-mail address '{text}': {exc}") from None
     try:
         checked = validate_email(text, check_deliverability=False)
     except EmailNotValidError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -27,6 +28,7 @@ def _local(day: date, at: time, zone: ZoneInfo) -> datetime:
     return moment
 
 
+@lru_cache(maxsize=65536)
 def next_window_open(moment: datetime, window: SendWindow,
                      zone: ZoneInfo | None = None) -> datetime:
     """The earliest instant at or after `moment` that falls inside the send window (in UTC)."""
