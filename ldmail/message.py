@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.headerregistry import Address
+from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 from urllib.parse import quote, urlencode
@@ -14,6 +15,11 @@ from zoneinfo import ZoneInfo
 from .errors import LdmailError
 from .models import Calendar, Campaign, Settings, Step
 from .render import Rendered
+
+
+# Long ASCII values (List-Unsubscribe URLs) must stay readable: with the default 78-column
+# limit an unbreakable URL gets RFC 2047-encoded, which mail clients do not decode there.
+_POLICY = policy.default.clone(max_line_length=998)
 
 
 class HeaderInjection(LdmailError):
@@ -107,7 +113,7 @@ def build_message(*, rendered: Rendered, campaign_id: str, campaign: Campaign, s
     sender = parse_sender(campaign.sender)
     local, _, domain = recipient.partition("@")
     to = Address(display_name=_clean("To", recipient_name), username=local, domain=domain)
-    message = EmailMessage()
+    message = EmailMessage(policy=_POLICY)
     message["From"] = sender
     message["To"] = to
     if campaign.reply_to:

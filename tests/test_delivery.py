@@ -175,6 +175,9 @@ def assert_well_formed(received: Received, spec: Spec, *, mailto: str,
     assert parsedate_to_datetime(message["Date"]).tzinfo is not None
     targets = unsubscribe_targets(message)
     assert targets[0].startswith(f"mailto:{mailto}?subject=unsubscribe"), targets
+    # Mail clients read List-Unsubscribe raw: it must not arrive RFC 2047-encoded.
+    raw_header = received.data.split(b"\r\n\r\n", 1)[0].replace(b"\r\n ", b" ")
+    assert f"List-Unsubscribe: <mailto:{mailto}?subject=".encode() in raw_header
     if https is None:
         assert len(targets) == 1 and message["List-Unsubscribe-Post"] is None
     else:
