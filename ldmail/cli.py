@@ -128,7 +128,11 @@ def validate(
     now: NowOption = None,
     output: FormatOption = "text",
 ) -> None:
-    """Check every YAML file, expression and template; render each step for each persona."""
+    """Check every file and render every step.
+
+    Checks every YAML file, expression and template, then renders each step for each persona
+    and language; prints `file:line: message` and exits 1 on any error.
+    """
     from .validate import validate as run_validation
 
     if output not in {"text", "github", "json"}:
@@ -174,7 +178,11 @@ def main() -> None:
 def init(
     directory: Annotated[Path, typer.Argument(help="Folder to create the campaign repo in.")],
 ) -> None:
-    """Scaffold a new campaign repository that validates and previews out of the box."""
+    """Create a campaign repo that works out of the box.
+
+    Scaffolds settings, personas, one campaign, English and Dutch templates and sample people;
+    the result passes `ldmail validate` untouched.
+    """
     from .scaffold import init_project
 
     with invocation(directory, None):
@@ -193,7 +201,10 @@ def audience(
     show: Annotated[int, typer.Option(help="List at most this many unmatched or rejected rows.")]
     = 50,
 ) -> None:
-    """People per persona, people matching no persona, and rejected rows with the reason."""
+    """People per persona, unmatched and rejected rows.
+
+    Reads the people export; every rejected row is listed with its row number and reason.
+    """
     from rich.table import Table
 
     from .audience import load_audience
@@ -251,7 +262,11 @@ def preview(
     project: ProjectOption = None,
     now: NowOption = None,
 ) -> None:
-    """Render a campaign's steps for each persona, or for one person, to the terminal."""
+    """Show what each persona (or one person) receives.
+
+    Renders a campaign's steps to the terminal; --html writes the HTML part, and --out DIR
+    writes an offline gallery of every campaign, step, persona and language.
+    """
     from rich.panel import Panel
 
     from .config import load_project
@@ -362,7 +377,11 @@ def send(
     project: ProjectOption = None,
     now: NowOption = None,
 ) -> None:
-    """Enrol newly matching people, then deliver everything due now. Safe to run from cron."""
+    """Enrol and deliver what is due now (cron-safe).
+
+    Enrols newly matching people, then delivers every due step through the configured
+    transport. Exits 1 only when something failed or an earlier run left messages unknown.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from .config import load_project
@@ -402,7 +421,7 @@ def plan(
     project: ProjectOption = None,
     now: NowOption = None,
 ) -> None:
-    """The upcoming sends: who gets which step when, without sending or changing anything."""
+    """Who gets which step when; changes nothing."""
     from rich.table import Table
 
     from .config import load_project
@@ -448,7 +467,7 @@ def history(
     project: ProjectOption = None,
     now: NowOption = None,
 ) -> None:
-    """Every message, enrolment and suppression the ledger holds for one person."""
+    """Everything the ledger holds for one person."""
     if output not in {"table", "json"}:
         raise typer.BadParameter("use table or json", param_hint="--format")
     from rich.table import Table
@@ -508,7 +527,11 @@ def run(
     project: ProjectOption = None,
     now: NowOption = None,
 ) -> None:
-    """Keep sending what is due on an interval; stops cleanly on SIGTERM or Ctrl-C."""
+    """Send on an interval until SIGTERM or Ctrl-C.
+
+    Runs the send job in-process with APScheduler; a stop request lets the message in hand
+    finish and be recorded.
+    """
     import logging
     from datetime import UTC, datetime, timedelta
 
@@ -532,7 +555,7 @@ def run(
                     max_runs=runs)
 
 
-events_app = typer.Typer(help="Goal events from the LMS or a Learning Record Store.",
+events_app = typer.Typer(help="Import goal events from the LMS or an LRS.",
                          no_args_is_help=True)
 app.add_typer(events_app, name="events")
 
@@ -546,7 +569,10 @@ def events_import(
     project: ProjectOption = None,
     now: NowOption = None,
 ) -> None:
-    """Record goal events; re-importing a file adds nothing twice. Bad rows are listed."""
+    """Record goal events from a file.
+
+    Re-importing a file adds nothing twice; bad rows and statements are listed by position.
+    """
     from .config import load_project
     from .deliver import ledger_path
     from .events import import_events
@@ -581,7 +607,11 @@ def report(
     project: ProjectOption = None,
     now: NowOption = None,
 ) -> None:
-    """Funnel per step, and goal conversion of the mailed group against the holdout."""
+    """Funnel per step and uplift against the holdout.
+
+    Goal conversion of the mailed group against the holdout, overall and per persona, with a
+    95% interval and a p-value; as a table, CSV, JSON or a self-contained HTML page.
+    """
     from .config import load_project
     from .report import build_report, to_csv, to_json
 
@@ -663,7 +693,7 @@ def schema(
     project: ProjectOption = None,
     now: NowOption = None,
 ) -> None:
-    """Write JSON Schemas of campaign, audiences and settings files, for editor completion."""
+    """Write JSON Schemas for editor completion."""
     from .schema import SCHEMA_DIR, write_schemas
 
     with invocation(project, now) as inv:
@@ -687,7 +717,7 @@ def suppress(
     project: ProjectOption = None,
     now: NowOption = None,
 ) -> None:
-    """Opt a person out for good: no campaign will mail them again."""
+    """Opt a person out for good."""
     from .config import load_project
     from .deliver import ledger_path
     from .ledger import Ledger
@@ -722,7 +752,7 @@ def forget(
     project: ProjectOption = None,
     now: NowOption = None,
 ) -> None:
-    """Erase a person's personal data from the ledger; they stay suppressed."""
+    """Erase a person's data; they stay suppressed."""
     from .config import load_project
     from .deliver import ledger_path
     from .ledger import Ledger
