@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import re
@@ -14,7 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from .config import AUDIENCES_FILE, Project
-from .errors import ConfigError, Problem
+from .errors import ConfigError, LdmailError, Problem
 from .expressions import evaluate
 from .models import Audiences, Persona
 from .units import parse_timezone
@@ -71,12 +72,14 @@ class AudienceResult:
 def parse_date(text: str) -> date:
     """ISO or day-first dates as European exports write them (cached: exports repeat dates)."""
     text = text.strip()
+    impossible = ""
     for fmt in _DATE_FORMATS:
         try:
             return datetime.strptime(text, fmt).date()
-        except ValueError:
-            continue
-    raise ValueError(f"unreadable date '{text}' (write 2026-03-31 or 31-03-2026)")
+        except ValueError as exc:
+            if not str(exc).startswith(("time data", "unconverted data")):
+                impossible = f": no such day ({exc})"  # the right shape, e.g. 31 February
+    raise ValueError(f"unreadable date '{text}'{impossible} (write 2026-03-31 or 31-03-2026)")
 
 
 # A plain ASCII local part (dot-atoms): the common case, checked by a regex; anything else
@@ -90,7 +93,9 @@ def _checked_domain(domain: str) -> str:
     from email_validator import EmailNotValidError, validate_email
 
     try:
-        return str(validate_email(f"x@{domain}", check_deliverability=False).domain).lower()
+        checked = validate_email(f"x@{domain}", check_deliverability=False)
+        # An internationalised domain is kept in its ASCII (IDNA) form, which every relay takes.
+        return str(checked.ascii_domain or checked.domain).lower()
     except EmailNotValidError as exc:
         raise ValueError(str(exc)) from None
 
@@ -107,25 +112,89 @@ def normalise_email(text: str) -> str:
         try:
             return f"{local.lower()}@{_checked_domain(domain)}"
         except ValueError as exc:
-            raise ValueError(f"invalid e-mail address '{text}': {exc}") from None
+            raise ValueError(f"invalid e-mail address '{text}': {str(exc).rstrip('.')}") \
+                from None
+    if at and not local.isascii():
+        raise ValueError(f"invalid e-mail address '{text}': the part before the @ has non-ASCII "
+                         "characters, which most mail servers cannot deliver to (SMTPUTF8); "
+                         "use the person's ASCII address")
     try:
-        checked = validate_email(text, check_deliverability=False)
+        checked = validate_email(text, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
-        raise ValueError(f"invalid e-mail address '{text}': {exc}") from None
-    return str(checked.normalized).lower()
+        raise ValueError(f"invalid e-mail address '{text}': {str(exc).rstrip('.')}") \
+            from None
+    return str(checked.ascii_email or checked.normalized).lower()
+
+
+class UnreadableFile(ValueError):
+    "The file is not CSV text we can decode; the message says what it is and what to do."
+
+
+def _decode_error(raw: bytes, exc: UnicodeDecodeError, encoding: str) -> UnreadableFile:
+    line = raw[:exc.start].count(b"\n") + 1
+    return UnreadableFile(f"line {line} is not {encoding} (byte 0x{raw[exc.start]:02x}); fix "
+                          "people.encoding or save the export as CSV UTF-8")
 
 
 def read_text(path: Path, encoding: str | None) -> str:
-    """UTF-8 (with or without BOM), else Windows-1252, as Excel on Windows saves it."""
+    """UTF-8 (with or without BOM), UTF-16 with a BOM, else Windows-1252, as Excel saves it."""
     raw = path.read_bytes()
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and encoding is None:
+        # Excel's "Unicode Text": UTF-16 with a byte-order mark, tab-separated.
+        try:
+            return raw.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise _decode_error(raw, exc, "UTF-16") from None
+    if raw.startswith(b"PK\x03\x04"):
+        raise UnreadableFile("this is a zip file, probably an Excel workbook (.xlsx), not CSV; "
+                             "in Excel use Save As > CSV UTF-8")
+    if b"\x00" in raw[:4096]:
+        raise UnreadableFile("the file holds NUL bytes: UTF-16 without a byte-order mark or not "
+                             "text at all; save the export as CSV UTF-8")
     # Some tools put a UTF-8 BOM in front of Windows-1252 text; the BOM is never data.
-    raw = raw.removeprefix(b"\xef\xbb\xbf")
+    raw = raw.removeprefix(codecs.BOM_UTF8)
     if encoding:
-        return raw.decode(encoding)
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError as exc:
+            raise _decode_error(raw, exc, encoding) from None
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return raw.decode("cp1252", errors="replace")
+
+
+class _Lines:
+    """The export's lines for csv.reader, counted, with a way to read some of them again."""
+
+    def __init__(self, text: str) -> None:
+        self._source = io.StringIO(text, newline="")
+        self._again: list[str] = []
+        self.fed = 0
+        self.record: list[str] = []
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        line = self._again.pop() if self._again else self._source.readline()
+        if not line:
+            raise StopIteration
+        self.fed += 1
+        self.record.append(line)
+        return line
+
+    def read_again(self, lines: list[str]) -> None:
+        self._again.extend(reversed(lines))
+        self.fed -= len(lines)
+
+
+def _swallowed(cells: list[str], width: int, delimiter: str) -> bool:
+    """Whether a multi-line cell holds what look like whole rows (an unclosed quote)."""
+    needed = max(1, (width - 1) // 2)
+    return any(part.count(delimiter) >= needed
+               for cell in cells if "\n" in cell or "\r" in cell
+               for part in cell.splitlines()[1:])
 
 
 def sniff_delimiter(header_line: str) -> str:
@@ -141,11 +210,18 @@ def read_rows(path: Path, display: str, encoding: str | None = None,
     except FileNotFoundError:
         raise ConfigError([Problem(display, None, "file not found; check people.source in "
                                                   f"{AUDIENCES_FILE}")]) from None
-    except (OSError, LookupError) as exc:
-        raise ConfigError([Problem(display, None, f"cannot read: {exc}")]) from None
+    except UnreadableFile as exc:
+        raise ConfigError([Problem(display, None, str(exc))]) from None
+    except LookupError:
+        raise ConfigError([Problem(display, None, f"unknown encoding '{encoding}'; use e.g. "
+                                                  "utf-8 or cp1252 in people.encoding")]) from None
+    except OSError as exc:
+        raise ConfigError([Problem(display, None, f"cannot read: {exc.strerror or exc}")]) \
+            from None
     first_line = text.split("\n", 1)[0]
-    reader = csv.reader(io.StringIO(text, newline=""),
-                        delimiter=delimiter or sniff_delimiter(first_line))
+    used = delimiter or sniff_delimiter(first_line)
+    lines = _Lines(text)
+    reader = csv.reader(lines, delimiter=used)
     try:
         header = [h.strip() for h in next(reader)]
     except StopIteration:
@@ -153,24 +229,41 @@ def read_rows(path: Path, display: str, encoding: str | None = None,
             from None
     except csv.Error as exc:
         raise ConfigError([Problem(display, 1, f"unreadable CSV header: {exc}")]) from None
+    width = len(header)
 
     def rows() -> Iterator[tuple[int, list[str]]]:
         while True:
+            lines.record = []
+            start = lines.fed + 1
             try:
                 cells = next(reader)
             except StopIteration:
                 return
             except csv.Error as exc:
-                yield reader.line_num, [f"\x00{exc}"]
+                cells = [f"\x00{exc}"]
+            if len(lines.record) > 1 and _swallowed(cells, width, used):
+                # An unclosed quote ran on into the rows below: report it, read them again.
+                yield start, [f"\x00a quote (\") opened on line {start} is not closed, so the "
+                              f"{len(lines.record) - 1} line(s) below it were read as one cell; "
+                              "close the quote (those lines were read again as rows)"]
+                lines.read_again(lines.record[1:])
                 continue
             if any(c.strip() for c in cells):
-                yield reader.line_num, cells
+                yield start, cells
 
     return header, rows()
 
 
 class _RowError(ValueError):
     pass
+
+
+class _PersonaFailed(Exception):
+    """A persona's match expression failed (or was blocked) for a person: a project error."""
+
+    def __init__(self, persona: str, message: str) -> None:
+        super().__init__(message)
+        self.persona = persona
 
 
 class AudienceLoader:
@@ -223,8 +316,11 @@ class AudienceLoader:
                                 f"(personas: {', '.join(personas)})")
             return explicit
         for name, persona in personas.items():
-            if evaluate(persona.match, attributes):
-                return name
+            try:
+                if evaluate(persona.match, attributes):
+                    return name
+            except LdmailError as exc:
+                raise _PersonaFailed(name, str(exc)) from None
         return None
 
 
@@ -246,9 +342,14 @@ def load_audience(project: Project, today: date) -> AudienceResult:
     if missing:
         line = project.audiences_source.line_of(("people", "columns")) \
             if project.audiences_source else None
+        hint = "fix people.columns"
+        seems = sniff_delimiter(header[0]) if len(header) == 1 else None
+        if seems is not None and seems in header[0]:
+            hint = (f"the file seems separated by '{seems}', not '{source.delimiter or ','}': "
+                    "fix or remove people.delimiter")
         raise ConfigError([Problem(AUDIENCES_FILE, line,
                                    f"{display} has no column {', '.join(missing)}; its columns "
-                                   f"are: {', '.join(header)}; fix people.columns")])
+                                   f"are: {', '.join(header)}; {hint}")])
     loader = AudienceLoader(project.audiences, project.settings.languages,
                             project.settings.default_language, today)
     result = AudienceResult(source=display)
@@ -257,6 +358,12 @@ def load_audience(project: Project, today: date) -> AudienceResult:
         if len(cells) == 1 and cells[0].startswith("\x00"):
             result.rejected.append(Rejected(line, "", f"unreadable CSV: {cells[0][1:]}"))
             continue
+        if len(cells) == 1 < len(header) and sniff_delimiter(cells[0]) in cells[0]:
+            result.rejected.append(Rejected(
+                line, "", f"one field where the header has {len(header)}: this row is "
+                          f"separated by '{sniff_delimiter(cells[0])}', the header by another "
+                          "delimiter; save the export with one delimiter"))
+            continue
         record = {name: cells[i] if i < len(cells) else "" for name, i in positions.items()}
         email_cell = record.get("email", "").strip()
         try:
@@ -264,6 +371,11 @@ def load_audience(project: Project, today: date) -> AudienceResult:
         except _RowError as exc:
             result.rejected.append(Rejected(line, email_cell, str(exc)))
             continue
+        except _PersonaFailed as exc:
+            where = project.audiences_source.line_of(("personas", exc.persona, "match")) \
+                if project.audiences_source else None
+            raise ConfigError([Problem(AUDIENCES_FILE, where, f"personas.{exc.persona}.match: "
+                                       f"{exc} (evaluating row {line} of {display})")]) from None
         if person.email in seen:
             result.rejected.append(Rejected(
                 line, email_cell, f"duplicate address {person.email} (first seen on row "

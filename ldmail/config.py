@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from .errors import ConfigError, Problem, ProjectNotFound
-from .models import DERIVED_ATTRIBUTES, Audiences, Campaign, Settings
+from .models import DERIVED_ATTRIBUTES, Audiences, Campaign, FieldError, Settings
 from .yamlfile import Loc, LocatedYaml, load_yaml
 
 SETTINGS_FILE = "ldmail.yaml"
@@ -64,15 +64,23 @@ class Project:
             ) from None
 
 
+@dataclass(frozen=True)
+class _Mapping:
+    """The values of a dict field: the next part of a location is a free-form key."""
+
+    values: tuple[Any, ...]
+
+
 def _unwrap(annotation: Any) -> list[Any]:
     """The concrete types inside Optional/Union/list/dict/Annotated annotations."""
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
         return _unwrap(typing.get_args(annotation)[0])
-    if origin in (typing.Union, types.UnionType, list, tuple, dict):
+    if origin is dict:
+        return [_Mapping(tuple(_unwrap(typing.get_args(annotation)[1])))]
+    if origin in (typing.Union, types.UnionType, list, tuple):
         found: list[Any] = []
-        args = typing.get_args(annotation)
-        for arg in args[1:] if origin is dict else args:
+        for arg in typing.get_args(annotation):
             found.extend(_unwrap(arg))
         return found
     return [annotation]
@@ -86,18 +94,65 @@ def _fields_at(model: type[BaseModel], loc: Loc) -> list[str]:
             continue
         following: list[Any] = []
         for candidate in current:
-            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            if isinstance(candidate, _Mapping):
+                following.extend(candidate.values)
+            elif isinstance(candidate, type) and issubclass(candidate, BaseModel):
                 info = candidate.model_fields.get(part)
                 if info is not None:
                     following.extend(_unwrap(info.annotation))
-            elif candidate is not None:
-                following.append(candidate)  # a dict value type: key is free-form
         current = following
     names: list[str] = []
     for candidate in current:
         if isinstance(candidate, type) and issubclass(candidate, BaseModel):
             names.extend(candidate.model_fields)
     return names
+
+
+_MAPPING = "a mapping of keys to values (key: value on each line, or {key: value})"
+_LIST = "a list (one '- item' per line, or [a, b])"
+# What a value of each pydantic error type should have been, in an author's words.
+_EXPECTED = {
+    "list_type": _LIST, "tuple_type": _LIST, "set_type": _LIST,
+    "dict_type": _MAPPING, "model_type": _MAPPING, "model_attributes_type": _MAPPING,
+    "string_type": "text", "int_type": "a whole number", "int_parsing": "a whole number",
+    "int_from_float": "a whole number", "float_type": "a number", "float_parsing": "a number",
+    "bool_type": "true or false", "bool_parsing": "true or false",
+    "date_type": "a date such as 2026-12-01", "date_parsing": "a date such as 2026-12-01",
+    "date_from_datetime_parsing": "a date such as 2026-12-01",
+    "date_from_datetime_inexact": "a date such as 2026-12-01",
+}
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "nothing (the value is empty)"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, int | float):
+        return f"the number {value}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    text = str(value)
+    return repr(text if len(text) <= 60 else text[:57] + "...")
+
+
+def _plain(error: Any) -> str:
+    """Pydantic's message for one error, rephrased for someone editing YAML."""
+    kind, value, ctx = error["type"], error.get("input"), error.get("ctx") or {}
+    if kind in _EXPECTED:
+        hint = "; put it in quotes" if kind == "string_type" and \
+            isinstance(value, int | float | bool) else ""
+        return f"expected {_EXPECTED[kind]}, got {_shown(value)}{hint}"
+    if kind == "too_short":
+        return f"needs at least {ctx.get('min_length', 1)} item(s)"
+    if kind == "literal_error":
+        return f"{_shown(value)} is not one of {ctx.get('expected', '')}"
+    if kind == "string_pattern_mismatch":
+        return (f"{_shown(value)} has characters that are not allowed here; use lower-case "
+                "letters, digits, '-' and '_'")
+    return str(error["msg"]).removeprefix("Value error, ")
 
 
 def _message(model: type[BaseModel], error: Any) -> str:
@@ -111,7 +166,7 @@ def _message(model: type[BaseModel], error: Any) -> str:
         return f"unknown key '{key}'{hint}; allowed here: {', '.join(allowed)}"
     if kind == "missing":
         return f"missing required key '{key}'; add it"
-    text = str(error["msg"]).removeprefix("Value error, ")
+    text = _plain(error)
     where = ".".join(str(p) for p in loc if not isinstance(p, int))
     # Union members produce a location per tried type; name the key a user wrote.
     return f"{where}: {text}" if where else text
@@ -128,7 +183,8 @@ def validate_model(model: type[M], source: LocatedYaml, problems: list[Problem])
     except ValidationError as exc:
         seen: set[tuple[int, str]] = set()
         errors: list[dict[str, Any]] = [
-            {**e, "loc": tuple(p for p in e["loc"] if not _is_union_tag(p))} for e in exc.errors()]
+            {**e, "loc": tuple(p for p in e["loc"] if not _is_union_tag(p)) + _extra_loc(e)}
+            for e in exc.errors()]
         # A typo'd key also makes the real key "missing"; the typo message already says it.
         suggested = {(e["loc"][:-1], close) for e in errors if e["type"] == "extra_forbidden"
                      for close in difflib.get_close_matches(
@@ -145,21 +201,42 @@ def validate_model(model: type[M], source: LocatedYaml, problems: list[Problem])
         return None
 
 
+def _extra_loc(error: Any) -> Loc:
+    """Where a whole-model check (FieldError) says the problem is, below the error's loc."""
+    cause = (error.get("ctx") or {}).get("error")
+    return cause.loc if isinstance(cause, FieldError) else ()
+
+
 def _is_union_tag(part: str | int) -> bool:
     # pydantic names the union member it tried ("str", "dict[str,str]", "function-before[...]")
     return isinstance(part, str) and ("[" in part or part in {"str", "int", "float", "bool"})
 
 
-def _check_sender(campaign: CampaignFile, problems: list[Problem]) -> None:
+def _check_address(source: LocatedYaml, key: str, value: str | None,
+                   problems: list[Problem]) -> None:
+    """A From or Reply-To value: one line, one valid address."""
     from email_validator import EmailNotValidError, validate_email
 
-    _, address = parseaddr(campaign.model.sender)
+    if value is None:
+        return
+    line = source.line_of((key,))
+    if any(ch in value for ch in "\r\n\x00"):
+        problems.append(Problem(source.display, line,
+                                f"{key} contains a line break; it becomes a mail header, so "
+                                "write it on one line: \"Name <address@example.org>\""))
+        return
+    _, address = parseaddr(value)
     try:
         validate_email(address, check_deliverability=False)
     except EmailNotValidError as exc:
-        problems.append(Problem(campaign.source.display, campaign.source.line_of(("sender",)),
-                                f"sender '{campaign.model.sender}': {exc}; write "
+        reason = str(exc).rstrip(".") if address else "no address found"
+        problems.append(Problem(source.display, line, f"{key} '{value}': {reason}; write "
                                 "\"Name <address@example.org>\""))
+
+
+def _check_sender(campaign: CampaignFile, problems: list[Problem]) -> None:
+    _check_address(campaign.source, "sender", campaign.model.sender, problems)
+    _check_address(campaign.source, "reply_to", campaign.model.reply_to, problems)
 
 
 def _cross_check(project: Project, problems: list[Problem]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -131,6 +132,9 @@ def statement_event(statement: Any) -> Event:
                  parse_timestamp(stamp))
 
 
+_LINES = object()  # marks a file that is not one JSON document: JSON Lines
+
+
 @dataclass(frozen=True)
 class _Unreadable:
     """A line of a JSON Lines file that is not JSON."""
@@ -144,15 +148,27 @@ def _from_xapi(path: Path, display: str) -> Iterator[tuple[str, Event | str]]:
     except (OSError, UnicodeDecodeError) as exc:
         raise LdmailError(f"{display}: cannot read ({exc})") from None
     items: list[tuple[str, Any]] = []
+    expected = ("export the statements as a JSON array, an LRS answer {\"statements\": [...]} "
+                "or one statement per line")
     try:
         document: Any = json.loads(text)
     except json.JSONDecodeError as exc:
         if text.lstrip().startswith("["):
-            raise LdmailError(f"{display}:{exc.lineno}: invalid JSON ({exc.msg}); export the "
-                              "statements as a JSON array or one statement per line") from None
-        document = None  # not one JSON document: statements one per line (JSON Lines)
-    if isinstance(document, list) or (isinstance(document, dict)
-                                      and isinstance(document.get("statements"), list)):
+            cut = exc.pos >= len(text.rstrip())
+            at = text.rstrip().count("\n") + 1 if cut else exc.lineno
+            reason = "the file ends before the JSON does (cut off?)" if cut else exc.msg
+            raise LdmailError(f"{display}:{at}: invalid JSON ({reason}); {expected}") from None
+        document = _LINES  # not one JSON document: statements one per line (JSON Lines)
+    if isinstance(document, dict) and "statements" not in document and \
+            ("verb" in document or "actor" in document):
+        document = [document]  # one statement, perhaps pretty-printed over several lines
+    if document is not _LINES and not isinstance(document, list) and not (
+            isinstance(document, dict) and isinstance(document.get("statements"), list)):
+        kinds = {str: "string", int: "number", float: "number", bool: "true or false"}
+        what = f"an object with keys {', '.join(map(str, document))}" \
+            if isinstance(document, dict) else f"a JSON {kinds.get(type(document), 'null')}"
+        raise LdmailError(f"{display}: holds {what}, not xAPI statements; {expected}")
+    if isinstance(document, list) or isinstance(document, dict):
         # A JSON array, or a Learning Record Store's answer: {"statements": [...], "more": …}.
         statements = document if isinstance(document, list) else document["statements"]
         items = [(f"statement {i}", s) for i, s in enumerate(statements, start=1)]
@@ -184,7 +200,11 @@ def import_events(ledger: Ledger, path: Path, *, kind: str = "auto",
                   display: str | None = None) -> ImportResult:
     """Add the file's events to the ledger; events already recorded are not added again."""
     if not path.is_file():
-        raise LdmailError(f"{path}: file not found")
+        folder = path.parent if path.parent.is_dir() else None
+        names = [p.name for p in folder.iterdir() if p.is_file()] if folder else []
+        close = difflib.get_close_matches(path.name, names, n=1)
+        hint = f"; did you mean {path.with_name(close[0])}?" if close else ""
+        raise LdmailError(f"{path}: file not found{hint}")
     display = display or str(path)
     kind = detect_kind(path) if kind == "auto" else kind
     source = _from_xapi(path, display) if kind == "xapi" else _from_csv(path, display)

@@ -77,6 +77,14 @@ Expression = Annotated[str, BeforeValidator(lambda v: _check_expression(str(v)) 
                                             else "true")]
 
 
+class FieldError(ValueError):
+    """A whole-model check that knows which key it is about, so errors can name its line."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
 class Strict(BaseModel):
     """Unknown keys are errors (they are usually typos), and loaded values never change."""
 
@@ -152,9 +160,8 @@ class Settings(Strict):
     @model_validator(mode="after")
     def _default_is_listed(self) -> Settings:
         if self.default_language not in self.languages:
-            raise ValueError(
-                f"default_language '{self.default_language}' is not in languages {self.languages}"
-            )
+            raise FieldError(("default_language",), f"'{self.default_language}' is not in "
+                             f"languages ({', '.join(self.languages)}); add it there or pick one")
         return self
 
 
@@ -185,9 +192,10 @@ class PeopleSource(Strict):
 
     @model_validator(mode="after")
     def _dates_are_columns(self) -> PeopleSource:
-        for name in self.dates:
+        for index, name in enumerate(self.dates):
             if name not in self.columns:
-                raise ValueError(f"dates lists '{name}', which is not in columns")
+                raise FieldError(("dates", index), f"dates lists '{name}', which is not in "
+                                 f"columns ({', '.join(self.columns)}); map it there first")
         return self
 
 
@@ -265,17 +273,21 @@ class Campaign(Strict):
 
     @model_validator(mode="after")
     def _unique_steps(self) -> Campaign:
-        seen: set[str] = set()
-        for previous, step in zip(self.steps, self.steps[1:], strict=False):
+        seen: dict[str, int] = {}
+        for index, (previous, step) in enumerate(zip(self.steps, self.steps[1:], strict=False)):
             if step.after < previous.after:
-                raise ValueError(
-                    f"step '{step.id}' comes after '{previous.id}' but is due earlier; "
-                    "list steps in the order they are sent"
-                )
-        for step in self.steps:
+                raise FieldError(
+                    ("steps", index + 1, "after"),
+                    f"step '{step.id}' comes after '{previous.id}' but is due earlier "
+                    f"({units.format_duration(step.after)} < "
+                    f"{units.format_duration(previous.after)}); list steps in the order they "
+                    "are sent")
+        for index, step in enumerate(self.steps):
             if step.id in seen:
-                raise ValueError(f"step id '{step.id}' is used twice; step ids must be unique")
-            seen.add(step.id)
+                raise FieldError(("steps", index, "id"),
+                                 f"step id '{step.id}' is used twice (also step {seen[step.id]}); "
+                                 "step ids must be unique")
+            seen[step.id] = index + 1
         if self.ends and self.ends < self.starts:
-            raise ValueError("ends is before starts")
+            raise FieldError(("ends",), f"{self.ends} is before starts ({self.starts})")
         return self

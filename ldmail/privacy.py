@@ -27,7 +27,8 @@ def resolve(ledger: Ledger, who: str) -> str:
     try:
         return normalise_email(text)
     except ValueError as exc:
-        raise LdmailError(str(exc)) from None
+        raise LdmailError(f"{exc}; give an address, or the 32-character token from an "
+                          "unsubscribe mail's subject") from None
 
 
 def is_suppressed(ledger: Ledger, email: str, suppressed: set[str]) -> bool:
@@ -53,10 +54,11 @@ def import_suppressions(ledger: Ledger, path: Path, now: datetime) -> ImportedSu
     """A bounce or opt-out list: a CSV with an address column (and optionally a reason)."""
     header, rows = read_rows(path, str(path))
     lowered = [h.lower() for h in header]
-    column = next((lowered.index(n) for n in ("email", "e-mail", "address", "mail",
-                                               "e-mailadres") if n in lowered), None)
+    names = ("email", "e-mail", "address", "mail", "e-mailadres")
+    column = next((lowered.index(n) for n in names if n in lowered), None)
     if column is None:
-        raise LdmailError(f"{path}: no email column (found: {', '.join(header)})")
+        raise LdmailError(f"{path}: no email column; name one of: {', '.join(names)} "
+                          f"(found: {', '.join(header)})")
     reason_column = next((lowered.index(n) for n in ("reason", "reden") if n in lowered), None)
     result = ImportedSuppressions(skipped=[])
     for line, cells in rows:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import html
 import re
 from collections.abc import Mapping
@@ -20,13 +21,15 @@ from jinja2 import (
     TemplateNotFound,
     TemplateSyntaxError,
     UndefinedError,
+    nodes,
 )
 from jinja2.exceptions import SecurityError as JinjaSecurityError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import safe_range
 from markupsafe import Markup
 
 from .config import TEMPLATES_DIR, Project
 from .errors import LdmailError
+from .expressions import Sandbox, unsafe_access
 from .models import Campaign, Persona, Step
 from .textify import html_to_text
 from .units import format_duration
@@ -46,6 +49,17 @@ FOOTERS = {
     "de": {"part_of": "Sie erhalten diese Nachricht im Rahmen von", "unsubscribe": "Abmelden",
            "rest": "von diesen Lern-E-Mails.", "text": "Von diesen Lern-E-Mails abmelden:"},
 }
+
+
+_MEMO = 4096
+# Stands in for a person's 32-hex-digit unsubscribe token in pages kept for reuse.
+_PLACEHOLDER = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+
+
+def _remember(memo: dict[Any, Any], key: Any, value: Any) -> None:
+    if len(memo) >= _MEMO:
+        memo.clear()  # a crude bound: a run that fills it gains little from the old entries
+    memo[key] = value
 
 
 class RenderError(LdmailError):
@@ -100,6 +114,33 @@ def _template_line(exc: BaseException, template: Template) -> int | None:
     return line if isinstance(line, int) else None
 
 
+# Where each name of the template context comes from, for undefined-variable hints.
+_SOURCES = {"vars": "define it under vars: in ldmail.yaml",
+            "person": "map the column under people.columns in audiences.yaml",
+            "persona": "personas have id, label and wiifm",
+            "campaign": "campaigns have id, title, phase, sender and description",
+            "step": "steps have id, after and template"}
+
+
+def _undefined(exc: UndefinedError, template: Template, line: int | None) -> str:
+    """Jinja's "'dict object' has no attribute 'x'" as the name the author wrote."""
+    message = exc.message or "undefined"
+    match = re.match(r"'dict object' has no attribute '(\w+)'", message)
+    if not match or not template.filename or line is None:
+        return message
+    try:
+        text = Path(template.filename).read_text(encoding="utf-8").splitlines()[line - 1]
+    except (OSError, IndexError):
+        return message
+    written = re.search(r"\b([A-Za-z_]\w*(?:\.\w+)*)\." + re.escape(match.group(1)) + r"\b",
+                        text)
+    if not written:
+        return message
+    root = written.group(1).split(".")[0]
+    hint = f" ({_SOURCES[root]})" if root in _SOURCES else ""
+    return f"{written.group(1)} has no '{match.group(1)}'{hint}"
+
+
 def tag_links(markup: str, params: Mapping[str, str]) -> str:
     """Add UTM parameters to every absolute link that does not carry its own."""
     if not params:
@@ -124,7 +165,7 @@ class Renderer:
     def __init__(self, project: Project) -> None:
         self.project = project
         self.templates_dir = project.templates_dir
-        self.env = SandboxedEnvironment(
+        self.env = Sandbox(
             loader=FileSystemLoader(str(self.templates_dir)),
             undefined=StrictUndefined,
             autoescape=True,
@@ -132,7 +173,11 @@ class Renderer:
             auto_reload=False,
         )
         self.env.globals.clear()
-        self.env.globals["range"] = range
+        self.env.globals["range"] = safe_range  # at most MAX_RANGE items
+        self._checked: set[str] = set()
+        self._markups: dict[tuple[Any, ...], tuple[str, str, str, str]] = {}
+        self._pages: dict[tuple[Any, ...], str] = {}
+        self._resolved: dict[tuple[str, str], tuple[str, str]] = {}
 
     @cached_property
     def _markdown(self) -> Any:
@@ -151,14 +196,36 @@ class Renderer:
         custom = self.templates_dir / LAYOUT_NAME
         try:
             if custom.exists():
-                return self.env.get_template(LAYOUT_NAME)
+                layout = self.env.get_template(LAYOUT_NAME)
+                self._check_references(LAYOUT_NAME)
+                return layout
             return self.env.from_string(_BUILTIN_LAYOUT.read_text(encoding="utf-8"))
         except TemplateSyntaxError as exc:
-            raise RenderError(f"{TEMPLATES_DIR}/{LAYOUT_NAME}", exc.lineno,
-                              exc.message or "syntax error") from None
+            raise self._syntax_error(exc, f"{TEMPLATES_DIR}/{LAYOUT_NAME}") from None
+
+    def _render_layout(self, values: dict[str, Any]) -> str:
+        layout = self._layout
+        display = f"{TEMPLATES_DIR}/{LAYOUT_NAME}"
+        try:
+            return layout.render(values)
+        except UndefinedError as exc:
+            raise RenderError(display, _template_line(exc, layout),
+                              f"undefined variable: {exc.message}; the layout gets "
+                              f"{', '.join(values)}") from None
+        except JinjaSecurityError as exc:
+            raise RenderError(display, _template_line(exc, layout),
+                              f"blocked by the sandbox: {exc}", security=True) from None
+        except (TemplateError, TypeError, ValueError, ArithmeticError, LookupError) as exc:
+            raise RenderError(display, _template_line(exc, layout), f"failed: {exc}") from None
 
     def resolve(self, template: str, language: str) -> tuple[str, str]:
         """The template file for a language, falling back to the default language."""
+        found = self._resolved.get((template, language))
+        if found is None:
+            found = self._resolved[(template, language)] = self._resolve(template, language)
+        return found
+
+    def _resolve(self, template: str, language: str) -> tuple[str, str]:
         for candidate in dict.fromkeys([language, self.project.settings.default_language]):
             name = f"{candidate}/{template}.md"
             if (self.templates_dir / name).is_file():
@@ -168,15 +235,79 @@ class Renderer:
                           f"template '{template}' not found: create {fallback} (the fallback "
                           "for every language) or fix the step's template")
 
+    def _syntax_error(self, exc: TemplateSyntaxError, display: str) -> RenderError:
+        where = exc.filename or display
+        if where.startswith(str(self.templates_dir)):
+            where = f"{TEMPLATES_DIR}/{Path(where).relative_to(self.templates_dir).as_posix()}"
+        message = exc.message or "syntax error"
+        unknown = re.match(r"No (filter|test) named '(\w+)'", message)
+        if unknown:
+            known = self.env.filters if unknown.group(1) == "filter" else self.env.tests
+            close = difflib.get_close_matches(unknown.group(2), list(known), n=1)
+            message = message.rstrip(".") + (f" (did you mean '{close[0]}'?)" if close else "")
+        return RenderError(where, exc.lineno, f"template syntax error: {message}")
+
+    def _references(self, name: str) -> list[tuple[str, str, int, bool]]:
+        """(kind, template name, line, optional) of every include/extends/import in a file.
+
+        Raises RenderError when the file reaches into Python internals anywhere, even in a
+        branch no sample person takes.
+        """
+        source, filename, _ = self.env.loader.get_source(self.env, name)  # type: ignore[union-attr]
+        tree = self.env.parse(source, name, filename)
+        for line, attribute in unsafe_access(tree):
+            raise RenderError(f"{TEMPLATES_DIR}/{name}", line,
+                              f"blocked by the sandbox: {attribute!r} reaches into Python "
+                              "internals; templates may only use person, persona, campaign, "
+                              "step, vars, organisation and language", security=True)
+        found: list[tuple[str, str, int, bool]] = []
+        kinds: dict[type[nodes.Node], str] = {nodes.Extends: "extends", nodes.Include: "includes",
+                                               nodes.Import: "imports",
+                                               nodes.FromImport: "imports"}
+        for node in tree.find_all(tuple(kinds)):
+            target = getattr(node, "template", None)
+            names = [target] if isinstance(target, nodes.Const) else \
+                list(target.items) if isinstance(target, nodes.List | nodes.Tuple) else []
+            optional = bool(getattr(node, "ignore_missing", False)) or len(names) > 1
+            for item in names:
+                if isinstance(item, nodes.Const) and isinstance(item.value, str):
+                    found.append((kinds[type(node)], item.value, node.lineno, optional))
+        return found
+
+    def _check_references(self, name: str, chain: tuple[str, ...] = ()) -> None:
+        """Every template a file includes or extends exists, and none leads back to it."""
+        if name in self._checked:
+            return
+        for kind, target, line, optional in self._references(name):
+            display = f"{TEMPLATES_DIR}/{name}"
+            if target == name or target in chain:
+                start = chain.index(target) if target in chain else len(chain)
+                loop = " -> ".join([*chain[start:], name, target])
+                raise RenderError(display, line, f"{kind} '{target}', which leads back to "
+                                  f"itself ({loop}); templates may not include or extend each "
+                                  "other in a loop")
+            try:
+                self._check_references(target, (*chain, name))
+            except TemplateNotFound:
+                if optional:
+                    continue
+                hint = "" if (self.templates_dir / target.split("/")[0]).is_dir() else \
+                    f" (names start at {TEMPLATES_DIR}/, so in a language folder write " \
+                    f"'{self.project.settings.default_language}/{target}')"
+                raise RenderError(display, line, f"{kind} '{target}', which does not exist: "
+                                  f"create {TEMPLATES_DIR}/{target}{hint}") from None
+            except TemplateSyntaxError as exc:
+                raise self._syntax_error(exc, f"{TEMPLATES_DIR}/{target}") from None
+        self._checked.add(name)
+
     def _load(self, name: str) -> Template:
         display = f"{TEMPLATES_DIR}/{name}"
         try:
-            return self.env.get_template(name)
+            template = self.env.get_template(name)
+            self._check_references(name)
+            return template
         except TemplateSyntaxError as exc:
-            where = exc.filename or display
-            if where.startswith(str(self.templates_dir)):
-                where = f"{TEMPLATES_DIR}/{Path(where).relative_to(self.templates_dir)}"
-            raise RenderError(where, exc.lineno, f"template syntax error: {exc.message}") from None
+            raise self._syntax_error(exc, display) from None
         except TemplateNotFound as exc:
             raise RenderError(display, None, f"includes '{exc.name}', which does not exist") \
                 from None
@@ -203,7 +334,8 @@ class Renderer:
 
     def render(self, campaign_id: str, campaign: Campaign, step: Step,
                person: Mapping[str, Any], persona_id: str | None, persona: Persona | None,
-               language: str, unsubscribe_url: str = "#") -> Rendered:
+               language: str, unsubscribe_url: str = "#", token: str | None = None) -> Rendered:
+        """The parts of one message; `token` is the person's token in `unsubscribe_url`."""
         name, used_language = self.resolve(step.template, language)
         display = f"{TEMPLATES_DIR}/{name}"
         template = self._load(name)
@@ -220,34 +352,102 @@ class Renderer:
                                       f"blocks {', '.join(BLOCKS)}")
                 parts[block] = "".join(render_block(context)).strip()
         except UndefinedError as exc:
-            raise RenderError(display, _template_line(exc, template),
-                              f"undefined variable: {exc.message}; available: person, persona, "
-                              "campaign, step, vars, organisation, language") from None
+            line = _template_line(exc, template)
+            reason = _undefined(exc, template, line)
+            raise RenderError(display, line, f"undefined variable: {reason}; available: person, "
+                              "persona, campaign, step, vars, organisation, language") from None
         except JinjaSecurityError as exc:
             raise RenderError(display, _template_line(exc, template),
                               f"blocked by the sandbox: {exc}", security=True) from None
+        except TemplateNotFound as exc:
+            raise RenderError(display, _template_line(exc, template),
+                              f"includes '{exc.name}', which does not exist") from None
         except TemplateError as exc:
             raise RenderError(display, _template_line(exc, template), str(exc)) from None
+        except RecursionError:
+            raise RenderError(display, None, "templates include each other in a loop (or a "
+                              "macro calls itself without end); break the loop") from None
         except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
             raise RenderError(display, _template_line(exc, template), f"failed: {exc}") from None
 
         settings = self.project.settings
-        utm = {"utm_source": settings.utm.source, "utm_medium": settings.utm.medium,
-               "utm_campaign": campaign_id, "utm_content": step.id} if settings.utm.enabled else {}
-        body_html = tag_links(self._markdown.render(parts["body"]), utm)
-        wiifm_html = tag_links(self._markdown.render(parts["wiifm"]), utm)
+        utm = (("utm_source", settings.utm.source), ("utm_medium", settings.utm.medium),
+               ("utm_campaign", campaign_id), ("utm_content", step.id)) \
+            if settings.utm.enabled else ()
+        body_html, wiifm_html, wiifm_text, text = self._markup(parts["body"], parts["wiifm"], utm)
         subject = _one_line(parts["subject"])
         preheader = _one_line(parts["preheader"])
         footer = FOOTERS.get(used_language, FOOTERS["en"])
-        page = self._layout.render(
-            subject=subject, preheader=preheader, wiifm=Markup(wiifm_html), footer=footer,
-            content=Markup(body_html), unsubscribe_url=unsubscribe_url,
-            organisation=settings.organisation, campaign=values["campaign"],
-            person=values["person"], language=used_language)
-        wiifm_text = html_to_text(wiifm_html)
-        text = "\n\n".join(part for part in (wiifm_text, html_to_text(body_html)) if part)
+        layout_values = {
+            "subject": subject, "preheader": preheader, "wiifm": Markup(wiifm_html),
+            "footer": footer, "content": Markup(body_html), "unsubscribe_url": unsubscribe_url,
+            "organisation": settings.organisation, "campaign": values["campaign"],
+            "person": values["person"], "language": used_language}
         if unsubscribe_url and unsubscribe_url != "#":
             text = f"{text}\n\n-- \n{footer['text']} {unsubscribe_url}"
         return Rendered(subject=subject, preheader=preheader, wiifm=wiifm_text,
-                        html=self._inliner.inline(page), text=text + "\n",
+                        html=self._page(layout_values, token), text=text + "\n",
                         template_file=display, language=used_language)
+
+    # -- memos ----------------------------------------------------------------------------------
+    # Markdown, the text part and CSS inlining are pure functions of their input and cost
+    # most of a message; in a send run many people get the same text (the same first name,
+    # persona and language), so their results are kept, up to _MEMO entries each. The per-person
+    # unsubscribe token is the one value every page differs in: pages are kept with a
+    # placeholder in its place (it is hex, which no step of the pipeline changes).
+
+    def _markup(self, body: str, wiifm: str,
+                utm: tuple[tuple[str, str], ...]) -> tuple[str, str, str, str]:
+        """(body HTML, WIIFM HTML, WIIFM text, text part) of the Markdown blocks."""
+        key = (body, wiifm, utm)
+        found = self._markups.get(key)
+        if found is None:
+            body_html = tag_links(self._markdown.render(body), dict(utm))
+            wiifm_html = tag_links(self._markdown.render(wiifm), dict(utm))
+            wiifm_text = html_to_text(wiifm_html)
+            text = "\n\n".join(part for part in (wiifm_text, html_to_text(body_html)) if part)
+            found = (body_html, wiifm_html, wiifm_text, text)
+            _remember(self._markups, key, found)
+        return found
+
+    @cached_property
+    def _layout_reads_person(self) -> bool:
+        """Whether the layout may use `person` (then pages are not shared between people)."""
+        from jinja2 import meta
+
+        custom = self.templates_dir / LAYOUT_NAME
+        source = (custom if custom.exists() else _BUILTIN_LAYOUT).read_text(encoding="utf-8")
+        tree = self.env.parse(source)
+        if any(True for _ in tree.find_all((nodes.Include, nodes.Extends, nodes.Import,
+                                            nodes.FromImport))):
+            return True
+        return "person" in meta.find_undeclared_variables(tree)
+
+    def _page(self, values: dict[str, Any], token: str | None) -> str:
+        """The layout rendered and its CSS inlined."""
+        url = str(values["unsubscribe_url"])
+        shareable = token is not None and len(token) == len(_PLACEHOLDER) and token in url
+        key: tuple[Any, ...] | None = None
+        if shareable and token is not None:
+            campaign = tuple(sorted(values["campaign"].items()))
+            person = tuple(sorted(values["person"].items())) if self._layout_reads_person \
+                else None
+            inputs = (values["subject"], values["preheader"], str(values["wiifm"]),
+                      str(values["content"]), values["language"], values["organisation"],
+                      campaign, person)
+            key = (*inputs, url.replace(token, _PLACEHOLDER))
+            try:
+                found = self._pages.get(key)
+            except TypeError:  # an unhashable attribute value: no sharing
+                key, found = None, None
+            if found is not None:
+                return found.replace(_PLACEHOLDER, token)
+            if _PLACEHOLDER in repr(inputs):
+                key = None  # the placeholder text itself occurs in the message: no sharing
+        if key is None or token is None:
+            return str(self._inliner.inline(self._render_layout(values)))
+        stand_in = url.replace(token, _PLACEHOLDER)
+        page = str(self._inliner.inline(self._render_layout(
+            {**values, "unsubscribe_url": stand_in})))
+        _remember(self._pages, key, page)
+        return page.replace(_PLACEHOLDER, token)

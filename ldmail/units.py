@@ -43,6 +43,8 @@ def parse_percentage(value: object) -> float:
     """`10%` -> 0.10; a bare 0 is allowed (no holdout)."""
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0:
         return 0.0
+    if isinstance(value, (list, tuple, dict)):
+        raise ValueError(f"expected one percentage such as 10%, got a {type(value).__name__}")
     text = str(value).strip()
     if isinstance(value, str) and text.endswith("%"):
         try:
@@ -51,6 +53,9 @@ def parse_percentage(value: object) -> float:
             number = -1.0
         if 0 <= number < 100:
             return number / 100
+    if isinstance(value, float) and 0 < value < 1:
+        raise ValueError(f"'{value}' is not a percentage; write it with a % sign: "
+                         f"{value * 100:g}%")
     raise ValueError(
         f"'{value}' is not a percentage; write it with a % sign, from 0% to 99%, e.g. 10%")
 
@@ -125,6 +130,9 @@ def parse_timezone(value: object) -> ZoneInfo:
             return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         pass
+    if re.match(r"^[A-Z]{0,5}\s*[+-]\s*\d{1,2}(:?\d{2})?$", name, re.IGNORECASE):
+        raise ValueError(f"'{name}' is a UTC offset, not a time zone: offsets ignore daylight "
+                         "saving time; write the zone's IANA name, e.g. Europe/Amsterdam")
     close = difflib.get_close_matches(name, _zone_names(), n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     raise ValueError(f"'{name}' is not an IANA time zone{hint}; write e.g. Europe/Amsterdam")

@@ -11,6 +11,7 @@ from typing import Any
 from .audience import AudienceResult, Person, load_audience
 from .config import AUDIENCES_FILE, CampaignFile, Project, load_project
 from .errors import ConfigError, LdmailError, Problem
+from .expressions import evaluate
 from .render import MAX_SUBJECT, Renderer, RenderError
 
 
@@ -58,9 +59,28 @@ def _pick(audience: AudienceResult | None, persona: str, language: str) -> Perso
     return None
 
 
+def check_where(project: Project, campaign: CampaignFile, audience: AudienceResult | None,
+                today: date, report: Report) -> None:
+    """Run the audience filter over every person (or sample person) as `send` will."""
+    where = campaign.model.audience.where
+    if not where:
+        return
+    people = [p.attributes for p in audience.people] if audience and audience.people else \
+        [sample_person(project, language, today) for language in project.settings.languages]
+    for attributes in people:
+        try:
+            evaluate(where, attributes)
+        except LdmailError as exc:
+            report.add(Problem(campaign.source.display,
+                               campaign.source.line_of(("audience", "where")),
+                               f"audience.where: {exc}"))
+            return
+
+
 def check_campaign(project: Project, renderer: Renderer, campaign: CampaignFile,
                    audience: AudienceResult | None, today: date, report: Report) -> None:
     model, source = campaign.model, campaign.source
+    check_where(project, campaign, audience, today, report)
     personas = model.audience.personas or list(project.audiences.personas)
     for index, step in enumerate(model.steps):
         for persona_id in personas:
@@ -83,9 +103,13 @@ def check_campaign(project: Project, renderer: Renderer, campaign: CampaignFile,
                 template_path = project.root / rendered.template_file
                 who = f"persona '{persona_id}' ({language})"
                 if not rendered.wiifm.strip():
+                    cause = ""
+                    if persona is not None and not persona.wiifm_for(
+                            language, project.settings.default_language).strip():
+                        cause = f" (it has no wiifm for '{language}' in {AUDIENCES_FILE})"
                     report.add(Problem(
                         rendered.template_file, _block_line(template_path, "wiifm"),
-                        f"step '{step.id}' gives {who} no WIIFM passage; write one in "
+                        f"step '{step.id}' gives {who} no WIIFM passage{cause}; write one in "
                         "{% block wiifm %} or give the persona a wiifm in audiences.yaml"))
                 if not rendered.subject:
                     report.add(Problem(rendered.template_file,

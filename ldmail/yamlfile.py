@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,24 +32,75 @@ class LocatedYaml:
         return 1
 
 
-def _record_lines(node: yaml.Node, loc: Loc, lines: dict[Loc, int]) -> None:
+def _record_lines(node: yaml.Node, loc: Loc, lines: dict[Loc, int],
+                  duplicates: list[tuple[int, str]]) -> None:
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)
-            lines[loc + (key,)] = key_node.start_mark.line + 1
-            _record_lines(value_node, loc + (key,), lines)
+            line = key_node.start_mark.line + 1
+            first = lines.get(loc + (key,))
+            if first is not None and key != "<<":
+                duplicates.append((line, f"duplicate key '{key}' (first on line {first}); YAML "
+                                         "would silently keep only the last one: remove one"))
+            lines[loc + (key,)] = line
+            _record_lines(value_node, loc + (key,), lines, duplicates)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             lines[loc + (index,)] = item.start_mark.line + 1
-            _record_lines(item, loc + (index,), lines)
+            _record_lines(item, loc + (index,), lines, duplicates)
+
+
+def _unclosed_quote(text: str, first: int, last: int) -> int | None:
+    """The last line in first..last that opens a quote it does not close, if any."""
+    source = text.splitlines()
+    for number in range(min(last, len(source)), max(first, 1) - 1, -1):
+        line = source[number - 1]
+        if line.replace('\\"', "").count('"') % 2 == 1:
+            return number
+        if re.search(r"(:|^\s*-)\s+'", line) and line.replace("''", "").count("'") % 2 == 1:
+            return number
+    return None
+
+
+def _explain(exc: yaml.MarkedYAMLError, text: str) -> tuple[int | None, str]:
+    """A located, plain-words version of PyYAML's parser message."""
+    problem, context = exc.problem or "invalid YAML", exc.context or ""
+    at = exc.problem_mark.line + 1 if exc.problem_mark else None
+    opened = exc.context_mark.line + 1 if exc.context_mark else at
+    if "'\\t'" in problem:
+        return at, ("a tab is used for indentation; YAML indents with spaces only: replace the "
+                    "tab with spaces")
+    if context.startswith("while scanning a quoted scalar"):
+        return opened, "the quote opened on this line is never closed; add the closing quote"
+    for kind, bracket, closer in (("sequence", "[", "]"), ("mapping", "{", "}")):
+        if context.startswith(f"while parsing a flow {kind}"):
+            return opened, (f"the '{bracket}' opened on this line is not closed (line {at} "
+                            f"is reached first); add the '{closer}'")
+    if at is not None:
+        quote = _unclosed_quote(text, opened or 1, at)
+        if quote is not None and quote < at:
+            return quote, (f"the quote opened on this line is not closed on it (YAML read on "
+                           f"to line {at}); add the closing quote")
+    if "mapping values are not allowed" in problem:
+        return at, ("a ':' where no key can start: this line is indented deeper than the key "
+                    "above it, or a value holding ': ' needs quotes")
+    if problem.startswith("expected <block end>"):
+        return at, ("this line is indented differently from the keys around it; indent keys "
+                    "of one mapping (or items of one list) by the same number of spaces")
+    if "could not find expected ':'" in problem:
+        return opened, "this line is not 'key: value'; add the ':' or put the text in quotes"
+    return at, f"{problem}; check indentation and quoting"
 
 
 def load_yaml(path: Path, display: str) -> LocatedYaml | Problem:
     """Parse one YAML file; a syntax error comes back as a located Problem, not an exception."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        raw = path.read_bytes()
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        return Problem(display, None, f"not UTF-8 text ({exc.reason}); save the file as UTF-8")
+        bad_line = raw[:exc.start].count(b"\n") + 1
+        return Problem(display, bad_line, f"not UTF-8 text (byte 0x{raw[exc.start]:02x} cannot be "
+                                      "read); save the file as UTF-8")
     except OSError as exc:
         return Problem(display, None, f"cannot read: {exc.strerror}")
     loader = yaml.SafeLoader(text)
@@ -56,15 +108,16 @@ def load_yaml(path: Path, display: str) -> LocatedYaml | Problem:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        what = exc.problem or "invalid YAML"
-        return Problem(display, line, f"YAML syntax error: {what}; check indentation and quoting")
+        line, what = _explain(exc, text)
+        return Problem(display, line, f"YAML syntax error: {what}")
     except yaml.YAMLError as exc:
         return Problem(display, None, f"YAML error: {exc}")
     finally:
         loader.dispose()
     lines: dict[Loc, int] = {}
+    duplicates: list[tuple[int, str]] = []
     if node is not None:
-        _record_lines(node, (), lines)
+        _record_lines(node, (), lines, duplicates)
+    if duplicates:
+        return Problem(display, *duplicates[0])
     return LocatedYaml(path, display, data, lines)
