@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.headerregistry import Address
 from email import policy
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 from urllib.parse import quote, urlencode
@@ -15,7 +15,6 @@ from zoneinfo import ZoneInfo
 from .errors import LdmailError
 from .models import Calendar, Campaign, Settings, Step
 from .render import Rendered
-
 
 # Long ASCII values (List-Unsubscribe URLs) must stay readable: with the default 78-column
 # limit an unbreakable URL gets RFC 2047-encoded, which mail clients do not decode there.
