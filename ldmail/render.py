@@ -35,6 +35,10 @@ from .textify import html_to_text
 from .units import format_duration
 
 BLOCKS = ("subject", "preheader", "wiifm", "body")
+MARKDOWN_BLOCKS = frozenset({"wiifm", "body"})
+# ASCII punctuation that means something in Markdown; HTML's own characters (& < > " ')
+# are left to autoescape, since a backslash before an entity would show the entity as text.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
 LAYOUT_NAME = "_layout.html"
 MAX_SUBJECT = 120
 _BUILTIN_LAYOUT = Path(__file__).with_name("layout.html")
@@ -81,6 +85,11 @@ class Rendered:
     text: str
     template_file: str
     language: str
+
+
+def markdown_literal(text: str) -> str:
+    """Text that Markdown renders as itself: every special character backslash-escaped."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
 
 
 def _one_line(text: str) -> str:
@@ -343,13 +352,19 @@ class Renderer:
                               used_language)
         parts: dict[str, str] = {}
         try:
-            context = template.new_context(values)
+            plain = template.new_context(values)
+            # In the Markdown blocks a name like "[Verify](https://evil.example)" from the
+            # export must stay text, not become a link: person values are Markdown-escaped.
+            literal = template.new_context({**values, "person": {
+                key: markdown_literal(value) if isinstance(value, str) else value
+                for key, value in values["person"].items()}})
             for block in BLOCKS:
                 render_block = template.blocks.get(block)
                 if render_block is None:
                     raise RenderError(display, None,
                                       f"no {{% block {block} %}}; every template needs the "
                                       f"blocks {', '.join(BLOCKS)}")
+                context = literal if block in MARKDOWN_BLOCKS else plain
                 parts[block] = "".join(render_block(context)).strip()
         except UndefinedError as exc:
             line = _template_line(exc, template)

@@ -202,6 +202,17 @@ def test_script_in_person_data_is_escaped_in_html(project: Path, cli: Cli) -> No
     assert "<script" not in html.lower() and "<b>Bob" not in html
 
 
+def test_markdown_in_person_data_stays_text(project: Path, cli: Cli) -> None:
+    set_first_name(project, "bob.smith@example.org", "[Verify](https://evil.example) *Bob*")
+    result = cli("preview", "welcome", "--person", "bob.smith@example.org", "--step", "hello",
+                 "--html", "--project", project)
+    assert result.exit_code == 0, result.output
+    html = (project / ".ldmail/preview/welcome-hello-compelled-en.html").read_text("utf-8")
+    assert "Hi [Verify](https://evil.example) *Bob*," in html
+    assert "evil.example\"" not in html and "<em>Bob" not in html
+    assert "Hi [Verify](https://evil.example) *Bob*," in result.stdout  # text part alike
+
+
 def test_jinja_in_person_data_is_text_not_code(project: Path, cli: Cli, tmp_path: Path) -> None:
     canary = tmp_path / "canary"
     set_first_name(project, "bob.smith@example.org", "{{ 7*7 }}")
