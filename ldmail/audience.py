@@ -6,7 +6,7 @@ import codecs
 import csv
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
@@ -23,13 +23,46 @@ from .units import parse_timezone
 _DATE_FORMATS = ("%Y-%m-%d", "%d-%m-%Y", "%d/%m/%Y", "%d.%m.%Y", "%Y/%m/%d", "%d-%m-%y")
 
 
-@dataclass(frozen=True)
+class Attributes(Mapping[str, Any]):
+    """A person's attributes, read-only: values in a tuple, names shared by the whole export.
+
+    A dict per person costs several hundred bytes; with a million learners that alone is
+    more memory than a run should need.
+    """
+
+    __slots__ = ("_index", "_values")
+
+    def __init__(self, index: dict[str, int], values: tuple[Any, ...]) -> None:
+        self._index = index
+        self._values = values
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[self._index[name]]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        position = self._index.get(name)
+        return default if position is None else self._values[position]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._index
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
+
+
+@dataclass(frozen=True, slots=True)
 class Person:
     """One learner as the export describes them, with the persona they fall into."""
 
     email: str
     row: int
-    attributes: dict[str, Any]
+    attributes: Mapping[str, Any]
     persona: str | None
     language: str
     timezone: ZoneInfo | None
@@ -102,8 +135,6 @@ def _checked_domain(domain: str) -> str:
 
 def normalise_email(text: str) -> str:
     """A checked address, lower-cased; raises ValueError with the reason."""
-    from email_validator import EmailNotValidError, validate_email
-
     text = text.strip()
     if not text:
         raise ValueError("empty e-mail address")
@@ -114,6 +145,8 @@ def normalise_email(text: str) -> str:
         except ValueError as exc:
             raise ValueError(f"invalid e-mail address '{text}': {str(exc).rstrip('.')}") \
                 from None
+    from email_validator import EmailNotValidError, validate_email  # not for plain addresses
+
     if at and not local.isascii():
         raise ValueError(f"invalid e-mail address '{text}': the part before the @ has non-ASCII "
                          "characters, which most mail servers cannot deliver to (SMTPUTF8); "
@@ -276,9 +309,14 @@ class AudienceLoader:
         self.default_language = default_language
         self.today = today
         self.dates = set(audiences.people.dates)
+        # One object per distinct value (names, departments, dates, tenures repeat across
+        # thousands of rows) and per distinct set of names: memory for a million people.
+        self.shared: dict[Any, Any] = {}
+        self.indexes: dict[tuple[str, ...], dict[str, int]] = {}
 
     def person(self, row: int, record: dict[str, str]) -> Person:
         attributes: dict[str, Any] = {}
+        shared = self.shared
         for name, raw in record.items():
             value = raw.strip()
             if name in self.dates:
@@ -286,8 +324,10 @@ class AudienceLoader:
                     attributes[name] = parse_date(value) if value else None
                 except ValueError as exc:
                     raise _RowError(f"{name}: {exc}") from None
-            else:
+            elif name == "email":
                 attributes[name] = value
+            else:
+                attributes[name] = shared.setdefault(value, value)
         try:
             email = normalise_email(record.get("email", ""))
         except ValueError as exc:
@@ -302,10 +342,16 @@ class AudienceLoader:
             except ValueError as exc:
                 raise _RowError(f"timezone: {exc}") from None
         start = attributes.get("start_date")
-        attributes["tenure_days"] = (self.today - start).days if isinstance(start, date) else None
+        tenure = (self.today - start).days if isinstance(start, date) else None
+        attributes["tenure_days"] = shared.setdefault(tenure, tenure)
         attributes["today"] = self.today
         persona = self.assign_persona(attributes)
-        return Person(email, row, attributes, persona, language, zone)
+        names = tuple(attributes)
+        index = self.indexes.get(names)
+        if index is None:
+            index = self.indexes[names] = {name: i for i, name in enumerate(names)}
+        return Person(email, row, Attributes(index, tuple(attributes.values())), persona,
+                      shared.setdefault(language, language), zone)
 
     def assign_persona(self, attributes: dict[str, Any]) -> str | None:
         explicit = str(attributes.get("persona") or "").strip()

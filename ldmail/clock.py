@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from .errors import LdmailError
 
@@ -23,10 +24,12 @@ def parse_now(value: str | None) -> datetime:
     return moment.astimezone(UTC)
 
 
+@lru_cache(maxsize=65536)  # a run writes and reads the same few moments for many people
 def iso(moment: datetime) -> str:
     """UTC ISO text as stored in the ledger; sorts in time order."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+@lru_cache(maxsize=65536)  # and shares one datetime object between them
 def from_iso(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -8,6 +8,7 @@ only sent again when the user asks for it (`--resend-unknown`).
 from __future__ import annotations
 
 import json
+import queue
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from . import quiet
 from .audience import AudienceResult, Person, load_audience
 from .clock import from_iso, iso
 from .config import Project
@@ -33,15 +35,15 @@ from .ledger import (
     Ledger,
 )
 from .lock import SendLock, held_elsewhere
-from .message import HeaderInjection, build_message, new_message_id, parse_sender
+from .message import Built, HeaderInjection, MessageBuilder, new_message_id, unsubscribe_links
 from .render import Renderer, RenderError
 from .schedule import Planned, StepRecord, upcoming
-from .transport import Outcome, Transport, open_transport
+from .transport import Outcome, Transport, open_transports
 
 Progress = Callable[[int, int], None]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Due:
     enrolment: Enrolment
     person: Person
@@ -90,24 +92,28 @@ def ledger_path(project: Project, override: Path | None) -> Path:
 
 def history_by_enrolment(ledger: Ledger) -> dict[tuple[str, str], dict[str, StepRecord]]:
     found: dict[tuple[str, str], dict[str, StepRecord]] = {}
-    for row in ledger.rows("SELECT campaign, email, step, state, sent_at, claimed_at, "
-                           "next_attempt_at, attempts FROM messages"):
-        when = row["sent_at"] or row["claimed_at"]
-        retry_at = row["next_attempt_at"]
-        found.setdefault((row["campaign"], row["email"]), {})[row["step"]] = StepRecord(
-            row["state"], from_iso(when) if when else None,
-            from_iso(retry_at) if retry_at else None, row["attempts"])
+    cursor = ledger.db.conn.execute(
+        "SELECT campaign, email, step, state, sent_at, claimed_at, next_attempt_at, attempts"
+        " FROM messages")
+    for campaign, email, step, state, sent_at, claimed_at, retry_at, attempts in cursor:
+        when = sent_at or claimed_at
+        found.setdefault((campaign, email), {})[step] = StepRecord(
+            state, from_iso(when) if when else None, from_iso(retry_at) if retry_at else None,
+            attempts)
     return found
 
 
 def find_due(project: Project, enrolments: dict[tuple[str, str], Enrolment],
              audience: AudienceResult, history: dict[tuple[str, str], dict[str, StepRecord]],
-             now: datetime, only: str | None = None) -> tuple[list[Due], int, list[Enrolment]]:
-    """Messages to send now, how many wait for their window, and enrolments now complete."""
+             now: datetime, only: str | None = None
+             ) -> tuple[list[Due], int, list[Enrolment], datetime | None]:
+    """Messages to send now, how many wait for their window, enrolments now complete, and
+    the earliest later moment at which a step becomes due or its window opens."""
     people = audience.by_email()
     due: list[Due] = []
     waiting = 0
     complete: list[Enrolment] = []
+    next_change: datetime | None = None
     for (campaign_id, email), enrolment in enrolments.items():
         if enrolment.state != ACTIVE or enrolment.group != TREATMENT:
             continue
@@ -121,57 +127,106 @@ def find_due(project: Project, enrolments: dict[tuple[str, str], Enrolment],
                          person.timezone, now)
         if not steps:
             complete.append(enrolment)
-        elif steps[0].send_at <= now:
-            due.append(Due(enrolment, person, steps[0], len(steps) == 1))
-        elif steps[0].due_at <= now:
+            continue
+        first = steps[0]
+        if first.send_at <= now:
+            due.append(Due(enrolment, person, first, len(steps) == 1))
+            continue
+        if first.due_at <= now:
             waiting += 1
+            change = first.send_at
+        else:
+            change = first.due_at
+        if next_change is None or change < next_change:
+            next_change = change
     due.sort(key=lambda d: (d.planned.due_at, d.enrolment.campaign, d.person.row))
-    return due, waiting, complete
+    return due, waiting, complete, next_change
 
 
 class Sender:
-    """Renders, claims, hands over and records messages for one run."""
+    """Renders, claims, hands over and records messages for one run.
 
-    def __init__(self, project: Project, ledger: Ledger, transport: Transport | None,
+    Ledger writes are grouped to one commit per message without weakening the order that
+    makes delivery at most once: a message's claim is committed before it is handed over, and
+    the outcome of the message before it rides in that same transaction. What the transport
+    said about the last message is committed by flush(), which _deliver calls when it stops
+    for any reason. A run killed between a handover and the next commit leaves that message
+    `claimed`, exactly as a run killed between handover and marking always did: the next run
+    reports it as unknown.
+    """
+
+    def __init__(self, project: Project, ledger: Ledger, transports: list[Transport],
                  now: datetime, run_id: int) -> None:
         self.project = project
         self.ledger = ledger
-        self.transport = transport
+        self.transports = transports
         self.now = now
         self.run_id = run_id
         self.renderer = Renderer(project)
+        self.builder = MessageBuilder(project.settings, now)
         self.stamp = iso(now)
+        self.pending: list[tuple[str, tuple[Any, ...]]] = []
 
-    def compose(self, item: Due, message_id: str) -> Any:
+    def message_id(self, item: Due) -> str:
+        campaign_id = item.enrolment.campaign
+        return new_message_id(self.builder.sender(campaign_id, self.project.campaign(campaign_id)))
+
+    def compose(self, item: Due, message_id: str) -> Built:
         enrolment, person, step = item.enrolment, item.person, item.planned.step
         campaign = self.project.campaign(enrolment.campaign)
         persona = self.project.audiences.personas.get(person.persona or "")
         token = self.ledger.address_hash(person.email)
-        from .message import unsubscribe_links
-
-        mailto, https = unsubscribe_links(self.project.settings, parse_sender(campaign.sender),
-                                          token)
+        mailto, https = unsubscribe_links(self.project.settings,
+                                          self.builder.sender(enrolment.campaign, campaign), token)
         rendered = self.renderer.render(enrolment.campaign, campaign, step, person.attributes,
                                         person.persona, persona, person.language,
-                                        unsubscribe_url=https or mailto)
-        return build_message(rendered=rendered, campaign_id=enrolment.campaign,
-                             campaign=campaign, step=step, recipient=person.email,
-                             recipient_name=person.display_name,
-                             settings=self.project.settings, token=token,
-                             message_id=message_id, now=self.now, zone=person.timezone)
+                                        unsubscribe_url=https or mailto, token=token)
+        return self.builder.build(rendered=rendered, campaign_id=enrolment.campaign,
+                                  campaign=campaign, step=step, recipient=person.email,
+                                  recipient_name=person.display_name, token=token,
+                                  message_id=message_id, zone=person.timezone,
+                                  links=(mailto, https))
+
+    def _write(self, sql: str, params: tuple[Any, ...]) -> int:
+        """One statement, committed together with every write still pending."""
+        if not self.pending:
+            return self.ledger.execute(sql, params)
+        conn = self.ledger.db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for pending_sql, pending_params in self.pending:
+                conn.execute(pending_sql, pending_params)
+            self.pending.clear()
+            try:
+                changed = conn.execute(sql, params).rowcount
+            except sqlite3.IntegrityError:
+                conn.execute("COMMIT")  # the outcomes before it stand
+                raise
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return changed
+
+    def flush(self) -> None:
+        """Commit the outcomes not yet written (the last message's, as a rule)."""
+        if self.pending:
+            sql, params = self.pending.pop()
+            self._write(sql, params)
 
     def claim(self, item: Due, message_id: str) -> bool:
         """Record the message as being sent; False when someone else already holds it."""
         e, step = item.enrolment, item.planned.step
         if item.planned.retry:
-            return self.ledger.execute(
+            return self._write(
                 "UPDATE messages SET state = ?, attempts = attempts + 1, message_id = ?,"
                 " claimed_at = ?, run_id = ?, error = NULL WHERE campaign = ? AND step = ? AND"
                 " email = ? AND state = ?",
                 (CLAIMED, message_id, self.stamp, self.run_id, e.campaign, step.id, e.email,
                  DEFERRED)) == 1
         try:
-            self.ledger.execute(
+            self._write(
                 "INSERT INTO messages (campaign, step, email, due_at, state, attempts,"
                 " message_id, claimed_at, run_id) VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?)",
                 (e.campaign, step.id, e.email, iso(item.planned.due_at), CLAIMED, message_id,
@@ -183,7 +238,7 @@ class Sender:
     def record_failure(self, item: Due, reason: str) -> None:
         """A message that could not even be built: failed, with the reason, never retried."""
         e, step = item.enrolment, item.planned.step
-        self.ledger.execute(
+        self._write(
             "INSERT INTO messages (campaign, step, email, due_at, state, attempts, error,"
             " claimed_at, run_id) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?) ON CONFLICT"
             " (campaign, step, email) DO UPDATE SET state = excluded.state,"
@@ -191,37 +246,42 @@ class Sender:
                                         FAILED, reason, self.stamp, self.run_id))
 
     def record(self, item: Due, outcome: Outcome) -> str:
-        """Mark a claimed message with what the transport said; returns the new state."""
+        """Note what the transport said about a claimed message; returns the new state.
+
+        The writes wait in `pending` for the next commit (see the class's docstring).
+        """
         e, step = item.enrolment, item.planned.step
         where = (e.campaign, step.id, e.email)
         if outcome.status == "sent":
             state = SENT
-            self.ledger.execute(
+            self.pending.append((
                 "UPDATE messages SET state = ?, sent_at = ?, error = NULL, next_attempt_at = NULL"
-                " WHERE campaign = ? AND step = ? AND email = ?", (SENT, self.stamp, *where))
+                " WHERE campaign = ? AND step = ? AND email = ?", (SENT, self.stamp, *where)))
         elif outcome.status == "temporary" and \
                 item.planned.attempts + 1 < self.project.settings.retry.max_attempts:
             state = DEFERRED
             backoff = self.project.settings.retry.backoff * (2 ** item.planned.attempts)
-            self.ledger.execute(
+            self.pending.append((
                 "UPDATE messages SET state = ?, error = ?, next_attempt_at = ?"
                 " WHERE campaign = ? AND step = ? AND email = ?",
-                (DEFERRED, outcome.reason, iso(self.now + backoff), *where))
+                (DEFERRED, outcome.reason, iso(self.now + backoff), *where)))
         else:
             state = FAILED
             reason = outcome.reason if outcome.status == "permanent" else \
                 f"gave up after {item.planned.attempts + 1} attempts: {outcome.reason}"
-            self.ledger.execute(
+            self.pending.append((
                 "UPDATE messages SET state = ?, error = ?, next_attempt_at = NULL"
-                " WHERE campaign = ? AND step = ? AND email = ?", (FAILED, reason, *where))
+                " WHERE campaign = ? AND step = ? AND email = ?", (FAILED, reason, *where)))
             if outcome.user_unknown:
-                self.ledger.suppress(e.email, f"address rejected: {outcome.reason}", "bounce",
-                                     self.stamp)
+                self.pending.append((
+                    "INSERT OR IGNORE INTO suppressions (email, reason, source, created_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    (e.email, f"address rejected: {outcome.reason}", "bounce", self.stamp)))
         if state != DEFERRED and item.last_step:
-            self.ledger.execute(
+            self.pending.append((
                 "UPDATE enrolments SET state = ?, exit_reason = ?, exited_at = ? WHERE"
                 " campaign = ? AND email = ? AND state = ?",
-                (COMPLETED, "all steps done", self.stamp, e.campaign, e.email, ACTIVE))
+                (COMPLETED, "all steps done", self.stamp, e.campaign, e.email, ACTIVE)))
         return state
 
 
@@ -289,19 +349,33 @@ def _run(project: Project, ledger: Ledger, now: datetime, *, dry_run: bool, camp
                 " AND EXISTS (SELECT 1 FROM enrolments e WHERE e.campaign = messages.campaign"
                 " AND e.email = messages.email AND e.state = ?)",
                 (DEFERRED, iso(now), "resend requested after unknown outcome", UNKNOWN, ACTIVE))
-    summary.unknown_total = len(ledger.rows("SELECT id FROM messages WHERE state = ?",
-                                            (UNKNOWN,)))
+    summary.unknown_total = ledger.db.conn.execute(
+        "SELECT count(*) FROM messages WHERE state = ?", (UNKNOWN,)).fetchone()[0]
+    # A plain cron run (the whole project, no limit) may find that nothing changed since a
+    # run that found nothing due; see quiet.py.
+    plain = not dry_run and campaign is None and limit is None and not resend_unknown
+    if plain and not summary.unknown_found:
+        spell = quiet.find(project, ledger, now)
+        if spell is not None:
+            summary.waiting_window = spell.waiting
+            ledger.finish_run(run_id, iso(datetime.now(now.tzinfo)), "ok", summary.to_json())
+            return summary
+    if not dry_run:
+        quiet.forget(ledger)
     audience = load_audience(project, now.date())
     synced = sync(project, ledger, audience, now, persist=not dry_run, only=campaign)
     summary.enrolled, summary.exited = len(synced.enrolled), len(synced.exited)
-    due, summary.waiting_window, complete = find_due(
+    due, summary.waiting_window, complete, next_change = find_due(
         project, synced.enrolments, audience, history_by_enrolment(ledger), now, campaign)
-    if not dry_run:
-        for enrolment in complete:
-            ledger.execute("UPDATE enrolments SET state = ?, exit_reason = ?, exited_at = ? WHERE"
-                           " campaign = ? AND email = ? AND state = ?",
-                           (COMPLETED, "all steps done", iso(now), enrolment.campaign,
-                            enrolment.email, ACTIVE))
+    if not dry_run and complete:
+        with ledger.transaction() as db:
+            db.conn.executemany(
+                "UPDATE enrolments SET state = ?, exit_reason = ?, exited_at = ? WHERE"
+                " campaign = ? AND email = ? AND state = ?",
+                [(COMPLETED, "all steps done", iso(now), enrolment.campaign, enrolment.email,
+                  ACTIVE) for enrolment in complete])
+    if plain and not due and not summary.unknown_found:
+        quiet.remember(project, ledger, now, next_change, summary.waiting_window)
     summary.due = len(due)
     cap = project.settings.transport.daily_cap
     if cap is not None:
@@ -313,13 +387,13 @@ def _run(project: Project, ledger: Ledger, now: datetime, *, dry_run: bool, camp
     if limit is not None and len(due) > limit:
         summary.held_by_limit = len(due) - limit
         due = due[:limit]
-    transport = None if dry_run else open_transport(
+    transports = [] if dry_run else open_transports(
         project.settings.transport, project.path(project.settings.transport.outbox))
-    sender = Sender(project, ledger, transport, now, run_id)
+    sender = Sender(project, ledger, transports, now, run_id)
     try:
         _deliver(sender, due, summary, dry_run, progress, stop)
     finally:
-        if transport is not None:
+        for transport in transports:
             transport.close()
         if not dry_run:
             status = "ok" if summary.ok else ("stopped" if summary.stopped else "failures")
@@ -329,56 +403,175 @@ def _run(project: Project, ledger: Ledger, now: datetime, *, dry_run: bool, camp
 
 def _deliver(sender: Sender, due: list[Due], summary: SendSummary, dry_run: bool,
              progress: Progress | None, stop: threading.Event | None) -> None:
-    if due and sender.transport is not None:
+    if due and sender.transports:
         try:
-            sender.transport.open()
+            sender.transports[0].open()
         except ConnectionError as exc:
             summary.stopped = f"transport unavailable: {exc}; all {len(due)} due message(s) wait"
             return
-    for done, item in enumerate(due):
-        if stop is not None and stop.is_set():
-            summary.stopped = "stopped on request; the rest waits for the next run"
-            break
-        if progress is not None:
-            progress(done, len(due))
-        e, step = item.enrolment, item.planned.step
-        message_id = new_message_id(parse_sender(sender.project.campaign(e.campaign).sender))
-        try:
-            message = sender.compose(item, message_id)
-        except (RenderError, HeaderInjection) as exc:
-            summary.failed += 1
-            summary.failures.append(Failure(e.email, e.campaign, step.id, str(exc)))
-            if not dry_run:
-                sender.record_failure(item, str(exc))
-            continue
-        if dry_run:
-            summary.sent += 1
-            continue
-        if not sender.claim(item, message_id):
-            continue
-        assert sender.transport is not None
-        try:
-            outcome = sender.transport.send(message, parse_sender(message["From"]).addr_spec,
-                                            e.email, _label(sender.now, item, message_id))
-        except ConnectionError as exc:
-            # Nothing was handed over: keep the message for a later run and stop this one.
-            sender.record(item, Outcome("temporary", str(exc)))
-            summary.deferred += 1
-            summary.stopped = f"transport unavailable: {exc}"
-            break
-        except TransportFatal:
-            sender.record(item, Outcome("temporary", "transport failed before sending"))
-            raise
-        state = sender.record(item, outcome)
-        if state == SENT:
-            summary.sent += 1
-        elif state == DEFERRED:
-            summary.deferred += 1
-        else:
-            summary.failed += 1
-            summary.failures.append(Failure(e.email, e.campaign, step.id, outcome.reason))
+        # More connections only help with more messages than lanes; one the server refuses
+        # (a per-client connection limit, say) is simply not used.
+        usable = sender.transports[:1]
+        for extra in sender.transports[1:len(due)]:
+            try:
+                extra.open()
+            except ConnectionError:
+                continue
+            usable.append(extra)
+        sender.transports = usable
+    try:
+        _deliver_each(sender, due, summary, dry_run, progress, stop)
+    finally:
+        sender.flush()
     if progress is not None:
         progress(len(due), len(due))
+
+
+class _Lane:
+    """One transport (one SMTP connection), used by one message at a time.
+
+    A threaded lane hands its message over in the background, so the next message is
+    rendered while this one is on the wire; waiting for a server's replies costs nothing then.
+    """
+
+    def __init__(self, transport: Transport, results: queue.SimpleQueue[_Result],
+                 threaded: bool) -> None:
+        self.transport = transport
+        self.results = results
+        self.jobs: queue.SimpleQueue[tuple[Due, Built, str] | None] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._work, daemon=True,
+                                       name="ldmail-send") if threaded else None
+        if self.thread is not None:
+            self.thread.start()
+
+    def hand_over(self, item: Due, message: Built, label: str) -> None:
+        if self.thread is None:
+            self.results.put((self, item, self._send(item, message, label)))
+        else:
+            self.jobs.put((item, message, label))
+
+    def _send(self, item: Due, message: Built, label: str) -> Outcome | BaseException:
+        try:
+            return self.transport.send(message.data, message.sender, item.enrolment.email, label)
+        except (ConnectionError, TransportFatal) as exc:
+            return exc
+
+    def _work(self) -> None:
+        while True:
+            job = self.jobs.get()
+            if job is None:
+                return
+            try:
+                result = self._send(*job)
+            except BaseException as exc:  # noqa: BLE001 - handed to the main thread as is
+                result = exc
+            self.results.put((self, job[0], result))
+
+    def stop(self) -> None:
+        if self.thread is not None:
+            self.jobs.put(None)
+            self.thread.join()
+
+
+_Result = tuple[_Lane, Due, "Outcome | BaseException"]
+
+
+class _Lanes:
+    """The transports of a run; claims wait for a free lane, so at most len(lanes) messages
+    are ever claimed and not yet recorded."""
+
+    def __init__(self, transports: list[Transport], threaded: bool) -> None:
+        self.results: queue.SimpleQueue[_Result] = queue.SimpleQueue()
+        self.idle = [_Lane(t, self.results, threaded) for t in transports]
+        self.lanes = list(self.idle)
+        self.busy = 0
+
+    def hand_over(self, item: Due, message: Built, label: str) -> None:
+        lane = self.idle.pop()
+        self.busy += 1
+        lane.hand_over(item, message, label)
+
+    def collect(self) -> tuple[Due, Outcome | BaseException]:
+        lane, item, result = self.results.get()
+        self.idle.append(lane)
+        self.busy -= 1
+        return item, result
+
+    def stop(self) -> None:
+        for lane in self.lanes:
+            lane.stop()
+
+
+def _settle(sender: Sender, lanes: _Lanes, summary: SendSummary) -> BaseException | None:
+    """Record the outcome of one message handed over; returns what stops the run, if any."""
+    item, result = lanes.collect()
+    e, step = item.enrolment, item.planned.step
+    if isinstance(result, ConnectionError):
+        # Nothing was handed over: keep the message for a later run and stop this one.
+        sender.record(item, Outcome("temporary", str(result)))
+        summary.deferred += 1
+        summary.stopped = f"transport unavailable: {result}"
+        return result
+    if isinstance(result, TransportFatal):
+        sender.record(item, Outcome("temporary", "transport failed before sending"))
+        return result
+    if isinstance(result, BaseException):
+        return result  # a bug: the claim stays, and the next run reports it unknown
+    state = sender.record(item, result)
+    if state == SENT:
+        summary.sent += 1
+    elif state == DEFERRED:
+        summary.deferred += 1
+    else:
+        summary.failed += 1
+        summary.failures.append(Failure(e.email, e.campaign, step.id, result.reason))
+    return None
+
+
+def _deliver_each(sender: Sender, due: list[Due], summary: SendSummary, dry_run: bool,
+                  progress: Progress | None, stop: threading.Event | None) -> None:
+    transports = sender.transports
+    # SMTP waits on the network; its lanes work in threads. The outbox waits on nothing.
+    lanes = _Lanes(transports, threaded=bool(transports) and transports[0].name == "smtp")
+    problem: BaseException | None = None
+    stopping = "stopped on request; the rest waits for the next run"
+    try:
+        for done, item in enumerate(due):
+            if stop is not None and stop.is_set():
+                summary.stopped = stopping
+                break
+            if progress is not None and not done % 64:
+                progress(done, len(due))
+            e, step = item.enrolment, item.planned.step
+            message_id = sender.message_id(item)
+            try:
+                message = sender.compose(item, message_id)
+            except (RenderError, HeaderInjection) as exc:
+                summary.failed += 1
+                summary.failures.append(Failure(e.email, e.campaign, step.id, str(exc)))
+                if not dry_run:
+                    sender.record_failure(item, str(exc))
+                continue
+            if dry_run:
+                summary.sent += 1
+                continue
+            while not lanes.idle and problem is None:
+                problem = _settle(sender, lanes, summary)
+            if problem is not None:
+                break
+            if stop is not None and stop.is_set():  # asked while we waited for a lane
+                summary.stopped = stopping
+                break
+            if not sender.claim(item, message_id):
+                continue
+            lanes.hand_over(item, message, _label(sender.now, item, message_id))
+    finally:
+        # Every message handed over gets its outcome recorded before the run ends.
+        while lanes.busy:
+            problem = _settle(sender, lanes, summary) or problem
+        lanes.stop()
+    if problem is not None and not isinstance(problem, ConnectionError):
+        raise problem
 
 
 __all__ = ["LdmailError", "SendSummary", "send"]

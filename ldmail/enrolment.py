@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from fnmatch import fnmatchcase
+from typing import Any
 
 from .audience import AudienceResult, Person
 from .clock import from_iso, iso
@@ -16,7 +18,7 @@ from .privacy import FORGOTTEN
 from .schedule import anchor_moment, campaign_is_open, in_holdout
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # a million of them must fit in memory
 class Enrolment:
     campaign: str
     email: str
@@ -49,13 +51,30 @@ def targets(campaign: Campaign, person: Person) -> bool:
     return True
 
 
-def load_enrolments(ledger: Ledger) -> dict[tuple[str, str], Enrolment]:
+def load_enrolments(ledger: Ledger, people: Mapping[str, Person] | None = None
+                    ) -> dict[tuple[str, str], Enrolment]:
+    """Every enrolment in the ledger, by (campaign, address).
+
+    Read row by row from the cursor (a list of a million dicts first would be the run's
+    peak), with one string object per distinct campaign, group, persona, language and state,
+    and the export's own object for each address: SQLite hands out a new string for every
+    value of every row, and those would take more memory than the enrolments themselves.
+    """
     found: dict[tuple[str, str], Enrolment] = {}
-    for row in ledger.rows("SELECT * FROM enrolments"):
-        found[(row["campaign"], row["email"])] = Enrolment(
-            row["campaign"], row["email"], from_iso(row["enrolled_at"]),
-            from_iso(row["anchor_at"]), row["grp"], row["persona"], row["language"] or "",
-            row["state"], row["exit_reason"])
+    shared: dict[Any, Any] = {}
+    cursor = ledger.db.conn.execute(
+        "SELECT campaign, email, enrolled_at, anchor_at, grp, persona, language, state,"
+        " exit_reason FROM enrolments")
+    for campaign, email, enrolled_at, anchor_at, grp, persona, language, state, reason in cursor:
+        person = people.get(email) if people is not None else None
+        if person is not None:
+            email = person.email
+        campaign = shared.setdefault(campaign, campaign)
+        found[(campaign, email)] = Enrolment(
+            campaign, email, from_iso(enrolled_at), from_iso(anchor_at),
+            shared.setdefault(grp, grp), shared.setdefault(persona, persona),
+            shared.setdefault(language, language) or "", shared.setdefault(state, state),
+            reason)
     return found
 
 
@@ -80,7 +99,8 @@ def _goal_index(ledger: Ledger, project: Project, now: datetime) -> dict[str, se
 def sync(project: Project, ledger: Ledger, audience: AudienceResult, now: datetime,
          *, persist: bool, only: str | None = None) -> SyncResult:
     """Bring enrolments in line with the audience; with persist=False nothing is written."""
-    result = SyncResult(enrolments=load_enrolments(ledger))
+    people = audience.by_email()
+    result = SyncResult(enrolments=load_enrolments(ledger, people))
     suppressed = ledger.suppressed()
     forgotten = {s.removeprefix(FORGOTTEN) for s in suppressed if s.startswith(FORGOTTEN)}
     if forgotten:
@@ -88,7 +108,6 @@ def sync(project: Project, ledger: Ledger, audience: AudienceResult, now: dateti
         suppressed |= {p.email for p in audience.people
                        if ledger.address_hash(p.email) in forgotten}
     goals = _goal_index(ledger, project, now)
-    people = audience.by_email()
     for campaign_id, file in project.campaigns.items():
         if only is not None and campaign_id != only:
             continue
@@ -140,6 +159,8 @@ def sync(project: Project, ledger: Ledger, audience: AudienceResult, now: dateti
 
 
 def _write(ledger: Ledger, audience: AudienceResult, result: SyncResult, now: datetime) -> None:
+    # Generators, not lists: with a million people the parameter lists alone would take
+    # hundreds of megabytes. Rows go in address order, so the indexes grow at their ends.
     stamp = iso(now)
     with ledger.transaction() as db:
         db.conn.executemany(
@@ -147,15 +168,24 @@ def _write(ledger: Ledger, audience: AudienceResult, result: SyncResult, now: da
             " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (email) DO UPDATE SET name = excluded.name,"
             " language = excluded.language, persona = excluded.persona,"
             " timezone = excluded.timezone, last_seen = excluded.last_seen",
-            [(p.email, p.display_name, p.language, p.persona,
-              p.timezone.key if p.timezone else None, stamp, stamp) for p in audience.people])
+            ((p.email, p.display_name, p.language, p.persona,
+              p.timezone.key if p.timezone else None, stamp, stamp)
+             for p in sorted(audience.people, key=_email)))
         db.conn.executemany(
             "INSERT OR IGNORE INTO enrolments (campaign, email, enrolled_at, anchor_at, grp,"
             " persona, language, state, exit_reason, exited_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            [(e.campaign, e.email, iso(e.enrolled_at), iso(e.anchor_at), e.group, e.persona,
+            ((e.campaign, e.email, iso(e.enrolled_at), iso(e.anchor_at), e.group, e.persona,
               e.language, e.state, e.exit_reason, stamp if e.state != ACTIVE else None)
-             for e in result.enrolled])
+             for e in sorted(result.enrolled, key=_campaign_email)))
         db.conn.executemany(
             "UPDATE enrolments SET state = ?, exit_reason = ?, exited_at = ? "
             "WHERE campaign = ? AND email = ? AND state = 'active'",
-            [(e.state, e.exit_reason, stamp, e.campaign, e.email) for e in result.exited])
+            ((e.state, e.exit_reason, stamp, e.campaign, e.email) for e in result.exited))
+
+
+def _email(person: Person) -> str:
+    return person.email
+
+
+def _campaign_email(enrolment: Enrolment) -> tuple[str, str]:
+    return enrolment.campaign, enrolment.email

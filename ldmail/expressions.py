@@ -134,7 +134,7 @@ def evaluate(source: str, names: Mapping[str, Any]) -> bool:
     """Evaluate an expression over `names`, as a yes/no answer."""
     read = _read_names(source)
     try:
-        key: tuple[str, tuple[Any, ...]] | None = (source, tuple(names.get(n) for n in read))
+        key: tuple[str, tuple[Any, ...]] | None = (source, tuple(map(names.get, read)))
         hash(key)
     except TypeError:
         key = None  # an unhashable value: evaluate without the cache

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import os
 import secrets
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-from sqlite_utils import Database, Migrations
+from typing import TYPE_CHECKING, Any
 
 from .errors import LdmailError
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database, Migrations
 
 # Message states. A message is `claimed` before it is handed to the transport; a claim found
 # by a later run was interrupted mid-send and becomes `unknown` (never resent silently).
@@ -23,10 +23,6 @@ CLAIMED, SENT, UNKNOWN, DEFERRED, FAILED = "claimed", "sent", "unknown", "deferr
 ACTIVE, COMPLETED, CONVERTED, LEFT = "active", "completed", "converted", "left"
 TREATMENT, HOLDOUT = "treatment", "holdout"
 
-migrations = Migrations("ldmail")
-
-
-@migrations()
 def m001_initial(db: Database) -> None:
     db.execute("""
         CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)""")
@@ -65,6 +61,44 @@ def m001_initial(db: Database) -> None:
             finished_at TEXT, now TEXT NOT NULL, pid INTEGER, status TEXT, summary TEXT)""")
 
 
+# The schema's versions, in order. sqlite-utils applies them (and records each in its
+# _sqlite_migrations table); it is only imported when one is pending, because importing it
+# costs more than a whole cron run that finds nothing to do.
+MIGRATIONS = [m001_initial]
+MIGRATION_SET = "ldmail"
+
+
+def migrations() -> Migrations:
+    from sqlite_utils import Migrations
+
+    found = Migrations(MIGRATION_SET)
+    for function in MIGRATIONS:
+        found()(function)
+    return found
+
+
+class _Db:
+    """The connection, and transactions on it (the part of sqlite-utils' Database we use)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    @contextmanager
+    def atomic(self) -> Iterator[_Db]:
+        nested = self.conn.in_transaction
+        self.conn.execute("SAVEPOINT ldmail_atomic" if nested else "BEGIN")
+        try:
+            yield self
+        except BaseException:
+            if nested:
+                self.conn.execute("ROLLBACK TO ldmail_atomic")
+                self.conn.execute("RELEASE ldmail_atomic")
+            else:
+                self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("RELEASE ldmail_atomic" if nested else "COMMIT")
+
+
 class LedgerError(LdmailError):
     "The ledger file cannot be opened or used."
 
@@ -93,7 +127,9 @@ class Ledger:
             if not readonly:
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = NORMAL")
-            self.db = Database(conn)
+            self.db = _Db(conn)
+            self._secret: bytes | None = None
+            self._keyed: tuple[Any, Any] | None = None
             self._migrate()
         except sqlite3.DatabaseError as exc:
             raise LedgerError(
@@ -103,14 +139,29 @@ class Ledger:
         except OSError as exc:
             raise LedgerError(f"{path}: cannot create the ledger ({exc.strerror})") from None
 
-    def _migrate(self) -> None:
+    def _pending(self) -> bool:
         conn = self.db.conn
-        if not migrations.pending(self.db):
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name ="
+                        " '_sqlite_migrations'").fetchone() is None:
+            return True
+        applied = {row[0] for row in conn.execute(
+            "SELECT name FROM _sqlite_migrations WHERE migration_set = ?", (MIGRATION_SET,))}
+        return any(function.__name__ not in applied for function in MIGRATIONS)
+
+    def _migrate(self) -> None:
+        if not self._pending():
+            return
+        from sqlite_utils import Database
+
+        conn = self.db.conn
+        database = Database(conn)
+        found = migrations()
+        if not found.pending(database):
             return
         # IMMEDIATE takes the write lock first, so two processes never apply a migration twice.
         conn.execute("BEGIN IMMEDIATE")
         try:
-            migrations.apply(self.db)
+            found.apply(database)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -120,7 +171,7 @@ class Ledger:
         self.db.conn.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[Database]:
+    def transaction(self) -> Iterator[_Db]:
         with self.db.atomic():
             yield self.db
 
@@ -137,15 +188,28 @@ class Ledger:
 
     def secret(self) -> bytes:
         """A random key kept in the ledger, for unsubscribe tokens and erased addresses."""
-        rows = self.rows("SELECT value FROM meta WHERE key = 'secret'")
-        if rows:
-            return bytes.fromhex(rows[0]["value"])
-        self.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('secret', ?)",
-                     (secrets.token_hex(32),))
-        return bytes.fromhex(self.rows("SELECT value FROM meta WHERE key = 'secret'")[0]["value"])
+        if self._secret is None:
+            rows = self.rows("SELECT value FROM meta WHERE key = 'secret'")
+            if not rows:
+                self.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('secret', ?)",
+                             (secrets.token_hex(32),))
+                rows = self.rows("SELECT value FROM meta WHERE key = 'secret'")
+            self._secret = bytes.fromhex(rows[0]["value"])  # set once, never changed
+        return self._secret
 
     def address_hash(self, email: str) -> str:
-        return hmac.new(self.secret(), email.lower().encode(), hashlib.sha256).hexdigest()[:32]
+        """HMAC-SHA256 of the lower-cased address under secret(), as 32 hex digits."""
+        if self._keyed is None:
+            # HMAC's two padded key blocks, hashed once: each address then costs two small
+            # hashlib updates, which (unlike hmac.digest) never drop the GIL, so a send's
+            # network thread does not hold this one up.
+            key = self.secret().ljust(64, b"\0")
+            self._keyed = (hashlib.sha256(bytes(b ^ 0x36 for b in key)),
+                           hashlib.sha256(bytes(b ^ 0x5C for b in key)))
+        inner, outer = self._keyed[0].copy(), self._keyed[1].copy()
+        inner.update(email.lower().encode())
+        outer.update(inner.digest())
+        return outer.hexdigest()[:32]
 
     # -- runs -------------------------------------------------------------------------------
 

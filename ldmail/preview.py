@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 
@@ -41,7 +42,7 @@ def build_preview(project: Project, campaign_id: str, today: date, *, step_id: s
                               f"{', '.join(s.id for s in campaign.steps)}")
     audience = load_audience(project, today)
     renderer = Renderer(project)
-    targets: list[tuple[str | None, str, dict[str, object], str, bool]] = []
+    targets: list[tuple[str | None, str, Mapping[str, object], str, bool]] = []
     if email is not None:
         person = audience.by_email().get(email.strip().lower())
         if person is None:

@@ -56,6 +56,27 @@ FOOTERS = {
 
 
 _MEMO = 4096
+# Private-use characters: no meaning to Markdown, HTML, CSS or the text converter.
+_STAND_IN_MARKS = ("\ue000", "\ue001")
+_UNSAFE_STAND_IN = re.compile("&[#A-Za-z0-9]*[\ue000\ue001]|<[^>]*[\ue000\ue001]")
+
+
+def _swap(text: str, stand_ins: tuple[tuple[str, str], ...]) -> str:
+    for name, mark in stand_ins:
+        text = text.replace(name, mark)
+    return text
+
+
+def _unswap(text: str, stand_ins: tuple[tuple[str, str], ...]) -> str:
+    for name, mark in stand_ins:
+        text = text.replace(mark, name)
+    return text
+
+
+def _carried(source: str, html: str, stand_ins: tuple[tuple[str, str], ...]) -> bool:
+    """Every placeholder came through Markdown unchanged (not escaped into a URL, say)."""
+    return all(source.count(mark) == html.count(mark) for _, mark in stand_ins) and \
+        "mailto:" not in html
 # Stands in for a person's 32-hex-digit unsubscribe token in pages kept for reuse.
 _PLACEHOLDER = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 
@@ -389,20 +410,85 @@ class Renderer:
         utm = (("utm_source", settings.utm.source), ("utm_medium", settings.utm.medium),
                ("utm_campaign", campaign_id), ("utm_content", step.id)) \
             if settings.utm.enabled else ()
+        stand_ins = self._stand_ins(person, parts) if token is not None else ()
+        if stand_ins:
+            shown = {block: _swap(text, stand_ins) for block, text in parts.items()}
+            finished = self._finish(shown, utm, used_language, values, unsubscribe_url, token,
+                                    display, stand_ins)
+            if finished is not None:
+                return finished
+        finished = self._finish(parts, utm, used_language, values, unsubscribe_url, token,
+                                display, ())
+        assert finished is not None
+        return finished
+
+    def _finish(self, parts: dict[str, str], utm: tuple[tuple[str, str], ...], language: str,
+                values: dict[str, Any], unsubscribe_url: str, token: str | None, display: str,
+                stand_ins: tuple[tuple[str, str], ...]) -> Rendered | None:
+        """Markdown, layout, inlined CSS and text part of rendered blocks.
+
+        With stand-ins, the blocks hold placeholders for the person's names, put back at the
+        end; None when the Markdown did not carry every placeholder through as text.
+        """
+        settings = self.project.settings
         body_html, wiifm_html, wiifm_text, text = self._markup(parts["body"], parts["wiifm"], utm)
+        if stand_ins and not _carried(parts["body"] + parts["wiifm"], body_html + wiifm_html,
+                                      stand_ins):
+            return None
         subject = _one_line(parts["subject"])
         preheader = _one_line(parts["preheader"])
-        footer = FOOTERS.get(used_language, FOOTERS["en"])
+        footer = FOOTERS.get(language, FOOTERS["en"])
         layout_values = {
             "subject": subject, "preheader": preheader, "wiifm": Markup(wiifm_html),
             "footer": footer, "content": Markup(body_html), "unsubscribe_url": unsubscribe_url,
             "organisation": settings.organisation, "campaign": values["campaign"],
-            "person": values["person"], "language": used_language}
+            "person": values["person"], "language": language}
+        page = self._page(layout_values, token)
+        if stand_ins:
+            subject, preheader, wiifm_text, text, page = (
+                _unswap(part, stand_ins) for part in (subject, preheader, wiifm_text, text, page))
         if unsubscribe_url and unsubscribe_url != "#":
             text = f"{text}\n\n-- \n{footer['text']} {unsubscribe_url}"
-        return Rendered(subject=subject, preheader=preheader, wiifm=wiifm_text,
-                        html=self._page(layout_values, token), text=text + "\n",
-                        template_file=display, language=used_language)
+        return Rendered(subject=subject, preheader=preheader, wiifm=wiifm_text, html=page,
+                        text=text + "\n", template_file=display, language=language)
+
+    @cached_property
+    def _builtin_layout(self) -> bool:
+        return not (self.templates_dir / LAYOUT_NAME).exists()
+
+    def _stand_ins(self, person: Mapping[str, Any],
+                   parts: dict[str, str]) -> tuple[tuple[str, str], ...]:
+        """Placeholders for the person's first and last name, where they are safe to use.
+
+        Most messages differ only in the reader's name, so with the name replaced by a
+        placeholder character the memos serve nearly every message. That is exact when the
+        steps after Jinja treat the name as the placeholder: a name of letters only (no
+        Markdown or HTML meaning), text that holds no placeholder character already, no name
+        inside an HTML tag, an entity or a mailto link (checked here), Markdown that carries
+        every placeholder through as text (checked in _finish), and the built-in layout (a
+        custom one could filter the subject, say |upper, or cut it to a length).
+        """
+        if not self._builtin_layout:
+            return ()
+        names: list[str] = []
+        for attribute in ("first_name", "last_name"):
+            value = person.get(attribute)
+            if isinstance(value, str) and len(value) > 1 and value.isalpha() and \
+                    value not in names:
+                names.append(value)
+        if len(names) == 2 and (names[0] in names[1] or names[1] in names[0]):
+            names = [max(names, key=len)]
+        if not names:
+            return ()
+        joined = "".join(parts.values())
+        if any(mark in joined for mark in _STAND_IN_MARKS) or "mailto:" in joined:
+            return ()
+        stand_ins = tuple(zip(sorted(names, key=len, reverse=True), _STAND_IN_MARKS,
+                              strict=False))
+        swapped = _swap(joined, stand_ins)
+        if _UNSAFE_STAND_IN.search(swapped):
+            return ()
+        return stand_ins
 
     # -- memos ----------------------------------------------------------------------------------
     # Markdown, the text part and CSS inlining are pure functions of their input and cost

@@ -68,7 +68,7 @@ def campaign_is_open(campaign: Campaign, now: datetime) -> bool:
     return campaign.starts <= today and (campaign.ends is None or today <= campaign.ends)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StepRecord:
     """What the ledger knows about one step for one person."""
 
@@ -78,7 +78,7 @@ class StepRecord:
     attempts: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Planned:
     """A step that has not gone out yet, and when it will."""
 

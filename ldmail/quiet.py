@@ -1,0 +1,93 @@
+"""Near-free cron runs: remember when nothing can change, and until when.
+
+A `send` that found nothing due records a marker in the ledger: a fingerprint of everything
+that decides who is enrolled and what is due (the project's settings, audiences and campaigns,
+the people export's bytes, today's date here and in each campaign's time zone, the ledger's
+counts of enrolments, messages, suppressions and goal events) and the earliest moment at which
+anything could become due (a step's due time or send-window opening, or a goal event dated in
+the future). A later run with the same fingerprint before that moment would do all the work of
+loading the export and walking every enrolment only to find nothing again: it reports the same
+summary and stops. Any change (a new export, an edited campaign, `suppress`, `events import`,
+a new day) changes the fingerprint, and the run does everything as usual.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from . import __version__
+from .clock import from_iso, iso
+from .config import Project
+from .ledger import Ledger
+
+KEY = "quiet"
+
+
+@dataclass(frozen=True)
+class Quiet:
+    waiting: int
+    until: datetime
+
+
+def fingerprint(project: Project, ledger: Ledger, now: datetime) -> str:
+    digest = hashlib.sha256(f"ldmail {__version__}\n".encode())
+    digest.update(repr(project.settings).encode())
+    digest.update(repr(project.audiences).encode())
+    for campaign_id, file in sorted(project.campaigns.items()):
+        digest.update(f"\n{campaign_id}\n{file.model!r}".encode())
+        digest.update(now.astimezone(file.model.send_window.timezone).date().isoformat().encode())
+    digest.update(f"\n{now.date().isoformat()}\n".encode())
+    try:
+        with project.path(project.audiences.people.source).open("rb") as export:
+            while chunk := export.read(1 << 20):
+                digest.update(chunk)
+    except OSError as exc:
+        digest.update(f"unreadable: {exc}".encode())  # the full run reports it
+    counts = ledger.db.conn.execute(
+        "SELECT (SELECT count(*) FROM people), (SELECT count(*) FROM enrolments),"
+        " (SELECT count(*) FROM enrolments WHERE state = 'active'),"
+        " (SELECT count(*) FROM messages), (SELECT max(id) FROM messages),"
+        " (SELECT count(*) FROM messages WHERE state IN ('claimed', 'deferred', 'unknown')),"
+        " (SELECT count(*) FROM suppressions), (SELECT count(*) FROM events),"
+        " (SELECT max(id) FROM events)").fetchone()
+    digest.update(repr(counts).encode())
+    return digest.hexdigest()
+
+
+def find(project: Project, ledger: Ledger, now: datetime) -> Quiet | None:
+    """The recorded quiet spell, if `now` falls in it and nothing changed since."""
+    rows = ledger.rows("SELECT value FROM meta WHERE key = ?", (KEY,))
+    if not rows:
+        return None
+    try:
+        marker = json.loads(rows[0]["value"])
+        since, until = from_iso(marker["since"]), from_iso(marker["until"])
+        waiting = int(marker["waiting"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not since <= now < until or marker.get("fingerprint") != fingerprint(project, ledger, now):
+        return None
+    return Quiet(waiting, until)
+
+
+def forget(ledger: Ledger) -> None:
+    """Drop the marker: this run does the full work (and may change what is due)."""
+    ledger.execute("DELETE FROM meta WHERE key = ?", (KEY,))
+
+
+def remember(project: Project, ledger: Ledger, now: datetime, until: datetime | None,
+             waiting: int) -> None:
+    """Record that nothing is due from `now` until `until` (None: nothing ever will be)."""
+    future_events = ledger.db.conn.execute(
+        "SELECT min(occurred_at) FROM events WHERE occurred_at > ?", (iso(now),)).fetchone()[0]
+    if future_events is not None:  # a goal event dated later starts to count then
+        event_at = from_iso(future_events)
+        until = event_at if until is None else min(until, event_at)
+    marker = {"fingerprint": fingerprint(project, ledger, now), "since": iso(now),
+              "until": iso(until) if until is not None else "9999-12-31T23:59:59Z",
+              "waiting": waiting}
+    ledger.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE"
+                   " SET value = excluded.value", (KEY, json.dumps(marker)))
