@@ -431,12 +431,15 @@ def plan(
         loaded = load_project(inv.root)
         result = build_plan(loaded, inv.now, days, db=db, campaign=campaign)
     out = console()
+    from collections import Counter
+
+    # Counted on (date, campaign, step) values; text is made once per row of the table,
+    # not once per send (a million-learner plan holds millions).
+    counts = Counter((item.local.date(), item.campaign, item.step) for item in result.sends)
     per_day: dict[str, dict[str, int]] = {}
-    for item in result.sends:
-        day = item.local.strftime("%a %Y-%m-%d")
-        key = f"{item.campaign}/{item.step}"
-        per_day.setdefault(day, {}).setdefault(key, 0)
-        per_day[day][key] += 1
+    for (day_date, campaign_id, step_id), count in sorted(counts.items()):
+        per_day.setdefault(day_date.strftime("%a %Y-%m-%d"), {})[f"{campaign_id}/{step_id}"] = \
+            count
     summary = Table(title=f"Sends per day until {result.until:%Y-%m-%d}", title_justify="left")
     summary.add_column("day")
     summary.add_column("campaign/step")
