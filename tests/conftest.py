@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from typer.testing import CliRunner
 
 from ldmail.cli import app
+
+if TYPE_CHECKING:
+    from .smtp_server import SmtpServer
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -54,3 +58,19 @@ def example(tmp_path: Path) -> Path:
     for name in ("campaigns", "templates"):
         shutil.copytree(REPO / name, target / name)
     return target
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    """A scriptable SMTP server on loopback (see tests/smtp_server.py)."""
+    from .smtp_server import serve  # imported here: smtp_server imports this module
+
+    yield from serve()
+
+
+@pytest.fixture
+def mailing(project: Path, smtp_server: SmtpServer) -> Path:
+    """The scaffold with five known people, no holdout, sending to `smtp_server`."""
+    from .smtp_server import known_people
+
+    return known_people(project, smtp_server.port)

@@ -41,16 +41,10 @@ from .smtp_server import (
     history_messages,
     ledger_rows,
     send,
-    serve,
     use_smtp,
 )
 
 WEEKDAYS = {name: i for i, name in enumerate(("mon", "tue", "wed", "thu", "fri", "sat", "sun"))}
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[SmtpServer]:
-    yield from serve()
 
 
 # -- an independent reading of the campaign files and the people export ----------------------

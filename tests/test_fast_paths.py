@@ -70,11 +70,6 @@ def smtp_server() -> Iterator[SmtpServer]:
         server.stop()
 
 
-@pytest.fixture
-def mailing(project: Path, smtp_server: SmtpServer) -> Path:
-    return known_people(project, smtp_server.port)
-
-
 # The same scenarios, over a pipelining server (this module's smtp_server fixture).
 test_pipelined_temporary_refusal = _temporary
 test_pipelined_unknown_user = _unknown

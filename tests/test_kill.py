@@ -9,7 +9,6 @@ import os
 import signal
 import stat
 from collections import Counter
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -24,15 +23,9 @@ from .smtp_server import (
     known_people,
     ledger_rows,
     send,
-    serve,
     start_ldmail,
     states,
 )
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[SmtpServer]:
-    yield from serve()
 
 
 # The scaffold's campaign has two steps, three days apart: kill the first, or the last.

@@ -5,11 +5,8 @@ from __future__ import annotations
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-
-import pytest
 
 from .conftest import Cli
 from .smtp_server import (
@@ -17,23 +14,11 @@ from .smtp_server import (
     PEOPLE,
     SmtpServer,
     from_iso,
-    known_people,
     ledger_rows,
     send,
-    serve,
     start_ldmail,
     states,
 )
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[SmtpServer]:
-    yield from serve()
-
-
-@pytest.fixture
-def mailing(project: Path, smtp_server: SmtpServer) -> Path:
-    return known_people(project, smtp_server.port)
 
 
 def recipients(server: SmtpServer) -> Counter[str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -27,21 +26,10 @@ from .smtp_server import (
     known_people,
     ledger_rows,
     send,
-    serve,
     start_ldmail,
     states,
     write_people,
 )
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[SmtpServer]:
-    yield from serve()
-
-
-@pytest.fixture
-def mailing(project: Path, smtp_server: SmtpServer) -> Path:
-    return known_people(project, smtp_server.port)
 
 
 def message(project: Path, email: str, step: str = "hello") -> dict[str, object]:

@@ -11,17 +11,12 @@ import pytest
 from aiosmtpd.smtp import AuthResult
 
 from .conftest import Cli
-from .smtp_server import SmtpServer, _Controller, ledger_rows, serve, use_smtp
+from .smtp_server import SmtpServer, _Controller, ledger_rows, use_smtp
 
 DAY1 = "2026-12-01T10:00+01:00"
 # Loopback test servers have no TLS; the warning about AUTH without TLS is expected here.
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH:UserWarning")
 SECRET = "s3cret-Pa55word!"
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[SmtpServer]:
-    yield from serve()
 
 
 class RawServer:
