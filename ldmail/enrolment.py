@@ -13,7 +13,7 @@ from .clock import from_iso, iso
 from .config import Project
 from .expressions import evaluate
 from .ledger import ACTIVE, CONVERTED, HOLDOUT, LEFT, TREATMENT, Ledger
-from .models import Campaign
+from .models import Campaign, Goal
 from .privacy import FORGOTTEN
 from .schedule import anchor_moment, campaign_is_open, in_holdout
 
@@ -78,22 +78,19 @@ def load_enrolments(ledger: Ledger, people: Mapping[str, Person] | None = None
     return found
 
 
+def goal_reached_at(ledger: Ledger, goal: Goal, now: datetime) -> dict[str, datetime]:
+    """When each address first reached a goal; events after `now` have not happened yet."""
+    reached: dict[str, datetime] = {}
+    for event in ledger.goal_events(goal.event, iso(now)):
+        if goal.object is None or fnmatchcase(event["object"], goal.object):
+            reached.setdefault(event["email"], from_iso(event["occurred_at"]))
+    return reached
+
+
 def _goal_index(ledger: Ledger, project: Project, now: datetime) -> dict[str, set[str]]:
     """For each campaign with a goal, the addresses that reached it by `now`."""
-    reached: dict[str, set[str]] = {}
-    by_event: dict[str, list[tuple[str, str]]] = {}
-    for campaign_id, file in project.campaigns.items():
-        goal = file.model.goal
-        if goal is None:
-            continue
-        if goal.event not in by_event:
-            # Events after `now` have not happened yet in a simulated calendar.
-            by_event[goal.event] = [(r["email"], r["object"])
-                                    for r in ledger.goal_events(goal.event)
-                                    if r["occurred_at"] <= iso(now)]
-        reached[campaign_id] = {email for email, obj in by_event[goal.event]
-                                if goal.object is None or fnmatchcase(obj, goal.object)}
-    return reached
+    return {campaign_id: set(goal_reached_at(ledger, file.model.goal, now))
+            for campaign_id, file in project.campaigns.items() if file.model.goal is not None}
 
 
 def sync(project: Project, ledger: Ledger, audience: AudienceResult, now: datetime,

@@ -233,6 +233,7 @@ class Ledger:
             "INSERT OR IGNORE INTO suppressions (email, reason, source, created_at) "
             "VALUES (?, ?, ?, ?)", (email, reason, source, at)) == 1
 
-    def goal_events(self, event: str) -> list[dict[str, Any]]:
+    def goal_events(self, event: str, until: str) -> list[dict[str, Any]]:
+        """Events of one kind up to `until` (ISO UTC), earliest first."""
         return self.rows("SELECT email, object, occurred_at FROM events WHERE event = ? "
-                         "ORDER BY occurred_at", (event,))
+                         "AND occurred_at <= ? ORDER BY occurred_at", (event, until))

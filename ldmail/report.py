@@ -9,13 +9,13 @@ import statistics
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
 from .clock import from_iso, iso
 from .config import Project
 from .deliver import ledger_path
+from .enrolment import goal_reached_at
 from .ledger import FAILED, HOLDOUT, SENT, UNKNOWN, Ledger
 from .stats import Comparison
 
@@ -139,14 +139,8 @@ def build_report(project: Project, now: datetime, *, db: Path | None = None,
                                      "enrolled_at <= ?", (campaign_id, iso(now)))
             messages = ledger.rows("SELECT step, state, sent_at FROM messages WHERE campaign = ?",
                                    (campaign_id,))
-            converted_at: dict[str, datetime] = {}
             goal = model.goal
-            if goal is not None:
-                for event in ledger.rows("SELECT email, object, occurred_at FROM events WHERE "
-                                         "event = ? AND occurred_at <= ? ORDER BY occurred_at",
-                                         (goal.event, iso(now))):
-                    if goal.object is None or fnmatchcase(event["object"], goal.object):
-                        converted_at.setdefault(event["email"], from_iso(event["occurred_at"]))
+            converted_at = {} if goal is None else goal_reached_at(ledger, goal, now)
             states = Counter((m["step"], m["state"]) for m in messages)
             steps = [StepFunnel(s.id, states[(s.id, SENT)], states[(s.id, FAILED)],
                                 states[(s.id, UNKNOWN)],
