@@ -235,6 +235,12 @@ def sniff_delimiter(header_line: str) -> str:
     return max(counts, key=lambda d: counts[d]) if any(counts.values()) else ","
 
 
+def find_column(header: list[str], names: tuple[str, ...]) -> int | None:
+    """Position of the first of `names` among the headers, ignoring case."""
+    lowered = [h.strip().lower() for h in header]
+    return next((lowered.index(n) for n in names if n in lowered), None)
+
+
 def read_rows(path: Path, display: str, encoding: str | None = None,
               delimiter: str | None = None) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
     """Header and (line number, cells) rows of a CSV export, tolerant of Excel's habits."""

@@ -736,8 +736,8 @@ def suppress(
             if file is not None:
                 result = import_suppressions(ledger, file, inv.now)
                 out.print(f"{file}: {result.added} address(es) suppressed, {result.already} "
-                          f"already suppressed, {len(result.skipped or [])} row(s) skipped")
-                for line in result.skipped or []:
+                          f"already suppressed, {len(result.skipped)} row(s) skipped")
+                for line in result.skipped:
                     out.print(f"  {_escape(line)}", soft_wrap=True)
                 return
             assert who is not None

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .audience import normalise_email, read_rows
+from .audience import find_column, normalise_email, read_rows
 from .clock import iso
 from .errors import LdmailError
 from .ledger import Ledger
@@ -77,10 +77,9 @@ def verb_name(verb_id: str) -> str:
 
 def _from_csv(path: Path, display: str) -> Iterator[tuple[str, Event | str]]:
     header, rows = read_rows(path, display)
-    lowered = [h.lower() for h in header]
     positions: dict[str, int] = {}
     for name, options in CSV_COLUMNS.items():
-        index = next((lowered.index(o) for o in options if o in lowered), None)
+        index = find_column(header, options)
         if index is None:
             raise LdmailError(f"{display}: no {name} column; name one of: "
                               f"{', '.join(options)} (found: {', '.join(header)})")

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from .audience import normalise_email, read_rows
+from .audience import find_column, normalise_email, read_rows
 from .clock import iso
 from .errors import LdmailError
 from .ledger import ACTIVE, LEFT, Ledger
@@ -47,25 +47,23 @@ def suppress(ledger: Ledger, email: str, reason: str, source: str, now: datetime
 class ImportedSuppressions:
     added: int = 0
     already: int = 0
-    skipped: list[str] | None = None
+    skipped: list[str] = field(default_factory=list)
 
 
 def import_suppressions(ledger: Ledger, path: Path, now: datetime) -> ImportedSuppressions:
     """A bounce or opt-out list: a CSV with an address column (and optionally a reason)."""
     header, rows = read_rows(path, str(path))
-    lowered = [h.lower() for h in header]
     names = ("email", "e-mail", "address", "mail", "e-mailadres")
-    column = next((lowered.index(n) for n in names if n in lowered), None)
+    column = find_column(header, names)
     if column is None:
         raise LdmailError(f"{path}: no email column; name one of: {', '.join(names)} "
                           f"(found: {', '.join(header)})")
-    reason_column = next((lowered.index(n) for n in ("reason", "reden") if n in lowered), None)
-    result = ImportedSuppressions(skipped=[])
+    reason_column = find_column(header, ("reason", "reden"))
+    result = ImportedSuppressions()
     for line, cells in rows:
         try:
             email = normalise_email(cells[column] if column < len(cells) else "")
         except ValueError as exc:
-            assert result.skipped is not None
             result.skipped.append(f"row {line}: {exc}")
             continue
         reason = cells[reason_column].strip() if reason_column is not None and \
