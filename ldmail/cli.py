@@ -476,19 +476,18 @@ def history(
     from rich.table import Table
 
     from .config import load_project
-    from .deliver import ledger_path
     from .ledger import Ledger
+    from .privacy import resolve
 
     with invocation(project, now) as inv:
-        loaded = load_project(inv.root)
-        ledger = Ledger(ledger_path(loaded, db), readonly=True)
-        address = email.strip().lower()
-        enrolments = ledger.rows("SELECT * FROM enrolments WHERE email = ? ORDER BY enrolled_at",
-                                 (address,))
-        messages = ledger.rows("SELECT * FROM messages WHERE email = ? ORDER BY "
-                               "coalesce(sent_at, claimed_at), id", (address,))
-        suppression = ledger.rows("SELECT * FROM suppressions WHERE email = ?", (address,))
-        ledger.close()
+        with Ledger.of(load_project(inv.root), db, readonly=True) as ledger:
+            # The same spelling the export loader stores (a Unicode domain as its ASCII form).
+            address = resolve(ledger, email)
+            enrolments = ledger.rows("SELECT * FROM enrolments WHERE email = ? "
+                                     "ORDER BY enrolled_at", (address,))
+            messages = ledger.rows("SELECT * FROM messages WHERE email = ? ORDER BY "
+                                   "coalesce(sent_at, claimed_at), id", (address,))
+            suppression = ledger.rows("SELECT * FROM suppressions WHERE email = ?", (address,))
     if output == "json":
         import json
 
@@ -553,8 +552,9 @@ def run(
             every = parse_duration(interval) if interval else None
         except ValueError as exc:
             raise LdmailError(f"--interval: {exc}") from None
-        shift = inv.now - datetime.now(UTC) if (now or GLOBALS.now) else None
-        run_forever(inv.root, every, db=db, shift=shift or timedelta(0),
+        # With --now the simulated clock starts there and then runs at real speed.
+        shift = inv.now - datetime.now(UTC) if (now or GLOBALS.now) else timedelta(0)
+        run_forever(inv.root, every, db=db, shift=shift,
                     max_runs=runs)
 
 
@@ -577,19 +577,14 @@ def events_import(
     Re-importing a file adds nothing twice; bad rows and statements are listed by position.
     """
     from .config import load_project
-    from .deliver import ledger_path
     from .events import import_events
     from .ledger import Ledger
 
     if kind not in {"auto", "csv", "xapi"}:
         raise typer.BadParameter("use auto, csv or xapi", param_hint="--kind")
     with invocation(project, now) as inv:
-        loaded = load_project(inv.root)
-        ledger = Ledger(ledger_path(loaded, db))
-        try:
+        with Ledger.of(load_project(inv.root), db) as ledger:
             result = import_events(ledger, file, kind=kind)
-        finally:
-            ledger.close()
     out = console()
     out.print(f"{result.source} ({result.kind}): {result.added} event(s) added, "
               f"{result.already_known} already recorded, {len(result.skipped)} skipped")
@@ -722,7 +717,6 @@ def suppress(
 ) -> None:
     """Opt a person out for good."""
     from .config import load_project
-    from .deliver import ledger_path
     from .ledger import Ledger
     from .privacy import import_suppressions, resolve
     from .privacy import suppress as add_suppression
@@ -731,8 +725,7 @@ def suppress(
         raise typer.BadParameter("give an address (or token), or --file LIST")
     out = console()
     with invocation(project, now) as inv:
-        ledger = Ledger(ledger_path(load_project(inv.root), db))
-        try:
+        with Ledger.of(load_project(inv.root), db) as ledger:
             if file is not None:
                 result = import_suppressions(ledger, file, inv.now)
                 out.print(f"{file}: {result.added} address(es) suppressed, {result.already} "
@@ -743,8 +736,6 @@ def suppress(
             assert who is not None
             email = resolve(ledger, who)
             added = add_suppression(ledger, email, reason, "command", inv.now)
-        finally:
-            ledger.close()
     out.print(f"{email} is {'now' if added else 'already'} suppressed: no campaign mails it.")
 
 
@@ -757,20 +748,16 @@ def forget(
 ) -> None:
     """Erase a person's data; they stay suppressed."""
     from .config import load_project
-    from .deliver import ledger_path
     from .ledger import Ledger
     from .privacy import forget as erase
     from .privacy import resolve
 
     with invocation(project, now) as inv:
         loaded = load_project(inv.root)
-        ledger = Ledger(ledger_path(loaded, db))
-        try:
+        with Ledger.of(loaded, db) as ledger:
             address = resolve(ledger, email)
             result = erase(ledger, address, inv.now,
                            loaded.path(loaded.settings.transport.outbox))
-        finally:
-            ledger.close()
     console().print(
         f"Forgotten: {result.rows} ledger row(s) now hold only a keyed hash, "
         f"{result.outbox_files} outbox file(s) deleted. The person stays suppressed; remove "

@@ -33,6 +33,7 @@ from .ledger import (
     TREATMENT,
     UNKNOWN,
     Ledger,
+    ledger_path,
 )
 from .lock import SendLock, held_elsewhere
 from .message import Built, HeaderInjection, MessageBuilder, new_message_id, unsubscribe_links
@@ -84,10 +85,6 @@ class SendSummary:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
-
-
-def ledger_path(project: Project, override: Path | None) -> Path:
-    return override if override is not None else project.path(project.settings.ledger)
 
 
 def history_by_enrolment(ledger: Ledger) -> dict[tuple[str, str], dict[str, StepRecord]]:
@@ -303,20 +300,13 @@ def send(project: Project, now: datetime, *, db: Path | None = None, dry_run: bo
     if dry_run:
         # While another send runs, its open claims are in flight, not left by a dead run.
         in_flight = held_elsewhere(lock)
-        ledger = Ledger(path, readonly=True)
-        try:
+        with Ledger(path, readonly=True) as ledger:
             return _run(project, ledger, now, dry_run=True, campaign=campaign, limit=limit,
                         resend_unknown=resend_unknown, progress=progress, stop=stop,
                         claims_in_flight=in_flight)
-        finally:
-            ledger.close()
-    with SendLock(lock, wait=wait):
-        ledger = Ledger(path)
-        try:
-            return _run(project, ledger, now, dry_run=False, campaign=campaign, limit=limit,
-                        resend_unknown=resend_unknown, progress=progress, stop=stop)
-        finally:
-            ledger.close()
+    with SendLock(lock, wait=wait), Ledger(path) as ledger:
+        return _run(project, ledger, now, dry_run=False, campaign=campaign, limit=limit,
+                    resend_unknown=resend_unknown, progress=progress, stop=stop)
 
 
 def _run(project: Project, ledger: Ledger, now: datetime, *, dry_run: bool, campaign: str | None,

@@ -16,6 +16,8 @@ from .errors import LdmailError
 if TYPE_CHECKING:
     from sqlite_utils import Database, Migrations
 
+    from .config import Project
+
 # Message states. A message is `claimed` before it is handed to the transport; a claim found
 # by a later run was interrupted mid-send and becomes `unknown` (never resent silently).
 CLAIMED, SENT, UNKNOWN, DEFERRED, FAILED = "claimed", "sent", "unknown", "deferred", "failed"
@@ -111,8 +113,24 @@ def _create_private(path: Path) -> None:
         os.close(fd)
 
 
+def ledger_path(project: Project, override: Path | None) -> Path:
+    """`--db` when given, else the project's `ledger` setting (.ldmail/ledger.db)."""
+    return override if override is not None else project.path(project.settings.ledger)
+
+
 class Ledger:
     """A connection to the ledger with the queries the rest of ldmail needs."""
+
+    @classmethod
+    def of(cls, project: Project, override: Path | None = None, *,
+           readonly: bool = False) -> Ledger:
+        return cls(ledger_path(project, override), readonly=readonly)
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = path

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 from .audience import load_audience
 from .config import Project
-from .deliver import history_by_enrolment, ledger_path
+from .deliver import history_by_enrolment
 from .enrolment import sync
 from .ledger import ACTIVE, HOLDOUT, TREATMENT, Ledger
 from .schedule import upcoming
@@ -89,13 +89,10 @@ def build_plan(project: Project, now: datetime, days: int, *, db: Path | None = 
     if campaign is not None:
         project.campaign(campaign)
     until = now + timedelta(days=days)
-    ledger = Ledger(ledger_path(project, db), readonly=True)
-    try:
+    with Ledger.of(project, db, readonly=True) as ledger:
         audience = load_audience(project, now.date())
         synced = sync(project, ledger, audience, now, persist=False, only=campaign)
         history = history_by_enrolment(ledger)
-    finally:
-        ledger.close()
     people = audience.by_email()
     rows: list[tuple[int, str, str, int, _Kind]] = []
     kinds: dict[_Kind, _Kind] = {}

@@ -14,7 +14,6 @@ from typing import Any
 
 from .clock import from_iso, iso
 from .config import Project
-from .deliver import ledger_path
 from .enrolment import goal_reached_at
 from .ledger import FAILED, HOLDOUT, SENT, UNKNOWN, Ledger
 from .stats import Comparison
@@ -130,9 +129,8 @@ def build_report(project: Project, now: datetime, *, db: Path | None = None,
     ids = [campaign] if campaign else list(project.campaigns)
     if campaign:
         project.campaign(campaign)
-    ledger = Ledger(ledger_path(project, db), readonly=True)
     report = Report(generated_at=iso(now), organisation=project.settings.organisation)
-    try:
+    with Ledger.of(project, db, readonly=True) as ledger:
         for campaign_id in ids:
             model = project.campaigns[campaign_id].model
             enrolments = ledger.rows("SELECT * FROM enrolments WHERE campaign = ? AND "
@@ -163,8 +161,6 @@ def build_report(project: Project, now: datetime, *, db: Path | None = None,
                           for p in personas] if goal else [],
                 sends_by_day=sorted(by_day.items()),
                 description=model.description.strip(), holdout_share=model.holdout))
-    finally:
-        ledger.close()
     return report
 
 
