@@ -192,25 +192,27 @@ def set_first_name(project: Path, email: str, value: str) -> None:
     people.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def test_script_in_person_data_is_escaped_in_html(project: Path, cli: Cli) -> None:
-    set_first_name(project, "bob.smith@example.org", "<script>alert('x')</script><b>Bob</b>")
+def preview_with_first_name(project: Path, cli: Cli, first_name: str) -> tuple[str, str]:
+    """Bob's welcome rendered with `first_name` from the export: (HTML part, terminal text)."""
+    set_first_name(project, "bob.smith@example.org", first_name)
     result = cli("preview", "welcome", "--person", "bob.smith@example.org", "--step", "hello",
                  "--html", "--project", project)
     assert result.exit_code == 0, result.output
     html = (project / ".ldmail/preview/welcome-hello-compelled-en.html").read_text("utf-8")
+    return html, result.stdout
+
+
+def test_script_in_person_data_is_escaped_in_html(project: Path, cli: Cli) -> None:
+    html, _ = preview_with_first_name(project, cli, "<script>alert('x')</script><b>Bob</b>")
     assert "Hi &lt;script&gt;alert('x')&lt;/script&gt;&lt;b&gt;Bob&lt;/b&gt;," in html
     assert "<script" not in html.lower() and "<b>Bob" not in html
 
 
 def test_markdown_in_person_data_stays_text(project: Path, cli: Cli) -> None:
-    set_first_name(project, "bob.smith@example.org", "[Verify](https://evil.example) *Bob*")
-    result = cli("preview", "welcome", "--person", "bob.smith@example.org", "--step", "hello",
-                 "--html", "--project", project)
-    assert result.exit_code == 0, result.output
-    html = (project / ".ldmail/preview/welcome-hello-compelled-en.html").read_text("utf-8")
+    html, terminal = preview_with_first_name(project, cli, "[Verify](https://evil.example) *Bob*")
     assert "Hi [Verify](https://evil.example) *Bob*," in html
     assert "evil.example\"" not in html and "<em>Bob" not in html
-    assert "Hi [Verify](https://evil.example) *Bob*," in result.stdout  # text part alike
+    assert "Hi [Verify](https://evil.example) *Bob*," in terminal  # text part alike
 
 
 def test_jinja_in_person_data_is_text_not_code(project: Path, cli: Cli, tmp_path: Path) -> None:
