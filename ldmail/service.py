@@ -32,7 +32,8 @@ def run_forever(root: Path, interval: timedelta | None, *, db: Path | None = Non
     stop = threading.Event()
     runs = 0
     every = interval or load_project(root).settings.run.interval
-    scheduler = BlockingScheduler(executors={"default": ThreadPoolExecutor(1)}, timezone=UTC)
+    executor = ThreadPoolExecutor(1)
+    scheduler = BlockingScheduler(executors={"default": executor}, timezone=UTC)
 
     def job() -> None:
         nonlocal runs
@@ -69,9 +70,7 @@ def run_forever(root: Path, interval: timedelta | None, *, db: Path | None = Non
         scheduler.start()
     finally:
         # shutdown(wait=False) returns at once; wait here for the job in hand to finish.
-        executor = scheduler._executors.get("default")
-        if executor is not None:
-            executor._pool.shutdown(wait=True)
+        executor.shutdown(wait=True)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     log.info("stopped after %d run(s)", runs)
