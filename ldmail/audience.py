@@ -6,19 +6,22 @@ import codecs
 import csv
 import io
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Container, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from .config import AUDIENCES_FILE, Project
 from .errors import ConfigError, LdmailError, Problem
-from .expressions import evaluate
+from .expressions import evaluate, free_names
 from .models import Audiences, Persona
 from .units import parse_timezone
+
+if TYPE_CHECKING:
+    from hashlib import _Hash as Hash
 
 _DATE_FORMATS = ("%Y-%m-%d", "%d-%m-%Y", "%d/%m/%Y", "%d.%m.%Y", "%Y/%m/%d", "%d-%m-%y")
 
@@ -163,45 +166,72 @@ class UnreadableFile(ValueError):
     "The file is not CSV text we can decode; the message says what it is and what to do."
 
 
-def _decode_error(raw: bytes, exc: UnicodeDecodeError, encoding: str) -> UnreadableFile:
-    line = raw[:exc.start].count(b"\n") + 1
-    return UnreadableFile(f"line {line} is not {encoding} (byte 0x{raw[exc.start]:02x}); fix "
-                          "people.encoding or save the export as CSV UTF-8")
+_CHUNK = 1 << 20
 
 
-def read_text(path: Path, encoding: str | None) -> str:
-    """UTF-8 (with or without BOM), UTF-16 with a BOM, else Windows-1252, as Excel saves it."""
-    raw = path.read_bytes()
-    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and encoding is None:
-        # Excel's "Unicode Text": UTF-16 with a byte-order mark, tab-separated.
-        try:
-            return raw.decode("utf-16")
-        except UnicodeDecodeError as exc:
-            raise _decode_error(raw, exc, "UTF-16") from None
-    if raw.startswith(b"PK\x03\x04"):
+def _first_decode_error(path: Path, encoding: str, skip: int) -> UnreadableFile | None:
+    """The first byte the encoding cannot decode, as an error naming its line, if any.
+
+    Checked in chunks before the rows are read, so a bad byte never stops a run half-way
+    and a large export is never held in memory whole.
+    """
+    decoder = codecs.getincrementaldecoder(encoding)()
+    lines = 0
+    with path.open("rb") as handle:
+        handle.seek(skip)
+        while True:
+            chunk = handle.read(_CHUNK)
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as exc:
+                line = lines + exc.object[:exc.start].count(b"\n") + 1
+                return UnreadableFile(
+                    f"line {line} is not {encoding} (byte "
+                    f"0x{exc.object[exc.start]:02x}); fix people.encoding or save the export "
+                    "as CSV UTF-8")
+            if not chunk:
+                return None
+            lines += chunk.count(b"\n")
+
+
+def open_text(path: Path, encoding: str | None) -> io.TextIOWrapper:
+    """The export as text, read as it goes: UTF-8 (with or without BOM), UTF-16 with a BOM,
+    else Windows-1252, as Excel saves it."""
+    with path.open("rb") as handle:
+        head = handle.read(4096)
+    skip = 0
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and encoding is None:
+        chosen, errors = "utf-16", "strict"  # Excel's "Unicode Text", tab-separated
+        problem = _first_decode_error(path, "utf-16", 0)
+    elif head.startswith(b"PK\x03\x04"):
         raise UnreadableFile("this is a zip file, probably an Excel workbook (.xlsx), not CSV; "
                              "in Excel use Save As > CSV UTF-8")
-    if b"\x00" in raw[:4096]:
+    elif b"\x00" in head:
         raise UnreadableFile("the file holds NUL bytes: UTF-16 without a byte-order mark or not "
                              "text at all; save the export as CSV UTF-8")
-    # Some tools put a UTF-8 BOM in front of Windows-1252 text; the BOM is never data.
-    raw = raw.removeprefix(codecs.BOM_UTF8)
-    if encoding:
-        try:
-            return raw.decode(encoding)
-        except UnicodeDecodeError as exc:
-            raise _decode_error(raw, exc, encoding) from None
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("cp1252", errors="replace")
+    else:
+        # Some tools put a UTF-8 BOM in front of Windows-1252 text; the BOM is never data.
+        skip = len(codecs.BOM_UTF8) if head.startswith(codecs.BOM_UTF8) else 0
+        if encoding:
+            codecs.lookup(encoding)  # LookupError for an unknown name
+            chosen, errors = encoding, "strict"
+            problem = _first_decode_error(path, encoding, skip)
+        elif _first_decode_error(path, "utf-8", skip) is None:
+            chosen, errors, problem = "utf-8", "strict", None
+        else:
+            chosen, errors, problem = "cp1252", "replace", None
+    if problem is not None:
+        raise problem
+    handle = path.open("rb")
+    handle.seek(skip)
+    return io.TextIOWrapper(handle, encoding=chosen, errors=errors, newline="")
 
 
 class _Lines:
     """The export's lines for csv.reader, counted, with a way to read some of them again."""
 
-    def __init__(self, text: str) -> None:
-        self._source = io.StringIO(text, newline="")
+    def __init__(self, source: io.TextIOBase) -> None:
+        self._source = source
         self._again: list[str] = []
         self.fed = 0
         self.record: list[str] = []
@@ -215,6 +245,13 @@ class _Lines:
             raise StopIteration
         self.fed += 1
         self.record.append(line)
+        return line
+
+    def peek(self) -> str:
+        """The next line, left to be read."""
+        line = self._again[-1] if self._again else self._source.readline()
+        if line and not self._again:
+            self._again.append(line)
         return line
 
     def read_again(self, lines: list[str]) -> None:
@@ -245,7 +282,7 @@ def read_rows(path: Path, display: str, encoding: str | None = None,
               delimiter: str | None = None) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
     """Header and (line number, cells) rows of a CSV export, tolerant of Excel's habits."""
     try:
-        text = read_text(path, encoding)
+        source = open_text(path, encoding)
     except FileNotFoundError:
         raise ConfigError([Problem(display, None, "file not found; check people.source in "
                                                   f"{AUDIENCES_FILE}")]) from None
@@ -257,20 +294,25 @@ def read_rows(path: Path, display: str, encoding: str | None = None,
     except OSError as exc:
         raise ConfigError([Problem(display, None, f"cannot read: {exc.strerror or exc}")]) \
             from None
-    first_line = text.split("\n", 1)[0]
-    used = delimiter or sniff_delimiter(first_line)
-    lines = _Lines(text)
+    lines = _Lines(source)
+    used = delimiter or sniff_delimiter(lines.peek())
     reader = csv.reader(lines, delimiter=used)
     try:
         header = [h.strip() for h in next(reader)]
     except StopIteration:
+        source.close()
         raise ConfigError([Problem(display, 1, "the file is empty; it needs a header row")]) \
             from None
     except csv.Error as exc:
+        source.close()
         raise ConfigError([Problem(display, 1, f"unreadable CSV header: {exc}")]) from None
     width = len(header)
 
     def rows() -> Iterator[tuple[int, list[str]]]:
+        with source:
+            yield from each_row()
+
+    def each_row() -> Iterator[tuple[int, list[str]]]:
         while True:
             lines.record = []
             start = lines.fed + 1
@@ -309,33 +351,45 @@ class AudienceLoader:
     """Turns rows into people; holds what is shared by all rows of one export."""
 
     def __init__(self, audiences: Audiences, languages: list[str], default_language: str,
-                 today: date) -> None:
+                 today: date, positions: dict[str, int]) -> None:
         self.audiences = audiences
         self.languages = languages
         self.default_language = default_language
         self.today = today
-        self.dates = set(audiences.people.dates)
+        dates = set(audiences.people.dates)
+        self.columns = [(name, index, name in dates) for name, index in positions.items()
+                        if name != "email"]
+        self.email_at = positions.get("email")
         # One object per distinct value (names, departments, dates, tenures repeat across
         # thousands of rows) and per distinct set of names: memory for a million people.
         self.shared: dict[Any, Any] = {}
         self.indexes: dict[tuple[str, ...], dict[str, int]] = {}
+        # Each persona's answer by the values of the attributes its rule reads: a few hundred
+        # distinct values across a whole export, so a rule runs a few hundred times, not once
+        # per person. (Kept per persona: the product of all their values is not small.)
+        self.rules: list[tuple[str, str, tuple[str, ...], dict[tuple[Any, ...], bool]]] = [
+            (name, persona.match, tuple(sorted(free_names(persona.match))), {})
+             for name, persona in audiences.personas.items()]
 
-    def person(self, row: int, record: dict[str, str]) -> Person:
+    def email_cell(self, cells: list[str]) -> str:
+        at = self.email_at
+        return cells[at].strip() if at is not None and at < len(cells) else ""
+
+    def person(self, row: int, cells: list[str]) -> Person:
         attributes: dict[str, Any] = {}
         shared = self.shared
-        for name, raw in record.items():
-            value = raw.strip()
-            if name in self.dates:
+        width = len(cells)
+        for name, position, is_date in self.columns:
+            value = cells[position].strip() if position < width else ""
+            if is_date:
                 try:
                     attributes[name] = parse_date(value) if value else None
                 except ValueError as exc:
                     raise _RowError(f"{name}: {exc}") from None
-            elif name == "email":
-                attributes[name] = value
             else:
                 attributes[name] = shared.setdefault(value, value)
         try:
-            email = normalise_email(record.get("email", ""))
+            email = normalise_email(self.email_cell(cells))
         except ValueError as exc:
             raise _RowError(str(exc)) from None
         attributes["email"] = email
@@ -367,74 +421,117 @@ class AudienceLoader:
                 raise _RowError(f"persona '{explicit}' is not defined in {AUDIENCES_FILE} "
                                 f"(personas: {', '.join(personas)})")
             return explicit
-        for name, persona in personas.items():
-            try:
-                if evaluate(persona.match, attributes):
-                    return name
-            except LdmailError as exc:
-                raise _PersonaFailed(name, str(exc)) from None
+        for name, rule, reads, answers in self.rules:
+            values = tuple(map(attributes.get, reads))
+            answer = answers.get(values)
+            if answer is None:
+                try:
+                    answer = evaluate(rule, attributes)
+                except LdmailError as exc:
+                    raise _PersonaFailed(name, str(exc)) from None
+                answers[values] = answer
+            if answer:
+                return name
         return None
 
 
-def load_audience(project: Project, today: date) -> AudienceResult:
-    """Every good row becomes a Person; every bad row is reported with its line and reason."""
-    source = project.audiences.people
-    display = source.source
-    header, rows = read_rows(project.path(source.source), display, source.encoding,
-                             source.delimiter)
-    positions: dict[str, int] = {}
-    missing: list[str] = []
-    lowered = {h.lower(): i for i, h in enumerate(header)}
-    for name, column in source.columns.items():
-        index = lowered.get(column.strip().lower())
-        if index is None:
-            missing.append(f"'{column}' (for {name})")
-        else:
-            positions[name] = index
-    if missing:
-        line = project.audiences_source.line_of(("people", "columns")) \
-            if project.audiences_source else None
+class PeopleStream:
+    """The people of the export, read row by row as they are iterated, never all at once.
+
+    Bad rows are skipped and collected in `rejected` as they pass; duplicates are left to
+    the reader (a set of a million addresses is the reader's choice to make). With `rows`,
+    only the people on those lines are built: the rest are read past.
+    """
+
+    def __init__(self, project: Project, today: date, rows: Container[int] | None = None
+                 ) -> None:
+        self.project = project
+        self.only_rows = rows
+        source = project.audiences.people
+        self.source = source.source
+        self.rejected: list[Rejected] = []
+        self.header, self._rows = read_rows(project.path(source.source), self.source,
+                                            source.encoding, source.delimiter)
+        positions = self._positions(self.header)
+        self.loader = AudienceLoader(project.audiences, project.settings.languages,
+                                     project.settings.default_language, today, positions)
+
+    def _positions(self, header: list[str]) -> dict[str, int]:
+        source = self.project.audiences.people
+        positions: dict[str, int] = {}
+        missing: list[str] = []
+        lowered = {h.lower(): i for i, h in enumerate(header)}
+        for name, column in source.columns.items():
+            index = lowered.get(column.strip().lower())
+            if index is None:
+                missing.append(f"'{column}' (for {name})")
+            else:
+                positions[name] = index
+        if not missing:
+            return positions
+        audiences_source = self.project.audiences_source
+        line = audiences_source.line_of(("people", "columns")) if audiences_source else None
         hint = "fix people.columns"
         seems = sniff_delimiter(header[0]) if len(header) == 1 else None
         if seems is not None and seems in header[0]:
             hint = (f"the file seems separated by '{seems}', not '{source.delimiter or ','}': "
                     "fix or remove people.delimiter")
         raise ConfigError([Problem(AUDIENCES_FILE, line,
-                                   f"{display} has no column {', '.join(missing)}; its columns "
-                                   f"are: {', '.join(header)}; {hint}")])
-    loader = AudienceLoader(project.audiences, project.settings.languages,
-                            project.settings.default_language, today)
-    result = AudienceResult(source=display)
+                                   f"{self.source} has no column {', '.join(missing)}; its "
+                                   f"columns are: {', '.join(header)}; {hint}")])
+
+    def __iter__(self) -> Iterator[Person]:
+        width = len(self.header)
+        loader, only, rejected = self.loader, self.only_rows, self.rejected
+        for line, cells in self._rows:
+            if only is not None and line not in only:
+                continue
+            if len(cells) == 1 and cells[0].startswith("\x00"):
+                rejected.append(Rejected(line, "", f"unreadable CSV: {cells[0][1:]}"))
+                continue
+            if len(cells) == 1 < width and sniff_delimiter(cells[0]) in cells[0]:
+                rejected.append(Rejected(
+                    line, "", f"one field where the header has {width}: this row is "
+                              f"separated by '{sniff_delimiter(cells[0])}', the header by "
+                              "another delimiter; save the export with one delimiter"))
+                continue
+            try:
+                yield loader.person(line, cells)
+            except _RowError as exc:
+                rejected.append(Rejected(line, loader.email_cell(cells), str(exc)))
+            except _PersonaFailed as exc:
+                audiences_source = self.project.audiences_source
+                where = audiences_source.line_of(("personas", exc.persona, "match")) \
+                    if audiences_source else None
+                raise ConfigError([Problem(
+                    AUDIENCES_FILE, where, f"personas.{exc.persona}.match: {exc} (evaluating "
+                                           f"row {line} of {self.source})")]) from None
+
+    def reject_duplicate(self, line: int, email: str, first: int) -> None:
+        self.rejected.append(Rejected(
+            line, email, f"duplicate address {email} (first seen on row {first}); keep one row "
+                         "per person"))
+
+
+def digest_export(project: Project, digest: Hash) -> None:
+    """Add the export's bytes to a digest (or why it cannot be read: the full run says so)."""
+    try:
+        with project.path(project.audiences.people.source).open("rb") as export:
+            while chunk := export.read(_CHUNK):
+                digest.update(chunk)
+    except OSError as exc:
+        digest.update(f"unreadable: {exc}".encode())
+
+
+def load_audience(project: Project, today: date) -> AudienceResult:
+    """Every good row becomes a Person; every bad row is reported with its line and reason."""
+    stream = PeopleStream(project, today)
+    result = AudienceResult(source=stream.source, rejected=stream.rejected)
     seen: dict[str, int] = {}
-    for line, cells in rows:
-        if len(cells) == 1 and cells[0].startswith("\x00"):
-            result.rejected.append(Rejected(line, "", f"unreadable CSV: {cells[0][1:]}"))
-            continue
-        if len(cells) == 1 < len(header) and sniff_delimiter(cells[0]) in cells[0]:
-            result.rejected.append(Rejected(
-                line, "", f"one field where the header has {len(header)}: this row is "
-                          f"separated by '{sniff_delimiter(cells[0])}', the header by another "
-                          "delimiter; save the export with one delimiter"))
-            continue
-        record = {name: cells[i] if i < len(cells) else "" for name, i in positions.items()}
-        email_cell = record.get("email", "").strip()
-        try:
-            person = loader.person(line, record)
-        except _RowError as exc:
-            result.rejected.append(Rejected(line, email_cell, str(exc)))
-            continue
-        except _PersonaFailed as exc:
-            where = project.audiences_source.line_of(("personas", exc.persona, "match")) \
-                if project.audiences_source else None
-            raise ConfigError([Problem(AUDIENCES_FILE, where, f"personas.{exc.persona}.match: "
-                                       f"{exc} (evaluating row {line} of {display})")]) from None
+    for person in stream:
         if person.email in seen:
-            result.rejected.append(Rejected(
-                line, email_cell, f"duplicate address {person.email} (first seen on row "
-                                  f"{seen[person.email]}); keep one row per person"))
+            stream.reject_duplicate(person.row, person.email, seen[person.email])
             continue
-        seen[person.email] = line
+        seen[person.email] = person.row
         result.people.append(person)
     return result
-
-

@@ -429,15 +429,10 @@ def plan(
 
     with invocation(project, now) as inv:
         loaded = load_project(inv.root)
-        result = build_plan(loaded, inv.now, days, db=db, campaign=campaign)
+        result = build_plan(loaded, inv.now, days, db=db, campaign=campaign, show=show)
     out = console()
-    from collections import Counter
-
-    # Counted on (date, campaign, step) values; text is made once per row of the table,
-    # not once per send (a million-learner plan holds millions).
-    counts = Counter((item.local.date(), item.campaign, item.step) for item in result.sends)
     per_day: dict[str, dict[str, int]] = {}
-    for (day_date, campaign_id, step_id), count in sorted(counts.items()):
+    for (day_date, campaign_id, step_id), count in sorted(result.per_day.items()):
         per_day.setdefault(day_date.strftime("%a %Y-%m-%d"), {})[f"{campaign_id}/{step_id}"] = \
             count
     summary = Table(title=f"Sends per day until {result.until:%Y-%m-%d}", title_justify="left")
@@ -448,17 +443,17 @@ def plan(
         for index, (key, count) in enumerate(sorted(steps.items())):
             summary.add_row(day if index == 0 else "", key, str(count))
     out.print(summary)
-    if result.sends:
-        table = Table(title=f"First {min(show, len(result.sends))} of {len(result.sends)} sends",
+    if result.first:
+        table = Table(title=f"First {len(result.first)} of {result.total} sends",
                       title_justify="left")
         for column in ("when (local)", "campaign", "step", "person", "persona", "lang"):
             table.add_column(column)
-        for item in result.sends[:show]:
+        for item in result.first:
             table.add_row(item.local.strftime("%a %d %b %H:%M %Z"), item.campaign,
                           item.step + (" (retry)" if item.retry else ""), item.email,
                           item.persona or "", item.language)
         out.print(table)
-    out.print(f"{len(result.sends)} sends planned; {result.new_enrolments} people would be "
+    out.print(f"{result.total} sends planned; {result.new_enrolments} people would be "
               f"enrolled now; {result.holdout} active holdout members are never mailed")
 
 

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from . import quiet
-from .audience import AudienceResult, Person, load_audience
-from .clock import from_iso, iso
+from .audience import PeopleStream, Person
+from .clock import iso
 from .config import Project
-from .enrolment import Enrolment, sync
+from .enrolment import Enrolment, active_enrolments, sync
 from .errors import LdmailError, TransportFatal
 from .ledger import (
     ACTIVE,
@@ -38,7 +38,7 @@ from .ledger import (
 from .lock import SendLock, held_elsewhere
 from .message import Built, HeaderInjection, MessageBuilder, new_message_id, unsubscribe_links
 from .render import Renderer, RenderError
-from .schedule import Planned, StepRecord, upcoming
+from .schedule import Planned
 from .transport import Outcome, Transport, open_transports
 
 Progress = Callable[[int, int], None]
@@ -87,47 +87,23 @@ class SendSummary:
         return json.dumps(asdict(self))
 
 
-def history_by_enrolment(ledger: Ledger) -> dict[tuple[str, str], dict[str, StepRecord]]:
-    found: dict[tuple[str, str], dict[str, StepRecord]] = {}
-    cursor = ledger.db.conn.execute(
-        "SELECT campaign, email, step, state, sent_at, claimed_at, next_attempt_at, attempts"
-        " FROM messages")
-    for campaign, email, step, state, sent_at, claimed_at, retry_at, attempts in cursor:
-        when = sent_at or claimed_at
-        found.setdefault((campaign, email), {})[step] = StepRecord(
-            state, from_iso(when) if when else None, from_iso(retry_at) if retry_at else None,
-            attempts)
-    return found
-
-
-def find_due(project: Project, enrolments: dict[tuple[str, str], Enrolment],
-             audience: AudienceResult, history: dict[tuple[str, str], dict[str, StepRecord]],
-             now: datetime, only: str | None = None
+def find_due(project: Project, ledger: Ledger, now: datetime
              ) -> tuple[list[Due], int, list[Enrolment], datetime | None]:
     """Messages to send now, how many wait for their window, enrolments now complete, and
     the earliest later moment at which a step becomes due or its window opens."""
-    people = audience.by_email()
-    due: list[Due] = []
+    found: list[tuple[Enrolment, Planned, bool]] = []
     waiting = 0
     complete: list[Enrolment] = []
     next_change: datetime | None = None
-    for (campaign_id, email), enrolment in enrolments.items():
-        if enrolment.state != ACTIVE or enrolment.group != TREATMENT:
+    for enrolment, steps in active_enrolments(project, ledger, now):
+        if enrolment.group != TREATMENT:
             continue
-        if only is not None and campaign_id != only:
-            continue
-        person = people.get(email)
-        file = project.campaigns.get(campaign_id)
-        if person is None or file is None:
-            continue
-        steps = upcoming(file.model, enrolment.anchor_at, history.get((campaign_id, email), {}),
-                         person.timezone, now)
         if not steps:
             complete.append(enrolment)
             continue
         first = steps[0]
         if first.send_at <= now:
-            due.append(Due(enrolment, person, first, len(steps) == 1))
+            found.append((enrolment, first, len(steps) == 1))
             continue
         if first.due_at <= now:
             waiting += 1
@@ -136,6 +112,16 @@ def find_due(project: Project, enrolments: dict[tuple[str, str], Enrolment],
             change = first.due_at
         if next_change is None or change < next_change:
             next_change = change
+    due: list[Due] = []
+    if found:
+        # Only the people with a message due are built in full, from a second read of the
+        # export; a row that changed meanwhile (another address on it) waits for a later run.
+        people = {person.row: person for person in
+                  PeopleStream(project, now.date(), rows={e.row for e, _, _ in found})}
+        for enrolment, planned, last in found:
+            person = people.get(enrolment.row)
+            if person is not None and person.email == enrolment.email:
+                due.append(Due(enrolment, person, planned, last))
     due.sort(key=lambda d: (d.planned.due_at, d.enrolment.campaign, d.person.row))
     return due, waiting, complete, next_change
 
@@ -352,11 +338,9 @@ def _run(project: Project, ledger: Ledger, now: datetime, *, dry_run: bool, camp
             return summary
     if not dry_run:
         quiet.forget(ledger)
-    audience = load_audience(project, now.date())
-    synced = sync(project, ledger, audience, now, persist=not dry_run, only=campaign)
-    summary.enrolled, summary.exited = len(synced.enrolled), len(synced.exited)
-    due, summary.waiting_window, complete, next_change = find_due(
-        project, synced.enrolments, audience, history_by_enrolment(ledger), now, campaign)
+    synced = sync(project, ledger, now, persist=not dry_run, only=campaign)
+    summary.enrolled, summary.exited = synced.enrolled, synced.exited
+    due, summary.waiting_window, complete, next_change = find_due(project, ledger, now)
     if not dry_run and complete:
         with ledger.transaction() as db:
             db.conn.executemany(

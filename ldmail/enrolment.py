@@ -1,44 +1,125 @@
-"""Who is in which campaign: enrol newly matching people, let others leave, record goals."""
+"""Who is in which campaign: enrol newly matching people, let others leave, record goals.
+
+The export is read row by row into temporary tables on the ledger's connection, and the
+enrolments are brought in line with it in SQL: a million learners never exist as Python
+objects at once. After sync(), the temporary view `synced` holds the active enrolments as
+they are after the sync, whether it was written or not (a plan or a dry run writes nothing),
+and `export` holds each person's current row.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from fnmatch import fnmatchcase
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from .audience import AudienceResult, Person
+from . import __version__
+from .audience import PeopleStream, Person, digest_export
 from .clock import from_iso, iso
 from .config import Project
 from .expressions import evaluate
-from .ledger import ACTIVE, CONVERTED, HOLDOUT, LEFT, TREATMENT, Ledger
+from .ledger import ACTIVE, CONVERTED, HOLDOUT, LEFT, STAGED, TREATMENT, Ledger
 from .models import Campaign, Goal
 from .privacy import FORGOTTEN
-from .schedule import anchor_moment, campaign_is_open, in_holdout
+from .schedule import Planned, StepRecord, anchor_moment, campaign_is_open, in_holdout, upcoming
 
+# People are staged this many at a time: large enough that SQLite's executemany does the
+# work, small enough that a chunk's rows cost little memory.
+CHUNK = 5000
 
-@dataclass(frozen=True, slots=True)  # a million of them must fit in memory
-class Enrolment:
-    campaign: str
-    email: str
-    enrolled_at: datetime
-    anchor_at: datetime
-    group: str
-    persona: str | None
-    language: str
-    state: str = ACTIVE
-    exit_reason: str | None = None
+# A run's own tables: the campaigns in scope, who reached a goal, who asked to be forgotten,
+# and what the sync changes. `synced` is every active enrolment after the sync.
+_RUN_TABLES = """
+DROP VIEW IF EXISTS temp.synced;
+DROP TABLE IF EXISTS temp.scope;
+DROP TABLE IF EXISTS temp.reached;
+DROP TABLE IF EXISTS temp.forgotten;
+DROP TABLE IF EXISTS temp.exits;
+DROP TABLE IF EXISTS temp.new;
+DROP TABLE IF EXISTS temp.staged_people;
+DROP TABLE IF EXISTS temp.staged_targets;
+CREATE TEMP TABLE scope (id TEXT PRIMARY KEY, open INTEGER NOT NULL, holdout REAL NOT NULL);
+CREATE TEMP TABLE reached (campaign TEXT NOT NULL, email TEXT NOT NULL,
+    PRIMARY KEY (campaign, email)) WITHOUT ROWID;
+CREATE TEMP TABLE forgotten (email TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TEMP TABLE exits (campaign TEXT NOT NULL, email TEXT NOT NULL, state TEXT NOT NULL,
+    reason TEXT NOT NULL, PRIMARY KEY (campaign, email)) WITHOUT ROWID;
+CREATE TEMP TABLE new (campaign TEXT NOT NULL, email TEXT NOT NULL, anchor_at TEXT NOT NULL,
+    grp TEXT NOT NULL, persona TEXT, language TEXT, state TEXT NOT NULL, reason TEXT,
+    PRIMARY KEY (campaign, email)) WITHOUT ROWID;
+CREATE TEMP VIEW synced AS
+    SELECT e.campaign, e.email, e.anchor_at, e.grp FROM main.enrolments e
+    WHERE e.state = 'active' AND e.campaign IN (SELECT id FROM temp.scope)
+      AND NOT EXISTS (SELECT 1 FROM temp.exits x
+                      WHERE x.campaign = e.campaign AND x.email = e.email)
+    UNION ALL
+    SELECT campaign, email, anchor_at, grp FROM temp.new WHERE state = 'active';
+"""
+
+# A run that writes nothing and finds a different export stages it in tables of its own,
+# which hide the ledger's (SQLite looks a name up in temp first).
+_PRIVATE_STAGING = (
+    """CREATE TEMP TABLE staged_people (
+        row INTEGER PRIMARY KEY, email TEXT NOT NULL, name TEXT, language TEXT, persona TEXT,
+        timezone TEXT)""",
+    """CREATE TEMP TABLE staged_targets (
+        campaign TEXT NOT NULL, email TEXT NOT NULL, row INTEGER NOT NULL, anchor_at TEXT)""")
+
+# Why an active enrolment ends, in order of precedence; NULL when it goes on.
+_EXITS = """
+INSERT INTO temp.exits (campaign, email, state, reason)
+SELECT campaign, email, CASE reason WHEN 'goal reached' THEN :converted ELSE :left END, reason
+FROM (
+    SELECT e.campaign, e.email, CASE
+        WHEN EXISTS (SELECT 1 FROM temp.reached r
+                     WHERE r.campaign = e.campaign AND r.email = e.email) THEN 'goal reached'
+        WHEN EXISTS (SELECT 1 FROM main.suppressions s WHERE s.email = e.email)
+          OR EXISTS (SELECT 1 FROM temp.forgotten f WHERE f.email = e.email) THEN 'suppressed'
+        WHEN x.email IS NULL THEN 'no longer in the people export'
+        WHEN NOT EXISTS (SELECT 1 FROM staged_targets t
+                         WHERE t.campaign = e.campaign AND t.email = e.email)
+            THEN 'no longer in the audience (persona ' || coalesce(x.persona, 'none') || ')'
+        END AS reason
+    FROM main.enrolments e LEFT JOIN staged_people x ON x.email = e.email
+    WHERE e.state = 'active' AND e.campaign IN (SELECT id FROM temp.scope))
+WHERE reason IS NOT NULL
+"""
+
+# Who joins: targeted by an open campaign, never enrolled in it before, not suppressed.
+_JOINING = """
+FROM staged_targets t JOIN temp.scope c ON c.id = t.campaign AND c.open
+JOIN staged_people x ON x.row = t.row
+LEFT JOIN temp.reached r ON r.campaign = t.campaign AND r.email = t.email
+WHERE NOT EXISTS (SELECT 1 FROM main.enrolments e
+                  WHERE e.campaign = t.campaign AND e.email = t.email)
+  AND NOT EXISTS (SELECT 1 FROM main.suppressions s WHERE s.email = t.email)
+  AND NOT EXISTS (SELECT 1 FROM temp.forgotten f WHERE f.email = t.email)
+"""
+
+# Day 0 is an anchor date, or (written as '') the moment of enrolment.
+_NEW = f"""
+INSERT INTO temp.new (campaign, email, anchor_at, grp, persona, language, state, reason)
+SELECT t.campaign, t.email, CASE t.anchor_at WHEN '' THEN :now ELSE t.anchor_at END,
+    ldmail_group(t.campaign, t.email, c.holdout), x.persona, x.language,
+    CASE WHEN r.email IS NULL THEN :active ELSE :converted END,
+    CASE WHEN r.email IS NULL THEN NULL ELSE 'goal reached before enrolment' END
+{_JOINING} AND t.anchor_at IS NOT NULL
+ORDER BY t.campaign, t.email
+"""
 
 
 @dataclass
 class SyncResult:
-    """Enrolments after the sync, and what changed."""
+    """What the sync changed."""
 
-    enrolments: dict[tuple[str, str], Enrolment] = field(default_factory=dict)
-    enrolled: list[Enrolment] = field(default_factory=list)
-    exited: list[Enrolment] = field(default_factory=list)
+    enrolled: int = 0
+    exited: int = 0
     no_anchor: int = 0
+    export_read: bool = True
 
 
 def targets(campaign: Campaign, person: Person) -> bool:
@@ -51,33 +132,6 @@ def targets(campaign: Campaign, person: Person) -> bool:
     return True
 
 
-def load_enrolments(ledger: Ledger, people: Mapping[str, Person] | None = None
-                    ) -> dict[tuple[str, str], Enrolment]:
-    """Every enrolment in the ledger, by (campaign, address).
-
-    Read row by row from the cursor (a list of a million dicts first would be the run's
-    peak), with one string object per distinct campaign, group, persona, language and state,
-    and the export's own object for each address: SQLite hands out a new string for every
-    value of every row, and those would take more memory than the enrolments themselves.
-    """
-    found: dict[tuple[str, str], Enrolment] = {}
-    shared: dict[Any, Any] = {}
-    cursor = ledger.db.conn.execute(
-        "SELECT campaign, email, enrolled_at, anchor_at, grp, persona, language, state,"
-        " exit_reason FROM enrolments")
-    for campaign, email, enrolled_at, anchor_at, grp, persona, language, state, reason in cursor:
-        person = people.get(email) if people is not None else None
-        if person is not None:
-            email = person.email
-        campaign = shared.setdefault(campaign, campaign)
-        found[(campaign, email)] = Enrolment(
-            campaign, email, from_iso(enrolled_at), from_iso(anchor_at),
-            shared.setdefault(grp, grp), shared.setdefault(persona, persona),
-            shared.setdefault(language, language) or "", shared.setdefault(state, state),
-            reason)
-    return found
-
-
 def goal_reached_at(ledger: Ledger, goal: Goal, now: datetime) -> dict[str, datetime]:
     """When each address first reached a goal; events after `now` have not happened yet."""
     reached: dict[str, datetime] = {}
@@ -87,102 +141,235 @@ def goal_reached_at(ledger: Ledger, goal: Goal, now: datetime) -> dict[str, date
     return reached
 
 
-def _goal_index(ledger: Ledger, project: Project, now: datetime) -> dict[str, set[str]]:
-    """For each campaign with a goal, the addresses that reached it by `now`."""
-    return {campaign_id: set(goal_reached_at(ledger, file.model.goal, now))
-            for campaign_id, file in project.campaigns.items() if file.model.goal is not None}
+def _group(campaign_id: str, email: str, share: float) -> str:
+    return HOLDOUT if in_holdout(campaign_id, email, share) else TREATMENT
 
 
-def sync(project: Project, ledger: Ledger, audience: AudienceResult, now: datetime,
-         *, persist: bool, only: str | None = None) -> SyncResult:
-    """Bring enrolments in line with the audience; with persist=False nothing is written."""
-    people = audience.by_email()
-    result = SyncResult(enrolments=load_enrolments(ledger, people))
-    suppressed = ledger.suppressed()
-    forgotten = {s.removeprefix(FORGOTTEN) for s in suppressed if s.startswith(FORGOTTEN)}
-    if forgotten:
-        # A forgotten person may still be in the HR export; their hash keeps them out.
-        suppressed |= {p.email for p in audience.people
-                       if ledger.address_hash(p.email) in forgotten}
-    goals = _goal_index(ledger, project, now)
-    for campaign_id, file in project.campaigns.items():
-        if only is not None and campaign_id != only:
-            continue
-        campaign = file.model
-        reached = goals.get(campaign_id, set())
-        for key, enrolment in list(result.enrolments.items()):
-            if enrolment.campaign != campaign_id or enrolment.state != ACTIVE:
-                continue
-            person = people.get(enrolment.email)
-            reason = None
-            state = LEFT
-            if enrolment.email in reached:
-                state, reason = CONVERTED, "goal reached"
-            elif enrolment.email in suppressed:
-                reason = "suppressed"
-            elif person is None:
-                reason = "no longer in the people export"
-            elif not targets(campaign, person):
-                reason = f"no longer in the audience (persona {person.persona or 'none'})"
-            if reason is not None:
-                changed = replace(enrolment, state=state, exit_reason=reason)
-                result.enrolments[key] = changed
-                result.exited.append(changed)
-        if not campaign_is_open(campaign, now):
-            continue
-        for person in audience.people:
-            key = (campaign_id, person.email)
-            if key in result.enrolments or person.email in suppressed:
-                continue
+def export_mark(project: Project, now: datetime) -> str:
+    """Everything the staged export follows from: the export's bytes, the audiences, the
+    campaigns and today's date (tenure_days counts from it)."""
+    digest = hashlib.sha256(f"ldmail {__version__}\n".encode())
+    digest.update(repr((project.settings.languages, project.settings.default_language,
+                        project.audiences)).encode())
+    for campaign_id, file in sorted(project.campaigns.items()):
+        digest.update(f"\n{campaign_id}\n{file.model!r}".encode())
+    digest.update(f"\n{now.date().isoformat()}\n".encode())
+    digest_export(project, digest)
+    return digest.hexdigest()
+
+
+class _Stager:
+    """Writes people, and the campaigns that target each, into the staging tables."""
+
+    def __init__(self, ledger: Ledger, schema: str, campaigns: list[tuple[str, Campaign]],
+                 now: datetime) -> None:
+        self.conn = ledger.db.conn
+        self.schema = schema
+        self.campaigns = campaigns
+        self.now = now
+        # Day 0 by campaign, anchor value and time zone: few distinct ones for many people.
+        self.anchors: dict[tuple[str, Any, ZoneInfo | None], str | None] = {}
+        self.people: list[tuple[Any, ...]] = []
+        self.targeted: list[tuple[Any, ...]] = []
+
+    def add(self, person: Person) -> None:
+        email, zone = person.email, person.timezone
+        self.people.append((person.row, email, person.display_name, person.language,
+                            person.persona, zone.key if zone else None))
+        for campaign_id, campaign in self.campaigns:
             if not targets(campaign, person):
                 continue
-            anchor_value = person.attributes.get(campaign.anchor) if campaign.anchor else None
-            anchor = anchor_moment(campaign, anchor_value, now, person.timezone)
-            if anchor is None:
-                result.no_anchor += 1
-                continue
-            group = HOLDOUT if in_holdout(campaign_id, person.email, campaign.holdout) \
-                else TREATMENT
-            enrolment = Enrolment(campaign_id, person.email, now, anchor, group, person.persona,
-                                  person.language)
-            if person.email in reached:
-                enrolment = replace(enrolment, state=CONVERTED,
-                                    exit_reason="goal reached before enrolment")
-            result.enrolments[key] = enrolment
-            result.enrolled.append(enrolment)
-    if persist:
-        _write(ledger, audience, result, now)
+            if campaign.anchor is None:
+                anchor: str | None = ""  # the moment of enrolment, whenever that is
+            else:
+                value = person.attributes.get(campaign.anchor)
+                key = (campaign_id, value, zone)
+                try:
+                    anchor = self.anchors[key]
+                except KeyError:
+                    moment = anchor_moment(campaign, value, self.now, zone)
+                    anchor = self.anchors[key] = iso(moment) if moment is not None else None
+            self.targeted.append((campaign_id, email, person.row, anchor))
+        if len(self.people) >= CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        self.conn.executemany(f"INSERT INTO {self.schema}.staged_people VALUES (?, ?, ?, ?, ?, ?)",
+                              self.people)
+        self.conn.executemany(f"INSERT INTO {self.schema}.staged_targets VALUES (?, ?, ?, ?)",
+                              self.targeted)
+        self.people.clear()
+        self.targeted.clear()
+
+
+def _stage_export(project: Project, ledger: Ledger, now: datetime, schema: str) -> None:
+    """Read the export into `schema`'s staging tables; duplicate rows are dropped there."""
+    conn = ledger.db.conn
+    for index in ("staged_people_email", "staged_targets_key"):
+        conn.execute(f"DROP INDEX IF EXISTS {schema}.{index}")  # made again after the load
+    conn.execute(f"DELETE FROM {schema}.staged_people")
+    conn.execute(f"DELETE FROM {schema}.staged_targets")
+    people = PeopleStream(project, now.date())
+    stager = _Stager(ledger, schema,
+                     [(campaign_id, file.model) for campaign_id, file in project.campaigns.items()],
+                     now)
+    for person in people:
+        stager.add(person)
+    stager.flush()
+    conn.execute(f"CREATE INDEX {schema}.staged_people_email ON staged_people (email, row)")
+    duplicates = conn.execute(
+        f"SELECT x.row, x.email, f.first FROM {schema}.staged_people x JOIN (SELECT email,"
+        f" min(row) AS first FROM {schema}.staged_people GROUP BY email HAVING count(*) > 1) f"
+        " ON f.email = x.email WHERE x.row > f.first ORDER BY x.row").fetchall()
+    rows = [(row,) for row, _, _ in duplicates]
+    conn.executemany(f"DELETE FROM {schema}.staged_people WHERE row = ?", rows)
+    conn.executemany(f"DELETE FROM {schema}.staged_targets WHERE row = ?", rows)
+    conn.execute(f"CREATE UNIQUE INDEX {schema}.staged_targets_key"
+                 " ON staged_targets (campaign, email)")
+
+
+def _fill_run_tables(project: Project, ledger: Ledger, now: datetime, only: str | None
+                     ) -> None:
+    conn = ledger.db.conn
+    scope = [(campaign_id, file.model) for campaign_id, file in project.campaigns.items()
+             if only is None or campaign_id == only]
+    conn.executemany("INSERT INTO temp.scope VALUES (?, ?, ?)",
+                     [(campaign_id, campaign_is_open(campaign, now), campaign.holdout)
+                      for campaign_id, campaign in scope])
+    for campaign_id, campaign in scope:
+        if campaign.goal is not None:
+            conn.executemany("INSERT INTO temp.reached VALUES (?, ?)",
+                             ((campaign_id, email)
+                              for email in goal_reached_at(ledger, campaign.goal, now)))
+    hashes = {row[0].removeprefix(FORGOTTEN) for row in conn.execute(
+        "SELECT email FROM suppressions WHERE email LIKE ?", (FORGOTTEN + "%",))}
+    if hashes:
+        # A forgotten person may still be in the HR export; their hash keeps them out.
+        conn.executemany("INSERT INTO temp.forgotten VALUES (?)", (
+            (email,) for (email,) in conn.execute("SELECT email FROM staged_people")
+            if ledger.address_hash(email) in hashes))
+
+
+def sync(project: Project, ledger: Ledger, now: datetime, *, persist: bool,
+         only: str | None = None) -> SyncResult:
+    """Bring enrolments in line with the export; with persist=False nothing is written.
+
+    The export is read only when it, the audiences, the campaigns or the day changed since
+    the last sync that was written; a run that writes stages it in the ledger for the next.
+    """
+    conn = ledger.db.conn
+    result = SyncResult()
+    mark = export_mark(project, now)
+    states = {"active": ACTIVE, "converted": CONVERTED, "left": LEFT, "now": iso(now)}
+    conn.executescript(_RUN_TABLES)  # outside the transaction: executescript commits
+    conn.create_function("ldmail_group", 3, _group, deterministic=True)
+    # A sync that writes is one transaction, from the first read to the last write.
+    with ledger.transaction(immediate=persist):
+        stored = conn.execute("SELECT value FROM meta WHERE key = ?", (STAGED,)).fetchone()
+        result.export_read = stored is None or stored[0] != mark
+        if result.export_read:
+            if not persist:
+                for statement in _PRIVATE_STAGING:
+                    conn.execute(statement)
+            _stage_export(project, ledger, now, "main" if persist else "temp")
+        _fill_run_tables(project, ledger, now, only)
+        result.exited = conn.execute(_EXITS, states).rowcount
+        result.enrolled = conn.execute(_NEW, states).rowcount
+        result.no_anchor = conn.execute(
+            f"SELECT count(*) {_JOINING} AND t.anchor_at IS NULL").fetchone()[0]
+        if persist:
+            _write(ledger, now)
+            conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key)"
+                         " DO UPDATE SET value = excluded.value", (STAGED, mark))
     return result
 
 
-def _write(ledger: Ledger, audience: AudienceResult, result: SyncResult, now: datetime) -> None:
-    # Generators, not lists: with a million people the parameter lists alone would take
-    # hundreds of megabytes. Rows go in address order, so the indexes grow at their ends.
-    stamp = iso(now)
-    with ledger.transaction() as db:
-        db.conn.executemany(
-            "INSERT INTO people (email, name, language, persona, timezone, first_seen, last_seen)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (email) DO UPDATE SET name = excluded.name,"
-            " language = excluded.language, persona = excluded.persona,"
-            " timezone = excluded.timezone, last_seen = excluded.last_seen",
-            ((p.email, p.display_name, p.language, p.persona,
-              p.timezone.key if p.timezone else None, stamp, stamp)
-             for p in sorted(audience.people, key=_email)))
-        db.conn.executemany(
-            "INSERT OR IGNORE INTO enrolments (campaign, email, enrolled_at, anchor_at, grp,"
-            " persona, language, state, exit_reason, exited_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            ((e.campaign, e.email, iso(e.enrolled_at), iso(e.anchor_at), e.group, e.persona,
-              e.language, e.state, e.exit_reason, stamp if e.state != ACTIVE else None)
-             for e in sorted(result.enrolled, key=_campaign_email)))
-        db.conn.executemany(
-            "UPDATE enrolments SET state = ?, exit_reason = ?, exited_at = ? "
-            "WHERE campaign = ? AND email = ? AND state = 'active'",
-            ((e.state, e.exit_reason, stamp, e.campaign, e.email) for e in result.exited))
+def _write(ledger: Ledger, now: datetime) -> None:
+    stamp = {"stamp": iso(now)}
+    conn = ledger.db.conn
+    # `WHERE true` tells SQLite's parser the ON CONFLICT belongs to the INSERT.
+    conn.execute(
+        "INSERT INTO people (email, name, language, persona, timezone, first_seen, last_seen)"
+        " SELECT email, name, language, persona, timezone, :stamp, :stamp FROM staged_people"
+        " WHERE true ORDER BY email ON CONFLICT (email) DO UPDATE SET name = excluded.name,"
+        " language = excluded.language, persona = excluded.persona,"
+        " timezone = excluded.timezone, last_seen = excluded.last_seen", stamp)
+    conn.execute(
+        "INSERT INTO enrolments (campaign, email, enrolled_at, anchor_at, grp, persona,"
+        " language, state, exit_reason, exited_at) SELECT campaign, email, :stamp,"
+        " anchor_at, grp, persona, language, state, reason, CASE WHEN state != 'active'"
+        " THEN :stamp END FROM temp.new ORDER BY campaign, email", stamp)
+    conn.execute(
+        "UPDATE enrolments SET state = x.state, exit_reason = x.reason, exited_at = :stamp"
+        " FROM temp.exits x WHERE enrolments.campaign = x.campaign"
+        " AND enrolments.email = x.email AND enrolments.state = 'active'", stamp)
+    # Written: the ledger itself now says what `synced` read from these two.
+    conn.execute("DELETE FROM temp.new")
+    conn.execute("DELETE FROM temp.exits")
 
 
-def _email(person: Person) -> str:
-    return person.email
+@dataclass(frozen=True, slots=True)
+class Enrolment:
+    """One active enrolment after the sync, with the person's current row in the export."""
+
+    campaign: str
+    email: str
+    group: str
+    row: int
+    persona: str | None
+    language: str
+    timezone: ZoneInfo | None
 
 
-def _campaign_email(enrolment: Enrolment) -> tuple[str, str]:
-    return enrolment.campaign, enrolment.email
+# Every active enrolment after the sync, with the history of its steps as one string
+# (fields split by \x1f, steps by \x1e): SQLite groups it faster than Python could.
+_ACTIVE = """
+SELECT s.campaign, s.email, s.grp, x.row, x.persona, x.language, x.timezone, s.anchor_at,
+    (SELECT group_concat(m.step || char(31) || m.state || char(31)
+            || coalesce(m.sent_at, m.claimed_at, '') || char(31)
+            || coalesce(m.next_attempt_at, '') || char(31) || m.attempts, char(30))
+     FROM main.messages m WHERE m.campaign = s.campaign AND m.email = s.email)
+FROM temp.synced s JOIN staged_people x ON x.email = s.email
+"""
+
+
+def _history(text: str | None) -> dict[str, StepRecord]:
+    history: dict[str, StepRecord] = {}
+    for record in text.split("\x1e") if text else ():
+        step, state, at, retry_at, attempts = record.split("\x1f")
+        history[step] = StepRecord(state, from_iso(at) if at else None,
+                                   from_iso(retry_at) if retry_at else None, int(attempts))
+    return history
+
+
+def active_enrolments(project: Project, ledger: Ledger, now: datetime
+                      ) -> Iterator[tuple[Enrolment, tuple[Planned, ...]]]:
+    """Each active enrolment after the sync, with its steps still to go (none for holdout).
+
+    People whose campaign, day 0, time zone and history are the same have the same steps
+    at the same moments: those are worked out once (most people share them with thousands).
+    """
+    schedules: dict[tuple[str, str, str | None, str | None], tuple[Planned, ...]] = {}
+    zones: dict[str | None, ZoneInfo | None] = {None: None}
+    shared: dict[Any, Any] = {}
+    for campaign_id, email, group, row, persona, language, zone_key, anchor_at, history \
+            in ledger.db.conn.execute(_ACTIVE):
+        zone = zones.get(zone_key)
+        if zone is None and zone_key is not None:
+            zone = zones[zone_key] = ZoneInfo(zone_key)
+        enrolment = Enrolment(shared.setdefault(campaign_id, campaign_id), email,
+                              shared.setdefault(group, group), row,
+                              shared.setdefault(persona, persona),
+                              shared.setdefault(language, language), zone)
+        if group != TREATMENT:
+            yield enrolment, ()
+            continue
+        key = (campaign_id, anchor_at, zone_key, history)
+        plans = schedules.get(key)
+        if plans is None:
+            if len(schedules) >= 100_000:  # distinct histories: keep the memo bounded
+                schedules.clear()
+            plans = schedules[key] = tuple(upcoming(
+                project.campaigns[campaign_id].model, from_iso(anchor_at), _history(history),
+                zone, now))
+        yield enrolment, plans

@@ -25,6 +25,10 @@ CLAIMED, SENT, UNKNOWN, DEFERRED, FAILED = "claimed", "sent", "unknown", "deferr
 # Enrolment states.
 ACTIVE, COMPLETED, CONVERTED, LEFT = "active", "completed", "converted", "left"
 TREATMENT, HOLDOUT = "treatment", "holdout"
+# Page cache per schema, in KiB (SQLite takes it only as it needs it).
+CACHE_KIB = 64 * 1024
+# The meta key under which the staged export's fingerprint is kept (see enrolment.py).
+STAGED = "staged"
 
 def m001_initial(db: Database) -> None:
     db.execute("""
@@ -64,10 +68,29 @@ def m001_initial(db: Database) -> None:
             finished_at TEXT, now TEXT NOT NULL, pid INTEGER, status TEXT, summary TEXT)""")
 
 
+def m002_messages_by_enrolment(db: Database) -> None:
+    # Each enrolment's history is looked up by (campaign, email) for every active enrolment
+    # of every run; the unique key (campaign, step, email) cannot serve that.
+    db.execute("CREATE INDEX messages_enrolment ON messages (campaign, email)")
+
+
+def m003_staged_export(db: Database) -> None:
+    # The people export as the last sync read it, and which campaigns target whom: a run
+    # that finds the same export (and the same audiences, campaigns and day) reads these
+    # instead of a million rows again. Indexes are made after each bulk load.
+    db.execute("""
+        CREATE TABLE staged_people (
+            row INTEGER PRIMARY KEY, email TEXT NOT NULL, name TEXT, language TEXT,
+            persona TEXT, timezone TEXT)""")
+    db.execute("""
+        CREATE TABLE staged_targets (
+            campaign TEXT NOT NULL, email TEXT NOT NULL, row INTEGER NOT NULL, anchor_at TEXT)""")
+
+
 # The schema's versions, in order. sqlite-utils applies them (and records each in its
 # _sqlite_migrations table); it is only imported when one is pending, because importing it
 # costs more than a whole cron run that finds nothing to do.
-MIGRATIONS = [m001_initial]
+MIGRATIONS = [m001_initial, m002_messages_by_enrolment, m003_staged_export]
 MIGRATION_SET = "ldmail"
 
 
@@ -87,9 +110,12 @@ class _Db:
         self.conn = conn
 
     @contextmanager
-    def atomic(self) -> Iterator[_Db]:
+    def atomic(self, *, immediate: bool = False) -> Iterator[_Db]:
+        """A transaction; `immediate` takes the write lock at once, before anything is read,
+        so a write after reads never finds its snapshot outdated by another writer."""
         nested = self.conn.in_transaction
-        self.conn.execute("SAVEPOINT ldmail_atomic" if nested else "BEGIN")
+        begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+        self.conn.execute("SAVEPOINT ldmail_atomic" if nested else begin)
         try:
             yield self
         except BaseException:
@@ -143,6 +169,10 @@ class Ledger:
                 conn = sqlite3.connect(str(path), timeout=30, isolation_level=None,
                                        check_same_thread=False)
             conn.execute("PRAGMA busy_timeout = 30000")
+            # A sync of a large export writes and indexes a row per person: with SQLite's
+            # default 2 MB page cache those writes go to disk and back many times over.
+            for schema in ("main", "temp"):
+                conn.execute(f"PRAGMA {schema}.cache_size = -{CACHE_KIB}")
             if not readonly:
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = NORMAL")
@@ -190,8 +220,8 @@ class Ledger:
         self.db.conn.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[_Db]:
-        with self.db.atomic():
+    def transaction(self, *, immediate: bool = False) -> Iterator[_Db]:
+        with self.db.atomic(immediate=immediate):
             yield self.db
 
     def rows(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[dict[str, Any]]:

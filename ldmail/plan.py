@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import heapq
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import overload
 from zoneinfo import ZoneInfo
 
-from .audience import load_audience
 from .config import Project
-from .deliver import history_by_enrolment
-from .enrolment import sync
-from .ledger import ACTIVE, HOLDOUT, TREATMENT, Ledger
-from .schedule import upcoming
+from .enrolment import Enrolment, active_enrolments, sync
+from .ledger import HOLDOUT, Ledger
+from .schedule import Planned
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,91 +28,55 @@ class PlannedSend:
     retry: bool
 
 
-class Sends(Sequence[PlannedSend]):
-    """Planned sends in time order, kept as small tuples; a PlannedSend is made when read.
-
-    A plan for a million learners holds millions of sends: as objects with their own local
-    date-times they would take gigabytes.
-    """
-
-    def __init__(self, rows: list[tuple[int, str, str, int, _Kind]]) -> None:
-        rows.sort()
-        self._rows = rows
-        self._moments: dict[int, datetime] = {}
-        self._locals: dict[tuple[int, ZoneInfo], datetime] = {}
-
-    def _make(self, row: tuple[int, str, str, int, _Kind]) -> PlannedSend:
-        epoch, campaign, email, _, (step, persona, language, retry, zone) = row
-        moment = self._moments.get(epoch)
-        if moment is None:
-            moment = self._moments[epoch] = _EPOCH + timedelta(microseconds=epoch)
-        local = self._locals.get((epoch, zone))
-        if local is None:
-            local = self._locals[(epoch, zone)] = moment.astimezone(zone)
-        return PlannedSend(moment, local, campaign, step, email, persona, language, retry)
-
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    @overload
-    def __getitem__(self, index: int) -> PlannedSend: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[PlannedSend]: ...
-
-    def __getitem__(self, index: int | slice) -> PlannedSend | list[PlannedSend]:
-        if isinstance(index, slice):
-            return [self._make(row) for row in self._rows[index]]
-        return self._make(self._rows[index])
-
-    def __iter__(self) -> Iterator[PlannedSend]:
-        return map(self._make, self._rows)
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-# (step id, persona, language, retry, time zone): what many sends have in common.
-_Kind = tuple[str, "str | None", str, bool, ZoneInfo]
-
-
 @dataclass
 class Plan:
-    sends: Sequence[PlannedSend]
+    first: list[PlannedSend]  # the earliest sends, in time order
+    per_day: Counter[tuple[date, str, str]]  # sends by local day, campaign and step
+    total: int
     new_enrolments: int
     holdout: int
     until: datetime
 
 
 def build_plan(project: Project, now: datetime, days: int, *, db: Path | None = None,
-               campaign: str | None = None) -> Plan:
+               campaign: str | None = None, show: int = 100) -> Plan:
+    """Every send until `days` from now, counted by day; the first `show` of them in full.
+
+    A plan for a million learners holds millions of sends: they are counted as they are
+    found and only the earliest few are kept.
+    """
     if campaign is not None:
         project.campaign(campaign)
     until = now + timedelta(days=days)
-    with Ledger.of(project, db, readonly=True) as ledger:
-        audience = load_audience(project, now.date())
-        synced = sync(project, ledger, audience, now, persist=False, only=campaign)
-        history = history_by_enrolment(ledger)
-    people = audience.by_email()
-    rows: list[tuple[int, str, str, int, _Kind]] = []
-    kinds: dict[_Kind, _Kind] = {}
+    per_day: Counter[tuple[date, str, str]] = Counter()
     holdout = 0
-    for (campaign_id, email), enrolment in synced.enrolments.items():
-        if enrolment.state != ACTIVE or (campaign and campaign_id != campaign):
-            continue
-        if enrolment.group == HOLDOUT:
-            holdout += 1
-            continue
-        person = people.get(email)
-        if person is None or enrolment.group != TREATMENT:
-            continue
-        model = project.campaigns[campaign_id].model
-        zone = person.timezone or model.send_window.timezone
-        plans = upcoming(model, enrolment.anchor_at, history.get((campaign_id, email), {}),
-                         person.timezone, now)
-        for position, planned in enumerate(plans):
-            if planned.send_at >= until:
-                break
-            kind: _Kind = (planned.step.id, person.persona, person.language, planned.retry, zone)
-            rows.append(((planned.send_at - _EPOCH) // _MICROSECOND, campaign_id, email, position,
-                         kinds.setdefault(kind, kind)))
-    return Plan(Sends(rows), len(synced.enrolled), holdout, until)
+    local_days: dict[tuple[datetime, ZoneInfo], datetime] = {}
+
+    def sends(ledger: Ledger) -> Iterator[tuple[datetime, str, str, int, datetime, Enrolment,
+                                                Planned]]:
+        nonlocal holdout
+        for enrolment, steps in active_enrolments(project, ledger, now):
+            if enrolment.group == HOLDOUT:
+                holdout += 1
+                continue
+            zone = enrolment.timezone or project.campaigns[enrolment.campaign].model \
+                .send_window.timezone
+            for position, planned in enumerate(steps):
+                if planned.send_at >= until:
+                    break
+                local = local_days.get((planned.send_at, zone))
+                if local is None:
+                    local = local_days[(planned.send_at, zone)] = planned.send_at.astimezone(zone)
+                per_day[(local.date(), enrolment.campaign, planned.step.id)] += 1
+                # Ordered by time, campaign, address and position, which are never all
+                # equal; a PlannedSend is only made for the few kept.
+                yield (planned.send_at, enrolment.campaign, enrolment.email, position, local,
+                       enrolment, planned)
+
+    with Ledger.of(project, db, readonly=True) as ledger:
+        synced = sync(project, ledger, now, persist=False, only=campaign)
+        first = [PlannedSend(planned.send_at, local, enrolment.campaign, planned.step.id,
+                             enrolment.email, enrolment.persona, enrolment.language,
+                             planned.retry)
+                 for _, _, _, _, local, enrolment, planned in heapq.nsmallest(show, sends(ledger))]
+    return Plan(first, per_day, sum(per_day.values()), synced.enrolled, holdout, until)

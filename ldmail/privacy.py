@@ -10,7 +10,7 @@ from pathlib import Path
 from .audience import find_column, normalise_email, read_rows
 from .clock import iso
 from .errors import LdmailError
-from .ledger import ACTIVE, LEFT, Ledger
+from .ledger import ACTIVE, LEFT, STAGED, Ledger
 
 FORGOTTEN = "forgotten:"
 _TOKEN = re.compile(r"^[0-9a-f]{32}$")
@@ -100,6 +100,9 @@ def forget(ledger: Ledger, email: str, now: datetime, outbox: Path | None) -> Fo
         db.conn.execute("UPDATE messages SET error = '(erased)' WHERE email = ? AND "
                         "error IS NOT NULL", (hashed,))
         db.conn.execute("DELETE FROM suppressions WHERE email = ?", (email,))
+        for table in ("staged_people", "staged_targets"):
+            db.conn.execute(f"DELETE FROM {table} WHERE email = ?", (email,))
+        db.conn.execute("DELETE FROM meta WHERE key = ?", (STAGED,))  # stage the export anew
         db.conn.execute("INSERT OR IGNORE INTO suppressions (email, reason, source, created_at)"
                         " VALUES (?, 'forgotten on request', 'forget', ?)", (hashed, iso(now)))
         for row in ledger.rows("SELECT id, summary FROM runs WHERE summary LIKE ?",

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from . import __version__
+from .audience import digest_export
 from .clock import from_iso, iso
 from .config import Project
 from .ledger import Ledger
@@ -40,12 +41,7 @@ def fingerprint(project: Project, ledger: Ledger, now: datetime) -> str:
         digest.update(f"\n{campaign_id}\n{file.model!r}".encode())
         digest.update(now.astimezone(file.model.send_window.timezone).date().isoformat().encode())
     digest.update(f"\n{now.date().isoformat()}\n".encode())
-    try:
-        with project.path(project.audiences.people.source).open("rb") as export:
-            while chunk := export.read(1 << 20):
-                digest.update(chunk)
-    except OSError as exc:
-        digest.update(f"unreadable: {exc}".encode())  # the full run reports it
+    digest_export(project, digest)
     counts = ledger.db.conn.execute(
         "SELECT (SELECT count(*) FROM people), (SELECT count(*) FROM enrolments),"
         " (SELECT count(*) FROM enrolments WHERE state = 'active'),"

@@ -249,28 +249,29 @@ def sent_first_step(project: Path, cli: Cli) -> Path:
     return project
 
 
-def _loads_the_export(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+def _does_the_work(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the runs that sync the export with the ledger (the work a quiet run skips)."""
     import ldmail.deliver
 
     calls: list[int] = []
-    real = ldmail.deliver.load_audience
+    real = ldmail.deliver.sync
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(ldmail.deliver, "load_audience", counting)
+    monkeypatch.setattr(ldmail.deliver, "sync", counting)
     return calls
 
 
 def test_a_quiet_run_skips_the_work_and_says_the_same(
         sent_first_step: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     project = sent_first_step
-    calls = _loads_the_export(monkeypatch)
+    calls = _does_the_work(monkeypatch)
     full = send(cli, project, NOW + timedelta(hours=2), "--dry-run")
     assert full.exit_code == 0 and calls == [1]
     quiet = send(cli, project, NOW + timedelta(hours=2))
-    assert calls == [1]  # the export was not read again
+    assert calls == [1]  # the work was not done again
     assert quiet.exit_code == 0 and quiet.stdout.splitlines()[0] == \
         full.stdout.splitlines()[0].replace("would send", "sent")
     runs = ledger_rows(project, "SELECT status FROM runs")
@@ -309,7 +310,7 @@ def test_any_change_ends_the_quiet_spell(sent_first_step: Path, cli: Cli,
         later = NOW + timedelta(days=1)
     else:
         later = NOW + timedelta(minutes=30)  # before the run that recorded the marker
-    calls = _loads_the_export(monkeypatch)
+    calls = _does_the_work(monkeypatch)
     result = send(cli, project, later)
     assert result.exit_code == 0, result.output
     assert calls == [1]  # the full work was done
