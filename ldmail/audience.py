@@ -6,10 +6,11 @@ import codecs
 import csv
 import io
 import re
-from collections.abc import Container, Iterator, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -38,6 +39,11 @@ class Attributes(Mapping[str, Any]):
     def __init__(self, index: dict[str, int], values: tuple[Any, ...]) -> None:
         self._index = index
         self._values = values
+
+    @property
+    def by_position(self) -> tuple[Any, ...]:
+        """The values in the export's attribute order (the same for every person)."""
+        return self._values
 
     def __getitem__(self, name: str) -> Any:
         return self._values[self._index[name]]
@@ -347,8 +353,19 @@ class _PersonaFailed(Exception):
         self.persona = persona
 
 
+def _picker(positions: tuple[int, ...]) -> Callable[[Sequence[Any]], Any]:
+    """A fast function from a row of values to the ones at `positions` (a memo key)."""
+    if not positions:
+        return lambda values: ()
+    return itemgetter(*positions)
+
+
 class AudienceLoader:
-    """Turns rows into people; holds what is shared by all rows of one export."""
+    """Turns rows into people; holds what is shared by all rows of one export.
+
+    Every person of an export has the same attribute names, so values are placed by
+    position and the names are kept once.
+    """
 
     def __init__(self, audiences: Audiences, languages: list[str], default_language: str,
                  today: date, positions: dict[str, int]) -> None:
@@ -357,79 +374,106 @@ class AudienceLoader:
         self.default_language = default_language
         self.today = today
         dates = set(audiences.people.dates)
-        self.columns = [(name, index, name in dates) for name, index in positions.items()
+        self.columns = [(index, name in dates, name) for name, index in positions.items()
                         if name != "email"]
         self.email_at = positions.get("email")
+        names = [name for _, _, name in self.columns]
+        derived = [name for name in ("email", "language", "tenure_days", "today")
+                   if name not in names]
+        self.padding = [None] * len(derived)
+        self.index = {name: i for i, name in enumerate(names + derived)}
+        self.slots = {name: self.index[name] for name in ("email", "language", "tenure_days",
+                                                           "today")}
+        self.timezone_at = self.index.get("timezone")
+        self.start_at = self.index.get("start_date")
+        self.persona_at = self.index.get("persona")
         # One object per distinct value (names, departments, dates, tenures repeat across
-        # thousands of rows) and per distinct set of names: memory for a million people.
+        # thousands of rows): memory for a million people.
         self.shared: dict[Any, Any] = {}
-        self.indexes: dict[tuple[str, ...], dict[str, int]] = {}
+        self.zones: dict[str, ZoneInfo] = {}
+        self.tenures: dict[date, int] = {}
         # Each persona's answer by the values of the attributes its rule reads: a few hundred
         # distinct values across a whole export, so a rule runs a few hundred times, not once
         # per person. (Kept per persona: the product of all their values is not small.)
-        self.rules: list[tuple[str, str, tuple[str, ...], dict[tuple[Any, ...], bool]]] = [
-            (name, persona.match, tuple(sorted(free_names(persona.match))), {})
-             for name, persona in audiences.personas.items()]
+        self.rules: list[tuple[str, str, Callable[[Sequence[Any]], Any] | None,
+                               dict[Any, bool]]] = [
+            (name, persona.match, self.picker(free_names(persona.match)), {})
+            for name, persona in audiences.personas.items()]
+
+    def picker(self, names: Iterable[str]) -> Callable[[Sequence[Any]], Any] | None:
+        """A memo key for the values of `names`; None when one is no attribute (the rule
+        then runs, and reports the unknown name)."""
+        if any(name not in self.index for name in names):
+            return None
+        return _picker(tuple(sorted(self.index[name] for name in names)))
 
     def email_cell(self, cells: list[str]) -> str:
         at = self.email_at
         return cells[at].strip() if at is not None and at < len(cells) else ""
 
     def person(self, row: int, cells: list[str]) -> Person:
-        attributes: dict[str, Any] = {}
+        values: list[Any] = []
         shared = self.shared
         width = len(cells)
-        for name, position, is_date in self.columns:
+        for position, is_date, name in self.columns:
             value = cells[position].strip() if position < width else ""
             if is_date:
                 try:
-                    attributes[name] = parse_date(value) if value else None
+                    values.append(parse_date(value) if value else None)
                 except ValueError as exc:
                     raise _RowError(f"{name}: {exc}") from None
             else:
-                attributes[name] = shared.setdefault(value, value)
+                values.append(shared.setdefault(value, value))
+        values += self.padding
         try:
             email = normalise_email(self.email_cell(cells))
         except ValueError as exc:
             raise _RowError(str(exc)) from None
-        attributes["email"] = email
-        language = str(attributes.get("language") or "").lower() or self.default_language
-        attributes["language"] = language
+        slots = self.slots
+        values[slots["email"]] = email
+        language = str(values[slots["language"]] or "").lower() or self.default_language
+        language = values[slots["language"]] = shared.setdefault(language, language)
         zone: ZoneInfo | None = None
-        if attributes.get("timezone"):
-            try:
-                zone = parse_timezone(attributes["timezone"])
-            except ValueError as exc:
-                raise _RowError(f"timezone: {exc}") from None
-        start = attributes.get("start_date")
-        tenure = (self.today - start).days if isinstance(start, date) else None
-        attributes["tenure_days"] = shared.setdefault(tenure, tenure)
-        attributes["today"] = self.today
+        if self.timezone_at is not None and values[self.timezone_at]:
+            zone = self.zones.get(values[self.timezone_at])
+            if zone is None:
+                try:
+                    zone = self.zones[values[self.timezone_at]] = \
+                        parse_timezone(values[self.timezone_at])
+                except ValueError as exc:
+                    raise _RowError(f"timezone: {exc}") from None
+        start = values[self.start_at] if self.start_at is not None else None
+        tenure: int | None = None
+        if isinstance(start, date):
+            tenure = self.tenures.get(start)
+            if tenure is None:
+                tenure = self.tenures[start] = (self.today - start).days
+        values[slots["tenure_days"]] = tenure
+        values[slots["today"]] = self.today
+        attributes = Attributes(self.index, tuple(values))
         persona = self.assign_persona(attributes)
-        names = tuple(attributes)
-        index = self.indexes.get(names)
-        if index is None:
-            index = self.indexes[names] = {name: i for i, name in enumerate(names)}
-        return Person(email, row, Attributes(index, tuple(attributes.values())), persona,
-                      shared.setdefault(language, language), zone)
+        return Person(email, row, attributes, persona, language, zone)
 
-    def assign_persona(self, attributes: dict[str, Any]) -> str | None:
-        explicit = str(attributes.get("persona") or "").strip()
+    def assign_persona(self, attributes: Attributes) -> str | None:
+        explicit = str(attributes.get("persona") or "").strip() \
+            if self.persona_at is not None else ""
         personas: dict[str, Persona] = self.audiences.personas
         if explicit:
             if explicit not in personas:
                 raise _RowError(f"persona '{explicit}' is not defined in {AUDIENCES_FILE} "
                                 f"(personas: {', '.join(personas)})")
             return explicit
-        for name, rule, reads, answers in self.rules:
-            values = tuple(map(attributes.get, reads))
-            answer = answers.get(values)
+        values = attributes.by_position
+        for name, rule, pick, answers in self.rules:
+            key = pick(values) if pick is not None else None
+            answer = answers.get(key) if pick is not None else None
             if answer is None:
                 try:
                     answer = evaluate(rule, attributes)
                 except LdmailError as exc:
                     raise _PersonaFailed(name, str(exc)) from None
-                answers[values] = answer
+                if pick is not None:
+                    answers[key] = answer
             if answer:
                 return name
         return None

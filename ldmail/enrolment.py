@@ -18,10 +18,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from . import __version__
-from .audience import PeopleStream, Person, digest_export
+from .audience import Attributes, AudienceLoader, PeopleStream, Person, digest_export
 from .clock import from_iso, iso
 from .config import Project
-from .expressions import evaluate
+from .expressions import evaluate, free_names
 from .ledger import ACTIVE, CONVERTED, HOLDOUT, LEFT, STAGED, TREATMENT, Ledger
 from .models import Campaign, Goal
 from .privacy import FORGOTTEN
@@ -50,7 +50,7 @@ CREATE TEMP TABLE exits (campaign TEXT NOT NULL, email TEXT NOT NULL, state TEXT
     reason TEXT NOT NULL, PRIMARY KEY (campaign, email)) WITHOUT ROWID;
 CREATE TEMP TABLE new (campaign TEXT NOT NULL, email TEXT NOT NULL, anchor_at TEXT NOT NULL,
     grp TEXT NOT NULL, persona TEXT, language TEXT, state TEXT NOT NULL, reason TEXT,
-    PRIMARY KEY (campaign, email)) WITHOUT ROWID;
+    enrolled_at TEXT NOT NULL, PRIMARY KEY (campaign, email)) WITHOUT ROWID;
 CREATE TEMP VIEW synced AS
     SELECT e.campaign, e.email, e.anchor_at, e.grp FROM main.enrolments e
     WHERE e.state = 'active' AND e.campaign IN (SELECT id FROM temp.scope)
@@ -69,25 +69,27 @@ _PRIVATE_STAGING = (
     """CREATE TEMP TABLE staged_targets (
         campaign TEXT NOT NULL, email TEXT NOT NULL, row INTEGER NOT NULL, anchor_at TEXT)""")
 
-# Why an active enrolment ends, in order of precedence; NULL when it goes on.
-_EXITS = """
-INSERT INTO temp.exits (campaign, email, state, reason)
-SELECT campaign, email, CASE reason WHEN 'goal reached' THEN :converted ELSE :left END, reason
-FROM (
-    SELECT e.campaign, e.email, CASE
-        WHEN EXISTS (SELECT 1 FROM temp.reached r
-                     WHERE r.campaign = e.campaign AND r.email = e.email) THEN 'goal reached'
-        WHEN EXISTS (SELECT 1 FROM main.suppressions s WHERE s.email = e.email)
-          OR EXISTS (SELECT 1 FROM temp.forgotten f WHERE f.email = e.email) THEN 'suppressed'
-        WHEN x.email IS NULL THEN 'no longer in the people export'
-        WHEN NOT EXISTS (SELECT 1 FROM staged_targets t
-                         WHERE t.campaign = e.campaign AND t.email = e.email)
-            THEN 'no longer in the audience (persona ' || coalesce(x.persona, 'none') || ')'
-        END AS reason
+# Why active enrolments end, in order of precedence: each statement only adds the
+# enrolments no earlier one took (INSERT OR IGNORE on the key).
+_EXITS = (
+    """INSERT OR IGNORE INTO temp.exits (campaign, email, state, reason)
+    SELECT e.campaign, e.email, :converted, 'goal reached'
+    FROM temp.reached r JOIN main.enrolments e ON e.campaign = r.campaign AND e.email = r.email
+    WHERE e.state = 'active' AND e.campaign IN (SELECT id FROM temp.scope)""",
+    """INSERT OR IGNORE INTO temp.exits (campaign, email, state, reason)
+    SELECT e.campaign, e.email, :left, 'suppressed'
+    FROM (SELECT email FROM main.suppressions UNION SELECT email FROM temp.forgotten) s
+    JOIN temp.scope c JOIN main.enrolments e ON e.campaign = c.id AND e.email = s.email
+    WHERE e.state = 'active'""",
+    # A scan of every active enrolment, with one lookup each for most of them.
+    """INSERT OR IGNORE INTO temp.exits (campaign, email, state, reason)
+    SELECT e.campaign, e.email, :left, CASE WHEN x.email IS NULL
+        THEN 'no longer in the people export'
+        ELSE 'no longer in the audience (persona ' || coalesce(x.persona, 'none') || ')' END
     FROM main.enrolments e LEFT JOIN staged_people x ON x.email = e.email
-    WHERE e.state = 'active' AND e.campaign IN (SELECT id FROM temp.scope))
-WHERE reason IS NOT NULL
-"""
+    WHERE e.state = 'active' AND e.campaign IN (SELECT id FROM temp.scope)
+      AND NOT EXISTS (SELECT 1 FROM staged_targets t
+                      WHERE t.campaign = e.campaign AND t.email = e.email)""")
 
 # Who joins: targeted by an open campaign, never enrolled in it before, not suppressed.
 _JOINING = """
@@ -100,16 +102,24 @@ WHERE NOT EXISTS (SELECT 1 FROM main.enrolments e
   AND NOT EXISTS (SELECT 1 FROM temp.forgotten f WHERE f.email = t.email)
 """
 
-# Day 0 is an anchor date, or (written as '') the moment of enrolment.
-_NEW = f"""
-INSERT INTO temp.new (campaign, email, anchor_at, grp, persona, language, state, reason)
+# The enrolments that begin: into the ledger, or (writing nothing) into temp.new. Day 0 is
+# an anchor date, or (staged as '') the moment of enrolment.
+_NEW = """
+INSERT INTO {target} (campaign, email, anchor_at, grp, persona, language, state, {reason},
+    {stamps})
 SELECT t.campaign, t.email, CASE t.anchor_at WHEN '' THEN :now ELSE t.anchor_at END,
     ldmail_group(t.campaign, t.email, c.holdout), x.persona, x.language,
     CASE WHEN r.email IS NULL THEN :active ELSE :converted END,
-    CASE WHEN r.email IS NULL THEN NULL ELSE 'goal reached before enrolment' END
-{_JOINING} AND t.anchor_at IS NOT NULL
+    CASE WHEN r.email IS NULL THEN NULL ELSE 'goal reached before enrolment' END,
+    {stamp_values}
+{joining} AND t.anchor_at IS NOT NULL
 ORDER BY t.campaign, t.email
 """
+_NEW_INTO_LEDGER = _NEW.format(
+    target="main.enrolments", reason="exit_reason", stamps="enrolled_at, exited_at",
+    stamp_values=":now, CASE WHEN r.email IS NULL THEN NULL ELSE :now END", joining=_JOINING)
+_NEW_INTO_RUN = _NEW.format(target="temp.new", reason="reason", stamps="enrolled_at",
+                            stamp_values=":now", joining=_JOINING)
 
 
 @dataclass
@@ -120,16 +130,6 @@ class SyncResult:
     exited: int = 0
     no_anchor: int = 0
     export_read: bool = True
-
-
-def targets(campaign: Campaign, person: Person) -> bool:
-    """Whether a person belongs to a campaign's audience."""
-    personas = campaign.audience.personas
-    if personas and person.persona not in personas:
-        return False
-    if campaign.audience.where and not evaluate(campaign.audience.where, person.attributes):
-        return False
-    return True
 
 
 def goal_reached_at(ledger: Ledger, goal: Goal, now: datetime) -> dict[str, datetime]:
@@ -158,14 +158,41 @@ def export_mark(project: Project, now: datetime) -> str:
     return digest.hexdigest()
 
 
+class _Targeting:
+    """Whether a person belongs to a campaign's audience: decided once per distinct value
+    of what its `where` rule reads (the persona list is a set lookup)."""
+
+    def __init__(self, campaign: Campaign, loader: AudienceLoader) -> None:
+        self.campaign = campaign
+        self.personas = set(campaign.audience.personas)
+        where = campaign.audience.where
+        self.pick = loader.picker(free_names(where)) if where else None
+        self.answers: dict[Any, bool] = {}
+
+    def __call__(self, person: Person) -> bool:
+        if self.personas and person.persona not in self.personas:
+            return False
+        where = self.campaign.audience.where
+        if not where:
+            return True
+        if self.pick is None or not isinstance(person.attributes, Attributes):
+            return evaluate(where, person.attributes)
+        key = self.pick(person.attributes.by_position)
+        answer = self.answers.get(key)
+        if answer is None:
+            answer = self.answers[key] = evaluate(where, person.attributes)
+        return answer
+
+
 class _Stager:
     """Writes people, and the campaigns that target each, into the staging tables."""
 
     def __init__(self, ledger: Ledger, schema: str, campaigns: list[tuple[str, Campaign]],
-                 now: datetime) -> None:
+                 loader: AudienceLoader, now: datetime) -> None:
         self.conn = ledger.db.conn
         self.schema = schema
-        self.campaigns = campaigns
+        self.campaigns = [(campaign_id, campaign, _Targeting(campaign, loader))
+                          for campaign_id, campaign in campaigns]
         self.now = now
         # Day 0 by campaign, anchor value and time zone: few distinct ones for many people.
         self.anchors: dict[tuple[str, Any, ZoneInfo | None], str | None] = {}
@@ -176,8 +203,8 @@ class _Stager:
         email, zone = person.email, person.timezone
         self.people.append((person.row, email, person.display_name, person.language,
                             person.persona, zone.key if zone else None))
-        for campaign_id, campaign in self.campaigns:
-            if not targets(campaign, person):
+        for campaign_id, campaign, targets in self.campaigns:
+            if not targets(person):
                 continue
             if campaign.anchor is None:
                 anchor: str | None = ""  # the moment of enrolment, whenever that is
@@ -212,11 +239,13 @@ def _stage_export(project: Project, ledger: Ledger, now: datetime, schema: str) 
     people = PeopleStream(project, now.date())
     stager = _Stager(ledger, schema,
                      [(campaign_id, file.model) for campaign_id, file in project.campaigns.items()],
-                     now)
+                     people.loader, now)
     for person in people:
         stager.add(person)
     stager.flush()
-    conn.execute(f"CREATE INDEX {schema}.staged_people_email ON staged_people (email, row)")
+    # Covering: the walk over active enrolments finds all it needs in the index.
+    conn.execute(f"CREATE INDEX {schema}.staged_people_email"
+                 " ON staged_people (email, row, timezone, persona, language)")
     duplicates = conn.execute(
         f"SELECT x.row, x.email, f.first FROM {schema}.staged_people x JOIN (SELECT email,"
         f" min(row) AS first FROM {schema}.staged_people GROUP BY email HAVING count(*) > 1) f"
@@ -273,14 +302,16 @@ def sync(project: Project, ledger: Ledger, now: datetime, *, persist: bool,
                     conn.execute(statement)
             _stage_export(project, ledger, now, "main" if persist else "temp")
         _fill_run_tables(project, ledger, now, only)
-        result.exited = conn.execute(_EXITS, states).rowcount
-        result.enrolled = conn.execute(_NEW, states).rowcount
+        result.exited = sum(conn.execute(statement, states).rowcount for statement in _EXITS)
         result.no_anchor = conn.execute(
             f"SELECT count(*) {_JOINING} AND t.anchor_at IS NULL").fetchone()[0]
-        if persist:
-            _write(ledger, now)
-            conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key)"
-                         " DO UPDATE SET value = excluded.value", (STAGED, mark))
+        if not persist:
+            result.enrolled = conn.execute(_NEW_INTO_RUN, states).rowcount
+            return result
+        result.enrolled = conn.execute(_NEW_INTO_LEDGER, states).rowcount
+        _write(ledger, now)
+        conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key)"
+                     " DO UPDATE SET value = excluded.value", (STAGED, mark))
     return result
 
 
@@ -295,16 +326,10 @@ def _write(ledger: Ledger, now: datetime) -> None:
         " language = excluded.language, persona = excluded.persona,"
         " timezone = excluded.timezone, last_seen = excluded.last_seen", stamp)
     conn.execute(
-        "INSERT INTO enrolments (campaign, email, enrolled_at, anchor_at, grp, persona,"
-        " language, state, exit_reason, exited_at) SELECT campaign, email, :stamp,"
-        " anchor_at, grp, persona, language, state, reason, CASE WHEN state != 'active'"
-        " THEN :stamp END FROM temp.new ORDER BY campaign, email", stamp)
-    conn.execute(
         "UPDATE enrolments SET state = x.state, exit_reason = x.reason, exited_at = :stamp"
         " FROM temp.exits x WHERE enrolments.campaign = x.campaign"
         " AND enrolments.email = x.email AND enrolments.state = 'active'", stamp)
-    # Written: the ledger itself now says what `synced` read from these two.
-    conn.execute("DELETE FROM temp.new")
+    # Written: the ledger itself now says what `synced` read from this.
     conn.execute("DELETE FROM temp.exits")
 
 
