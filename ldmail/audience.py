@@ -12,7 +12,7 @@ from datetime import date, datetime
 from functools import lru_cache
 from operator import itemgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from .config import AUDIENCES_FILE, Project
@@ -65,8 +65,7 @@ class Attributes(Mapping[str, Any]):
         return repr(dict(self))
 
 
-@dataclass(frozen=True, slots=True)
-class Person:
+class Person(NamedTuple):  # a tuple: one is made per row of a million-row export
     """One learner as the export describes them, with the persona they fall into."""
 
     email: str

@@ -10,11 +10,14 @@ and `export` holds each person's current row.
 from __future__ import annotations
 
 import hashlib
+import queue
+import sqlite3
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from . import __version__
@@ -67,7 +70,8 @@ _PRIVATE_STAGING = (
         row INTEGER PRIMARY KEY, email TEXT NOT NULL, name TEXT, language TEXT, persona TEXT,
         timezone TEXT)""",
     """CREATE TEMP TABLE staged_targets (
-        campaign TEXT NOT NULL, email TEXT NOT NULL, row INTEGER NOT NULL, anchor_at TEXT)""")
+        campaign TEXT NOT NULL, email TEXT NOT NULL, row INTEGER NOT NULL, anchor_at TEXT,
+        persona TEXT, language TEXT)""")
 
 # Why active enrolments end, in order of precedence: each statement only adds the
 # enrolments no earlier one took (INSERT OR IGNORE on the key).
@@ -94,7 +98,6 @@ _EXITS = (
 # Who joins: targeted by an open campaign, never enrolled in it before, not suppressed.
 _JOINING = """
 FROM staged_targets t JOIN temp.scope c ON c.id = t.campaign AND c.open
-JOIN staged_people x ON x.row = t.row
 LEFT JOIN temp.reached r ON r.campaign = t.campaign AND r.email = t.email
 WHERE NOT EXISTS (SELECT 1 FROM main.enrolments e
                   WHERE e.campaign = t.campaign AND e.email = t.email)
@@ -108,7 +111,8 @@ _NEW = """
 INSERT INTO {target} (campaign, email, anchor_at, grp, persona, language, state, {reason},
     {stamps})
 SELECT t.campaign, t.email, CASE t.anchor_at WHEN '' THEN :now ELSE t.anchor_at END,
-    ldmail_group(t.campaign, t.email, c.holdout), x.persona, x.language,
+    CASE WHEN c.holdout > 0 THEN ldmail_group(t.campaign, t.email, c.holdout)
+         ELSE :treatment END, t.persona, t.language,
     CASE WHEN r.email IS NULL THEN :active ELSE :converted END,
     CASE WHEN r.email IS NULL THEN NULL ELSE 'goal reached before enrolment' END,
     {stamp_values}
@@ -198,6 +202,7 @@ class _Stager:
         self.anchors: dict[tuple[str, Any, ZoneInfo | None], str | None] = {}
         self.people: list[tuple[Any, ...]] = []
         self.targeted: list[tuple[Any, ...]] = []
+        self.writer = _Writer(self.conn)
 
     def add(self, person: Person) -> None:
         email, zone = person.email, person.timezone
@@ -216,17 +221,53 @@ class _Stager:
                 except KeyError:
                     moment = anchor_moment(campaign, value, self.now, zone)
                     anchor = self.anchors[key] = iso(moment) if moment is not None else None
-            self.targeted.append((campaign_id, email, person.row, anchor))
+            self.targeted.append((campaign_id, email, person.row, anchor, person.persona,
+                                  person.language))
         if len(self.people) >= CHUNK:
             self.flush()
 
     def flush(self) -> None:
-        self.conn.executemany(f"INSERT INTO {self.schema}.staged_people VALUES (?, ?, ?, ?, ?, ?)",
-                              self.people)
-        self.conn.executemany(f"INSERT INTO {self.schema}.staged_targets VALUES (?, ?, ?, ?)",
-                              self.targeted)
-        self.people.clear()
-        self.targeted.clear()
+        self.writer.put(f"INSERT INTO {self.schema}.staged_people VALUES (?, ?, ?, ?, ?, ?)",
+                        self.people)
+        self.writer.put(f"INSERT INTO {self.schema}.staged_targets VALUES (?, ?, ?, ?, ?, ?)",
+                        self.targeted)
+        self.people, self.targeted = [], []
+
+
+class _Writer:
+    """Writes chunks of rows on a thread of its own, in order, while the caller reads on.
+
+    SQLite lets go of Python's lock while it writes, so the next rows of the export are
+    read and checked on one core while the last ones go into their tables on the other.
+    The caller does not use the connection until close() has returned.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.jobs: queue.Queue[tuple[str, list[tuple[Any, ...]]] | None] = queue.Queue(4)
+        self.failure: BaseException | None = None
+        self.thread = threading.Thread(target=self._work, name="ldmail-stage", daemon=True)
+        self.thread.start()
+
+    def _work(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            if self.failure is None:
+                try:
+                    self.conn.executemany(*job)
+                except BaseException as exc:  # noqa: BLE001 - raised again by close()
+                    self.failure = exc
+
+    def put(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        if self.failure is not None:
+            raise self.failure
+        self.jobs.put((sql, rows))
+
+    def close(self, *, quiet: bool = False) -> None:
+        """Wait for every write; raises what went wrong in one, unless `quiet`."""
+        self.jobs.put(None)
+        self.thread.join()
+        if self.failure is not None and not quiet:
+            raise self.failure
 
 
 def _stage_export(project: Project, ledger: Ledger, now: datetime, schema: str) -> None:
@@ -240,9 +281,14 @@ def _stage_export(project: Project, ledger: Ledger, now: datetime, schema: str) 
     stager = _Stager(ledger, schema,
                      [(campaign_id, file.model) for campaign_id, file in project.campaigns.items()],
                      people.loader, now)
-    for person in people:
-        stager.add(person)
-    stager.flush()
+    try:
+        for person in people:
+            stager.add(person)
+        stager.flush()
+    except BaseException:
+        stager.writer.close(quiet=True)  # what stopped the reading is the error to report
+        raise
+    stager.writer.close()
     # Covering: the walk over active enrolments finds all it needs in the index.
     conn.execute(f"CREATE INDEX {schema}.staged_people_email"
                  " ON staged_people (email, row, timezone, persona, language)")
@@ -289,7 +335,8 @@ def sync(project: Project, ledger: Ledger, now: datetime, *, persist: bool,
     conn = ledger.db.conn
     result = SyncResult()
     mark = export_mark(project, now)
-    states = {"active": ACTIVE, "converted": CONVERTED, "left": LEFT, "now": iso(now)}
+    states = {"active": ACTIVE, "converted": CONVERTED, "left": LEFT, "treatment": TREATMENT,
+              "now": iso(now)}
     conn.executescript(_RUN_TABLES)  # outside the transaction: executescript commits
     conn.create_function("ldmail_group", 3, _group, deterministic=True)
     # A sync that writes is one transaction, from the first read to the last write.
@@ -318,13 +365,6 @@ def sync(project: Project, ledger: Ledger, now: datetime, *, persist: bool,
 def _write(ledger: Ledger, now: datetime) -> None:
     stamp = {"stamp": iso(now)}
     conn = ledger.db.conn
-    # `WHERE true` tells SQLite's parser the ON CONFLICT belongs to the INSERT.
-    conn.execute(
-        "INSERT INTO people (email, name, language, persona, timezone, first_seen, last_seen)"
-        " SELECT email, name, language, persona, timezone, :stamp, :stamp FROM staged_people"
-        " WHERE true ORDER BY email ON CONFLICT (email) DO UPDATE SET name = excluded.name,"
-        " language = excluded.language, persona = excluded.persona,"
-        " timezone = excluded.timezone, last_seen = excluded.last_seen", stamp)
     conn.execute(
         "UPDATE enrolments SET state = x.state, exit_reason = x.reason, exited_at = :stamp"
         " FROM temp.exits x WHERE enrolments.campaign = x.campaign"
@@ -333,8 +373,7 @@ def _write(ledger: Ledger, now: datetime) -> None:
     conn.execute("DELETE FROM temp.exits")
 
 
-@dataclass(frozen=True, slots=True)
-class Enrolment:
+class Enrolment(NamedTuple):  # a tuple: made for every active enrolment of every run
     """One active enrolment after the sync, with the person's current row in the export."""
 
     campaign: str
@@ -376,16 +415,12 @@ def active_enrolments(project: Project, ledger: Ledger, now: datetime
     """
     schedules: dict[tuple[str, str, str | None, str | None], tuple[Planned, ...]] = {}
     zones: dict[str | None, ZoneInfo | None] = {None: None}
-    shared: dict[Any, Any] = {}
     for campaign_id, email, group, row, persona, language, zone_key, anchor_at, history \
             in ledger.db.conn.execute(_ACTIVE):
         zone = zones.get(zone_key)
         if zone is None and zone_key is not None:
             zone = zones[zone_key] = ZoneInfo(zone_key)
-        enrolment = Enrolment(shared.setdefault(campaign_id, campaign_id), email,
-                              shared.setdefault(group, group), row,
-                              shared.setdefault(persona, persona),
-                              shared.setdefault(language, language), zone)
+        enrolment = Enrolment(campaign_id, email, group, row, persona, language, zone)
         if group != TREATMENT:
             yield enrolment, ()
             continue

@@ -68,29 +68,30 @@ def m001_initial(db: Database) -> None:
             finished_at TEXT, now TEXT NOT NULL, pid INTEGER, status TEXT, summary TEXT)""")
 
 
-def m002_messages_by_enrolment(db: Database) -> None:
+def m002_streamed_sync(db: Database) -> None:
     # Each enrolment's history is looked up by (campaign, email) for every active enrolment
     # of every run; the unique key (campaign, step, email) cannot serve that.
     db.execute("CREATE INDEX messages_enrolment ON messages (campaign, email)")
-
-
-def m003_staged_export(db: Database) -> None:
-    # The people export as the last sync read it, and which campaigns target whom: a run
-    # that finds the same export (and the same audiences, campaigns and day) reads these
-    # instead of a million rows again. Indexes are made after each bulk load.
+    # The people export as the last written sync read it, and which campaigns target whom:
+    # a run that finds the same export (and the same audiences, campaigns and day) reads
+    # these instead of a million rows again. Indexes are made after each bulk load.
     db.execute("""
         CREATE TABLE staged_people (
             row INTEGER PRIMARY KEY, email TEXT NOT NULL, name TEXT, language TEXT,
             persona TEXT, timezone TEXT)""")
     db.execute("""
         CREATE TABLE staged_targets (
-            campaign TEXT NOT NULL, email TEXT NOT NULL, row INTEGER NOT NULL, anchor_at TEXT)""")
+            campaign TEXT NOT NULL, email TEXT NOT NULL, row INTEGER NOT NULL, anchor_at TEXT,
+            persona TEXT, language TEXT)""")
+    # staged_people replaces it: a second copy of every row, rewritten by each sync, cost a
+    # million-row write per changed export and kept names nobody read.
+    db.execute("DROP TABLE people")
 
 
 # The schema's versions, in order. sqlite-utils applies them (and records each in its
 # _sqlite_migrations table); it is only imported when one is pending, because importing it
 # costs more than a whole cron run that finds nothing to do.
-MIGRATIONS = [m001_initial, m002_messages_by_enrolment, m003_staged_export]
+MIGRATIONS = [m001_initial, m002_streamed_sync]
 MIGRATION_SET = "ldmail"
 
 
@@ -163,7 +164,7 @@ class Ledger:
         self.path = path
         try:
             if readonly and not path.exists():
-                conn = sqlite3.connect(":memory:", isolation_level=None)
+                conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
             else:
                 _create_private(path)
                 conn = sqlite3.connect(str(path), timeout=30, isolation_level=None,

@@ -20,7 +20,8 @@ def resolve(ledger: Ledger, who: str) -> str:
     """An address, or the unsubscribe token from a List-Unsubscribe mail, as an address."""
     text = who.strip()
     if _TOKEN.match(text.lower()):
-        for row in ledger.rows("SELECT email FROM people UNION SELECT email FROM enrolments"):
+        for row in ledger.rows("SELECT email FROM staged_people UNION SELECT email FROM"
+                               " enrolments"):
             if ledger.address_hash(row["email"]) == text.lower():
                 return str(row["email"])
         raise LdmailError(f"no person in the ledger has the unsubscribe token {text}")
@@ -92,7 +93,6 @@ def forget(ledger: Ledger, email: str, now: datetime, outbox: Path | None) -> Fo
     conn.execute("PRAGMA secure_delete = ON")  # freed pages are zeroed, not left readable
     changed = 0
     with ledger.transaction() as db:
-        changed += db.conn.execute("DELETE FROM people WHERE email = ?", (email,)).rowcount
         for table in ("enrolments", "messages", "events"):
             changed += db.conn.execute(f"UPDATE OR IGNORE {table} SET email = ? WHERE email = ?",
                                        (hashed, email)).rowcount
@@ -101,7 +101,7 @@ def forget(ledger: Ledger, email: str, now: datetime, outbox: Path | None) -> Fo
                         "error IS NOT NULL", (hashed,))
         db.conn.execute("DELETE FROM suppressions WHERE email = ?", (email,))
         for table in ("staged_people", "staged_targets"):
-            db.conn.execute(f"DELETE FROM {table} WHERE email = ?", (email,))
+            changed += db.conn.execute(f"DELETE FROM {table} WHERE email = ?", (email,)).rowcount
         db.conn.execute("DELETE FROM meta WHERE key = ?", (STAGED,))  # stage the export anew
         db.conn.execute("INSERT OR IGNORE INTO suppressions (email, reason, source, created_at)"
                         " VALUES (?, 'forgotten on request', 'forget', ?)", (hashed, iso(now)))
