@@ -10,9 +10,6 @@ and `export` holds each person's current row.
 from __future__ import annotations
 
 import hashlib
-import queue
-import sqlite3
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -202,7 +199,6 @@ class _Stager:
         self.anchors: dict[tuple[str, Any, ZoneInfo | None], str | None] = {}
         self.people: list[tuple[Any, ...]] = []
         self.targeted: list[tuple[Any, ...]] = []
-        self.writer = _Writer(self.conn)
 
     def add(self, person: Person) -> None:
         email, zone = person.email, person.timezone
@@ -227,47 +223,12 @@ class _Stager:
             self.flush()
 
     def flush(self) -> None:
-        self.writer.put(f"INSERT INTO {self.schema}.staged_people VALUES (?, ?, ?, ?, ?, ?)",
-                        self.people)
-        self.writer.put(f"INSERT INTO {self.schema}.staged_targets VALUES (?, ?, ?, ?, ?, ?)",
-                        self.targeted)
-        self.people, self.targeted = [], []
-
-
-class _Writer:
-    """Writes chunks of rows on a thread of its own, in order, while the caller reads on.
-
-    SQLite lets go of Python's lock while it writes, so the next rows of the export are
-    read and checked on one core while the last ones go into their tables on the other.
-    The caller does not use the connection until close() has returned.
-    """
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-        self.jobs: queue.Queue[tuple[str, list[tuple[Any, ...]]] | None] = queue.Queue(4)
-        self.failure: BaseException | None = None
-        self.thread = threading.Thread(target=self._work, name="ldmail-stage", daemon=True)
-        self.thread.start()
-
-    def _work(self) -> None:
-        while (job := self.jobs.get()) is not None:
-            if self.failure is None:
-                try:
-                    self.conn.executemany(*job)
-                except BaseException as exc:  # noqa: BLE001 - raised again by close()
-                    self.failure = exc
-
-    def put(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        if self.failure is not None:
-            raise self.failure
-        self.jobs.put((sql, rows))
-
-    def close(self, *, quiet: bool = False) -> None:
-        """Wait for every write; raises what went wrong in one, unless `quiet`."""
-        self.jobs.put(None)
-        self.thread.join()
-        if self.failure is not None and not quiet:
-            raise self.failure
+        self.conn.executemany(f"INSERT INTO {self.schema}.staged_people"
+                              " VALUES (?, ?, ?, ?, ?, ?)", self.people)
+        self.conn.executemany(f"INSERT INTO {self.schema}.staged_targets"
+                              " VALUES (?, ?, ?, ?, ?, ?)", self.targeted)
+        self.people.clear()
+        self.targeted.clear()
 
 
 def _stage_export(project: Project, ledger: Ledger, now: datetime, schema: str) -> None:
@@ -281,14 +242,9 @@ def _stage_export(project: Project, ledger: Ledger, now: datetime, schema: str) 
     stager = _Stager(ledger, schema,
                      [(campaign_id, file.model) for campaign_id, file in project.campaigns.items()],
                      people.loader, now)
-    try:
-        for person in people:
-            stager.add(person)
-        stager.flush()
-    except BaseException:
-        stager.writer.close(quiet=True)  # what stopped the reading is the error to report
-        raise
-    stager.writer.close()
+    for person in people:
+        stager.add(person)
+    stager.flush()
     # Covering: the walk over active enrolments finds all it needs in the index.
     conn.execute(f"CREATE INDEX {schema}.staged_people_email"
                  " ON staged_people (email, row, timezone, persona, language)")
@@ -350,8 +306,10 @@ def sync(project: Project, ledger: Ledger, now: datetime, *, persist: bool,
             _stage_export(project, ledger, now, "main" if persist else "temp")
         _fill_run_tables(project, ledger, now, only)
         result.exited = sum(conn.execute(statement, states).rowcount for statement in _EXITS)
-        result.no_anchor = conn.execute(
-            f"SELECT count(*) {_JOINING} AND t.anchor_at IS NULL").fetchone()[0]
+        if any(file.model.anchor for campaign_id, file in project.campaigns.items()
+               if only in (None, campaign_id)):  # only an anchor date can be missing
+            result.no_anchor = conn.execute(
+                f"SELECT count(*) {_JOINING} AND t.anchor_at IS NULL").fetchone()[0]
         if not persist:
             result.enrolled = conn.execute(_NEW_INTO_RUN, states).rowcount
             return result

@@ -164,7 +164,7 @@ class Ledger:
         self.path = path
         try:
             if readonly and not path.exists():
-                conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+                conn = sqlite3.connect(":memory:", isolation_level=None)
             else:
                 _create_private(path)
                 conn = sqlite3.connect(str(path), timeout=30, isolation_level=None,

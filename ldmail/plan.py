@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import heapq
+import bisect
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -42,41 +41,72 @@ def build_plan(project: Project, now: datetime, days: int, *, db: Path | None = 
                campaign: str | None = None, show: int = 100) -> Plan:
     """Every send until `days` from now, counted by day; the first `show` of them in full.
 
-    A plan for a million learners holds millions of sends: they are counted as they are
-    found and only the earliest few are kept.
+    A plan for a million learners holds millions of sends. People who share a schedule
+    (most do) are counted together, and only the earliest `show` sends are kept.
     """
     if campaign is not None:
         project.campaign(campaign)
     until = now + timedelta(days=days)
-    per_day: Counter[tuple[date, str, str]] = Counter()
+    # How many people follow each schedule, by campaign and zone; the schedules themselves
+    # are kept by id (so an id is never reused while it is counted here).
+    tally: Counter[tuple[str, int, ZoneInfo]] = Counter()
+    schedules: dict[int, tuple[Planned, ...]] = {}
+    first = _Earliest(show)
     holdout = 0
-    local_days: dict[tuple[datetime, ZoneInfo], datetime] = {}
-
-    def sends(ledger: Ledger) -> Iterator[tuple[datetime, str, str, int, datetime, Enrolment,
-                                                Planned]]:
-        nonlocal holdout
+    with Ledger.of(project, db, readonly=True) as ledger:
+        synced = sync(project, ledger, now, persist=False, only=campaign)
         for enrolment, steps in active_enrolments(project, ledger, now):
             if enrolment.group == HOLDOUT:
                 holdout += 1
                 continue
             zone = enrolment.timezone or project.campaigns[enrolment.campaign].model \
                 .send_window.timezone
+            tally[(enrolment.campaign, id(steps), zone)] += 1
+            schedules[id(steps)] = steps
             for position, planned in enumerate(steps):
-                if planned.send_at >= until:
+                if planned.send_at >= until or not first.wants(planned.send_at, enrolment,
+                                                               position):
                     break
-                local = local_days.get((planned.send_at, zone))
-                if local is None:
-                    local = local_days[(planned.send_at, zone)] = planned.send_at.astimezone(zone)
-                per_day[(local.date(), enrolment.campaign, planned.step.id)] += 1
-                # Ordered by time, campaign, address and position, which are never all
-                # equal; a PlannedSend is only made for the few kept.
-                yield (planned.send_at, enrolment.campaign, enrolment.email, position, local,
-                       enrolment, planned)
+                first.add(planned.send_at, enrolment, position, planned, zone)
+    per_day: Counter[tuple[date, str, str]] = Counter()
+    for (campaign_id, steps_id, zone), people in tally.items():
+        for planned in schedules[steps_id]:
+            if planned.send_at >= until:
+                break
+            per_day[(planned.send_at.astimezone(zone).date(), campaign_id,
+                     planned.step.id)] += people
+    return Plan(first.sends(), per_day, sum(per_day.values()), synced.enrolled, holdout, until)
 
-    with Ledger.of(project, db, readonly=True) as ledger:
-        synced = sync(project, ledger, now, persist=False, only=campaign)
-        first = [PlannedSend(planned.send_at, local, enrolment.campaign, planned.step.id,
-                             enrolment.email, enrolment.persona, enrolment.language,
-                             planned.retry)
-                 for _, _, _, _, local, enrolment, planned in heapq.nsmallest(show, sends(ledger))]
-    return Plan(first, per_day, sum(per_day.values()), synced.enrolled, holdout, until)
+
+class _Earliest:
+    """The first `size` sends in time order (then campaign, address and step order)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.kept: list[tuple[datetime, str, str, int, Enrolment, Planned, ZoneInfo]] = []
+
+    def wants(self, send_at: datetime, enrolment: Enrolment, position: int) -> bool:
+        """Whether a send would be kept; a person's later steps never are if this is not."""
+        if len(self.kept) < self.size:
+            return True
+        if not self.kept:
+            return False  # keeps none
+        last = self.kept[-1]
+        return (send_at, enrolment.campaign, enrolment.email, position) < last[:4]
+
+    def add(self, send_at: datetime, enrolment: Enrolment, position: int, planned: Planned,
+            zone: ZoneInfo) -> None:
+        bisect.insort(self.kept, (send_at, enrolment.campaign, enrolment.email, position,
+                                  enrolment, planned, zone), key=_order)
+        del self.kept[self.size:]
+
+    def sends(self) -> list[PlannedSend]:
+        return [PlannedSend(send_at, send_at.astimezone(zone), enrolment.campaign,
+                            planned.step.id, enrolment.email, enrolment.persona,
+                            enrolment.language, planned.retry)
+                for send_at, _, _, _, enrolment, planned, zone in self.kept]
+
+
+def _order(kept: tuple[datetime, str, str, int, Enrolment, Planned, ZoneInfo]
+           ) -> tuple[datetime, str, str, int]:
+    return kept[0], kept[1], kept[2], kept[3]
