@@ -1,11 +1,12 @@
 """Who is in which campaign: enrol newly matching people, let others leave, record goals.
 
-The export is read row by row into temporary tables on the ledger's connection, and the
-enrolments are brought in line with it in SQL: a million learners never exist as Python
-objects at once. After sync(), the temporary view `synced` holds the active enrolments as
-they are after the sync, whether it was written or not (a plan or a dry run writes nothing),
-and `export` holds each person's current row.
-"""
+The export is read row by row into staging tables (`staged_people`, and `staged_targets`:
+which campaigns target whom), and enrolments are brought in line with them in SQL, so a
+million learners never exist as Python objects at once. A sync that writes stages into the
+ledger itself, with a fingerprint of what the rows follow from; a later run with the same
+fingerprint uses them as they are. A run that writes nothing stages a changed export in
+temporary tables of its own. After sync(), the temporary view `synced` holds the active
+enrolments as they are after the sync, whether it was written or not."""
 
 from __future__ import annotations
 
