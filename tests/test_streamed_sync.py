@@ -135,3 +135,46 @@ def test_plan_lists_the_earliest_sends_of_the_full_list(example: Path, cli: Cli,
         few = build_plan(loaded, now, 60, show=show)
         assert few.first == everything.first[:show]
         assert few.total == everything.total and few.per_day == everything.per_day
+
+
+def test_a_ledger_from_before_the_staged_export_is_upgraded_in_place(project: Path,
+                                                                     cli: Cli) -> None:
+    from sqlite_utils import Database, Migrations
+
+    from ldmail.ledger import MIGRATION_SET, m001_initial
+
+    (project / LEDGER).parent.mkdir()
+    first_only = Migrations(MIGRATION_SET)
+    first_only()(m001_initial)
+    database = Database(project / LEDGER)
+    first_only.apply(database)
+    email = (project / "people.csv").read_text(encoding="utf-8").splitlines()[1].split(";")[0]
+    database.execute(
+        "INSERT INTO people (email, name, first_seen, last_seen) VALUES (?, 'Old Row', ?, ?)",
+        (email, "2026-11-01T09:00:00Z", "2026-11-01T09:00:00Z"))
+    database.execute(
+        "INSERT INTO enrolments (campaign, email, enrolled_at, anchor_at, grp, state) VALUES"
+        " ('welcome', ?, '2026-11-01T09:00:00Z', '2026-11-01T09:00:00Z', 'treatment',"
+        " 'active')", (email,))
+    database.execute(
+        "INSERT INTO messages (campaign, step, email, due_at, state, attempts, sent_at) VALUES"
+        " ('welcome', 'hello', ?, '2026-11-01T09:00:00Z', 'sent', 1, '2026-11-01T09:00:00Z')",
+        (email,))
+    database.conn.commit()
+    database.close()
+    result = send(cli, project, NOW)
+    assert result.exit_code == 0, result.output
+    tables = {row["name"] for row in ledger_rows(
+        project, "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "people" not in tables and {"staged_people", "staged_targets"} <= tables
+    assert [row["name"] for row in ledger_rows(
+        project, "SELECT name FROM _sqlite_migrations ORDER BY id")] == \
+        ["m001_initial", "m002_streamed_sync"]
+    # The person enrolled before the upgrade keeps their enrolment and history: no second
+    # hello, and the next step, long due, goes out now.
+    assert ledger_rows(project, "SELECT step, sent_at FROM messages WHERE email = ?"
+                       " ORDER BY step", (email,)) == [
+        {"step": "first-course", "sent_at": "2026-12-01T09:00:00Z"},
+        {"step": "hello", "sent_at": "2026-11-01T09:00:00Z"}]
+    assert ledger_rows(project, "SELECT enrolled_at FROM enrolments WHERE email = ?",
+                       (email,)) == [{"enrolled_at": "2026-11-01T09:00:00Z"}]
