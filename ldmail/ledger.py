@@ -25,6 +25,8 @@ CLAIMED, SENT, UNKNOWN, DEFERRED, FAILED = "claimed", "sent", "unknown", "deferr
 # Enrolment states.
 ACTIVE, COMPLETED, CONVERTED, LEFT = "active", "completed", "converted", "left"
 TREATMENT, HOLDOUT = "treatment", "holdout"
+# How long a command waits for another program's write lock on the ledger (seconds).
+BUSY_TIMEOUT = 30.0
 # Page cache per schema, in KiB (SQLite takes it only as it needs it).
 CACHE_KIB = 64 * 1024
 # The meta key under which the staged export's fingerprint is kept (see enrolment.py).
@@ -167,9 +169,9 @@ class Ledger:
                 conn = sqlite3.connect(":memory:", isolation_level=None)
             else:
                 _create_private(path)
-                conn = sqlite3.connect(str(path), timeout=30, isolation_level=None,
+                conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT, isolation_level=None,
                                        check_same_thread=False)
-            conn.execute("PRAGMA busy_timeout = 30000")
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
             # A sync of a large export writes and indexes a row per person: with SQLite's
             # default 2 MB page cache those writes go to disk and back many times over.
             for schema in ("main", "temp"):

@@ -1,4 +1,5 @@
-"""SMTP servers that misbehave before any message: each ends in a clear state, nothing lost."""
+"""SMTP servers that misbehave before any message, and a ledger that is damaged or locked:
+each ends in a clear state, nothing lost."""
 
 from __future__ import annotations
 
@@ -159,3 +160,34 @@ def test_damaged_ledger_is_reported_and_left_alone(project: Path, cli: Cli) -> N
     assert ledger.read_bytes() == b"this is not a database" * 100
     assert not (project / ".ldmail" / "outbox").exists() or \
         not list((project / ".ldmail" / "outbox").iterdir())
+
+
+def test_a_ledger_locked_by_another_program_stops_the_run_and_loses_nothing(
+        project: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+
+    import ldmail.ledger
+
+    monkeypatch.setattr(ldmail.ledger, "BUSY_TIMEOUT", 0.3)  # 30 s in real use
+    outbox = project / ".ldmail" / "outbox"
+    assert cli("send", "--project", project, "--now", DAY1).exit_code == 0
+    first = sorted(outbox.iterdir())
+    assert first
+    holder = sqlite3.connect(project / ".ldmail" / "ledger.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # an open sqlite3 shell in the middle of a write, say
+    try:
+        later = "2026-12-04T10:00+01:00"  # the second step is due
+        result = cli("send", "--project", project, "--now", later)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert result.exit_code == 1
+    assert "the ledger stayed locked by another program for 0.3 s" in result.stderr
+    assert "run it again once that program is done" in result.stderr
+    assert sorted(outbox.iterdir()) == first
+    again = cli("send", "--project", project, "--now", later)
+    assert again.exit_code == 0, again.output
+    steps = ledger_rows(project, "SELECT step, count(*) AS n FROM messages WHERE state = 'sent'"
+                                 " GROUP BY step ORDER BY step")
+    assert [row["n"] for row in steps] == [len(first), len(first)]
+    assert len(list(outbox.iterdir())) == 2 * len(first)
