@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from .errors import LedgerBusy
+from .errors import LdmailError, LedgerBusy
 
 
 class SendLock:
@@ -20,8 +20,14 @@ class SendLock:
         self.fd: int | None = None
 
     def __enter__(self) -> SendLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
+        except OSError as exc:
+            raise LdmailError(
+                f"{self.path.parent}: cannot write the send lock ({exc.strerror}); the ledger "
+                "and its lock live there: make the folder writable, or point 'ledger' in "
+                "ldmail.yaml (or --db) at a writable place") from None
         deadline = time.monotonic() + self.wait
         while True:
             try:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -74,3 +77,18 @@ def mailing(project: Path, smtp_server: SmtpServer) -> Path:
     from .smtp_server import known_people
 
     return known_people(project, smtp_server.port)
+
+
+@contextmanager
+def mounted_tmpfs(target: Path, options: str) -> Iterator[Path]:
+    """A tmpfs mounted on `target` (skips the test where mounting is not allowed)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a file system needs root")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(target)],
+                             capture_output=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield target
+    finally:
+        subprocess.run(["umount", str(target)], check=False)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .conftest import Cli
+from .conftest import Cli, mounted_tmpfs
 from .smtp_server import ledger_rows
 
 DAY1 = "2026-12-01T10:00+01:00"
@@ -20,16 +19,8 @@ def tiny_outbox(project: Path) -> Iterator[Path]:
     """The project's outbox on a 24 KiB tmpfs: room for a few messages, not for all."""
     outbox = project / ".ldmail" / "outbox"
     outbox.mkdir(parents=True)
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small file system needs root")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24k,mode=0700", "tmpfs",
-                              str(outbox)], capture_output=True, check=False)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
+    with mounted_tmpfs(outbox, "size=24k,mode=0700"):
         yield outbox
-    finally:
-        subprocess.run(["umount", str(outbox)], check=False)
 
 
 def test_full_outbox_stops_the_run_and_the_rest_follows_later(project: Path, cli: Cli,
