@@ -6,6 +6,7 @@ import codecs
 import csv
 import io
 import re
+from collections import Counter
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -93,20 +94,6 @@ class AudienceResult:
     people: list[Person] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     source: str = ""
-
-    @property
-    def unmatched(self) -> list[Person]:
-        return [p for p in self.people if p.persona is None]
-
-    def by_email(self) -> dict[str, Person]:
-        return {p.email: p for p in self.people}
-
-    def by_persona(self) -> dict[str, list[Person]]:
-        groups: dict[str, list[Person]] = {}
-        for person in self.people:
-            if person.persona is not None:
-                groups.setdefault(person.persona, []).append(person)
-        return groups
 
 
 @lru_cache(maxsize=65536)
@@ -566,15 +553,71 @@ def digest_export(project: Project, digest: Hash) -> None:
         digest.update(f"unreadable: {exc}".encode())
 
 
+def unique_people(stream: PeopleStream) -> Iterator[Person]:
+    """The stream's people, each address once: a later row with the same one is rejected."""
+    seen: dict[str, int] = {}
+    for person in stream:
+        first = seen.setdefault(person.email, person.row)
+        if first != person.row:
+            stream.reject_duplicate(person.row, person.email, first)
+            continue
+        yield person
+
+
 def load_audience(project: Project, today: date) -> AudienceResult:
     """Every good row becomes a Person; every bad row is reported with its line and reason."""
     stream = PeopleStream(project, today)
-    result = AudienceResult(source=stream.source, rejected=stream.rejected)
-    seen: dict[str, int] = {}
-    for person in stream:
-        if person.email in seen:
-            stream.reject_duplicate(person.row, person.email, seen[person.email])
-            continue
-        seen[person.email] = person.row
-        result.people.append(person)
-    return result
+    return AudienceResult(list(unique_people(stream)), stream.rejected, stream.source)
+
+
+@dataclass
+class AudienceScan:
+    """What one pass over the export found, keeping a few people rather than all of them."""
+
+    source: str
+    rejected: list[Rejected]
+    people: int = 0
+    # Languages of the people of each persona (None: no persona).
+    languages: dict[str | None, Counter[str]] = field(default_factory=dict)
+    unmatched: list[Person] = field(default_factory=list)  # the first `keep` of them
+    unmatched_count: int = 0
+    first: dict[tuple[str | None, str], Person] = field(default_factory=dict)
+    found: Person | None = None  # the person asked for by address
+    # The first error of each `where` rule checked, by rule.
+    failures: dict[str, str] = field(default_factory=dict)
+
+
+def scan_audience(project: Project, today: date, *, keep: int = 0, wheres: Iterable[str] = (),
+                  email: str | None = None) -> AudienceScan:
+    """Read the export once: counts per persona and language, the first person of each,
+    the first `keep` people with no persona, the person with `email`, and whether each of
+    `wheres` (campaign audience rules) runs for everyone as `send` will run it."""
+    stream = PeopleStream(project, today)
+    scan = AudienceScan(stream.source, stream.rejected)
+    # Each rule's answer by the values it reads: run once per distinct value, as in a sync.
+    rules = [(where, stream.loader.picker(free_names(where)), set[Any]()) for where in wheres]
+    for person in unique_people(stream):
+        scan.people += 1
+        scan.languages.setdefault(person.persona, Counter())[person.language] += 1
+        scan.first.setdefault((person.persona, person.language), person)
+        if person.persona is None:
+            scan.unmatched_count += 1
+            if len(scan.unmatched) < keep:
+                scan.unmatched.append(person)
+        if email is not None and person.email == email:
+            scan.found = person
+        for where, pick, checked in rules:
+            if where in scan.failures:
+                continue
+            key: Any = None
+            if pick is not None and isinstance(person.attributes, Attributes):
+                key = (pick(person.attributes.by_position),)
+                if key in checked:
+                    continue
+            try:
+                evaluate(where, person.attributes)
+            except LdmailError as exc:
+                scan.failures[where] = str(exc)
+            if key is not None:
+                checked.add(key)
+    return scan

@@ -219,34 +219,32 @@ def audience(
 
     Reads the people export; every rejected row is listed with its row number and reason.
     """
+    from collections import Counter
+
     from rich.table import Table
 
-    from .audience import load_audience
+    from .audience import scan_audience
     from .config import load_project
 
     with invocation(project, now) as inv:
         loaded = load_project(inv.root)
-        result = load_audience(loaded, inv.now.date())
+        result = scan_audience(loaded, inv.now.date(), keep=show)
     out = console()
-    groups = result.by_persona()
     table = Table(title=f"Audience from {result.source}", title_justify="left")
     table.add_column("persona")
     table.add_column("label")
     table.add_column("people", justify="right")
     table.add_column("languages")
     for name, persona in loaded.audiences.personas.items():
-        members = groups.get(name, [])
-        languages: dict[str, int] = {}
-        for person in members:
-            languages[person.language] = languages.get(person.language, 0) + 1
-        table.add_row(name, persona.label, str(len(members)),
+        languages = result.languages.get(name, Counter())
+        table.add_row(name, persona.label, str(languages.total()),
                       ", ".join(f"{k} {v}" for k, v in sorted(languages.items())))
-    table.add_row("(no persona)", "", str(len(result.unmatched)), "", style="yellow")
+    table.add_row("(no persona)", "", str(result.unmatched_count), "", style="yellow")
     out.print(table)
-    out.print(f"{len(result.people)} people loaded, {len(result.rejected)} row(s) rejected")
+    out.print(f"{result.people} people loaded, {len(result.rejected)} row(s) rejected")
     if result.unmatched:
         out.print("\nPeople matching no persona (they receive no campaign that names personas):")
-        for person in result.unmatched[:show]:
+        for person in result.unmatched:
             out.print(f"  row {person.row}: {_escape(person.email)}")
     if result.rejected:
         out.print(f"\nRejected rows in {result.source} (fix them in the export; the others "

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 
-from .audience import AudienceResult, Person, load_audience
+from .audience import scan_audience
 from .config import Project
 from .errors import LdmailError
 from .models import Step
@@ -24,11 +24,6 @@ class PreviewItem:
     rendered: Rendered
 
 
-def _first(audience: AudienceResult, persona: str, language: str) -> Person | None:
-    return next((p for p in audience.people
-                 if p.persona == persona and p.language == language), None)
-
-
 def build_preview(project: Project, campaign_id: str, today: date, *, step_id: str | None = None,
                   persona_id: str | None = None, email: str | None = None,
                   language: str | None = None) -> list[PreviewItem]:
@@ -40,11 +35,12 @@ def build_preview(project: Project, campaign_id: str, today: date, *, step_id: s
         if not steps:
             raise LdmailError(f"campaign '{campaign_id}' has no step '{step_id}'; its steps: "
                               f"{', '.join(s.id for s in campaign.steps)}")
-    audience = load_audience(project, today)
+    wanted = email.strip().lower() if email is not None else None
+    audience = scan_audience(project, today, email=wanted)
     renderer = Renderer(project)
     targets: list[tuple[str | None, str, Mapping[str, object], str, bool]] = []
     if email is not None:
-        person = audience.by_email().get(email.strip().lower())
+        person = audience.found
         if person is None:
             raise LdmailError(f"{email} is not in {audience.source} (or its row was rejected; "
                               "see 'ldmail audience')")
@@ -58,7 +54,7 @@ def build_preview(project: Project, campaign_id: str, today: date, *, step_id: s
                 raise LdmailError(f"no persona '{name}'; personas: "
                                   f"{', '.join(project.audiences.personas)}")
             lang = language or project.settings.default_language
-            real = _first(audience, name, lang)
+            real = audience.first.get((name, lang))
             attributes = real.attributes if real else sample_person(project, lang, today)
             targets.append((name, lang, attributes, str(attributes["email"]), real is not None))
     items: list[PreviewItem] = []

@@ -8,7 +8,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from .audience import AudienceResult, Person, load_audience
+from .audience import AudienceScan, scan_audience
 from .config import AUDIENCES_FILE, CampaignFile, Project, load_project
 from .errors import ConfigError, LdmailError, Problem
 from .expressions import evaluate
@@ -50,35 +50,28 @@ def _block_line(path: Path, block: str) -> int | None:
     return None
 
 
-def _pick(audience: AudienceResult | None, persona: str, language: str) -> Person | None:
-    if audience is None:
-        return None
-    for person in audience.people:
-        if person.persona == persona and person.language == language:
-            return person
-    return None
-
-
-def check_where(project: Project, campaign: CampaignFile, audience: AudienceResult | None,
+def check_where(project: Project, campaign: CampaignFile, audience: AudienceScan | None,
                 today: date, report: Report) -> None:
-    """Run the audience filter over every person (or sample person) as `send` will."""
+    """The audience filter over every person (the scan ran it), or over sample people."""
     where = campaign.model.audience.where
     if not where:
         return
-    people = [p.attributes for p in audience.people] if audience and audience.people else \
-        [sample_person(project, language, today) for language in project.settings.languages]
-    for attributes in people:
-        try:
-            evaluate(where, attributes)
-        except LdmailError as exc:
-            report.add(Problem(campaign.source.display,
-                               campaign.source.line_of(("audience", "where")),
-                               f"audience.where: {exc}"))
-            return
+    failure = audience.failures.get(where) if audience and audience.people else None
+    if not (audience and audience.people):
+        for attributes in (sample_person(project, language, today)
+                           for language in project.settings.languages):
+            try:
+                evaluate(where, attributes)
+            except LdmailError as exc:
+                failure = str(exc)
+                break
+    if failure is not None:
+        report.add(Problem(campaign.source.display, campaign.source.line_of(("audience", "where")),
+                           f"audience.where: {failure}"))
 
 
 def check_campaign(project: Project, renderer: Renderer, campaign: CampaignFile,
-                   audience: AudienceResult | None, today: date, report: Report) -> None:
+                   audience: AudienceScan | None, today: date, report: Report) -> None:
     model, source = campaign.model, campaign.source
     check_where(project, campaign, audience, today, report)
     personas = model.audience.personas or list(project.audiences.personas)
@@ -86,7 +79,7 @@ def check_campaign(project: Project, renderer: Renderer, campaign: CampaignFile,
         for persona_id in personas:
             persona = project.audiences.personas.get(persona_id)
             for language in project.settings.languages:
-                real = _pick(audience, persona_id, language)
+                real = audience.first.get((persona_id, language)) if audience else None
                 attributes = real.attributes if real else sample_person(project, language, today)
                 try:
                     rendered = renderer.render(campaign.id, model, step, attributes, persona_id,
@@ -132,10 +125,12 @@ def validate(root: Path, today: date) -> Report:
         report.problems.extend(exc.problems)
         return report
     report.problems.extend(project.problems)
-    audience: AudienceResult | None = None
+    audience: AudienceScan | None = None
     if not any(p.file == AUDIENCES_FILE for p in project.problems):
+        wheres = {file.model.audience.where for file in project.campaigns.values()
+                  if file.model.audience.where}
         try:
-            audience = load_audience(project, today)
+            audience = scan_audience(project, today, wheres=sorted(wheres))
         except ConfigError as exc:
             report.problems.extend(exc.problems)
         except LdmailError as exc:
