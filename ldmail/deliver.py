@@ -122,6 +122,8 @@ def find_due(project: Project, ledger: Ledger, now: datetime
             person = people.get(enrolment.row)
             if person is not None and person.email == enrolment.email:
                 due.append(Due(enrolment, person, planned, last))
+            else:
+                next_change = now  # due, but not sent now: the next run must look again
     due.sort(key=lambda d: (d.planned.due_at, d.enrolment.campaign, d.person.row))
     return due, waiting, complete, next_change
 

@@ -2,9 +2,9 @@
 
 The export is read row by row into staging tables (`staged_people`, and `staged_targets`:
 which campaigns target whom), and enrolments are brought in line with them in SQL, so a
-million learners never exist as Python objects at once. A sync that writes stages into the
-ledger itself, with a fingerprint of what the rows follow from; a later run with the same
-fingerprint uses them as they are. A run that writes nothing stages a changed export in
+million learners never exist as Python objects at once. A sync that writes keeps the staged
+rows in the ledger with a fingerprint of what they follow from, and a later run with the
+same fingerprint uses them as they are. A run that writes nothing stages a changed export in
 temporary tables of its own. After sync(), the temporary view `synced` holds the active
 enrolments as they are after the sync, whether it was written or not."""
 
@@ -58,7 +58,11 @@ CREATE TEMP VIEW synced AS
       AND NOT EXISTS (SELECT 1 FROM temp.exits x
                       WHERE x.campaign = e.campaign AND x.email = e.email)
     UNION ALL
-    SELECT campaign, email, anchor_at, grp FROM temp.new WHERE state = 'active';
+    -- A run that writes nothing reads the ledger again after its sync: a send that enrolled
+    -- the same person meanwhile is already counted above.
+    SELECT n.campaign, n.email, n.anchor_at, n.grp FROM temp.new n
+    WHERE n.state = 'active' AND NOT EXISTS (SELECT 1 FROM main.enrolments e
+                                            WHERE e.campaign = n.campaign AND e.email = n.email);
 """
 
 # A run that writes nothing and finds a different export stages it in tables of its own,
@@ -131,7 +135,6 @@ class SyncResult:
     enrolled: int = 0
     exited: int = 0
     no_anchor: int = 0
-    export_read: bool = True
 
 
 def goal_reached_at(ledger: Ledger, goal: Goal, now: datetime) -> dict[str, datetime]:
@@ -191,6 +194,7 @@ class _Stager:
 
     def __init__(self, ledger: Ledger, schema: str, campaigns: list[tuple[str, Campaign]],
                  loader: AudienceLoader, now: datetime) -> None:
+        self.ledger = ledger
         self.conn = ledger.db.conn
         self.schema = schema
         self.campaigns = [(campaign_id, campaign, _Targeting(campaign, loader))
@@ -224,21 +228,32 @@ class _Stager:
             self.flush()
 
     def flush(self) -> None:
-        self.conn.executemany(f"INSERT INTO {self.schema}.staged_people"
-                              " VALUES (?, ?, ?, ?, ?, ?)", self.people)
-        self.conn.executemany(f"INSERT INTO {self.schema}.staged_targets"
-                              " VALUES (?, ?, ?, ?, ?, ?)", self.targeted)
+        with self.ledger.transaction(immediate=self.schema == "main"):
+            self.conn.executemany(f"INSERT INTO {self.schema}.staged_people"
+                                  " VALUES (?, ?, ?, ?, ?, ?)", self.people)
+            self.conn.executemany(f"INSERT INTO {self.schema}.staged_targets"
+                                  " VALUES (?, ?, ?, ?, ?, ?)", self.targeted)
         self.people.clear()
         self.targeted.clear()
 
 
 def _stage_export(project: Project, ledger: Ledger, now: datetime, schema: str) -> None:
-    """Read the export into `schema`'s staging tables; duplicate rows are dropped there."""
+    """Read the export into `schema`'s staging tables; duplicate rows are dropped there.
+
+    Into the ledger, each step is a short transaction of its own, so other programs that
+    write (`suppress`, `events import`) never wait for the whole export to be read. The
+    fingerprint goes first: until the sync stores it again, no run trusts half-staged rows.
+    """
     conn = ledger.db.conn
-    for index in ("staged_people_email", "staged_targets_key"):
-        conn.execute(f"DROP INDEX IF EXISTS {schema}.{index}")  # made again after the load
-    conn.execute(f"DELETE FROM {schema}.staged_people")
-    conn.execute(f"DELETE FROM {schema}.staged_targets")
+    # Into the run's own temporary tables, no lock on the ledger is needed.
+    immediate = schema == "main"
+    with ledger.transaction(immediate=immediate):
+        if schema == "main":
+            conn.execute("DELETE FROM main.meta WHERE key = ?", (STAGED,))
+        for index in ("staged_people_email", "staged_targets_key"):
+            conn.execute(f"DROP INDEX IF EXISTS {schema}.{index}")  # made again after the load
+        conn.execute(f"DELETE FROM {schema}.staged_people")
+        conn.execute(f"DELETE FROM {schema}.staged_targets")
     people = PeopleStream(project, now.date())
     stager = _Stager(ledger, schema,
                      [(campaign_id, file.model) for campaign_id, file in project.campaigns.items()],
@@ -246,18 +261,24 @@ def _stage_export(project: Project, ledger: Ledger, now: datetime, schema: str) 
     for person in people:
         stager.add(person)
     stager.flush()
-    # Covering: the walk over active enrolments finds all it needs in the index.
-    conn.execute(f"CREATE INDEX {schema}.staged_people_email"
-                 " ON staged_people (email, row, timezone, persona, language)")
-    duplicates = conn.execute(
-        f"SELECT x.row, x.email, f.first FROM {schema}.staged_people x JOIN (SELECT email,"
-        f" min(row) AS first FROM {schema}.staged_people GROUP BY email HAVING count(*) > 1) f"
-        " ON f.email = x.email WHERE x.row > f.first ORDER BY x.row").fetchall()
-    rows = [(row,) for row, _, _ in duplicates]
-    conn.executemany(f"DELETE FROM {schema}.staged_people WHERE row = ?", rows)
-    conn.executemany(f"DELETE FROM {schema}.staged_targets WHERE row = ?", rows)
-    conn.execute(f"CREATE UNIQUE INDEX {schema}.staged_targets_key"
-                 " ON staged_targets (campaign, email)")
+    with ledger.transaction(immediate=immediate):
+        # Covering: the walk over active enrolments finds all it needs in the index.
+        conn.execute(f"CREATE INDEX {schema}.staged_people_email"
+                     " ON staged_people (email, row, timezone, persona, language)")
+    with ledger.transaction(immediate=immediate):
+        duplicates = conn.execute(
+            f"SELECT x.row, x.email, f.first FROM {schema}.staged_people x JOIN (SELECT email,"
+            f" min(row) AS first FROM {schema}.staged_people GROUP BY email HAVING count(*) > 1)"
+            " f ON f.email = x.email WHERE x.row > f.first ORDER BY x.row").fetchall()
+        for row, email, first in duplicates:
+            people.reject_duplicate(row, email, first)
+        if duplicates:
+            later = ",".join(str(row) for row, _, _ in duplicates)  # integers from SQLite
+            conn.execute(f"DELETE FROM {schema}.staged_people WHERE row IN ({later})")
+            conn.execute(f"DELETE FROM {schema}.staged_targets WHERE row IN ({later})")
+    with ledger.transaction(immediate=immediate):
+        conn.execute(f"CREATE UNIQUE INDEX {schema}.staged_targets_key"
+                     " ON staged_targets (campaign, email)")
 
 
 def _fill_run_tables(project: Project, ledger: Ledger, now: datetime, only: str | None
@@ -287,24 +308,26 @@ def sync(project: Project, ledger: Ledger, now: datetime, *, persist: bool,
     """Bring enrolments in line with the export; with persist=False nothing is written.
 
     The export is read only when it, the audiences, the campaigns or the day changed since
-    the last sync that was written; a run that writes stages it in the ledger for the next.
+    the last sync that was written; a sync that writes keeps what it read in the ledger.
     """
     conn = ledger.db.conn
     result = SyncResult()
     mark = export_mark(project, now)
     states = {"active": ACTIVE, "converted": CONVERTED, "left": LEFT, "treatment": TREATMENT,
               "now": iso(now)}
-    conn.executescript(_RUN_TABLES)  # outside the transaction: executescript commits
+    assert not conn.in_transaction, "executescript would commit it"
+    conn.executescript(_RUN_TABLES)
     conn.create_function("ldmail_group", 3, _group, deterministic=True)
-    # A sync that writes is one transaction, from the first read to the last write.
+    stored = conn.execute("SELECT value FROM meta WHERE key = ?", (STAGED,)).fetchone()
+    restaged = stored is None or stored[0] != mark
+    if restaged:
+        if not persist:
+            for statement in _PRIVATE_STAGING:
+                conn.execute(statement)
+        _stage_export(project, ledger, now, "main" if persist else "temp")
+    # The changes themselves are one transaction; one that writes holds the lock from its
+    # first read, so nothing it read can change before it writes.
     with ledger.transaction(immediate=persist):
-        stored = conn.execute("SELECT value FROM meta WHERE key = ?", (STAGED,)).fetchone()
-        result.export_read = stored is None or stored[0] != mark
-        if result.export_read:
-            if not persist:
-                for statement in _PRIVATE_STAGING:
-                    conn.execute(statement)
-            _stage_export(project, ledger, now, "main" if persist else "temp")
         _fill_run_tables(project, ledger, now, only)
         result.exited = sum(conn.execute(statement, states).rowcount for statement in _EXITS)
         if any(file.model.anchor for campaign_id, file in project.campaigns.items()
@@ -315,20 +338,22 @@ def sync(project: Project, ledger: Ledger, now: datetime, *, persist: bool,
             result.enrolled = conn.execute(_NEW_INTO_RUN, states).rowcount
             return result
         result.enrolled = conn.execute(_NEW_INTO_LEDGER, states).rowcount
-        _write(ledger, now)
-        conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key)"
-                     " DO UPDATE SET value = excluded.value", (STAGED, mark))
+        _apply_exits(ledger, now)
+        # Trusted from now on only if the export did not change while it was read.
+        if restaged and export_mark(project, now) == mark:
+            conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key)"
+                         " DO UPDATE SET value = excluded.value", (STAGED, mark))
     return result
 
 
-def _write(ledger: Ledger, now: datetime) -> None:
+def _apply_exits(ledger: Ledger, now: datetime) -> None:
     stamp = {"stamp": iso(now)}
     conn = ledger.db.conn
     conn.execute(
         "UPDATE enrolments SET state = x.state, exit_reason = x.reason, exited_at = :stamp"
         " FROM temp.exits x WHERE enrolments.campaign = x.campaign"
         " AND enrolments.email = x.email AND enrolments.state = 'active'", stamp)
-    # Written: the ledger itself now says what `synced` read from this.
+    # The ledger now holds these exits itself; `synced` must not leave them out twice.
     conn.execute("DELETE FROM temp.exits")
 
 

@@ -211,7 +211,16 @@ class Ledger:
         if not found.pending(database):
             return
         # IMMEDIATE takes the write lock first, so two processes never apply a migration twice.
-        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "readonly" not in str(exc):
+                raise
+            # Every command upgrades an older ledger's schema first; this one cannot write it.
+            raise LedgerError(
+                f"{self.path}: the ledger was made by an older ldmail and its schema must be "
+                "upgraded, but the file is read-only; run any ldmail command once with write "
+                "access to it") from None
         try:
             found.apply(database)
             conn.execute("COMMIT")
@@ -271,9 +280,6 @@ class Ledger:
                      (finished_at, status, summary, run_id))
 
     # -- suppressions and events ------------------------------------------------------------
-
-    def suppressed(self) -> set[str]:
-        return {r["email"] for r in self.rows("SELECT email FROM suppressions")}
 
     def suppress(self, email: str, reason: str, source: str, at: str) -> bool:
         return self.execute(

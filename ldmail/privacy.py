@@ -20,7 +20,7 @@ def resolve(ledger: Ledger, who: str) -> str:
     """An address, or the unsubscribe token from a List-Unsubscribe mail, as an address."""
     text = who.strip()
     if _TOKEN.match(text.lower()):
-        for row in ledger.rows("SELECT email FROM staged_people UNION SELECT email FROM"
+        for row in ledger.rows("SELECT email FROM main.staged_people UNION SELECT email FROM"
                                " enrolments"):
             if ledger.address_hash(row["email"]) == text.lower():
                 return str(row["email"])
@@ -101,7 +101,8 @@ def forget(ledger: Ledger, email: str, now: datetime, outbox: Path | None) -> Fo
                         "error IS NOT NULL", (hashed,))
         db.conn.execute("DELETE FROM suppressions WHERE email = ?", (email,))
         for table in ("staged_people", "staged_targets"):
-            changed += db.conn.execute(f"DELETE FROM {table} WHERE email = ?", (email,)).rowcount
+            changed += db.conn.execute(f"DELETE FROM main.{table} WHERE email = ?",
+                                       (email,)).rowcount
         db.conn.execute("DELETE FROM meta WHERE key = ?", (STAGED,))  # stage the export anew
         db.conn.execute("INSERT OR IGNORE INTO suppressions (email, reason, source, created_at)"
                         " VALUES (?, 'forgotten on request', 'forget', ?)", (hashed, iso(now)))

@@ -43,7 +43,7 @@ def fingerprint(project: Project, ledger: Ledger, now: datetime) -> str:
     digest.update(f"\n{now.date().isoformat()}\n".encode())
     digest_export(project, digest)
     counts = ledger.db.conn.execute(
-        "SELECT (SELECT count(*) FROM staged_people), (SELECT count(*) FROM enrolments),"
+        "SELECT (SELECT count(*) FROM main.staged_people), (SELECT count(*) FROM enrolments),"
         " (SELECT count(*) FROM enrolments WHERE state = 'active'),"
         " (SELECT count(*) FROM messages), (SELECT max(id) FROM messages),"
         " (SELECT count(*) FROM messages WHERE state IN ('claimed', 'deferred', 'unknown')),"

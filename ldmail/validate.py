@@ -56,8 +56,10 @@ def check_where(project: Project, campaign: CampaignFile, audience: AudienceScan
     where = campaign.model.audience.where
     if not where:
         return
-    failure = audience.failures.get(where) if audience and audience.people else None
-    if not (audience and audience.people):
+    failure: str | None = None
+    if audience and audience.people:
+        failure = audience.failures.get(where)
+    else:
         for attributes in (sample_person(project, language, today)
                            for language in project.settings.languages):
             try:

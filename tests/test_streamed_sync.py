@@ -105,17 +105,38 @@ def test_a_changed_export_audiences_campaign_or_day_is_read_again(
 def test_a_duplicate_address_keeps_its_first_row(project: Path, cli: Cli) -> None:
     export = project / "people.csv"
     lines = export.read_text(encoding="utf-8").splitlines()
-    first = lines[1].split(";")
-    export.write_text("\n".join([*lines, ";".join([first[0].upper(), "Other", *first[2:]])])
-                      + "\n", encoding="utf-8")
+    first, second = lines[1].split(";"), lines[2].split(";")
+    again = [";".join([first[0].upper(), "Other", *first[2:]]),
+             ";".join([second[0], "Else", *second[2:]]),
+             ";".join([first[0], "Third", *first[2:]])]
+    export.write_text("\n".join([*lines, *again]) + "\n", encoding="utf-8")
     assert send(cli, project, NOW).exit_code == 0
+    staged = ledger_rows(project, "SELECT row, email, name FROM staged_people ORDER BY row")
+    assert [row["row"] for row in staged] == list(range(2, len(lines) + 1))
     email = first[0].lower()
-    assert ledger_rows(project, "SELECT row, name FROM staged_people WHERE email = ?",
-                       (email,)) == [{"row": 2, "name": f"{first[1]} {first[2]}"}]
+    assert staged[0] == {"row": 2, "email": email, "name": f"{first[1]} {first[2]}"}
     assert len(ledger_rows(project, "SELECT 1 FROM enrolments WHERE email = ?", (email,))) == 1
     audience = cli("audience", "--project", project)
-    assert f"row {len(lines) + 1}: duplicate address {email} (first seen on row 2)" in \
-        audience.stdout
+    for row, address, seen in ((len(lines) + 1, email, 2), (len(lines) + 2, second[0], 3),
+                               (len(lines) + 3, email, 2)):
+        assert f"row {row}: duplicate address {address} (first seen on row {seen})" in \
+            audience.stdout
+
+
+def test_a_plan_counts_once_whom_a_send_enrols_while_it_runs(project: Path, cli: Cli) -> None:
+    from ldmail.enrolment import active_enrolments, sync
+    from ldmail.ledger import Ledger
+
+    # A ledger with nobody enrolled yet (a plan on no ledger works in memory).
+    assert cli("suppress", "nobody@example.org", "--project", project).exit_code == 0
+    loaded = load_project(project)
+    with Ledger.of(loaded, readonly=True) as ledger:  # a plan: it writes nothing
+        synced = sync(loaded, ledger, NOW, persist=False)
+        assert synced.enrolled == 8
+        # Between the plan's sync and its walk, a send enrols the same people.
+        assert send(cli, project, NOW).exit_code == 0
+        walked = [(e.campaign, e.email) for e, _ in active_enrolments(loaded, ledger, NOW)]
+    assert sorted(walked) == sorted(set(walked)) and len(walked) == 8
 
 
 @pytest.mark.parametrize("sent_first", [False, True])
