@@ -7,13 +7,21 @@ import csv
 import io
 import re
 from collections import Counter
-from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    Callable,
+    Container,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
 from operator import itemgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 from zoneinfo import ZoneInfo
 
 from .config import AUDIENCES_FILE, Project
@@ -300,8 +308,9 @@ def read_rows(path: Path, display: str, encoding: str | None = None,
         raise ConfigError([Problem(display, 1, f"unreadable CSV header: {exc}")]) from None
     width = len(header)
 
-    def rows() -> Iterator[tuple[int, list[str]]]:
+    def rows() -> Iterator[tuple[int, list[str]] | None]:
         with source:
+            yield None  # started here, so closing the rows (or dropping them) closes the file
             yield from each_row()
 
     def each_row() -> Iterator[tuple[int, list[str]]]:
@@ -324,7 +333,9 @@ def read_rows(path: Path, display: str, encoding: str | None = None,
             if any(c.strip() for c in cells):
                 yield start, cells
 
-    return header, rows()
+    started = rows()
+    next(started)
+    return header, cast(Iterator[tuple[int, list[str]]], started)
 
 
 class _RowError(ValueError):
@@ -482,7 +493,11 @@ class PeopleStream:
         self.rejected: list[Rejected] = []
         self.header, self._rows = read_rows(project.path(source.source), self.source,
                                             source.encoding, source.delimiter)
-        positions = self._positions(self.header)
+        try:
+            positions = self._positions(self.header)
+        except ConfigError:
+            cast(Generator[Any, None, None], self._rows).close()  # and with it the file
+            raise
         self.loader = AudienceLoader(project.audiences, project.settings.languages,
                                      project.settings.default_language, today, positions)
 
