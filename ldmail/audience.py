@@ -79,7 +79,7 @@ class Person(NamedTuple):  # a tuple: one is made per row of a million-row expor
 
     email: str
     row: int
-    attributes: Mapping[str, Any]
+    attributes: Attributes
     persona: str | None
     language: str
     timezone: ZoneInfo | None
@@ -350,11 +350,29 @@ class _PersonaFailed(Exception):
         self.persona = persona
 
 
-def _picker(positions: tuple[int, ...]) -> Callable[[Sequence[Any]], Any]:
-    """A fast function from a row of values to the ones at `positions` (a memo key)."""
-    if not positions:
-        return lambda values: ()
-    return itemgetter(*positions)
+class Rule:
+    """A yes/no expression over the people of one export, run once per distinct value of
+    the attributes it reads: a few hundred runs for a whole export, not one per person."""
+
+    def __init__(self, source: str, index: dict[str, int]) -> None:
+        self.source = source
+        names = free_names(source)
+        # No memo when the rule reads a name nobody has: it then runs, and names it.
+        self.pick: Callable[[Sequence[Any]], Any] | None = None
+        if all(name in index for name in names):
+            positions = sorted(index[name] for name in names)
+            self.pick = itemgetter(*positions) if positions else (lambda values: ())
+        self.answers: dict[Any, bool] = {}
+
+    def __call__(self, attributes: Attributes) -> bool:
+        """The answer for one person; raises LdmailError as evaluate() does."""
+        if self.pick is None:
+            return evaluate(self.source, attributes)
+        key = self.pick(attributes.by_position)
+        answer = self.answers.get(key)
+        if answer is None:
+            answer = self.answers[key] = evaluate(self.source, attributes)
+        return answer
 
 
 class AudienceLoader:
@@ -389,20 +407,12 @@ class AudienceLoader:
         self.shared: dict[Any, Any] = {}
         self.zones: dict[str, ZoneInfo] = {}
         self.tenures: dict[date, int] = {}
-        # Each persona's answer by the values of the attributes its rule reads: a few hundred
-        # distinct values across a whole export, so a rule runs a few hundred times, not once
-        # per person. (Kept per persona: the product of all their values is not small.)
-        self.rules: list[tuple[str, str, Callable[[Sequence[Any]], Any] | None,
-                               dict[Any, bool]]] = [
-            (name, persona.match, self.picker(free_names(persona.match)), {})
-            for name, persona in audiences.personas.items()]
+        # Kept per persona: the product of all their rules' values is not small.
+        self.rules = [(name, self.rule(persona.match))
+                      for name, persona in audiences.personas.items()]
 
-    def picker(self, names: Iterable[str]) -> Callable[[Sequence[Any]], Any] | None:
-        """A memo key for the values of `names`; None when one is no attribute (the rule
-        then runs, and reports the unknown name)."""
-        if any(name not in self.index for name in names):
-            return None
-        return _picker(tuple(sorted(self.index[name] for name in names)))
+    def rule(self, source: str) -> Rule:
+        return Rule(source, self.index)
 
     def email_cell(self, cells: list[str]) -> str:
         at = self.email_at
@@ -460,19 +470,12 @@ class AudienceLoader:
                 raise _RowError(f"persona '{explicit}' is not defined in {AUDIENCES_FILE} "
                                 f"(personas: {', '.join(personas)})")
             return explicit
-        values = attributes.by_position
-        for name, rule, pick, answers in self.rules:
-            key = pick(values) if pick is not None else None
-            answer = answers.get(key) if pick is not None else None
-            if answer is None:
-                try:
-                    answer = evaluate(rule, attributes)
-                except LdmailError as exc:
-                    raise _PersonaFailed(name, str(exc)) from None
-                if pick is not None:
-                    answers[key] = answer
-            if answer:
-                return name
+        for name, rule in self.rules:
+            try:
+                if rule(attributes):
+                    return name
+            except LdmailError as exc:
+                raise _PersonaFailed(name, str(exc)) from None
         return None
 
 
@@ -609,8 +612,7 @@ def scan_audience(project: Project, today: date, *, keep: int = 0, wheres: Itera
     `wheres` (campaign audience rules) runs for everyone as `send` will run it."""
     stream = PeopleStream(project, today)
     scan = AudienceScan(stream.source, stream.rejected)
-    # Each rule's answer by the values it reads: run once per distinct value, as in a sync.
-    rules = [(where, stream.loader.picker(free_names(where)), set[Any]()) for where in wheres]
+    rules = [stream.loader.rule(where) for where in wheres]
     for person in unique_people(stream):
         scan.people += 1
         scan.languages.setdefault(person.persona, Counter())[person.language] += 1
@@ -621,18 +623,10 @@ def scan_audience(project: Project, today: date, *, keep: int = 0, wheres: Itera
                 scan.unmatched.append(person)
         if email is not None and person.email == email:
             scan.found = person
-        for where, pick, checked in rules:
-            if where in scan.failures:
-                continue
-            key: Any = None
-            if pick is not None and isinstance(person.attributes, Attributes):
-                key = (pick(person.attributes.by_position),)
-                if key in checked:
-                    continue
-            try:
-                evaluate(where, person.attributes)
-            except LdmailError as exc:
-                scan.failures[where] = str(exc)
-            if key is not None:
-                checked.add(key)
+        for rule in rules:
+            if rule.source not in scan.failures:
+                try:
+                    rule(person.attributes)
+                except LdmailError as exc:
+                    scan.failures[rule.source] = str(exc)
     return scan

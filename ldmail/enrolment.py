@@ -19,10 +19,9 @@ from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from . import __version__
-from .audience import Attributes, AudienceLoader, PeopleStream, Person, digest_export
+from .audience import AudienceLoader, PeopleStream, Person, digest_export
 from .clock import from_iso, iso
 from .config import Project
-from .expressions import evaluate, free_names
 from .ledger import ACTIVE, CONVERTED, HOLDOUT, LEFT, STAGED, TREATMENT, Ledger
 from .models import Campaign, Goal
 from .privacy import FORGOTTEN
@@ -164,29 +163,16 @@ def export_mark(project: Project, now: datetime) -> str:
 
 
 class _Targeting:
-    """Whether a person belongs to a campaign's audience: decided once per distinct value
-    of what its `where` rule reads (the persona list is a set lookup)."""
+    """Whether a person belongs to a campaign's audience (see audience.Rule for `where`)."""
 
     def __init__(self, campaign: Campaign, loader: AudienceLoader) -> None:
-        self.campaign = campaign
         self.personas = set(campaign.audience.personas)
-        where = campaign.audience.where
-        self.pick = loader.picker(free_names(where)) if where else None
-        self.answers: dict[Any, bool] = {}
+        self.where = loader.rule(campaign.audience.where) if campaign.audience.where else None
 
     def __call__(self, person: Person) -> bool:
         if self.personas and person.persona not in self.personas:
             return False
-        where = self.campaign.audience.where
-        if not where:
-            return True
-        if self.pick is None or not isinstance(person.attributes, Attributes):
-            return evaluate(where, person.attributes)
-        key = self.pick(person.attributes.by_position)
-        answer = self.answers.get(key)
-        if answer is None:
-            answer = self.answers[key] = evaluate(where, person.attributes)
-        return answer
+        return self.where is None or self.where(person.attributes)
 
 
 class _Stager:

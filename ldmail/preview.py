@@ -55,7 +55,8 @@ def build_preview(project: Project, campaign_id: str, today: date, *, step_id: s
                                   f"{', '.join(project.audiences.personas)}")
             lang = language or project.settings.default_language
             real = audience.first.get((name, lang))
-            attributes = real.attributes if real else sample_person(project, lang, today)
+            attributes: Mapping[str, object] = real.attributes if real else \
+                sample_person(project, lang, today)
             targets.append((name, lang, attributes, str(attributes["email"]), real is not None))
     items: list[PreviewItem] = []
     for step in steps:
