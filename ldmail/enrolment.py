@@ -64,16 +64,6 @@ CREATE TEMP VIEW synced AS
                                             WHERE e.campaign = n.campaign AND e.email = n.email);
 """
 
-# A run that writes nothing and finds a different export stages it in tables of its own,
-# which hide the ledger's (SQLite looks a name up in temp first).
-_PRIVATE_STAGING = (
-    """CREATE TEMP TABLE staged_people (
-        row INTEGER PRIMARY KEY, email TEXT NOT NULL, name TEXT, language TEXT, persona TEXT,
-        timezone TEXT)""",
-    """CREATE TEMP TABLE staged_targets (
-        campaign TEXT NOT NULL, email TEXT NOT NULL, row INTEGER NOT NULL, anchor_at TEXT,
-        persona TEXT, language TEXT)""")
-
 # Why active enrolments end, in order of precedence: each statement only adds the
 # enrolments no earlier one took (INSERT OR IGNORE on the key).
 _EXITS = (
@@ -223,6 +213,16 @@ class _Stager:
         self.targeted.clear()
 
 
+def _private_staging(ledger: Ledger) -> None:
+    """Staging tables of the run's own, shaped as the ledger's and hiding them (SQLite looks
+    a name up in temp first): for a run that writes nothing and finds a different export."""
+    for table in ("staged_people", "staged_targets"):
+        (ddl,) = ledger.db.conn.execute(
+            "SELECT sql FROM main.sqlite_master WHERE type = 'table' AND name = ?",
+            (table,)).fetchone()
+        ledger.db.conn.execute(ddl.replace("CREATE TABLE", "CREATE TEMP TABLE", 1))
+
+
 def _stage_export(project: Project, ledger: Ledger, now: datetime, schema: str) -> None:
     """Read the export into `schema`'s staging tables; duplicate rows are dropped there.
 
@@ -308,8 +308,7 @@ def sync(project: Project, ledger: Ledger, now: datetime, *, persist: bool,
     restaged = stored is None or stored[0] != mark
     if restaged:
         if not persist:
-            for statement in _PRIVATE_STAGING:
-                conn.execute(statement)
+            _private_staging(ledger)
         _stage_export(project, ledger, now, "main" if persist else "temp")
     # The changes themselves are one transaction; one that writes holds the lock from its
     # first read, so nothing it read can change before it writes.
