@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import hashlib
 import io
 import re
 from collections import Counter
@@ -21,7 +22,7 @@ from datetime import date, datetime
 from functools import lru_cache
 from operator import itemgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, cast
+from typing import Any, NamedTuple, cast
 from zoneinfo import ZoneInfo
 
 from .config import AUDIENCES_FILE, Project
@@ -29,9 +30,6 @@ from .errors import ConfigError, LdmailError, Problem
 from .expressions import evaluate, free_names
 from .models import Audiences, Persona
 from .units import parse_timezone
-
-if TYPE_CHECKING:
-    from hashlib import _Hash as Hash
 
 _DATE_FORMATS = ("%Y-%m-%d", "%d-%m-%Y", "%d/%m/%Y", "%d.%m.%Y", "%Y/%m/%d", "%d-%m-%y")
 
@@ -561,14 +559,30 @@ class PeopleStream:
                          "per person"))
 
 
-def digest_export(project: Project, digest: Hash) -> None:
-    """Add the export's bytes to a digest (or why it cannot be read: the full run says so)."""
+# The last export hashed: its stat signature and digest. A run asks for the digest up to
+# four times (quiet check, sync, after staging, quiet marker); a million-row export is
+# read once unless the file changed in between, which a new size, inode or mtime shows.
+_EXPORT_DIGEST: dict[Path, tuple[tuple[int, ...], bytes]] = {}
+
+
+def export_digest(project: Project) -> bytes:
+    """SHA-256 of the export's bytes (or of why it cannot be read: the full run says so)."""
+    path = project.path(project.audiences.people.source)
     try:
-        with project.path(project.audiences.people.source).open("rb") as export:
+        stat = path.stat()
+        signature = (stat.st_size, stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns)
+        known = _EXPORT_DIGEST.get(path)
+        if known is not None and known[0] == signature:
+            return known[1]
+        digest = hashlib.sha256()
+        with path.open("rb") as export:
             while chunk := export.read(_CHUNK):
                 digest.update(chunk)
     except OSError as exc:
-        digest.update(f"unreadable: {exc}".encode())
+        return hashlib.sha256(f"unreadable: {exc}".encode()).digest()
+    _EXPORT_DIGEST.clear()
+    _EXPORT_DIGEST[path] = (signature, digest.digest())
+    return digest.digest()
 
 
 def unique_people(stream: PeopleStream) -> Iterator[Person]:

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from . import __version__
-from .audience import AudienceLoader, PeopleStream, Person, digest_export
+from .audience import AudienceLoader, PeopleStream, Person, export_digest
 from .clock import from_iso, iso
 from .config import Project
 from .ledger import ACTIVE, CONVERTED, HOLDOUT, LEFT, STAGED, TREATMENT, Ledger
@@ -148,7 +148,7 @@ def export_mark(project: Project, now: datetime) -> str:
     for campaign_id, file in sorted(project.campaigns.items()):
         digest.update(f"\n{campaign_id}\n{file.model!r}".encode())
     digest.update(f"\n{now.date().isoformat()}\n".encode())
-    digest_export(project, digest)
+    digest.update(export_digest(project))
     return digest.hexdigest()
 
 
@@ -324,7 +324,8 @@ def sync(project: Project, ledger: Ledger, now: datetime, *, persist: bool,
             return result
         result.enrolled = conn.execute(_NEW_INTO_LEDGER, states).rowcount
         _apply_exits(ledger, now)
-        # Trusted from now on only if the export did not change while it was read.
+        # Trusted from now on only if the export did not change while it was read (a new
+        # size, inode or modification time makes export_digest read it again).
         if restaged and export_mark(project, now) == mark:
             conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key)"
                          " DO UPDATE SET value = excluded.value", (STAGED, mark))

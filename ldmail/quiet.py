@@ -18,10 +18,9 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from . import __version__
-from .audience import digest_export
 from .clock import from_iso, iso
 from .config import Project
+from .enrolment import export_mark
 from .ledger import Ledger
 
 KEY = "quiet"
@@ -34,14 +33,11 @@ class Quiet:
 
 
 def fingerprint(project: Project, ledger: Ledger, now: datetime) -> str:
-    digest = hashlib.sha256(f"ldmail {__version__}\n".encode())
+    # The staged export's mark covers the export, audiences, campaigns and today's date.
+    digest = hashlib.sha256(export_mark(project, now).encode())
     digest.update(repr(project.settings).encode())
-    digest.update(repr(project.audiences).encode())
-    for campaign_id, file in sorted(project.campaigns.items()):
-        digest.update(f"\n{campaign_id}\n{file.model!r}".encode())
+    for _, file in sorted(project.campaigns.items()):
         digest.update(now.astimezone(file.model.send_window.timezone).date().isoformat().encode())
-    digest.update(f"\n{now.date().isoformat()}\n".encode())
-    digest_export(project, digest)
     counts = ledger.db.conn.execute(
         "SELECT (SELECT count(*) FROM main.staged_people), (SELECT count(*) FROM enrolments),"
         " (SELECT count(*) FROM enrolments WHERE state = 'active'),"
