@@ -95,13 +95,6 @@ class Rejected:
     reason: str
 
 
-@dataclass
-class AudienceResult:
-    people: list[Person] = field(default_factory=list)
-    rejected: list[Rejected] = field(default_factory=list)
-    source: str = ""
-
-
 @lru_cache(maxsize=65536)
 def parse_date(text: str) -> date:
     """ISO or day-first dates as European exports write them (cached: exports repeat dates)."""
@@ -594,12 +587,6 @@ def unique_people(stream: PeopleStream) -> Iterator[Person]:
             stream.reject_duplicate(person.row, person.email, first)
             continue
         yield person
-
-
-def load_audience(project: Project, today: date) -> AudienceResult:
-    """Every good row becomes a Person; every bad row is reported with its line and reason."""
-    stream = PeopleStream(project, today)
-    return AudienceResult(list(unique_people(stream)), stream.rejected, stream.source)
 
 
 @dataclass
