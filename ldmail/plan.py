@@ -6,6 +6,7 @@ import bisect
 from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from operator import itemgetter
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -78,6 +79,10 @@ def build_plan(project: Project, now: datetime, days: int, *, db: Path | None = 
     return Plan(first.sends(), per_day, sum(per_day.values()), synced.enrolled, holdout, until)
 
 
+# Time, campaign, address and position: never all equal for two sends.
+_ORDER = itemgetter(0, 1, 2, 3)
+
+
 class _Earliest:
     """The first `size` sends in time order (then campaign, address and step order)."""
 
@@ -97,7 +102,7 @@ class _Earliest:
     def add(self, send_at: datetime, enrolment: Enrolment, position: int, planned: Planned,
             zone: ZoneInfo) -> None:
         bisect.insort(self.kept, (send_at, enrolment.campaign, enrolment.email, position,
-                                  enrolment, planned, zone), key=_order)
+                                  enrolment, planned, zone), key=_ORDER)
         del self.kept[self.size:]
 
     def sends(self) -> list[PlannedSend]:
@@ -106,7 +111,3 @@ class _Earliest:
                             enrolment.language, planned.retry)
                 for send_at, _, _, _, enrolment, planned, zone in self.kept]
 
-
-def _order(kept: tuple[datetime, str, str, int, Enrolment, Planned, ZoneInfo]
-           ) -> tuple[datetime, str, str, int]:
-    return kept[0], kept[1], kept[2], kept[3]
