@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ from typing import Any
 from .audience import find_column, normalise_email, read_rows
 from .clock import iso
 from .errors import LdmailError
+from .hygiene import excerpt
 from .ledger import Ledger
 
 # Header names we recognise in LMS exports (English, Dutch and German), lower-cased.
@@ -66,7 +68,7 @@ def parse_timestamp(text: str) -> datetime:
             except ValueError:
                 continue
         else:
-            raise ValueError(f"unreadable timestamp '{text}'") from None
+            raise ValueError(f"unreadable timestamp {excerpt(text)}") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
@@ -141,6 +143,53 @@ class _Unreadable:
     reason: str
 
 
+# No xAPI value is a number of more than a few digits or nests deeper than a few levels; a
+# file that does is broken or hostile, and Python's json would fail with a traceback on it.
+MAX_JSON_DIGITS = 40
+MAX_JSON_DEPTH = 64
+_JSON_STRUCTURE = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+class JsonLimit(ValueError):
+    "A JSON document beyond what an event file can need."
+
+    def __init__(self, reason: str, line: int = 1) -> None:
+        self.reason, self.line = reason, line
+        super().__init__(reason)
+
+
+def _number(text: str) -> float | int:
+    if len(text) > MAX_JSON_DIGITS:
+        raise JsonLimit(f"a number of {len(text):,} digits (at most {MAX_JSON_DIGITS})")
+    return float(text) if any(c in text for c in ".eE") else int(text)
+
+
+def _deep_line(text: str) -> int:
+    """The line where `text` first nests deeper than MAX_JSON_DEPTH (1 if it never does)."""
+    depth = 0
+    for token in _JSON_STRUCTURE.finditer(text):
+        if token.group() in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return text.count("\n", 0, token.start()) + 1
+        elif token.group() in "]}":
+            depth -= 1
+    return 1
+
+
+def load_json(text: str) -> Any:
+    """json.loads with the limits above; JsonLimit (with a line) instead of a traceback."""
+    try:
+        return json.loads(text, parse_int=_number, parse_float=_number)
+    except RecursionError:
+        raise JsonLimit(f"nested more than {MAX_JSON_DEPTH} levels deep",
+                        _deep_line(text)) from None
+    except JsonLimit as exc:
+        long_number = re.search(r"\d{" + str(MAX_JSON_DIGITS + 1) + ",}", text)
+        line = text.count("\n", 0, long_number.start()) + 1 if long_number else 1
+        raise JsonLimit(exc.reason, line) from None
+
+
 def _from_xapi(path: Path, display: str) -> Iterator[tuple[str, Event | str]]:
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -150,7 +199,11 @@ def _from_xapi(path: Path, display: str) -> Iterator[tuple[str, Event | str]]:
     expected = ("export the statements as a JSON array, an LRS answer {\"statements\": [...]} "
                 "or one statement per line")
     try:
-        document: Any = json.loads(text)
+        document: Any = load_json(text)
+    except JsonLimit as exc:
+        if text.lstrip().startswith("["):
+            raise LdmailError(f"{display}:{exc.line}: {exc.reason}; {expected}") from None
+        document = _LINES  # perhaps one statement per line: each line is checked on its own
     except json.JSONDecodeError as exc:
         if text.lstrip().startswith("["):
             cut = exc.pos >= len(text.rstrip())
@@ -176,9 +229,11 @@ def _from_xapi(path: Path, display: str) -> Iterator[tuple[str, Event | str]]:
             if not line.strip():
                 continue
             try:
-                items.append((f"line {number}", json.loads(line)))
+                items.append((f"line {number}", load_json(line)))
             except json.JSONDecodeError as exc:
                 items.append((f"line {number}", _Unreadable(f"invalid JSON ({exc.msg})")))
+            except JsonLimit as exc:
+                items.append((f"line {number}", _Unreadable(exc.reason)))
     for where, statement in items:
         if isinstance(statement, _Unreadable):
             yield where, statement.reason

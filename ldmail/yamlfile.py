@@ -92,9 +92,78 @@ def _explain(exc: yaml.MarkedYAMLError, text: str) -> tuple[int | None, str]:
     return at, f"{problem}; check indentation and quoting"
 
 
+# Limits that keep a hostile file (an alias "billion laughs" bomb, a structure nested 2,000
+# deep, a 5,000-digit number) from costing more than milliseconds; real campaign files are far
+# inside them. Aliases are allowed (a shared send window, say) but may expand to at most
+# MAX_NODES values in all.
+MAX_BYTES = 1_000_000
+MAX_DEPTH = 50
+MAX_NODES = 10_000
+MAX_SCALAR = 100_000
+_LONG_NUMBER = re.compile(r"[-+]?[0-9_.eE+-]{40,}|[-+]?0[xob][0-9a-fA-F_]{40,}")
+_OPENS = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
+_CLOSES = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
+
+
+def _beyond_limits(text: str) -> tuple[int, str] | None:
+    """(line, reason) of the first place the document exceeds a limit, read as events.
+
+    PyYAML's parser is iterative, so this pass is safe on any input; its composer and
+    constructor (recursive, and expanding every alias) only run once this pass is clean.
+    """
+    loader = yaml.SafeLoader(text)
+    depth = values = 0
+    expanded: dict[str, int] = {}  # anchor -> values it stands for
+    open_anchors: list[tuple[str | None, int]] = []
+    try:
+        while loader.check_event():
+            event = loader.get_event()  # type: ignore[no-untyped-call]
+            line = event.start_mark.line + 1
+            if isinstance(event, _OPENS):
+                depth, values = depth + 1, values + 1
+                if depth > MAX_DEPTH:
+                    return line, (f"nested more than {MAX_DEPTH} levels deep; campaign files "
+                                  "need a handful: flatten it")
+                open_anchors.append((event.anchor, values))
+            elif isinstance(event, _CLOSES):
+                depth -= 1
+                anchor, first = open_anchors.pop()
+                if anchor is not None:
+                    expanded[anchor] = values - first + 1
+            elif isinstance(event, yaml.ScalarEvent):
+                values += 1
+                if len(event.value) > MAX_SCALAR:
+                    return line, (f"a value of {len(event.value):,} characters (at most "
+                                  f"{MAX_SCALAR:,}); put long text in a template")
+                if event.implicit[0] and event.style is None and \
+                        _LONG_NUMBER.fullmatch(event.value):
+                    return line, (f"a number of {len(event.value):,} digits; no setting needs "
+                                  "more than a few: check the value (or quote it as text)")
+                if event.anchor is not None:
+                    expanded[event.anchor] = 1
+            elif isinstance(event, yaml.AliasEvent):
+                if any(anchor == event.anchor for anchor, _ in open_anchors):
+                    return line, (f"the alias *{event.anchor} is inside the value it names, a "
+                                  "loop; repeat the value instead")
+                values += expanded.get(event.anchor or "", 1)
+            if values > MAX_NODES:
+                return line, (f"more than {MAX_NODES:,} values once aliases (*name) are "
+                              "expanded; repeat fewer values through aliases")
+    except yaml.YAMLError:
+        return None  # the full parse below explains it with its location
+    finally:
+        loader.dispose()
+    return None
+
+
 def load_yaml(path: Path, display: str) -> LocatedYaml | Problem:
     """Parse one YAML file; a syntax error comes back as a located Problem, not an exception."""
     try:
+        if not path.is_file():
+            return Problem(display, None, "not a regular file; replace it with a YAML text file")
+        if path.stat().st_size > MAX_BYTES:
+            return Problem(display, None, f"larger than {MAX_BYTES:,} bytes; campaign files are "
+                           "a few kilobytes: check that this is the right file")
         raw = path.read_bytes()
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -103,6 +172,9 @@ def load_yaml(path: Path, display: str) -> LocatedYaml | Problem:
                                       "read); save the file as UTF-8")
     except OSError as exc:
         return Problem(display, None, f"cannot read: {exc.strerror}")
+    beyond = _beyond_limits(text)
+    if beyond is not None:
+        return Problem(display, *beyond)
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
