@@ -13,6 +13,8 @@ from datetime import date
 from pathlib import Path
 
 from .config import Project
+from .errors import LdmailError
+from .hygiene import private_folder, write_private
 from .preview import PreviewItem, build_preview
 from .units import format_duration
 
@@ -70,46 +72,60 @@ def _message_page(project: Project, entry: GalleryEntry) -> str:
     body = (f'<header><h1>{html.escape(rendered.subject)}</h1><p><a style="color:#fff" '
             f'href="index.html">← all messages</a></p></header><main><dl>{rows}</dl>'
             f'<div class="frames"><figure><figcaption>Desktop (680 px)</figcaption>'
-            f'<iframe src="{entry.mail}" width="680" title="desktop"></iframe></figure>'
-            f'<figure><figcaption>Mobile (375 px)</figcaption>'
-            f'<iframe src="{entry.mail}" width="375" title="mobile"></iframe></figure>'
+            f'<iframe src="{html.escape(entry.mail)}" width="680" title="desktop"></iframe>'
+            f'</figure><figure><figcaption>Mobile (375 px)</figcaption>'
+            f'<iframe src="{html.escape(entry.mail)}" width="375" title="mobile"></iframe>'
+            f'</figure>'
             f"<figure><figcaption>Text part</figcaption><pre>{html.escape(rendered.text)}"
             f"</pre></figure></div></main>")
     return _page(rendered.subject, body)
 
 
 def _index(project: Project, entries: list[GalleryEntry]) -> str:
+    # Every value here comes from the repository under review: escape all of it, ids included.
+    e = html.escape
     sections = []
     for campaign_id, file in project.campaigns.items():
         campaign = file.model
-        mine = [e for e in entries if e.campaign == campaign_id]
+        mine = [entry for entry in entries if entry.campaign == campaign_id]
         timeline = "".join(
-            f"<span>day {format_duration(s.after)} · {html.escape(s.id)}"
+            f"<span>day {e(format_duration(s.after))} · {e(s.id)}"
             f"{' · calendar invite' if s.calendar else ''}</span>" for s in campaign.steps)
         rows = "".join(
-            f"<tr><td>{html.escape(e.item.step.id)}</td>"
-            f"<td>{format_duration(e.item.step.after)}</td>"
-            f"<td>{html.escape(e.item.persona or '')}</td><td>{e.item.language}</td>"
-            f'<td><a href="{e.page}">{html.escape(e.item.rendered.subject)}</a></td>'
-            f"<td>{html.escape(e.item.rendered.preheader)}</td></tr>" for e in mine)
+            f"<tr><td>{e(entry.item.step.id)}</td>"
+            f"<td>{e(format_duration(entry.item.step.after))}</td>"
+            f"<td>{e(entry.item.persona or '')}</td><td>{e(entry.item.language)}</td>"
+            f'<td><a href="{e(entry.page)}">{e(entry.item.rendered.subject)}</a></td>'
+            f"<td>{e(entry.item.rendered.preheader)}</td></tr>" for entry in mine)
         sections.append(
-            f'<h2 id="{campaign_id}">{html.escape(campaign.title)} <small>{campaign_id} · '
-            f"{campaign.phase} · starts {campaign.starts} · holdout {campaign.holdout:.0%}"
-            f'</small></h2><div class="timeline">{timeline}</div><table><thead><tr><th>step</th>'
-            f"<th>day</th><th>persona</th><th>lang</th><th>subject</th><th>preheader</th></tr>"
-            f"</thead><tbody>{rows}</tbody></table>")
+            f'<h2 id="{e(campaign_id)}">{e(campaign.title)} <small>{e(campaign_id)} · '
+            f"{e(campaign.phase)} · starts {e(str(campaign.starts))} · holdout "
+            f"{campaign.holdout:.0%}</small></h2><div class=\"timeline\">{timeline}</div>"
+            f"<table><thead><tr><th>step</th><th>day</th><th>persona</th><th>lang</th>"
+            f"<th>subject</th><th>preheader</th></tr></thead><tbody>{rows}</tbody></table>")
     title = project.settings.organisation or "Campaign"
-    body = (f"<header><h1>{html.escape(title)}: campaign preview</h1>"
+    body = (f"<header><h1>{e(title)}: campaign preview</h1>"
             f"<p>{len(entries)} messages · {len(project.campaigns)} campaigns · every step for "
             f"every persona and language</p></header><main>{''.join(sections)}</main>")
     return _page(f"{title}: campaign preview", body)
 
 
 def write_gallery(project: Project, folder: Path, today: date) -> list[GalleryEntry]:
-    """Render everything into `folder` (replacing an earlier gallery there)."""
+    """Render everything into `folder` (replacing an earlier gallery there).
+
+    The pages show real people's names and addresses, so the folder and its files are made
+    readable by their owner only. A folder that holds anything but an earlier gallery is not
+    emptied: `--out .` must never delete a project.
+    """
     if folder.exists():
-        shutil.rmtree(folder)
-    (folder / "mail").mkdir(parents=True)
+        if not (folder / "index.html").is_file() or not (folder / "mail").is_dir():
+            if any(folder.iterdir()):
+                raise LdmailError(f"{folder} holds files that are not a preview gallery; "
+                                  "give an empty or new folder for --out")
+        else:
+            shutil.rmtree(folder)
+    private_folder(folder)
+    private_folder(folder / "mail")
     entries: list[GalleryEntry] = []
     for campaign_id, file in project.campaigns.items():
         personas = file.model.audience.personas or list(project.audiences.personas)
@@ -119,11 +135,11 @@ def write_gallery(project: Project, folder: Path, today: date) -> list[GalleryEn
                                           language=language):
                     stem = f"{campaign_id}--{item.step.id}--{persona}--{language}"
                     entry = GalleryEntry(campaign_id, item, f"{stem}.html", f"mail/{stem}.html")
-                    (folder / entry.mail).write_text(item.rendered.html, encoding="utf-8")
+                    write_private(folder / entry.mail, item.rendered.html)
                     entries.append(entry)
     entries.sort(key=lambda e: (e.campaign, e.item.step.after, e.item.persona or "",
                                 e.item.language))
     for entry in entries:
-        (folder / entry.page).write_text(_message_page(project, entry), encoding="utf-8")
-    (folder / "index.html").write_text(_index(project, entries), encoding="utf-8")
+        write_private(folder / entry.page, _message_page(project, entry))
+    write_private(folder / "index.html", _index(project, entries))
     return entries

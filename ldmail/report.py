@@ -15,6 +15,7 @@ from typing import Any
 from .clock import from_iso, iso
 from .config import Project
 from .enrolment import goal_reached_at
+from .hygiene import csv_cell
 from .ledger import FAILED, HOLDOUT, SENT, UNKNOWN, Ledger
 from .stats import Comparison
 
@@ -176,13 +177,15 @@ def to_csv(report: Report) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, extrasaction="ignore")
     writer.writeheader()
+    rows: list[dict[str, object]] = []
     for campaign in report.campaigns:
         for step in campaign.steps:
-            writer.writerow({"campaign": campaign.id, "record": "step", **step.__dict__})
+            rows.append({"campaign": campaign.id, "record": "step", **step.__dict__})
         segments = ([campaign.overall] if campaign.overall else []) + campaign.personas
         for segment in segments:
-            writer.writerow({"campaign": campaign.id, "record": "conversion",
-                             **segment.as_dict()})
+            rows.append({"campaign": campaign.id, "record": "conversion", **segment.as_dict()})
+    for row in rows:  # ids and names from the repository must not run as formulas in Excel
+        writer.writerow({key: csv_cell(value) for key, value in row.items()})
     return buffer.getvalue()
 
 

@@ -1,0 +1,74 @@
+"""Text from untrusted input made safe for where it goes: terminals, CSV cells, messages.
+
+Values from an HR export, an event file or a file name in a pull request can hold terminal
+escape sequences (an OSC title, a screen clear), Unicode direction overrides that make a
+line read differently from what it is, or a leading `=` that Excel runs as a formula.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+# C0 controls except tab and newline, DEL, C1 controls, and the bidirectional overrides and
+# isolates (the "Trojan Source" characters).
+_INVISIBLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group(0))
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def visible(text: str) -> str:
+    """`text` with every control character shown as an escape (`\\x1b`), not obeyed."""
+    return _INVISIBLE.sub(_escape, text)
+
+
+def one_line(text: str) -> str:
+    """`visible` that also shows line breaks, for values that must stay on one line."""
+    return visible(text.replace("\r", "\\r").replace("\n", "\\n"))
+
+
+def excerpt(text: str, limit: int = 60) -> str:
+    """A short, one-line, visible quotation of untrusted text for an error message."""
+    shown = one_line(text)
+    return "'" + (shown if len(shown) <= limit else shown[:limit - 1] + "…") + "'"
+
+
+def csv_cell(value: object) -> object:
+    """A value that spreadsheet programs show as text, never run as a formula.
+
+    Cells starting with = + - @ (or a tab or carriage return) get a leading apostrophe,
+    OWASP's advice; numbers stay numbers.
+    """
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def private_folder(path: Path) -> Path:
+    """`path` as a folder readable by its owner only, as the ledger's folder is.
+
+    Every folder this creates (parents too: `.ldmail` on the way to `.ldmail/preview`) is 0700,
+    and `path` itself is made 0700 if it existed.
+    """
+    missing = [folder for folder in (path, *path.parents) if not folder.exists()]
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
+    path.chmod(0o700)
+    return path
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file that may hold personal data (a preview, a gallery page, a report) 0600.
+
+    os.open with the mode, not write_text and chmod: there is no moment when the file is
+    readable by others, and an existing file's permissions are tightened too.
+    """
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        os.fchmod(handle.fileno(), 0o600)
+        handle.write(text)
