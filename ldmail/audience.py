@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any, NamedTuple, cast
 from zoneinfo import ZoneInfo
 
-from .config import AUDIENCES_FILE, Project
+from .config import AUDIENCES_FILE, PEOPLE_SOURCE, Project
 from .errors import ConfigError, LdmailError, Problem
 from .expressions import evaluate, free_names
+from .hygiene import excerpt
 from .models import Audiences, Persona
 from .units import parse_timezone
 
@@ -106,7 +107,8 @@ def parse_date(text: str) -> date:
         except ValueError as exc:
             if not str(exc).startswith(("time data", "unconverted data")):
                 impossible = f": no such day ({exc})"  # the right shape, e.g. 31 February
-    raise ValueError(f"unreadable date '{text}'{impossible} (write 2026-03-31 or 31-03-2026)")
+    raise ValueError(f"unreadable date {excerpt(text)}{impossible} (write 2026-03-31 or "
+                     "31-03-2026)")
 
 
 # A plain ASCII local part (dot-atoms): the common case, checked by a regex; anything else
@@ -137,18 +139,18 @@ def normalise_email(text: str) -> str:
         try:
             return f"{local.lower()}@{_checked_domain(domain)}"
         except ValueError as exc:
-            raise ValueError(f"invalid e-mail address '{text}': {str(exc).rstrip('.')}") \
+            raise ValueError(f"invalid e-mail address {excerpt(text)}: {str(exc).rstrip('.')}") \
                 from None
     from email_validator import EmailNotValidError, validate_email  # not for plain addresses
 
     if at and not local.isascii():
-        raise ValueError(f"invalid e-mail address '{text}': the part before the @ has non-ASCII "
-                         "characters, which most mail servers cannot deliver to (SMTPUTF8); "
-                         "use the person's ASCII address")
+        raise ValueError(f"invalid e-mail address {excerpt(text)}: the part before the @ has "
+                         "non-ASCII characters, which most mail servers cannot deliver to "
+                         "(SMTPUTF8); use the person's ASCII address")
     try:
         checked = validate_email(text, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
-        raise ValueError(f"invalid e-mail address '{text}': {str(exc).rstrip('.')}") \
+        raise ValueError(f"invalid e-mail address {excerpt(text)}: {str(exc).rstrip('.')}") \
             from None
     return str(checked.ascii_email or checked.normalized).lower()
 
@@ -458,7 +460,7 @@ class AudienceLoader:
         personas: dict[str, Persona] = self.audiences.personas
         if explicit:
             if explicit not in personas:
-                raise _RowError(f"persona '{explicit}' is not defined in {AUDIENCES_FILE} "
+                raise _RowError(f"persona {excerpt(explicit)} is not defined in {AUDIENCES_FILE} "
                                 f"(personas: {', '.join(personas)})")
             return explicit
         for name, rule in self.rules:
@@ -485,7 +487,7 @@ class PeopleStream:
         source = project.audiences.people
         self.source = source.source
         self.rejected: list[Rejected] = []
-        self.header, self._rows = read_rows(project.path(source.source), self.source,
+        self.header, self._rows = read_rows(project.path(source.source, PEOPLE_SOURCE), self.source,
                                             source.encoding, source.delimiter)
         try:
             positions = self._positions(self.header)
@@ -560,7 +562,7 @@ _EXPORT_DIGEST: dict[Path, tuple[tuple[int, ...], bytes]] = {}
 
 def export_digest(project: Project) -> bytes:
     """SHA-256 of the export's bytes (or of why it cannot be read: the full run says so)."""
-    path = project.path(project.audiences.people.source)
+    path = project.path(project.audiences.people.source, PEOPLE_SOURCE)
     try:
         stat = path.stat()
         signature = (stat.st_size, stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns)

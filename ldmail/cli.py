@@ -17,6 +17,8 @@ import typer
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from .errors import Problem
+
 app = typer.Typer(
     name="ldmail",
     help="Drip e-mail campaigns for Learning & Development teams, as code.",
@@ -74,12 +76,31 @@ T = TypeVar("T")
 
 def console(stderr: bool = False) -> Console:
     from rich.console import Console
+    from rich.errors import MarkupError
+    from rich.text import Text
+
+    from .hygiene import visible
+
+    class TerminalConsole(Console):
+        """A console that shows control characters from data instead of obeying them.
+
+        Names, addresses and file names come from HR exports and pull requests; an escape
+        sequence in one must not retitle or clear the terminal. Every string printed (table
+        cells included) passes through render_str; one that is not valid markup (a stray
+        "[/b]" in a name) is shown as plain text rather than crashing the command.
+        """
+
+        def render_str(self, text: str, **options: Any) -> Text:
+            try:
+                return super().render_str(visible(text), **options)
+            except MarkupError:
+                return super().render_str(visible(text), **{**options, "markup": False})
 
     # Errors stay one line each (soft wrap) so `file:line: message` can be grepped.
     probe = Console(stderr=stderr)
     # Piped output (cron mail, CI logs) gets room for full addresses and timestamps.
     width = None if probe.is_terminal else 160
-    return Console(stderr=stderr, highlight=False, soft_wrap=stderr, width=width)
+    return TerminalConsole(stderr=stderr, highlight=False, soft_wrap=stderr, width=width)
 
 
 @dataclass(frozen=True)
@@ -103,10 +124,10 @@ def invocation(project: Path | None, now: str | None) -> Iterator[Invocation]:
     except ConfigError as exc:
         err = console(stderr=True)
         for problem in exc.problems:
-            err.print(f"[red]error[/red] {problem}", markup=True, highlight=False)
+            err.print(f"[red]error[/red] {_escape(str(problem))}", markup=True, highlight=False)
         raise typer.Exit(1) from None
     except LdmailError as exc:
-        console(stderr=True).print(f"[red]error[/red] {exc}", markup=True)
+        console(stderr=True).print(f"[red]error[/red] {_escape(str(exc))}", markup=True)
         raise typer.Exit(1) from None
     except sqlite3.OperationalError as exc:
         from . import ledger
@@ -164,9 +185,7 @@ def validate(
     elif output == "github":
         for level, items in (("error", report.problems), ("warning", report.warnings)):
             for p in items:
-                line = f",line={p.line}" if p.line else ""
-                message = p.message.replace("%", "%25").replace("\n", "%0A")
-                sys.stdout.write(f"::{level} file={p.file}{line}::{message}\n")
+                sys.stdout.write(_workflow_command(level, p) + "\n")
     else:
         for p in report.problems:
             out.print(f"{_escape(str(p))}", soft_wrap=True)
@@ -180,6 +199,24 @@ def validate(
                       f"{report.renders} renders checked")
     if report.problems:
         raise typer.Exit(1)
+
+
+def _workflow_command(level: str, problem: Problem) -> str:
+    """A GitHub Actions annotation, escaped so no value can start a command of its own.
+
+    A file name from a pull request could hold a line break followed by "::add-mask::" or
+    similar; GitHub's rules escape % CR LF in the message and also : , in properties.
+    """
+    from .hygiene import visible
+
+    def data(text: str) -> str:
+        return visible(text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A"))
+
+    def prop(text: str) -> str:
+        return data(text).replace(":", "%3A").replace(",", "%2C")
+
+    line = f",line={problem.line}" if problem.line else ""
+    return f"::{level} file={prop(problem.file)}{line}::{data(problem.message)}"
 
 
 def main() -> None:
@@ -282,6 +319,7 @@ def preview(
     from rich.panel import Panel
 
     from .config import load_project
+    from .hygiene import private_folder, write_private
     from .preview import build_preview
 
     if persona and person:
@@ -310,11 +348,10 @@ def preview(
         terminal.print(Panel(_escape(header + "\n\n" + item.rendered.text.rstrip()),
                              title=_escape(title), title_align="left", expand=False))
         if html:
-            folder = inv.root / ".ldmail" / "preview"
-            folder.mkdir(parents=True, exist_ok=True)
+            folder = private_folder(inv.root / ".ldmail" / "preview")
             name = f"{campaign}-{item.step.id}-{item.persona or 'none'}-{item.language}.html"
             path = folder / name
-            path.write_text(item.rendered.html, encoding="utf-8")
+            write_private(path, item.rendered.html)
             terminal.print(f"HTML written to {path}")
 
 
@@ -618,6 +655,7 @@ def report(
     95% interval and a p-value; as a table, CSV, JSON or a self-contained HTML page.
     """
     from .config import load_project
+    from .hygiene import write_private
     from .report import build_report, to_csv, to_json
 
     if output not in {"table", "csv", "json", "html"}:
@@ -637,7 +675,7 @@ def report(
     if out_file is None:
         sys.stdout.write(text)
     else:
-        out_file.write_text(text, encoding="utf-8")
+        write_private(out_file, text)
         console().print(f"Report written to {out_file}")
 
 
@@ -754,7 +792,7 @@ def forget(
     now: NowOption = None,
 ) -> None:
     """Erase a person's data; they stay suppressed."""
-    from .config import load_project
+    from .config import OUTBOX_SETTING, load_project
     from .ledger import Ledger
     from .privacy import forget as erase
     from .privacy import resolve
@@ -764,7 +802,7 @@ def forget(
         with Ledger.of(loaded, db) as ledger:
             address = resolve(ledger, email)
             result = erase(ledger, address, inv.now,
-                           loaded.path(loaded.settings.transport.outbox))
+                           loaded.path(loaded.settings.transport.outbox, OUTBOX_SETTING))
     console().print(
         f"Forgotten: {result.rows} ledger row(s) now hold only a keyed hash, "
         f"{result.outbox_files} outbox file(s) deleted. The person stays suppressed; remove "

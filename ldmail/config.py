@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -12,7 +13,9 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from .confine import OutsideProject, confined, escaping_links
 from .errors import ConfigError, Problem, ProjectNotFound
+from .hygiene import one_line
 from .models import DERIVED_ATTRIBUTES, Audiences, Campaign, FieldError, Settings
 from .yamlfile import Loc, LocatedYaml, load_yaml
 
@@ -20,8 +23,14 @@ SETTINGS_FILE = "ldmail.yaml"
 AUDIENCES_FILE = "audiences.yaml"
 CAMPAIGNS_DIR = "campaigns"
 TEMPLATES_DIR = "templates"
+# The settings that name a file or folder, as an error message names them.
+PEOPLE_SOURCE = f"people.source in {AUDIENCES_FILE}"
+LEDGER_SETTING = f"ledger in {SETTINGS_FILE}"
+OUTBOX_SETTING = f"transport.outbox in {SETTINGS_FILE}"
 
 M = TypeVar("M", bound=BaseModel)
+# Campaign ids come from file names and go into headers, links and file names: slugs only.
+CAMPAIGN_ID = re.compile(r"[a-z0-9][a-z0-9_-]*")
 
 
 @dataclass(frozen=True)
@@ -42,10 +51,17 @@ class Project:
     audiences_source: LocatedYaml | None = None
     problems: list[Problem] = field(default_factory=list)
 
-    def path(self, relative: str) -> Path:
-        """A path from a setting, relative to the project root unless absolute."""
+    def path(self, relative: str, setting: str) -> Path:
+        """A path from a setting, relative to the project root unless absolute.
+
+        It must stay inside the project (symbolic links resolved) unless the operator lists
+        its folder in LDMAIL_DATA_DIRS; `setting` names it in the error, e.g. "people.source
+        in audiences.yaml".
+        """
         candidate = Path(relative).expanduser()
-        return candidate if candidate.is_absolute() else self.root / candidate
+        full = candidate if candidate.is_absolute() else self.root / candidate
+        confined(full, self.root, setting, data=True)
+        return full
 
     @property
     def templates_dir(self) -> Path:
@@ -290,12 +306,35 @@ def _check_names(expression: str, columns: set[str], source: LocatedYaml, loc: L
             f"{', '.join(sorted(known))} (map more columns under people.columns)"))
 
 
-def _load(path: Path, display: str, problems: list[Problem]) -> LocatedYaml | None:
+def _load(root: Path, path: Path, display: str, problems: list[Problem]) -> LocatedYaml | None:
+    try:
+        confined(path, root, display)  # a file in the project, not a link out of it
+    except OutsideProject as exc:
+        problems.append(exc.problem())
+        return None
     loaded = load_yaml(path, display)
     if isinstance(loaded, Problem):
         problems.append(loaded)
         return None
     return loaded
+
+
+def _check_paths(project: Project, settings_yaml: LocatedYaml | None,
+                 problems: list[Problem]) -> None:
+    """Every file or folder a setting names stays in the project (or an operator's folder)."""
+    named = [(project.audiences.people.source, project.audiences_source, ("people", "source"),
+              PEOPLE_SOURCE),
+             (project.settings.ledger, settings_yaml, ("ledger",), LEDGER_SETTING),
+             (project.settings.transport.outbox, settings_yaml, ("transport", "outbox"),
+              OUTBOX_SETTING)]
+    for value, source, loc, setting in named:
+        try:
+            project.path(value, setting)
+        except OutsideProject as exc:
+            where = source.display if source else SETTINGS_FILE
+            line = source.line_of(loc) if source else None
+            problems.append(Problem(where, line, f"{'.'.join(loc)}: "
+                                    f"{str(exc).removeprefix(setting + ': ')}"))
 
 
 def load_project(root: Path, *, strict: bool = True) -> Project:
@@ -308,9 +347,10 @@ def load_project(root: Path, *, strict: bool = True) -> Project:
     problems: list[Problem] = []
 
     settings: Settings | None = Settings()
+    settings_yaml: LocatedYaml | None = None
     settings_path = root / SETTINGS_FILE
     if settings_path.exists():
-        settings_yaml = _load(settings_path, SETTINGS_FILE, problems)
+        settings_yaml = _load(root, settings_path, SETTINGS_FILE, problems)
         settings = validate_model(Settings, settings_yaml, problems) if settings_yaml else None
 
     audiences: Audiences | None = None
@@ -319,7 +359,7 @@ def load_project(root: Path, *, strict: bool = True) -> Project:
         problems.append(Problem(AUDIENCES_FILE, None,
                                 "missing; it defines where people come from and the personas"))
     else:
-        audiences_yaml = _load(audiences_path, AUDIENCES_FILE, problems)
+        audiences_yaml = _load(root, audiences_path, AUDIENCES_FILE, problems)
         if audiences_yaml:
             audiences = validate_model(Audiences, audiences_yaml, problems)
 
@@ -328,9 +368,17 @@ def load_project(root: Path, *, strict: bool = True) -> Project:
     files = sorted(campaigns_dir.glob("*.y*ml")) if campaigns_dir.is_dir() else []
     if not files:
         problems.append(Problem(CAMPAIGNS_DIR, None, "no campaign files (campaigns/*.yaml) found"))
+    problems.extend(escaping_links(root, CAMPAIGNS_DIR))
+    problems.extend(escaping_links(root, TEMPLATES_DIR, own_folder=True))
     for path in files:
-        display = f"{CAMPAIGNS_DIR}/{path.name}"
-        located = _load(path, display, problems)
+        display = f"{CAMPAIGNS_DIR}/{one_line(path.name)}"
+        if not CAMPAIGN_ID.fullmatch(path.stem):
+            problems.append(Problem(display, None, (
+                "the file name is the campaign id, which goes into mail headers and links: "
+                "use lower-case letters, digits, '-' and '_' only, starting with a letter or "
+                "digit (e.g. campaigns/welcome-2027.yaml)")))
+            continue
+        located = _load(root, path, display, problems)
         if located is None:
             continue
         model = validate_model(Campaign, located, problems)
@@ -342,6 +390,7 @@ def load_project(root: Path, *, strict: bool = True) -> Project:
     if settings is None or audiences is None:
         raise ConfigError(problems)
     project = Project(root, settings, audiences, campaigns, audiences_yaml, problems)
+    _check_paths(project, settings_yaml, problems)
     _cross_check(project, problems)
     for located in invalid:
         raw = located.data if isinstance(located.data, dict) else {}

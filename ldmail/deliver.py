@@ -20,7 +20,7 @@ from typing import Any
 from . import quiet
 from .audience import PeopleStream, Person
 from .clock import iso
-from .config import Project
+from .config import OUTBOX_SETTING, Project
 from .enrolment import Enrolment, active_enrolments, sync
 from .errors import LdmailError, TransportFatal
 from .ledger import (
@@ -364,7 +364,7 @@ def _run(project: Project, ledger: Ledger, now: datetime, *, dry_run: bool, camp
         summary.held_by_limit = len(due) - limit
         due = due[:limit]
     transports = [] if dry_run else open_transports(
-        project.settings.transport, project.path(project.settings.transport.outbox))
+        project.settings.transport, project.path(project.settings.transport.outbox, OUTBOX_SETTING))
     sender = Sender(project, ledger, transports, now, run_id)
     try:
         _deliver(sender, due, summary, dry_run, progress, stop)

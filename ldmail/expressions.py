@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError, meta, nodes
+from jinja2 import (
+    StrictUndefined,
+    TemplateSyntaxError,
+    Undefined,
+    UndefinedError,
+    meta,
+    nodes,
+    pass_context,
+)
 from jinja2.exceptions import SecurityError as JinjaSecurityError
 from jinja2.runtime import Context
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
 
+from .budget import MAX_INT_BITS, MAX_STRING, Budget, BudgetExceeded, check_format_widths
 from .errors import LdmailError, SecurityError
 
 
@@ -19,39 +29,117 @@ class ExpressionError(LdmailError):
     "An expression could not be compiled or evaluated."
 
 
-# Limits on what one `**` or `*` may build: enough for any e-mail, too little to stall a CI run.
-MAX_POWER_BITS = 10_000
-MAX_REPEAT = 1_000_000
 _UNSAFE_FORMAT = re.compile(r"\{[^{}]*?[.\[]\s*_")
+# Internal filters the budgeting rewrite inserts into every compiled template.
+_EMITTED, _PRODUCED, _ITEMS = "_ldmail_emitted", "_ldmail_produced", "_ldmail_items"
+
+
+def _guarded(budget: Budget, function: Callable[..., Any]) -> Callable[..., Any]:
+    """A filter whose arguments and result are held to the budget."""
+
+    @functools.wraps(function)  # keeps jinja_pass_arg (pass_context and friends)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        budget.check_arguments(function, args, kwargs)
+        args = budget.sized_arguments(function, args)
+        return budget.produced(function(*args, **kwargs))
+
+    return call
 
 
 class Sandbox(ImmutableSandboxedEnvironment):
-    """Jinja's immutable sandbox, stricter still.
+    """Jinja's immutable sandbox, stricter still, with a time and size budget.
 
     Immutable: templates and expressions read values but never change them (no
     `vars.update(...)` leaking from one message into the next). Touching an unsafe attribute
     fails at once instead of yielding a value that fails only if printed (so a bare
-    `{% set x = ''.__class__ %}` is caught too), and `**` and `*` cannot build numbers or
-    strings big enough to hang a run.
+    `{% set x = ''.__class__ %}` is caught too). Every call, filter, operator that can grow a
+    value, loop item and output value is checked against `budget` (see budget.py); templates
+    are compiled with those checks inserted, so no construct escapes them.
     """
 
-    intercepted_binops = frozenset({"**", "*"})
+    intercepted_binops = frozenset({"**", "*", "+", "%"})
+
+    def __init__(self, budget: Budget | None = None, **options: Any) -> None:
+        super().__init__(**options)
+        self.budget = budget or Budget()
+        self.filters = {name: _guarded(self.budget, function)
+                        for name, function in self.filters.items()}
+        # pass_context keeps Jinja from running these at compile time on constant input.
+        self.filters[_EMITTED] = pass_context(lambda _, value: self.budget.emitted(value))
+        self.filters[_PRODUCED] = pass_context(lambda _, value: self.budget.produced(value))
+        self.filters[_ITEMS] = pass_context(
+            lambda _, items, text: self.budget.items(items, text))
+
+    def budgeted_range(self, *args: int) -> range:
+        """Jinja's safe_range, with its arguments held to the budget."""
+        self.budget.check_arguments(range, args, {})
+        return safe_range(*args)
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        owner = getattr(value, "__self__", None)
+        if isinstance(owner, str) and getattr(value, "__name__", "") in {"format", "format_map"}:
+            check_format_widths(owner)  # '{:>999999999}'.format(1)
+        return super().wrap_str_format(value)
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
         raise JinjaSecurityError(
             f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe")
 
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        __self.budget.check_arguments(__obj, args, kwargs)
+        args = __self.budget.sized_arguments(__obj, args)
+        return __self.budget.produced(super().call(__context, __obj, *args, **kwargs))
+
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         if operator == "**" and isinstance(left, int) and isinstance(right, int) and \
-                abs(left).bit_length() * abs(right) > MAX_POWER_BITS:
-            raise JinjaSecurityError(f"{left} ** {right} is too large a number")
+                abs(left).bit_length() * abs(right) > MAX_INT_BITS:
+            raise BudgetExceeded(f"{_short(left)} ** {_short(right)} is too large a number")
         if operator == "*":
+            if isinstance(left, int) and isinstance(right, int) and \
+                    left.bit_length() + right.bit_length() > MAX_INT_BITS:
+                raise BudgetExceeded("multiplying these numbers gives too large a number")
             for items, times in ((left, right), (right, left)):
                 if isinstance(items, str | list | tuple) and isinstance(times, int) and \
-                        len(items) * times > MAX_REPEAT:
-                    raise JinjaSecurityError(f"repeating {len(items)} item(s) {times} times "
-                                             "is too large")
-        return super().call_binop(context, operator, left, right)
+                        len(items) * times > MAX_STRING:
+                    raise BudgetExceeded(f"repeating {len(items)} item(s) {times} times "
+                                         "is too large")
+        if operator == "%" and isinstance(left, str):
+            check_format_widths(left)
+        return self.budget.produced(super().call_binop(context, operator, left, right))
+
+    def _generate(self, source: nodes.Template, name: str | None, filename: str | None,
+                  defer_init: bool = False) -> str:
+        """Compile with the budget's checks around every output, concatenation and loop."""
+        for output in source.find_all(nodes.Output):
+            output.nodes = [child if isinstance(child, nodes.TemplateData) else
+                            _filtered(child, _EMITTED) for child in output.nodes]
+        for concat in list(source.find_all(nodes.Concat)):
+            _replace(source, concat, _filtered(concat, _PRODUCED))
+        for loop in source.find_all(nodes.For):
+            text = sum(len(data.data) for data in loop.find_all(nodes.TemplateData))
+            loop.iter = _filtered(loop.iter, _ITEMS, nodes.Const(text))
+        return super()._generate(source, name, filename, defer_init)
+
+
+def _short(number: int) -> str:
+    return str(number) if number.bit_length() < 64 else "a large number"
+
+
+def _filtered(node: nodes.Node, name: str, *args: nodes.Expr) -> nodes.Filter:
+    return nodes.Filter(node, name, list(args), [], None, None, lineno=node.lineno)
+
+
+def _replace(tree: nodes.Node, old: nodes.Node, new: nodes.Node) -> None:
+    """Put `new` where `old` is in the tree (in whichever field or list holds it)."""
+    for parent in tree.find_all(nodes.Node):
+        for field in parent.fields:
+            value = getattr(parent, field, None)
+            if value is old:
+                setattr(parent, field, new)
+                return
+            if isinstance(value, list) and any(item is old for item in value):
+                setattr(parent, field, [new if item is old else item for item in value])
+                return
 
 
 def unsafe_access(tree: nodes.Node) -> list[tuple[int, str]]:
@@ -153,8 +241,8 @@ def evaluate(source: str, names: Mapping[str, Any]) -> bool:
 def _evaluate(source: str, names: Mapping[str, Any]) -> bool:
     expression = compile_expression(source)
     try:
-        result = expression(**names)
-        return bool(result)
+        with _environment().budget.running():
+            return bool(expression(**names))
     except UndefinedError as exc:
         known = ", ".join(sorted(names)) or "none"
         raise ExpressionError(
@@ -162,6 +250,9 @@ def _evaluate(source: str, names: Mapping[str, Any]) -> bool:
         ) from None
     except JinjaSecurityError as exc:
         raise SecurityError(f"expression {source!r} was blocked by the sandbox: {exc}") from None
+    except (BudgetExceeded, MemoryError, RecursionError) as exc:
+        reason = str(exc) if isinstance(exc, BudgetExceeded) else "ran out of memory"
+        raise SecurityError(f"expression {source!r} {reason}") from None
     except TypeError:
         # A comparison with a missing value (an empty date, say) is false, as in SQL.
         return False

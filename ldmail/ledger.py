@@ -145,7 +145,10 @@ def _create_private(path: Path) -> None:
 
 def ledger_path(project: Project, override: Path | None) -> Path:
     """`--db` when given, else the project's `ledger` setting (.ldmail/ledger.db)."""
-    return override if override is not None else project.path(project.settings.ledger)
+    from .config import LEDGER_SETTING
+
+    return override if override is not None else project.path(project.settings.ledger,
+                                                               LEDGER_SETTING)
 
 
 class Ledger:

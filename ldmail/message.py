@@ -149,18 +149,18 @@ def build_message(*, rendered: Rendered, campaign_id: str, campaign: Campaign, s
         message["Reply-To"] = _clean("Reply-To", campaign.reply_to)
     message["Subject"] = _clean("Subject", rendered.subject)
     message["Date"] = format_datetime(now.astimezone(UTC))
-    message["Message-ID"] = message_id
+    message["Message-ID"] = _clean("Message-ID", message_id)
     mailto, https = unsubscribe_links(settings, sender, token)
     targets = [f"<{_clean('List-Unsubscribe', mailto)}>"]
     if https:
         targets.append(f"<{_clean('List-Unsubscribe', https)}>")
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message["List-Unsubscribe"] = ", ".join(targets)
-    message["List-Id"] = f"{campaign_id} <{campaign_id}.{sender.domain}>"
-    message["X-Ldmail-Campaign"] = campaign_id
-    message["X-Ldmail-Step"] = step.id
+    message["List-Id"] = _clean("List-Id", f"{campaign_id} <{campaign_id}.{sender.domain}>")
+    message["X-Ldmail-Campaign"] = _clean("X-Ldmail-Campaign", campaign_id)
+    message["X-Ldmail-Step"] = _clean("X-Ldmail-Step", step.id)
     message["Auto-Submitted"] = "auto-generated"
-    message["Content-Language"] = rendered.language
+    message["Content-Language"] = _clean("Content-Language", rendered.language)
     message.set_content(rendered.text, subtype="plain", charset="utf-8")
     message.add_alternative(rendered.html, subtype="html", charset="utf-8")
     if step.calendar is not None:
@@ -309,8 +309,8 @@ class MessageBuilder:
             found = _Campaign(
                 sender, _address_header("From", sender.display_name, sender.addr_spec)
                 if ascii_only else "", reply_to,
-                f"List-Id: {campaign_id} <{campaign_id}.{sender.domain}>",
-                f"X-Ldmail-Campaign: {campaign_id}", ascii_only)
+                "List-Id: " + _clean("List-Id", f"{campaign_id} <{campaign_id}.{sender.domain}>"),
+                "X-Ldmail-Campaign: " + _clean("X-Ldmail-Campaign", campaign_id), ascii_only)
             self._campaigns[campaign_id] = found
         return found
 
@@ -342,13 +342,14 @@ class MessageBuilder:
         if shared.reply_to:
             headers.append(shared.reply_to)
         headers += [_text_header("Subject", rendered.subject), self.date,
-                    f"Message-ID: {message_id}"]
+                    "Message-ID: " + _clean("Message-ID", message_id)]
         if https:
             headers.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click")
         headers += [_fold("List-Unsubscribe: " + ", ".join(targets)), shared.list_id,
-                    shared.campaign_header, f"X-Ldmail-Step: {step.id}",
+                    shared.campaign_header, "X-Ldmail-Step: " + _clean("X-Ldmail-Step", step.id),
                     "Auto-Submitted: auto-generated",
-                    f"Content-Language: {rendered.language}", "MIME-Version: 1.0"]
+                    "Content-Language: " + _clean("Content-Language", rendered.language),
+                    "MIME-Version: 1.0"]
         parts = [_part('text/plain; charset="utf-8"', rendered.text),
                  _part('text/html; charset="utf-8"', rendered.html)]
         if step.calendar is not None:

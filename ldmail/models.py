@@ -147,8 +147,8 @@ class Settings(Strict):
     """ldmail.yaml: project-wide settings; the file is optional."""
 
     organisation: str = ""
-    default_language: str = "en"
-    languages: list[str] = Field(default_factory=lambda: ["en"])
+    default_language: Slug = "en"
+    languages: list[Slug] = Field(default_factory=lambda: ["en"])
     unsubscribe: Unsubscribe = Unsubscribe()
     utm: Utm = Utm()
     transport: Transport = Transport()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import difflib
 import html
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -14,7 +15,8 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from jinja2 import (
-    FileSystemLoader,
+    BaseLoader,
+    Environment,
     StrictUndefined,
     Template,
     TemplateError,
@@ -24,10 +26,12 @@ from jinja2 import (
     nodes,
 )
 from jinja2.exceptions import SecurityError as JinjaSecurityError
-from jinja2.sandbox import safe_range
+from jinja2.loaders import split_template_path
 from markupsafe import Markup
 
+from .budget import BudgetExceeded
 from .config import TEMPLATES_DIR, Project
+from .confine import MAX_TEMPLATE_BYTES, OutsideProject, confined, read_regular_text
 from .errors import LdmailError
 from .expressions import Sandbox, unsafe_access
 from .models import Campaign, Persona, Step
@@ -189,6 +193,40 @@ def tag_links(markup: str, params: Mapping[str, str]) -> str:
     return _HREF.sub(tag, markup)
 
 
+def _too_deep(display: str) -> RenderError:
+    return RenderError(display, None, "nested too deeply to compile (brackets, blocks or "
+                       "expressions inside each other hundreds of levels deep); simplify it",
+                       security=True)
+
+
+class ConfinedLoader(BaseLoader):
+    """Templates from one folder, never from outside it once symbolic links are resolved.
+
+    Jinja's FileSystemLoader refuses `../` in names but follows symbolic links anywhere, so a
+    link in a pull request could include /proc/self/environ; this loader checks where each
+    file really is, and that it is a regular file of sane size, before reading it.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def get_source(self, environment: Environment,
+                   template: str) -> tuple[str, str, Callable[[], bool]]:
+        path = self.folder.joinpath(*split_template_path(template))
+        display = f"{TEMPLATES_DIR}/{template}"
+        if not path.exists() and not path.is_symlink():
+            raise TemplateNotFound(template)
+        try:
+            real = confined(path, self.folder, display, label=f"{TEMPLATES_DIR}/")
+            source = read_regular_text(real, display, MAX_TEMPLATE_BYTES)
+        except OutsideProject as exc:
+            raise RenderError(display, None, f"{str(exc).removeprefix(display + ': ')}",
+                              security=True) from None
+        except LdmailError as exc:
+            raise RenderError(display, None, str(exc).removeprefix(display + ": ")) from None
+        return source, str(path), lambda: True
+
+
 class Renderer:
     """Renders steps for people; templates are compiled once and cached."""
 
@@ -196,18 +234,19 @@ class Renderer:
         self.project = project
         self.templates_dir = project.templates_dir
         self.env = Sandbox(
-            loader=FileSystemLoader(str(self.templates_dir)),
+            loader=ConfinedLoader(self.templates_dir),
             undefined=StrictUndefined,
             autoescape=True,
             keep_trailing_newline=False,
             auto_reload=False,
         )
         self.env.globals.clear()
-        self.env.globals["range"] = safe_range  # at most MAX_RANGE items
+        self.env.globals["range"] = self.env.budgeted_range  # at most MAX_RANGE items
         self._checked: set[str] = set()
         self._markups: dict[tuple[Any, ...], tuple[str, str, str, str]] = {}
         self._pages: dict[tuple[Any, ...], str] = {}
         self._resolved: dict[tuple[str, str], tuple[str, str]] = {}
+        self._over_budget: dict[str, RenderError] = {}
 
     @cached_property
     def _markdown(self) -> Any:
@@ -232,21 +271,56 @@ class Renderer:
             return self.env.from_string(_BUILTIN_LAYOUT.read_text(encoding="utf-8"))
         except TemplateSyntaxError as exc:
             raise self._syntax_error(exc, f"{TEMPLATES_DIR}/{LAYOUT_NAME}") from None
+        except (RecursionError, MemoryError):
+            raise _too_deep(f"{TEMPLATES_DIR}/{LAYOUT_NAME}") from None
 
     def _render_layout(self, values: dict[str, Any]) -> str:
         layout = self._layout
-        display = f"{TEMPLATES_DIR}/{LAYOUT_NAME}"
+        failed = self._over_budget.get(LAYOUT_NAME)
+        if failed is not None:
+            raise failed
+        with self._failures(f"{TEMPLATES_DIR}/{LAYOUT_NAME}", layout, LAYOUT_NAME,
+                            f"the layout gets {', '.join(values)}"):
+            return "".join(layout.generate(values))
+
+    @contextmanager
+    def _failures(self, display: str, template: Template, name: str,
+                  available: str) -> Iterator[None]:
+        """Run a render within the budget; whatever goes wrong becomes one located RenderError.
+
+        A template that ran out of time or space is remembered, so `validate` does not spend
+        the budget again for every persona and language.
+        """
         try:
-            return layout.render(values)
+            with self.env.budget.running():
+                yield
         except UndefinedError as exc:
-            raise RenderError(display, _template_line(exc, layout),
-                              f"undefined variable: {exc.message}; the layout gets "
-                              f"{', '.join(values)}") from None
+            line = _template_line(exc, template)
+            reason = _undefined(exc, template, line)
+            raise RenderError(display, line, f"undefined variable: {reason}; {available}") \
+                from None
         except JinjaSecurityError as exc:
-            raise RenderError(display, _template_line(exc, layout),
+            raise RenderError(display, _template_line(exc, template),
                               f"blocked by the sandbox: {exc}", security=True) from None
-        except (TemplateError, TypeError, ValueError, ArithmeticError, LookupError) as exc:
-            raise RenderError(display, _template_line(exc, layout), f"failed: {exc}") from None
+        except BudgetExceeded as exc:
+            error = RenderError(display, _template_line(exc, template), str(exc), security=True)
+            self._over_budget[name] = error
+            raise error from None
+        except MemoryError:
+            error = RenderError(display, None, "ran out of memory; simplify the loops or macros",
+                                security=True)
+            self._over_budget[name] = error
+            raise error from None
+        except TemplateNotFound as exc:
+            raise RenderError(display, _template_line(exc, template),
+                              f"includes '{exc.name}', which does not exist") from None
+        except TemplateError as exc:
+            raise RenderError(display, _template_line(exc, template), str(exc)) from None
+        except RecursionError:
+            raise RenderError(display, None, "templates include each other in a loop (or a "
+                              "macro calls itself without end); break the loop") from None
+        except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
+            raise RenderError(display, _template_line(exc, template), f"failed: {exc}") from None
 
     def resolve(self, template: str, language: str) -> tuple[str, str]:
         """The template file for a language, falling back to the default language."""
@@ -341,6 +415,8 @@ class Renderer:
         except TemplateNotFound as exc:
             raise RenderError(display, None, f"includes '{exc.name}', which does not exist") \
                 from None
+        except (RecursionError, MemoryError):
+            raise _too_deep(display) from None
 
     def context(self, campaign_id: str, campaign: Campaign, step: Step,
                 person: Mapping[str, Any], persona_id: str | None, persona: Persona | None,
@@ -371,8 +447,12 @@ class Renderer:
         template = self._load(name)
         values = self.context(campaign_id, campaign, step, person, persona_id, persona,
                               used_language)
+        failed = self._over_budget.get(name)
+        if failed is not None:
+            raise failed  # it ran out of time or space before: not another 2 s per person
         parts: dict[str, str] = {}
-        try:
+        with self._failures(display, template, name, "available: person, persona, campaign, "
+                            "step, vars, organisation, language"):
             plain = template.new_context(values)
             # In the Markdown blocks a name like "[Verify](https://evil.example)" from the
             # export must stay text, not become a link: person values are Markdown-escaped.
@@ -387,24 +467,6 @@ class Renderer:
                                       f"blocks {', '.join(BLOCKS)}")
                 context = literal if block in MARKDOWN_BLOCKS else plain
                 parts[block] = "".join(render_block(context)).strip()
-        except UndefinedError as exc:
-            line = _template_line(exc, template)
-            reason = _undefined(exc, template, line)
-            raise RenderError(display, line, f"undefined variable: {reason}; available: person, "
-                              "persona, campaign, step, vars, organisation, language") from None
-        except JinjaSecurityError as exc:
-            raise RenderError(display, _template_line(exc, template),
-                              f"blocked by the sandbox: {exc}", security=True) from None
-        except TemplateNotFound as exc:
-            raise RenderError(display, _template_line(exc, template),
-                              f"includes '{exc.name}', which does not exist") from None
-        except TemplateError as exc:
-            raise RenderError(display, _template_line(exc, template), str(exc)) from None
-        except RecursionError:
-            raise RenderError(display, None, "templates include each other in a loop (or a "
-                              "macro calls itself without end); break the loop") from None
-        except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
-            raise RenderError(display, _template_line(exc, template), f"failed: {exc}") from None
 
         settings = self.project.settings
         utm = (("utm_source", settings.utm.source), ("utm_medium", settings.utm.medium),
@@ -516,8 +578,10 @@ class Renderer:
         """Whether the layout may use `person` (then pages are not shared between people)."""
         from jinja2 import meta
 
-        custom = self.templates_dir / LAYOUT_NAME
-        source = (custom if custom.exists() else _BUILTIN_LAYOUT).read_text(encoding="utf-8")
+        if self._builtin_layout:
+            source = _BUILTIN_LAYOUT.read_text(encoding="utf-8")
+        else:
+            source = self.env.loader.get_source(self.env, LAYOUT_NAME)[0]  # type: ignore[union-attr]
         tree = self.env.parse(source)
         if any(True for _ in tree.find_all((nodes.Include, nodes.Extends, nodes.Import,
                                             nodes.FromImport))):
