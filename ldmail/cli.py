@@ -382,11 +382,21 @@ def _print_summary(summary: Any) -> None:
     if details:
         out.print("; ".join(details))
     err = console(stderr=True)
+    lost = len(summary.unknown) - summary.unknown_found
     if summary.unknown_found:
         err.print(f"warning: {summary.unknown_found} message(s) were being sent when an earlier "
-                  "run stopped; they may or may not have arrived and are marked unknown. "
-                  "Check with 'ldmail history', then resend with 'ldmail send --resend-unknown' "
-                  "if they did not arrive.")
+                  "run stopped; they may or may not have arrived and are marked unknown.")
+    if lost:
+        err.print(f"warning: {lost} message(s) went out whole but the server's reply was lost; "
+                  "they may or may not have arrived and are marked unknown.")
+    for item in summary.unknown[:20]:
+        err.print(f"  unknown: {item.campaign}/{item.step} to {item.email}")
+    if len(summary.unknown) > 20:
+        err.print(f"  … and {len(summary.unknown) - 20} more (see 'ldmail history')")
+    if summary.unknown:
+        err.print("Check with 'ldmail history ADDRESS' (it shows the Message-ID to look for in "
+                  "the server's log), then resend with 'ldmail send --resend-unknown' if they "
+                  "did not arrive.")
     for failure in summary.failures[:20]:
         err.print(f"failed: {failure.campaign}/{failure.step} to {failure.email}: "
                   f"{_escape(failure.reason)}")
@@ -429,7 +439,9 @@ def send(
     """Enrol and deliver what is due now (cron-safe).
 
     Enrols newly matching people, then delivers every due step through the configured
-    transport. Exits 1 only when something failed or an earlier run left messages unknown.
+    transport. Exits 1 when a message failed or became unknown in this run (a reply lost after
+    the whole message went out, or a claim a killed run left), or the run stopped early;
+    unknown messages an earlier run already reported do not change the exit code.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 

@@ -39,7 +39,7 @@ from .lock import SendLock, held_elsewhere
 from .message import Built, HeaderInjection, MessageBuilder, new_message_id, unsubscribe_links
 from .render import Renderer, RenderError
 from .schedule import Planned
-from .transport import Outcome, Transport, open_transports
+from .transport import Outcome, StopRequested, Transport, open_transports
 
 Progress = Callable[[int, int], None]
 
@@ -77,11 +77,18 @@ class SendSummary:
     held_by_cap: int = 0
     stopped: str | None = None
     failures: list[Failure] = field(default_factory=list)
+    # Messages that became unknown in this run: a claim a killed run left, or a message whose
+    # reply was lost after the whole of it went out.
+    unknown: list[Failure] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        """Cron's view: nothing failed and nothing was lost in an interrupted run."""
-        return not self.failed and not self.unknown_found and self.stopped is None
+        """Cron's view (exit 0): nothing failed, nothing became unknown, nothing stopped it.
+
+        Unknown messages that an earlier run already reported are counted again in
+        `unknown_total` but do not make every later run fail.
+        """
+        return not self.failed and not self.unknown and self.stopped is None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -242,6 +249,19 @@ class Sender:
             self.pending.append((
                 "UPDATE messages SET state = ?, sent_at = ?, error = NULL, next_attempt_at = NULL"
                 " WHERE campaign = ? AND step = ? AND email = ?", (SENT, self.stamp, *where)))
+        elif outcome.status == "unknown":
+            state = UNKNOWN
+            self.pending.append((
+                "UPDATE messages SET state = ?, error = ?, next_attempt_at = NULL"
+                " WHERE campaign = ? AND step = ? AND email = ?",
+                (UNKNOWN, outcome.reason, *where)))
+        elif outcome.status == "stopped":
+            # Nothing of it was handed over: back in the queue, and not counted as an attempt.
+            state = DEFERRED
+            self.pending.append((
+                "UPDATE messages SET state = ?, error = ?, next_attempt_at = ?,"
+                " attempts = attempts - 1 WHERE campaign = ? AND step = ? AND email = ?",
+                (DEFERRED, outcome.reason, self.stamp, *where)))
         elif outcome.status == "temporary" and \
                 item.planned.attempts + 1 < self.project.settings.retry.max_attempts:
             state = DEFERRED
@@ -303,14 +323,15 @@ def _run(project: Project, ledger: Ledger, now: datetime, *, dry_run: bool, camp
     summary = SendSummary(dry_run=dry_run)
     run_id = 0 if dry_run else ledger.start_run("send", iso(datetime.now(now.tzinfo)), iso(now))
     # Holding the send lock, any claim still open belongs to a run that died mid-send.
-    if dry_run:
-        claimed = len(ledger.rows("SELECT id FROM messages WHERE state = ?", (CLAIMED,)))
-        summary.unknown_found = 0 if claims_in_flight else claimed
-    else:
-        summary.unknown_found = ledger.execute(
-            "UPDATE messages SET state = ?, error = ? WHERE state = ?",
-            (UNKNOWN, "a run was interrupted while sending this; it may or may not have arrived",
-             CLAIMED))
+    interrupted = ledger.rows("SELECT campaign, step, email FROM messages WHERE state = ?",
+                              (CLAIMED,))
+    if not (dry_run and claims_in_flight):
+        summary.unknown += [Failure(row["email"], row["campaign"], row["step"], _INTERRUPTED)
+                            for row in interrupted]
+    summary.unknown_found = len(summary.unknown)
+    if not dry_run:
+        ledger.execute("UPDATE messages SET state = ?, error = ? WHERE state = ?",
+                       (UNKNOWN, _INTERRUPTED, CLAIMED))
         if resend_unknown:
             # A run after the interrupted one counts an unknown step as done, so an enrolment
             # whose last step was in flight is already 'completed'; reopen it, or find_due
@@ -364,7 +385,8 @@ def _run(project: Project, ledger: Ledger, now: datetime, *, dry_run: bool, camp
         summary.held_by_limit = len(due) - limit
         due = due[:limit]
     transports = [] if dry_run else open_transports(
-        project.settings.transport, project.path(project.settings.transport.outbox, OUTBOX_SETTING))
+        project.settings.transport,
+        project.path(project.settings.transport.outbox, OUTBOX_SETTING), stop)
     sender = Sender(project, ledger, transports, now, run_id)
     try:
         _deliver(sender, due, summary, dry_run, progress, stop)
@@ -385,13 +407,16 @@ def _deliver(sender: Sender, due: list[Due], summary: SendSummary, dry_run: bool
         except ConnectionError as exc:
             summary.stopped = f"transport unavailable: {exc}; all {len(due)} due message(s) wait"
             return
+        except StopRequested:
+            summary.stopped = _STOPPING
+            return
         # More connections only help with more messages than lanes; one the server refuses
         # (a per-client connection limit, say) is simply not used.
         usable = sender.transports[:1]
         for extra in sender.transports[1:len(due)]:
             try:
                 extra.open()
-            except ConnectionError:
+            except (ConnectionError, StopRequested):
                 continue
             usable.append(extra)
         sender.transports = usable
@@ -494,8 +519,13 @@ def _settle(sender: Sender, lanes: _Lanes, summary: SendSummary) -> BaseExceptio
     if isinstance(result, BaseException):
         return result  # a bug: the claim stays, and the next run reports it unknown
     state = sender.record(item, result)
+    if result.status == "stopped":
+        summary.stopped = _STOPPING
     if state == SENT:
         summary.sent += 1
+    elif state == UNKNOWN:
+        summary.unknown.append(Failure(e.email, e.campaign, step.id, result.reason))
+        summary.unknown_total += 1
     elif state == DEFERRED:
         summary.deferred += 1
     else:
@@ -504,13 +534,17 @@ def _settle(sender: Sender, lanes: _Lanes, summary: SendSummary) -> BaseExceptio
     return None
 
 
+_STOPPING = "stopped on request; the rest waits for the next run"
+_INTERRUPTED = "a run was interrupted while sending this; it may or may not have arrived"
+
+
 def _deliver_each(sender: Sender, due: list[Due], summary: SendSummary, dry_run: bool,
                   progress: Progress | None, stop: threading.Event | None) -> None:
     transports = sender.transports
     # SMTP waits on the network; its lanes work in threads. The outbox waits on nothing.
     lanes = _Lanes(transports, threaded=bool(transports) and transports[0].name == "smtp")
     problem: BaseException | None = None
-    stopping = "stopped on request; the rest waits for the next run"
+    stopping = _STOPPING
     try:
         for done, item in enumerate(due):
             if stop is not None and stop.is_set():
@@ -537,6 +571,8 @@ def _deliver_each(sender: Sender, due: list[Due], summary: SendSummary, dry_run:
                 break
             if stop is not None and stop.is_set():  # asked while we waited for a lane
                 summary.stopped = stopping
+                break
+            if summary.stopped is not None:  # a lane was stopped mid-message
                 break
             if not sender.claim(item, message_id):
                 continue

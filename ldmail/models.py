@@ -123,6 +123,9 @@ class Transport(Strict):
         "LDMAIL_SMTP_PASSWORD", description="Environment variable that holds the SMTP password"
     )
     timeout: Duration = timedelta(seconds=30)
+    deadline: Duration = Field(timedelta(minutes=2), description=(
+        "Longest a connection set-up, or one message, may take in all (a server that "
+        "trickles its replies is cut off)"))
     rate: Rate | None = Field(None, description="At most this many messages, e.g. 30/min")
     daily_cap: int | None = Field(None, ge=1, description="At most this many messages a day")
     connections: int = Field(1, ge=1, le=16)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import math
 import os
 import re
+import select
 import smtplib
 import ssl
 import threading
@@ -14,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from .errors import TransportFatal
 from .models import Transport as TransportSettings
@@ -22,7 +24,10 @@ from .models import Transport as TransportSettings
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
 
-Status = Literal["sent", "temporary", "permanent"]
+# "unknown": the whole message went out (the final "." of DATA was sent) but no reply came
+# back; the server may hold it, so it is never resent without --resend-unknown.
+# "stopped": a stop was requested before anything of the message was handed over.
+Status = Literal["sent", "temporary", "permanent", "unknown", "stopped"]
 _USER_UNKNOWN = ("5.1.1", "5.1.10", "user unknown", "no such user", "does not exist",
                  "unknown user", "recipient not found", "mailbox not found", "invalid recipient")
 
@@ -124,19 +129,119 @@ def _syncfs() -> Callable[[int], int] | None:
         return None
 
 
+class StopRequested(Exception):
+    "A stop (SIGTERM, Ctrl-C) was asked for while no message content was on the wire."
+
+
+class _LineReader:
+    """Reads a server's reply lines under an overall deadline, and notices a stop request.
+
+    smtplib reads through `sock.makefile()`, where each line resets the socket time-out: a
+    server that trickles a "220-" continuation line every second keeps a client waiting
+    forever, deaf to SIGTERM. This reader waits in short slices, so a passed deadline or a
+    requested stop ends the wait within half a second.
+    """
+
+    SLICE = 0.5
+
+    def __init__(self, owner: _SMTP) -> None:
+        self.owner = owner
+        self.buffer = b""
+
+    def readline(self, limit: int = -1) -> bytes:
+        sock = self.owner.sock
+        quiet_until = time.monotonic() + (self.owner.timeout or 30.0)
+        while b"\n" not in self.buffer and (limit < 0 or len(self.buffer) < limit):
+            if sock is None:
+                break
+            self.owner.check_deadline()
+            pending = sock.pending() if isinstance(sock, ssl.SSLSocket) else 0
+            if not pending:
+                readable, _, _ = select.select([sock], [], [], self.SLICE)
+                if not readable:
+                    if time.monotonic() > quiet_until:
+                        raise TimeoutError("timed out")  # silent for the whole `timeout`
+                    continue
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            self.buffer += chunk
+        cut = self.buffer.find(b"\n") + 1 or len(self.buffer)
+        if limit >= 0:
+            cut = min(cut, limit)
+        line, self.buffer = self.buffer[:cut], self.buffer[cut:]
+        return line
+
+    def close(self) -> None:
+        self.buffer = b""
+
+
 class _SMTP(smtplib.SMTP):
-    """smtplib.SMTP that notes when a message's content starts to go out, and pipelines.
+    """smtplib.SMTP that knows how far a message got, keeps to deadlines, and pipelines.
 
     Before DATA nothing has been handed over, so a connection the server dropped in the
     meantime (idle timeout, messages-per-connection limit) can be reopened and the message sent
-    at once without any risk of a duplicate.
+    at once without any risk of a duplicate. Once the final "." of DATA is sent the server may
+    have the message whatever happens next: `end_sent` tells the caller that a lost reply means
+    "unknown", never "try again".
     """
 
     data_started = False
+    end_sent = False
+    deadline = math.inf
+    stop: threading.Event | None = None
+    # After a stop request, how long a reply to a message already sent is still waited for.
+    STOP_GRACE = 3.0
+
+    def __init__(self, host: str, port: int, *, timeout: float, deadline: float,
+                 stop: threading.Event | None, **options: Any) -> None:
+        self.deadline = time.monotonic() + deadline
+        self.stop = stop
+        super().__init__(host, port, timeout=timeout, **options)
+
+    def start_message(self, seconds: float) -> None:
+        self.data_started = self.end_sent = False
+        self.deadline = time.monotonic() + seconds
+
+    def check_deadline(self) -> None:
+        now = time.monotonic()
+        if self.stop is not None and self.stop.is_set():
+            if not self.data_started:
+                raise StopRequested("stopped on request before the message was sent")
+            self.deadline = min(self.deadline, now + self.STOP_GRACE)
+        if now > self.deadline:
+            raise TimeoutError("timed out: the server kept the exchange going past the overall "
+                               "deadline (transport.deadline)")
+
+    def getreply(self) -> tuple[int, bytes]:
+        if self.file is None:
+            self.file = _LineReader(self)
+        return super().getreply()
+
+    def send(self, s: ReadableBuffer | str) -> None:
+        if self.sock is not None:
+            self.check_deadline()
+            self.sock.settimeout(max(min(self.timeout, self.deadline - time.monotonic()), 0.01))
+        super().send(s)
 
     def data(self, msg: ReadableBuffer | str) -> tuple[int, bytes]:
+        """smtplib's DATA, noting the moment the end of the content has been sent."""
         self.data_started = True
-        return super().data(msg)
+        self.putcmd("data")
+        code, reply = self.getreply()
+        if code != 354:
+            raise smtplib.SMTPDataError(code, reply)
+        body = msg.encode("ascii") if isinstance(msg, str) else bytes(msg)
+        self.send_content(body)
+        return self.getreply()
+
+    def send_content(self, data: bytes) -> None:
+        """The message, dot-stuffed, and the final "."; from then on the outcome may be unknown."""
+        body = _LEADING_DOT.sub(b"..", data) if b"\n." in data else data
+        if not body.endswith(b"\r\n"):
+            body += b"\r\n"
+        self.send(body + b".\r\n")
+        self.end_sent = True
 
     def deliver(self, sender: str, recipient: str, data: bytes) -> None:
         """Send one message's bytes to one recipient; raises smtplib's exceptions as sendmail.
@@ -179,10 +284,7 @@ class _SMTP(smtplib.SMTP):
                 self.getreply()
             else:
                 self.data_started = True
-                body = _LEADING_DOT.sub(b"..", data) if b"\n." in data else data
-                if not body.endswith(b"\r\n"):
-                    body += b"\r\n"
-                self.send(body + b".\r\n")
+                self.send_content(data)
                 answer = self.getreply()
                 if answer[0] == 250:
                     return
@@ -233,7 +335,8 @@ class Pacer:
         self.next_slot = 0.0
         self.lock = threading.Lock()
 
-    def wait(self) -> None:
+    def wait(self, stop: threading.Event | None = None) -> None:
+        """Until this message's slot; a stop request ends the wait at once."""
         if not self.interval:
             return
         with self.lock:
@@ -241,7 +344,10 @@ class Pacer:
             slot = max(self.next_slot, now)
             self.next_slot = slot + self.interval
         if slot > now:
-            time.sleep(slot - now)
+            if stop is None:
+                time.sleep(slot - now)
+            else:
+                stop.wait(slot - now)
 
 
 class Smtp:
@@ -250,8 +356,10 @@ class Smtp:
     name = "smtp"
 
     def __init__(self, settings: TransportSettings, password: str | None = None,
-                 pacer: Pacer | None = None) -> None:
+                 pacer: Pacer | None = None, stop: threading.Event | None = None) -> None:
         self.settings = settings
+        self.stop = stop
+        self.deadline = settings.deadline.total_seconds()
         self.host = settings.host or "localhost"
         self.port = settings.port or {"tls": 465, "starttls": 587, "none": 25}[settings.security]
         if settings.security == "none" and not _is_loopback(self.host):
@@ -275,9 +383,11 @@ class Smtp:
         try:
             if self.settings.security == "tls":
                 connection: _SMTP = _SMTPSSL(self.host, self.port, timeout=timeout,
+                                             deadline=self.deadline, stop=self.stop,
                                              context=context)
             else:
-                connection = _SMTP(self.host, self.port, timeout=timeout)
+                connection = _SMTP(self.host, self.port, timeout=timeout,
+                                   deadline=self.deadline, stop=self.stop)
             connection.ehlo()
             if self.settings.security == "starttls":
                 if not connection.has_extn("starttls"):
@@ -314,15 +424,24 @@ class Smtp:
             self.connection = self._connect()
 
     def send(self, data: bytes, sender: str, recipient: str, label: str) -> Outcome:
-        self.pacer.wait()
+        self.pacer.wait(self.stop)
         reused = self.connection is not None
         while True:
-            if self.connection is None:
-                self.connection = self._connect()
+            if self.stop is not None and self.stop.is_set():
+                return Outcome("stopped", "stopped on request before the message was sent")
+            try:
+                if self.connection is None:
+                    self.connection = self._connect()
+            except StopRequested as exc:
+                self._drop()
+                return Outcome("stopped", str(exc))
             connection = self.connection
-            connection.data_started = False
+            connection.start_message(self.deadline)
             try:
                 connection.deliver(sender, recipient, data)
+            except StopRequested as exc:
+                self._drop()
+                return Outcome("stopped", str(exc))
             except smtplib.SMTPNotSupportedError as exc:
                 return Outcome("permanent", str(exc))
             except smtplib.SMTPRecipientsRefused as exc:
@@ -339,6 +458,12 @@ class Smtp:
                 return _classify(exc.smtp_code, exc.smtp_error)
             except (TimeoutError, smtplib.SMTPServerDisconnected, OSError) as exc:
                 self._drop()
+                if connection.end_sent:
+                    # The server has the whole message; only its answer is missing. Sending it
+                    # again could deliver it twice: the ledger marks it unknown, as a killed run.
+                    return Outcome("unknown", "the whole message was sent but the server's "
+                                   f"reply was lost ({exc or type(exc).__name__}); it may or "
+                                   "may not have arrived")
                 if reused and not connection.data_started:
                     # Dropped while idle, noticed before any content went out: nothing was
                     # handed over, so sending it over a new connection cannot duplicate it.
@@ -367,16 +492,18 @@ class Smtp:
         if self.connection is None:
             return
         try:
+            self.connection.start_message(min(self.deadline, 5.0))  # QUIT waits briefly
             self.connection.quit()
-        except (smtplib.SMTPException, OSError):
+        except (smtplib.SMTPException, OSError, StopRequested):
             pass
         finally:
             self._drop()
 
 
-def open_transports(settings: TransportSettings, outbox: Path) -> list[Transport]:
+def open_transports(settings: TransportSettings, outbox: Path,
+                    stop: threading.Event | None = None) -> list[Transport]:
     """The transports of one run: `connections` SMTP connections sharing one rate limit."""
     if settings.kind != "smtp":
         return [Outbox(outbox)]
     pacer = Pacer(settings.rate)
-    return [Smtp(settings, pacer=pacer) for _ in range(settings.connections)]
+    return [Smtp(settings, pacer=pacer, stop=stop) for _ in range(settings.connections)]
