@@ -253,7 +253,8 @@ def test_every_template_payload_ends_within_its_budget(project: Path, cli: Cli) 
         for name in PAYLOADS:
             assert re.search(rf"^templates/{language}/attack/{name}\.md:\d+: "
                              r"(loops more than|took longer than 2 s|builds a value|the number "
-                             r"\d+ is too large|a format width|multiplying these numbers|join would)",
+                             r"\d+ is too large|a format width|multiplying these numbers|"
+                             r"join would)",
                              result.stdout, re.MULTILINE), (name, result.stdout)
     assert elapsed < 30, f"validate took {elapsed:.1f} s"
 

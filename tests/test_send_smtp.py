@@ -52,6 +52,105 @@ def summary_line(output: str) -> str:
 # -- 4. SMTP faults -----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("stage", ["rcpt", "data"])
+def test_temporary_refusal_is_deferred_then_delivered_after_the_backoff(
+        mailing: Path, cli: Cli, smtp_server: SmtpServer, stage: str) -> None:
+    script = smtp_server.rcpt_replies if stage == "rcpt" else smtp_server.data_replies
+    script("bob@example.org", "451 4.7.1 Greylisted, please try again later")
+
+    first = send(cli, mailing, NOW)
+    assert first.exit_code == 0, first.output  # a deferral is not a failure
+    assert "retry later 1" in summary_line(first.stdout)
+    row = message(mailing, "bob@example.org")
+    assert row["state"] == "deferred" and row["attempts"] == 1
+    assert str(row["error"]).startswith("451 4.7.1 Greylisted")
+    assert row["next_attempt_at"] == iso(NOW + BACKOFF)
+    assert "bob@example.org" not in recipients(smtp_server)
+    assert set(recipients(smtp_server)) == set(PEOPLE) - {"bob@example.org"}
+
+    early = send(cli, mailing, NOW + BACKOFF / 2)
+    assert early.exit_code == 0, early.output
+    assert summary_line(early.stdout).startswith("sent 0 ")
+    assert message(mailing, "bob@example.org")["state"] == "deferred"
+
+    later = send(cli, mailing, NOW + BACKOFF + timedelta(minutes=1))
+    assert later.exit_code == 0, later.output
+    assert summary_line(later.stdout).startswith("sent 1 ")
+    row = message(mailing, "bob@example.org")
+    assert row["state"] == "sent" and row["attempts"] == 2 and row["error"] is None
+    assert recipients(smtp_server) == Counter(PEOPLE.keys())  # everyone exactly once
+    log = [entry for entry in smtp_server.log if entry[1] == "bob@example.org"]
+    assert [reply[:3] for _, _, reply in log] == (
+        ["451", "250", "250"] if stage == "rcpt" else ["250", "451", "250", "250"])
+
+
+@pytest.mark.parametrize("stage", ["rcpt", "data"])
+def test_unknown_user_fails_that_message_only_and_suppresses_the_address(
+        mailing: Path, cli: Cli, smtp_server: SmtpServer, stage: str) -> None:
+    reason = "550 5.1.1 <bob@example.org>: Recipient address rejected: User unknown"
+    script = smtp_server.rcpt_replies if stage == "rcpt" else smtp_server.data_replies
+    script("bob@example.org", reason)
+
+    result = send(cli, mailing, NOW)
+    assert result.exit_code == 1, result.output
+    assert "failed 1" in summary_line(result.stdout)
+    assert "failed: welcome/hello to bob@example.org: 550 5.1.1" in result.stderr
+    row = message(mailing, "bob@example.org")
+    assert row["state"] == "failed" and reason in str(row["error"])
+    suppressed = ledger_rows(mailing, "SELECT * FROM suppressions")
+    assert [s["email"] for s in suppressed] == ["bob@example.org"]
+    assert "550 5.1.1" in suppressed[0]["reason"]
+    assert recipients(smtp_server) == Counter(set(PEOPLE) - {"bob@example.org"})
+
+    # Three days on, everyone else gets the second step; the suppressed address gets nothing.
+    later = send(cli, mailing, NOW + timedelta(days=3))
+    assert later.exit_code == 0, later.output
+    assert summary_line(later.stdout).startswith(f"sent {len(PEOPLE) - 1} ")
+    assert "bob@example.org" not in recipients(smtp_server)
+    assert "bob@example.org" not in smtp_server.rcpts[-(len(PEOPLE) - 1):]
+    enrolment = ledger_rows(mailing, "SELECT state FROM enrolments WHERE email = ?",
+                            ("bob@example.org",))
+    assert enrolment == [{"state": "left"}]
+    history = cli("history", "bob@example.org", "--project", mailing)
+    assert "Suppressed since" in history.stdout and "550 5.1.1" in history.stdout
+
+
+def test_permanent_refusal_of_the_content_fails_without_suppressing(
+        mailing: Path, cli: Cli, smtp_server: SmtpServer) -> None:
+    smtp_server.data_replies("ann@example.org", "554 5.7.1 Message rejected as spam")
+    result = send(cli, mailing, NOW)
+    assert result.exit_code == 1, result.output
+    row = message(mailing, "ann@example.org")
+    assert row["state"] == "failed" and "554 5.7.1" in str(row["error"])
+    assert ledger_rows(mailing, "SELECT * FROM suppressions") == []
+    assert recipients(smtp_server) == Counter(set(PEOPLE) - {"ann@example.org"})
+    again = send(cli, mailing, NOW + timedelta(hours=1))  # a failure is never retried
+    assert summary_line(again.stdout).startswith("sent 0 ")
+    assert "ann@example.org" not in recipients(smtp_server)
+
+
+def test_connection_refused_claims_nothing_and_everything_stays_due(project: Path,
+                                                                     cli: Cli) -> None:
+    port = free_port()  # nothing listens there
+    known_people(project, port)
+
+    result = send(cli, project, NOW)
+    assert result.exit_code == 1, result.output
+    assert re.search(rf"transport unavailable: .*127\.0\.0\.1:{port}.*refused", result.stderr,
+                     re.I), result.stderr
+    assert f"all {len(PEOPLE)} due message(s) wait" in result.stderr
+    assert ledger_rows(project, "SELECT * FROM messages") == []  # nothing was claimed
+    dry = send(cli, project, NOW, "--dry-run")
+    assert summary_line(dry.stdout).startswith(f"would send {len(PEOPLE)} ")
+
+    with SmtpServer() as server:
+        known_people(project, server.port)
+        retry = send(cli, project, NOW + timedelta(minutes=5))
+        assert retry.exit_code == 0, retry.output
+        assert recipients(server) == Counter(PEOPLE.keys())
+    assert set(states(project).values()) == {"sent"}
+
+
 def test_dropped_connection_before_data_defers_that_message_and_the_run_reconnects(
         mailing: Path, cli: Cli, smtp_server: SmtpServer) -> None:
     # Twice: a reused connection found dropped is retried once at once.
