@@ -373,6 +373,8 @@ def _print_summary(summary: Any) -> None:
     details = []
     if summary.enrolled or summary.exited:
         details.append(f"enrolled {summary.enrolled}, left {summary.exited}")
+    if summary.held:
+        details.append(f"{len(summary.held)} held (not rendered)")
     if summary.held_by_limit:
         details.append(f"{summary.held_by_limit} held back by --limit")
     if summary.held_by_cap:
@@ -397,6 +399,18 @@ def _print_summary(summary: Any) -> None:
         err.print("Check with 'ldmail history ADDRESS' (it shows the Message-ID to look for in "
                   "the server's log), then resend with 'ldmail send --resend-unknown' if they "
                   "did not arrive.")
+    for campaign_id, problem in summary.broken.items():
+        count = sum(1 for item in summary.held if item.campaign == campaign_id)
+        err.print(f"not sent: campaign '{campaign_id}' does not render: {_escape(problem)}")
+        err.print(f"  its {count} due message(s) are held, not failed: fix the campaign (see "
+                  "'ldmail validate') and the next run sends them")
+    individual = [item for item in summary.held if item.campaign not in summary.broken]
+    for item in individual[:20]:
+        err.print(f"held: {item.campaign}/{item.step} to {item.email}: {_escape(item.reason)}")
+    if len(individual) > 20:
+        err.print(f"… and {len(individual) - 20} more held (see 'ldmail history')")
+    if individual:
+        err.print("Held messages are sent by the first run after the cause is fixed.")
     for failure in summary.failures[:20]:
         err.print(f"failed: {failure.campaign}/{failure.step} to {failure.email}: "
                   f"{_escape(failure.reason)}")
@@ -775,6 +789,7 @@ def suppress(
     """Opt a person out for good."""
     from .config import load_project
     from .ledger import Ledger
+    from .lock import send_lock_path
     from .privacy import import_suppressions, resolve
     from .privacy import suppress as add_suppression
 
@@ -792,7 +807,8 @@ def suppress(
                 return
             assert who is not None
             email = resolve(ledger, who)
-            added = add_suppression(ledger, email, reason, "command", inv.now)
+            added = add_suppression(ledger, email, reason, "command", inv.now,
+                                    lock=send_lock_path(ledger.path))
     out.print(f"{email} is {'now' if added else 'already'} suppressed: no campaign mails it.")
 
 
@@ -806,6 +822,7 @@ def forget(
     """Erase a person's data; they stay suppressed."""
     from .config import OUTBOX_SETTING, load_project
     from .ledger import Ledger
+    from .lock import send_lock_path
     from .privacy import forget as erase
     from .privacy import resolve
 
@@ -814,7 +831,8 @@ def forget(
         with Ledger.of(loaded, db) as ledger:
             address = resolve(ledger, email)
             result = erase(ledger, address, inv.now,
-                           loaded.path(loaded.settings.transport.outbox, OUTBOX_SETTING))
+                           loaded.path(loaded.settings.transport.outbox, OUTBOX_SETTING),
+                           lock=send_lock_path(ledger.path))
     console().print(
         f"Forgotten: {result.rows} ledger row(s) now hold only a keyed hash, "
         f"{result.outbox_files} outbox file(s) deleted. The person stays suppressed; remove "

@@ -22,24 +22,27 @@ from .audience import PeopleStream, Person
 from .clock import iso
 from .config import OUTBOX_SETTING, Project
 from .enrolment import Enrolment, active_enrolments, sync
-from .errors import LdmailError, TransportFatal
+from .errors import LdmailError, Problem, TransportFatal
 from .ledger import (
     ACTIVE,
     CLAIMED,
     COMPLETED,
     DEFERRED,
     FAILED,
+    HELD,
     SENT,
     TREATMENT,
     UNKNOWN,
     Ledger,
     ledger_path,
 )
-from .lock import SendLock, held_elsewhere
+from .lock import SendLock, held_elsewhere, send_lock_path
+from .privacy import FORGOTTEN
 from .message import Built, HeaderInjection, MessageBuilder, new_message_id, unsubscribe_links
 from .render import Renderer, RenderError
 from .schedule import Planned
 from .transport import Outcome, StopRequested, Transport, open_transports
+from .validate import broken_campaigns
 
 Progress = Callable[[int, int], None]
 
@@ -73,6 +76,10 @@ class SendSummary:
     unknown_found: int = 0
     unknown_total: int = 0
     requeued_unknown: int = 0
+    # Messages that could not be rendered or built this run: held, sent once fixed.
+    held: list[Failure] = field(default_factory=list)
+    # Campaigns whose templates fail to render, by id: the first problem of each.
+    broken: dict[str, str] = field(default_factory=dict)
     held_by_limit: int = 0
     held_by_cap: int = 0
     stopped: str | None = None
@@ -88,7 +95,7 @@ class SendSummary:
         Unknown messages that an earlier run already reported are counted again in
         `unknown_total` but do not make every later run fail.
         """
-        return not self.failed and not self.unknown and self.stopped is None
+        return not self.failed and not self.unknown and not self.held and self.stopped is None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -158,6 +165,8 @@ class Sender:
         self.builder = MessageBuilder(project.settings, now)
         self.stamp = iso(now)
         self.pending: list[tuple[str, tuple[Any, ...]]] = []
+        # Campaigns that fail to render for sample people: their messages are held, unsent.
+        self.broken: dict[str, Problem] = {}
 
     def message_id(self, item: Due) -> str:
         campaign_id = item.enrolment.campaign
@@ -207,35 +216,62 @@ class Sender:
             sql, params = self.pending.pop()
             self._write(sql, params)
 
-    def claim(self, item: Due, message_id: str) -> bool:
-        """Record the message as being sent; False when someone else already holds it."""
+    def claim(self, item: Due, message_id: str, token: str) -> bool:
+        """Record the message as being sent; False when it must not go (any more).
+
+        The claim itself checks, in its own transaction, what may have changed since the run
+        worked out who is due: another run holds the message, the person was suppressed or
+        forgotten (`token` is their keyed hash), left the campaign, or reached its goal (an
+        event imported while this run was sending).
+        """
         e, step = item.enrolment, item.planned.step
+        allowed, allowed_params = self._still_allowed(item, token)
         if item.planned.retry:
             return self._write(
                 "UPDATE messages SET state = ?, attempts = attempts + 1, message_id = ?,"
                 " claimed_at = ?, run_id = ?, error = NULL WHERE campaign = ? AND step = ? AND"
-                " email = ? AND state = ?",
+                f" email = ? AND state IN (?, ?) AND {allowed}",
                 (CLAIMED, message_id, self.stamp, self.run_id, e.campaign, step.id, e.email,
-                 DEFERRED)) == 1
+                 DEFERRED, HELD, *allowed_params)) == 1
         try:
-            self._write(
+            return self._write(
                 "INSERT INTO messages (campaign, step, email, due_at, state, attempts,"
-                " message_id, claimed_at, run_id) VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?)",
+                " message_id, claimed_at, run_id) SELECT ?, ?, ?, ?, ?, 1, ?, ?, ?"
+                f" WHERE {allowed}",
                 (e.campaign, step.id, e.email, iso(item.planned.due_at), CLAIMED, message_id,
-                 self.stamp, self.run_id))
+                 self.stamp, self.run_id, *allowed_params)) == 1
         except sqlite3.IntegrityError:
             return False
-        return True
 
-    def record_failure(self, item: Due, reason: str) -> None:
-        """A message that could not even be built: failed, with the reason, never retried."""
+    def _still_allowed(self, item: Due, token: str) -> tuple[str, tuple[Any, ...]]:
+        """SQL that is true while the enrolment may still receive this message."""
+        e = item.enrolment
+        sql = ("EXISTS (SELECT 1 FROM enrolments WHERE campaign = ? AND email = ? AND state = ?)"
+               " AND NOT EXISTS (SELECT 1 FROM suppressions WHERE email IN (?, ?))")
+        params: tuple[Any, ...] = (e.campaign, e.email, ACTIVE, e.email, FORGOTTEN + token)
+        goal = self.project.campaign(e.campaign).goal
+        if goal is not None:
+            sql += (" AND NOT EXISTS (SELECT 1 FROM events WHERE email = ? AND event = ?"
+                    " AND occurred_at <= ? AND object GLOB ?)")
+            params += (e.email, goal.event, self.stamp, goal.object or "*")
+        return sql, params
+
+    def hold(self, item: Due, reason: str) -> None:
+        """A message that could not be rendered or built: held with the reason, not failed.
+
+        Nothing was claimed or sent; a later run renders it again and sends it once the
+        project is fixed. Not written for a person suppressed or forgotten meanwhile.
+        """
         e, step = item.enrolment, item.planned.step
+        token = self.ledger.address_hash(e.email)
         self._write(
             "INSERT INTO messages (campaign, step, email, due_at, state, attempts, error,"
-            " claimed_at, run_id) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?) ON CONFLICT"
-            " (campaign, step, email) DO UPDATE SET state = excluded.state,"
-            " error = excluded.error", (e.campaign, step.id, e.email, iso(item.planned.due_at),
-                                        FAILED, reason, self.stamp, self.run_id))
+            " claimed_at, run_id) SELECT ?, ?, ?, ?, ?, 0, ?, ?, ? WHERE NOT EXISTS (SELECT 1"
+            " FROM suppressions WHERE email IN (?, ?)) ON CONFLICT (campaign, step, email) DO"
+            " UPDATE SET state = excluded.state, error = excluded.error,"
+            " next_attempt_at = NULL WHERE messages.state IN (?, ?)",
+            (e.campaign, step.id, e.email, iso(item.planned.due_at), HELD, reason, self.stamp,
+             self.run_id, e.email, FORGOTTEN + token, DEFERRED, HELD))
 
     def record(self, item: Due, outcome: Outcome) -> str:
         """Note what the transport said about a claimed message; returns the new state.
@@ -304,7 +340,7 @@ def send(project: Project, now: datetime, *, db: Path | None = None, dry_run: bo
     if campaign is not None:
         project.campaign(campaign)  # unknown ids fail before anything happens
     path = ledger_path(project, db)
-    lock = path.with_name(path.name + ".lock")
+    lock = send_lock_path(path)
     if dry_run:
         # While another send runs, its open claims are in flight, not left by a dead run.
         in_flight = held_elsewhere(lock)
@@ -388,6 +424,13 @@ def _run(project: Project, ledger: Ledger, now: datetime, *, dry_run: bool, camp
         project.settings.transport,
         project.path(project.settings.transport.outbox, OUTBOX_SETTING), stop)
     sender = Sender(project, ledger, transports, now, run_id)
+    # What is about to go out is validated first: a campaign whose templates do not render is
+    # not sent at all (its messages are held), instead of failing person by person.
+    sender.broken = broken_campaigns(project, sender.renderer,
+                                     sorted({item.enrolment.campaign for item in due}),
+                                     now.date())
+    summary.broken = {campaign_id: str(problem) for campaign_id, problem in
+                      sender.broken.items()}
     try:
         _deliver(sender, due, summary, dry_run, progress, stop)
     finally:
@@ -554,13 +597,15 @@ def _deliver_each(sender: Sender, due: list[Due], summary: SendSummary, dry_run:
                 progress(done, len(due))
             e, step = item.enrolment, item.planned.step
             message_id = sender.message_id(item)
+            blocked = sender.broken.get(e.campaign)
             try:
+                if blocked is not None:
+                    raise RenderError(blocked.file, blocked.line, blocked.message)
                 message = sender.compose(item, message_id)
             except (RenderError, HeaderInjection) as exc:
-                summary.failed += 1
-                summary.failures.append(Failure(e.email, e.campaign, step.id, str(exc)))
+                summary.held.append(Failure(e.email, e.campaign, step.id, str(exc)))
                 if not dry_run:
-                    sender.record_failure(item, str(exc))
+                    sender.hold(item, str(exc))
                 continue
             if dry_run:
                 summary.sent += 1
@@ -574,7 +619,7 @@ def _deliver_each(sender: Sender, due: list[Due], summary: SendSummary, dry_run:
                 break
             if summary.stopped is not None:  # a lane was stopped mid-message
                 break
-            if not sender.claim(item, message_id):
+            if not sender.claim(item, message_id, sender.ledger.address_hash(e.email)):
                 continue
             lanes.hand_over(item, message, _label(sender.now, item, message_id))
     finally:

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 # Message states. A message is `claimed` before it is handed to the transport; a claim found
 # by a later run was interrupted mid-send and becomes `unknown` (never resent silently).
 CLAIMED, SENT, UNKNOWN, DEFERRED, FAILED = "claimed", "sent", "unknown", "deferred", "failed"
+# A message that could not be rendered or built (a template error, a missing file, a line
+# break in a header value): nothing was claimed or sent; it goes out once the project renders.
+HELD = "held"
 # Enrolment states.
 ACTIVE, COMPLETED, CONVERTED, LEFT = "active", "completed", "converted", "left"
 TREATMENT, HOLDOUT = "treatment", "holdout"

@@ -11,6 +11,11 @@ from types import TracebackType
 from .errors import LdmailError, LedgerBusy
 
 
+def send_lock_path(ledger: Path) -> Path:
+    """The send lock of a ledger file: beside it, with `.lock` added."""
+    return ledger.with_name(ledger.name + ".lock")
+
+
 class SendLock:
     """An exclusive advisory lock; the kernel drops it when the process dies, even by SIGKILL."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -10,7 +11,11 @@ from pathlib import Path
 from .audience import find_column, normalise_email, read_rows
 from .clock import iso
 from .errors import LdmailError
-from .ledger import ACTIVE, LEFT, STAGED, Ledger
+from .ledger import ACTIVE, CLAIMED, LEFT, STAGED, Ledger
+from .lock import held_elsewhere
+
+# How long suppress and forget wait for a running send to finish a message to the person.
+SETTLE_SECONDS = 300.0
 
 FORGOTTEN = "forgotten:"
 _TOKEN = re.compile(r"^[0-9a-f]{32}$")
@@ -36,12 +41,33 @@ def is_suppressed(ledger: Ledger, email: str, suppressed: set[str]) -> bool:
     return email in suppressed or FORGOTTEN + ledger.address_hash(email) in suppressed
 
 
-def suppress(ledger: Ledger, email: str, reason: str, source: str, now: datetime) -> bool:
-    """Never mail this address again; ends its active enrolments now. False if already so."""
+def suppress(ledger: Ledger, email: str, reason: str, source: str, now: datetime,
+             lock: Path | None = None) -> bool:
+    """Never mail this address again; ends its active enrolments now. False if already so.
+
+    A running send checks suppressions when it claims each message, so none is claimed after
+    this; with `lock` (the send lock), it also waits for a message to this person that the
+    send already has in hand, so "now suppressed" is true when it is said.
+    """
     added = ledger.suppress(email, reason, source, iso(now))
     ledger.execute("UPDATE enrolments SET state = ?, exit_reason = ?, exited_at = ? "
                    "WHERE email = ? AND state = ?", (LEFT, "suppressed", iso(now), email, ACTIVE))
+    if lock is not None:
+        settle_in_flight(ledger, email, lock)
     return added
+
+
+def settle_in_flight(ledger: Ledger, email: str, lock: Path,
+                     seconds: float = SETTLE_SECONDS) -> None:
+    """Wait while a running send still has a message to `email` in hand (claimed)."""
+    deadline = time.monotonic() + seconds
+    while held_elsewhere(lock) and ledger.rows(
+            "SELECT 1 FROM messages WHERE email = ? AND state = ? LIMIT 1", (email, CLAIMED)):
+        if time.monotonic() > deadline:
+            raise LdmailError(f"a running send still has a message to {email} in hand after "
+                              f"{seconds:g} s; nothing more will be claimed for them: run this "
+                              "command again once that send has ended")
+        time.sleep(0.1)
 
 
 @dataclass
@@ -82,13 +108,20 @@ class Forgotten:
     outbox_files: int
 
 
-def forget(ledger: Ledger, email: str, now: datetime, outbox: Path | None) -> Forgotten:
+def forget(ledger: Ledger, email: str, now: datetime, outbox: Path | None,
+           lock: Path | None = None) -> Forgotten:
     """Replace the address by a keyed hash everywhere and drop the person's details.
 
     Message and enrolment rows stay (under the hash) so counts and the report stay true,
-    and a suppression under the hash keeps the person from ever being mailed again.
+    and a suppression under the hash keeps the person from ever being mailed again. That
+    suppression is written first: a running send sees it at its next claim, and (with `lock`)
+    the message it may have in hand for the person is waited for before anything is erased,
+    so no row and no outbox file holds the address once this returns.
     """
     hashed = FORGOTTEN + ledger.address_hash(email)
+    ledger.suppress(hashed, "forgotten on request", "forget", iso(now))
+    if lock is not None:
+        settle_in_flight(ledger, email, lock)
     conn = ledger.db.conn
     conn.execute("PRAGMA secure_delete = ON")  # freed pages are zeroed, not left readable
     changed = 0

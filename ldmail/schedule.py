@@ -90,6 +90,8 @@ class Planned:
 
 
 DONE_STATES = frozenset({"sent", "failed", "unknown", "claimed"})
+# States whose message row exists and is claimed again (an UPDATE, not an INSERT).
+RETRY_STATES = frozenset({"deferred", "held"})
 
 
 def upcoming(campaign: Campaign, anchor_at: datetime, history: dict[str, StepRecord],
@@ -109,7 +111,7 @@ def upcoming(campaign: Campaign, anchor_at: datetime, history: dict[str, StepRec
         due = anchor_at + step.after
         if previous is not None:
             due = max(due, previous + campaign.min_gap)
-        retry = record is not None and record.state == "deferred"
+        retry = record is not None and record.state in RETRY_STATES
         if retry and record is not None and record.next_attempt_at is not None:
             due = max(due, record.next_attempt_at)
         send_at = next_window_open(max(due, now), campaign.send_window, zone)

@@ -118,6 +118,18 @@ def check_campaign(project: Project, renderer: Renderer, campaign: CampaignFile,
                                        f"keep it under {MAX_SUBJECT} (inboxes cut it at ~60)"))
 
 
+def broken_campaigns(project: Project, renderer: Renderer, campaign_ids: list[str],
+                     today: date) -> dict[str, Problem]:
+    """The first problem of each campaign whose steps do not render for sample people."""
+    broken: dict[str, Problem] = {}
+    for campaign_id in campaign_ids:
+        report = Report()
+        check_campaign(project, renderer, project.campaigns[campaign_id], None, today, report)
+        if report.problems:
+            broken[campaign_id] = report.problems[0]
+    return broken
+
+
 def validate(root: Path, today: date) -> Report:
     """Collect every problem in the project; an empty `problems` list means it is clean."""
     report = Report()

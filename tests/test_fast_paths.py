@@ -36,7 +36,10 @@ from .test_send_smtp import (
     test_a_connection_the_server_closed_between_messages_is_reopened_at_once as _reopened,
 )
 from .test_send_smtp import (
-    test_dropped_connection_defers_that_message_and_the_run_reconnects as _dropped,
+    test_a_reply_lost_after_the_whole_message_makes_it_unknown as _lost_reply,
+)
+from .test_send_smtp import (
+    test_dropped_connection_before_data_defers_that_message_and_the_run_reconnects as _dropped,
 )
 from .test_send_smtp import (
     test_permanent_refusal_of_the_content_fails_without_suppressing as _permanent,
@@ -75,6 +78,7 @@ test_pipelined_temporary_refusal = _temporary
 test_pipelined_unknown_user = _unknown
 test_pipelined_permanent_refusal = _permanent
 test_pipelined_dropped_connection = _dropped
+test_pipelined_lost_reply = _lost_reply
 test_pipelined_connection_closed_between_messages = _reopened
 test_pipelined_two_runs_at_once = _overlap
 test_pipelined_sigkill_mid_send = _kill

@@ -244,7 +244,7 @@ def test_line_break_in_person_data_cannot_inject_a_header(project: Path, cli: Cl
     people.write_text(text, encoding="utf-8")
     result = cli("send", "--now", "2026-12-01T10:00+01:00", "--project", project)
     assert result.exit_code == 1, result.output
-    assert "failed: welcome/hello to bob.smith@example.org: the To header value contains a " \
+    assert "held: welcome/hello to bob.smith@example.org: the To header value contains a " \
            "line break" in result.output
     assert "Traceback" not in result.output
     outbox = list((project / ".ldmail/outbox").glob("*.eml"))

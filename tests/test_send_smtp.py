@@ -203,7 +203,7 @@ def test_a_connection_the_server_closed_between_messages_is_reopened_at_once(
 # -- 8. header injection from the people export --------------------------------------------------
 
 
-def test_line_break_in_a_name_injects_no_header_and_fails_that_message(
+def test_line_break_in_a_name_injects_no_header_and_holds_that_message(
         mailing: Path, cli: Cli, smtp_server: SmtpServer) -> None:
     people = dict(PEOPLE)
     people["eve@example.org"] = '"Eve\r\nBcc: evil@example.org";Doe;EN;HR;01-01-2015;'
@@ -218,11 +218,16 @@ def test_line_break_in_a_name_injects_no_header_and_fails_that_message(
         headers = item.data.split(b"\r\n\r\n", 1)[0]
         assert not re.search(rb"^bcc:", headers, re.I | re.M) and b"evil" not in headers
     row = message(mailing, "eve@example.org")
-    assert row["state"] == "failed" and "line break" in str(row["error"])
-    assert re.search(r"failed: welcome/hello to eve@example\.org: .*line break", result.stderr)
-    again = send(cli, mailing, NOW + timedelta(hours=1))  # refused for good, not retried
-    assert summary_line(again.stdout).startswith("sent 0 ")
+    assert row["state"] == "held" and "line break" in str(row["error"])
+    assert re.search(r"held: welcome/hello to eve@example\.org: .*line break", result.stderr)
+    again = send(cli, mailing, NOW + timedelta(hours=1))  # held until the export is fixed
+    assert summary_line(again.stdout).startswith("sent 0 ") and again.exit_code == 1
     assert "eve@example.org" not in smtp_server.rcpts
+    people["eve@example.org"] = "Eve;Doe;EN;HR;01-01-2015;"
+    write_people(mailing, people)
+    fixed = send(cli, mailing, NOW + timedelta(hours=2))
+    assert fixed.exit_code == 0 and summary_line(fixed.stdout).startswith("sent 1 ")
+    assert recipients(smtp_server)["eve@example.org"] == 1
 
 
 # -- 6. two runs at once ----------------------------------------------------------------------
