@@ -37,8 +37,8 @@ from .ledger import (
     ledger_path,
 )
 from .lock import SendLock, held_elsewhere, send_lock_path
-from .privacy import FORGOTTEN
 from .message import Built, HeaderInjection, MessageBuilder, new_message_id, unsubscribe_links
+from .privacy import FORGOTTEN
 from .render import Renderer, RenderError
 from .schedule import Planned
 from .transport import Outcome, StopRequested, Transport, open_transports
