@@ -488,6 +488,42 @@ def send(
 
 
 @app.command()
+def retry(
+    failed: Annotated[bool, typer.Option("--failed", help="Also failed messages (a 5xx reply, "
+                                                          "or out of attempts).")] = False,
+    campaign: CampaignOption = None,
+    step: Annotated[str | None, typer.Option("--step", help="Only this step id.",
+                                             autocompletion=_complete_step)] = None,
+    db: DbOption = None,
+    project: ProjectOption = None,
+    now: NowOption = None,
+) -> None:
+    """Requeue held (and with --failed, failed) messages for the next send.
+
+    Held messages go out by themselves once their cause is fixed; retry also puts them first
+    in line and starts their attempts afresh. Failed messages are only ever resent this way.
+    Unknown ones are resent with 'ldmail send --resend-unknown'.
+    """
+    from .clock import iso
+    from .config import load_project
+    from .ledger import FAILED, HELD, Ledger
+
+    states = (HELD, FAILED) if failed else (HELD,)
+    with invocation(project, now) as inv:
+        loaded = load_project(inv.root)
+        if campaign is not None:
+            model = loaded.campaign(campaign)
+            if step is not None and step not in {s.id for s in model.steps}:
+                raise typer.BadParameter(f"campaign '{campaign}' has no step '{step}'",
+                                         param_hint="--step")
+        with Ledger.of(loaded, db) as ledger:
+            count = ledger.requeue(states, iso(inv.now), campaign=campaign, step=step)
+    what = "held or failed" if failed else "held"
+    console().print(f"{count} {what} message(s) requeued; the next 'ldmail send' sends them"
+                    + ("" if failed else " (add --failed for failed ones)"))
+
+
+@app.command()
 def plan(
     days: Annotated[int, typer.Option(help="How many days ahead to show.", min=1)] = 14,
     campaign: CampaignOption = None,
@@ -822,7 +858,7 @@ def forget(
     """Erase a person's data; they stay suppressed."""
     from .config import OUTBOX_SETTING, load_project
     from .ledger import Ledger
-    from .lock import send_lock_path
+    from .lock import held_elsewhere, send_lock_path
     from .privacy import forget as erase
     from .privacy import resolve
 
@@ -830,6 +866,11 @@ def forget(
         loaded = load_project(inv.root)
         with Ledger.of(loaded, db) as ledger:
             address = resolve(ledger, email)
+            if held_elsewhere(send_lock_path(ledger.path)):
+                console(stderr=True).print(
+                    f"{address} is suppressed now, so the running send mails them nothing "
+                    "more; waiting for it to end before erasing (Ctrl-C leaves them "
+                    "suppressed; run forget again later)")
             result = erase(ledger, address, inv.now,
                            loaded.path(loaded.settings.transport.outbox, OUTBOX_SETTING),
                            lock=send_lock_path(ledger.path))

@@ -285,6 +285,36 @@ class Ledger:
         self.execute("UPDATE runs SET finished_at = ?, status = ?, summary = ? WHERE id = ?",
                      (finished_at, status, summary, run_id))
 
+    # -- requeueing ------------------------------------------------------------------------
+
+    def requeue(self, states: tuple[str, ...], at: str, *, campaign: str | None = None,
+                step: str | None = None) -> int:
+        """Put messages in `states` back in the queue, due at once; returns how many.
+
+        Only for people still enrolled and not suppressed. An enrolment that counted the
+        message as its last step is reopened first, or nothing would pick the message up.
+        """
+        marks = ", ".join("?" for _ in states)
+        scope, scope_params = "", ()  # type: tuple[str, tuple[str, ...]]
+        if campaign is not None:
+            scope, scope_params = scope + " AND m.campaign = ?", (*scope_params, campaign)
+        if step is not None:
+            scope, scope_params = scope + " AND m.step = ?", (*scope_params, step)
+        with self.transaction(immediate=True) as db:
+            db.conn.execute(
+                "UPDATE enrolments SET state = ?, exit_reason = NULL, exited_at = NULL"
+                " WHERE state = ? AND exit_reason = 'all steps done' AND EXISTS (SELECT 1 FROM"
+                f" messages m WHERE m.state IN ({marks}) AND m.campaign = enrolments.campaign"
+                f" AND m.email = enrolments.email{scope})",
+                (ACTIVE, COMPLETED, *states, *scope_params))
+            return int(db.conn.execute(
+                f"UPDATE messages AS m SET state = ?, next_attempt_at = ?, attempts = 0,"
+                f" error = 'requeued by ldmail retry' WHERE m.state IN ({marks}){scope}"
+                " AND EXISTS (SELECT 1 FROM enrolments e WHERE e.campaign = m.campaign AND"
+                " e.email = m.email AND e.state = ?) AND NOT EXISTS (SELECT 1 FROM suppressions"
+                " s WHERE s.email = m.email)",
+                (DEFERRED, at, *states, *scope_params, ACTIVE)).rowcount)
+
     # -- suppressions and events ------------------------------------------------------------
 
     def suppress(self, email: str, reason: str, source: str, at: str) -> bool:

@@ -12,10 +12,12 @@ from .audience import find_column, normalise_email, read_rows
 from .clock import iso
 from .errors import LdmailError
 from .ledger import ACTIVE, CLAIMED, LEFT, STAGED, Ledger
-from .lock import held_elsewhere
+from .lock import SendLock, held_elsewhere
 
-# How long suppress and forget wait for a running send to finish a message to the person.
+# How long suppress waits for a running send to finish a message to the person, and forget
+# for a running send to end.
 SETTLE_SECONDS = 300.0
+FORGET_WAIT = 6 * 3600.0
 
 FORGOTTEN = "forgotten:"
 _TOKEN = re.compile(r"^[0-9a-f]{32}$")
@@ -114,14 +116,22 @@ def forget(ledger: Ledger, email: str, now: datetime, outbox: Path | None,
 
     Message and enrolment rows stay (under the hash) so counts and the report stay true,
     and a suppression under the hash keeps the person from ever being mailed again. That
-    suppression is written first: a running send sees it at its next claim, and (with `lock`)
-    the message it may have in hand for the person is waited for before anything is erased,
-    so no row and no outbox file holds the address once this returns.
+    suppression is written first: a running send sees it at its next claim. With `lock` (the
+    send lock), the erasing waits for a running send to end, so that no row, no page of the
+    file and no outbox file holds the address once this returns.
     """
     hashed = FORGOTTEN + ledger.address_hash(email)
     ledger.suppress(hashed, "forgotten on request", "forget", iso(now))
-    if lock is not None:
-        settle_in_flight(ledger, email, lock)
+    if lock is None:
+        return _erase(ledger, email, hashed, now, outbox)
+    # A running send keeps the ledger's write-ahead log open, so old pages that hold the
+    # address could not be overwritten: wait for it to end (it sends the person nothing more).
+    with SendLock(lock, wait=FORGET_WAIT):
+        return _erase(ledger, email, hashed, now, outbox)
+
+
+def _erase(ledger: Ledger, email: str, hashed: str, now: datetime,
+           outbox: Path | None) -> Forgotten:
     conn = ledger.db.conn
     conn.execute("PRAGMA secure_delete = ON")  # freed pages are zeroed, not left readable
     changed = 0

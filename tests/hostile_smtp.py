@@ -29,6 +29,7 @@ class HostileSmtp:
     after_data: Callable[[int], str] = lambda n: ACCEPT
     stall_seconds: float = 30.0
     trickle: bool = False
+    reply_delay: float = 0.0  # a slow server: seconds before each "250 queued"
     messages: list[bytes] = field(default_factory=list)
     connections: int = 0
 
@@ -108,6 +109,7 @@ class HostileSmtp:
                     if action == STALL:
                         self.done.wait(self.stall_seconds)
                         return
+                    time.sleep(self.reply_delay)
                     conn.sendall(b"250 2.0.0 queued\r\n")
                 elif verb == b"QUIT":
                     conn.sendall(b"221 bye\r\n")
