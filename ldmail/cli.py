@@ -373,6 +373,9 @@ def _print_summary(summary: Any) -> None:
     details = []
     if summary.enrolled or summary.exited:
         details.append(f"enrolled {summary.enrolled}, left {summary.exited}")
+    if summary.missing:
+        details.append(f"{summary.missing} enrolment(s) now missing from the export (they "
+                       "continue if back within exits.grace)")
     if summary.held:
         details.append(f"{len(summary.held)} held (not rendered)")
     if summary.held_by_limit:
@@ -446,6 +449,9 @@ def send(
     resend_unknown: Annotated[bool, typer.Option(
         "--resend-unknown", help="Send again messages an interrupted run left unknown.")] = False,
     wait: Annotated[float, typer.Option(help="Seconds to wait for another running send.")] = 0,
+    accept_exits: Annotated[bool, typer.Option(
+        "--accept-exits", help="Proceed although many people vanished from the export at once "
+        "(exits.max_share).")] = False,
     db: DbOption = None,
     project: ProjectOption = None,
     now: NowOption = None,
@@ -478,7 +484,8 @@ def send(
                     summary = run_send(loaded, inv.now, db=db, dry_run=dry_run,
                                        campaign=campaign, limit=limit,
                                        resend_unknown=resend_unknown, wait=wait,
-                                       progress=advance, stop=stop)
+                                       progress=advance, stop=stop,
+                                       accept_exits=accept_exits)
             except LedgerBusy as exc:
                 console().print(str(exc), soft_wrap=True)
                 return

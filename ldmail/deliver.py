@@ -76,6 +76,7 @@ class SendSummary:
     unknown_found: int = 0
     unknown_total: int = 0
     requeued_unknown: int = 0
+    missing: int = 0  # enrolments whose person went missing from the export in this run
     # Messages that could not be rendered or built this run: held, sent once fixed.
     held: list[Failure] = field(default_factory=list)
     # Campaigns whose templates fail to render, by id: the first problem of each.
@@ -335,7 +336,7 @@ def _label(now: datetime, item: Due, message_id: str) -> str:
 def send(project: Project, now: datetime, *, db: Path | None = None, dry_run: bool = False,
          campaign: str | None = None, limit: int | None = None, resend_unknown: bool = False,
          wait: float = 0.0, progress: Progress | None = None,
-         stop: threading.Event | None = None) -> SendSummary:
+         stop: threading.Event | None = None, accept_exits: bool = False) -> SendSummary:
     """One complete send run; safe to start from cron every few minutes."""
     if campaign is not None:
         project.campaign(campaign)  # unknown ids fail before anything happens
@@ -347,15 +348,17 @@ def send(project: Project, now: datetime, *, db: Path | None = None, dry_run: bo
         with Ledger(path, readonly=True) as ledger:
             return _run(project, ledger, now, dry_run=True, campaign=campaign, limit=limit,
                         resend_unknown=resend_unknown, progress=progress, stop=stop,
-                        claims_in_flight=in_flight)
+                        claims_in_flight=in_flight, accept_exits=accept_exits)
     with SendLock(lock, wait=wait), Ledger(path) as ledger:
         return _run(project, ledger, now, dry_run=False, campaign=campaign, limit=limit,
-                    resend_unknown=resend_unknown, progress=progress, stop=stop)
+                    resend_unknown=resend_unknown, progress=progress, stop=stop,
+                    accept_exits=accept_exits)
 
 
 def _run(project: Project, ledger: Ledger, now: datetime, *, dry_run: bool, campaign: str | None,
          limit: int | None, resend_unknown: bool, progress: Progress | None,
-         stop: threading.Event | None, claims_in_flight: bool = False) -> SendSummary:
+         stop: threading.Event | None, claims_in_flight: bool = False,
+         accept_exits: bool = False) -> SendSummary:
     summary = SendSummary(dry_run=dry_run)
     run_id = 0 if dry_run else ledger.start_run("send", iso(datetime.now(now.tzinfo)), iso(now))
     # Holding the send lock, any claim still open belongs to a run that died mid-send.
@@ -397,8 +400,10 @@ def _run(project: Project, ledger: Ledger, now: datetime, *, dry_run: bool, camp
             return summary
     if not dry_run:
         quiet.forget(ledger)
-    synced = sync(project, ledger, now, persist=not dry_run, only=campaign)
+    synced = sync(project, ledger, now, persist=not dry_run, only=campaign,
+                  accept_exits=accept_exits)
     summary.enrolled, summary.exited = synced.enrolled, synced.exited
+    summary.missing = synced.vanished
     due, summary.waiting_window, complete, next_change = find_due(project, ledger, now)
     if not dry_run and complete:
         with ledger.transaction() as db:

@@ -22,6 +22,7 @@ from . import __version__
 from .audience import AudienceLoader, PeopleStream, Person, export_digest
 from .clock import from_iso, iso
 from .config import Project
+from .errors import LdmailError
 from .ledger import ACTIVE, CONVERTED, HOLDOUT, LEFT, STAGED, TREATMENT, Ledger
 from .models import Campaign, Goal
 from .privacy import FORGOTTEN
@@ -76,15 +77,30 @@ _EXITS = (
     FROM (SELECT email FROM main.suppressions UNION SELECT email FROM temp.forgotten) s
     JOIN temp.scope c JOIN main.enrolments e ON e.campaign = c.id AND e.email = s.email
     WHERE e.state = 'active'""",
-    # A scan of every active enrolment, with one lookup each for most of them.
+    # Missing from the export for the whole grace period (see _missing).
     """INSERT OR IGNORE INTO temp.exits (campaign, email, state, reason)
-    SELECT e.campaign, e.email, :left, CASE WHEN x.email IS NULL
-        THEN 'no longer in the people export'
-        ELSE 'no longer in the audience (persona ' || coalesce(x.persona, 'none') || ')' END
-    FROM main.enrolments e LEFT JOIN staged_people x ON x.email = e.email
+    SELECT e.campaign, e.email, :left, 'no longer in the people export'
+    FROM main.enrolments e
+    WHERE e.state = 'active' AND e.campaign IN (SELECT id FROM temp.scope)
+      AND (:no_grace OR e.missing_since <= :grace_cut)
+      AND NOT EXISTS (SELECT 1 FROM staged_people x WHERE x.email = e.email)""",
+    # In the export, but no longer targeted by the campaign. A scan of every active
+    # enrolment, with one lookup each for most of them.
+    """INSERT OR IGNORE INTO temp.exits (campaign, email, state, reason)
+    SELECT e.campaign, e.email, :left,
+        'no longer in the audience (persona ' || coalesce(x.persona, 'none') || ')'
+    FROM main.enrolments e JOIN staged_people x ON x.email = e.email
     WHERE e.state = 'active' AND e.campaign IN (SELECT id FROM temp.scope)
       AND NOT EXISTS (SELECT 1 FROM staged_targets t
                       WHERE t.campaign = e.campaign AND t.email = e.email)""")
+
+# Active enrolments whose person is missing from the export and not yet leaving.
+_MISSING = """
+FROM main.enrolments e
+WHERE e.state = 'active' AND e.campaign IN (SELECT id FROM temp.scope)
+  AND NOT EXISTS (SELECT 1 FROM staged_people x WHERE x.email = e.email)
+  AND NOT EXISTS (SELECT 1 FROM temp.exits q WHERE q.campaign = e.campaign AND q.email = e.email)
+"""
 
 # Who joins: targeted by an open campaign, never enrolled in it before, not suppressed.
 _JOINING = """
@@ -124,6 +140,7 @@ class SyncResult:
     enrolled: int = 0
     exited: int = 0
     no_anchor: int = 0
+    vanished: int = 0
 
 
 def goal_reached_at(ledger: Ledger, goal: Goal, now: datetime) -> dict[str, datetime]:
@@ -290,7 +307,7 @@ def _fill_run_tables(project: Project, ledger: Ledger, now: datetime, only: str 
 
 
 def sync(project: Project, ledger: Ledger, now: datetime, *, persist: bool,
-         only: str | None = None) -> SyncResult:
+         only: str | None = None, accept_exits: bool = False) -> SyncResult:
     """Bring enrolments in line with the export; with persist=False nothing is written.
 
     The export is read only when it, the audiences, the campaigns or the day changed since
@@ -312,9 +329,14 @@ def sync(project: Project, ledger: Ledger, now: datetime, *, persist: bool,
         _stage_export(project, ledger, now, "main" if persist else "temp")
     # The changes themselves are one transaction; one that writes holds the lock from its
     # first read, so nothing it read can change before it writes.
+    grace = project.settings.exits.grace
+    params: dict[str, Any] = {**states, "grace_cut": iso(now - grace), "no_grace": not grace}
     with ledger.transaction(immediate=persist):
         _fill_run_tables(project, ledger, now, only)
-        result.exited = sum(conn.execute(statement, states).rowcount for statement in _EXITS)
+        result.exited = sum(conn.execute(statement, params).rowcount for statement in _EXITS)
+        _guard_mass_exits(project, ledger, result, accept_exits)
+        if persist:
+            _missing(ledger, now)
         if any(file.model.anchor for campaign_id, file in project.campaigns.items()
                if only in (None, campaign_id)):  # only an anchor date can be missing
             result.no_anchor = conn.execute(
@@ -330,6 +352,50 @@ def sync(project: Project, ledger: Ledger, now: datetime, *, persist: bool,
             conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key)"
                          " DO UPDATE SET value = excluded.value", (STAGED, mark))
     return result
+
+
+class MassExit(LdmailError):
+    "The export lacks so many people that it is more likely broken than true."
+
+
+def _guard_mass_exits(project: Project, ledger: Ledger, result: SyncResult,
+                      accept_exits: bool) -> None:
+    """Stop (before anything is written) when too many people vanish from the export at once.
+
+    A half-written or filtered export would otherwise end hundreds of campaigns for good.
+    Counted: enrolments whose person went missing in this run (they leave after the grace
+    period, or at once without one).
+    """
+    conn = ledger.db.conn
+    active = conn.execute("SELECT count(*) FROM main.enrolments WHERE state = 'active' AND"
+                          " campaign IN (SELECT id FROM temp.scope)").fetchone()[0]
+    # Only the newly missing count: those missing for a while passed this check back then.
+    vanishing = conn.execute(f"SELECT count(*) {_MISSING} AND e.missing_since IS NULL"
+                             ).fetchone()[0] + conn.execute(
+        "SELECT count(*) FROM temp.exits x JOIN main.enrolments e ON e.campaign = x.campaign"
+        " AND e.email = x.email WHERE x.reason = 'no longer in the people export'"
+        " AND e.missing_since IS NULL").fetchone()[0]
+    limit = project.settings.exits.max_share
+    result.vanished = vanishing
+    if accept_exits or not active or vanishing <= limit * active:
+        return
+    people = project.audiences.people.source
+    raise MassExit(
+        f"{people} lacks the people of {vanishing} of {active} active enrolments "
+        f"({vanishing / active:.0%}, more than the {limit:.0%} allowed): a truncated or "
+        "half-written export would end their campaigns, so nothing was changed. Check the "
+        "export; if these people really left, run again with --accept-exits (or raise "
+        "exits.max_share in ldmail.yaml)")
+
+
+def _missing(ledger: Ledger, now: datetime) -> None:
+    """Note who went missing from the export in this run, and forget who came back."""
+    conn = ledger.db.conn
+    conn.execute(f"UPDATE main.enrolments SET missing_since = ? WHERE rowid IN (SELECT e.rowid"
+                 f" {_MISSING} AND e.missing_since IS NULL)", (iso(now),))
+    conn.execute("UPDATE main.enrolments SET missing_since = NULL WHERE missing_since IS NOT"
+                 " NULL AND state = 'active' AND EXISTS (SELECT 1 FROM staged_people x"
+                 " WHERE x.email = enrolments.email)")
 
 
 def _apply_exits(ledger: Ledger, now: datetime) -> None:

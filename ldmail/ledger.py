@@ -93,10 +93,16 @@ def m002_streamed_sync(db: Database) -> None:
     db.execute("DROP TABLE people")
 
 
+def m003_missing_since(db: Database) -> None:
+    # When a person with an active enrolment was first missing from the export: they leave
+    # only once missing for the grace period, so a truncated export ends nothing at once.
+    db.execute("ALTER TABLE enrolments ADD COLUMN missing_since TEXT")
+
+
 # The schema's versions, in order. sqlite-utils applies them (and records each in its
 # _sqlite_migrations table); it is only imported when one is pending, because importing it
 # costs more than a whole cron run that finds nothing to do.
-MIGRATIONS = [m001_initial, m002_streamed_sync]
+MIGRATIONS = [m001_initial, m002_streamed_sync, m003_missing_since]
 MIGRATION_SET = "ldmail"
 
 

@@ -142,6 +142,17 @@ class Retry(Strict):
     backoff: Duration = timedelta(minutes=10)
 
 
+class Exits(Strict):
+    """Guards against an export that suddenly lacks people (truncated, half-written)."""
+
+    max_share: Percentage = Field(0.10, description=(
+        "A sync that would end more than this share of active enrolments because people "
+        "vanished from the export stops and changes nothing (send --accept-exits proceeds)"))
+    grace: Duration = Field(timedelta(days=2), description=(
+        "Someone missing from the export this long leaves their campaigns; back sooner, "
+        "they simply continue"))
+
+
 class RunSettings(Strict):
     interval: Duration = timedelta(minutes=5)
 
@@ -157,6 +168,7 @@ class Settings(Strict):
     transport: Transport = Transport()
     ledger: str = ".ldmail/ledger.db"
     retry: Retry = Retry()
+    exits: Exits = Exits()
     run: RunSettings = RunSettings()
     vars: dict[str, Any] = Field(default_factory=dict)
 
