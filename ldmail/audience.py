@@ -29,7 +29,7 @@ from .config import AUDIENCES_FILE, PEOPLE_SOURCE, Project
 from .errors import ConfigError, LdmailError, Problem
 from .expressions import evaluate, free_names
 from .hygiene import excerpt
-from .models import Audiences, Persona
+from .models import Audiences, DateLimits, Persona
 from .units import parse_timezone
 
 _DATE_FORMATS = ("%Y-%m-%d", "%d-%m-%Y", "%d/%m/%Y", "%d.%m.%Y", "%Y/%m/%d", "%d-%m-%y")
@@ -376,8 +376,10 @@ class AudienceLoader:
     """
 
     def __init__(self, audiences: Audiences, languages: list[str], default_language: str,
-                 today: date, positions: dict[str, int]) -> None:
+                 today: date, positions: dict[str, int],
+                 limits: DateLimits | None = None) -> None:
         self.audiences = audiences
+        self.limits = limits or DateLimits()
         self.languages = languages
         self.default_language = default_language
         self.today = today
@@ -419,9 +421,12 @@ class AudienceLoader:
             value = cells[position].strip() if position < width else ""
             if is_date:
                 try:
-                    values.append(parse_date(value) if value else None)
+                    day = parse_date(value) if value else None
+                    if day is not None:
+                        self.limits.check(day, "the date")
                 except ValueError as exc:
                     raise _RowError(f"{name}: {exc}") from None
+                values.append(day)
             else:
                 values.append(shared.setdefault(value, value))
         values += self.padding
@@ -495,7 +500,8 @@ class PeopleStream:
             cast(Generator[Any, None, None], self._rows).close()  # and with it the file
             raise
         self.loader = AudienceLoader(project.audiences, project.settings.languages,
-                                     project.settings.default_language, today, positions)
+                                     project.settings.default_language, today, positions,
+                                     project.settings.dates)
 
     def _positions(self, header: list[str]) -> dict[str, int]:
         source = self.project.audiences.people

@@ -696,8 +696,9 @@ def events_import(
     if kind not in {"auto", "csv", "xapi"}:
         raise typer.BadParameter("use auto, csv or xapi", param_hint="--kind")
     with invocation(project, now) as inv:
-        with Ledger.of(load_project(inv.root), db) as ledger:
-            result = import_events(ledger, file, kind=kind)
+        loaded = load_project(inv.root)
+        with Ledger.of(loaded, db) as ledger:
+            result = import_events(ledger, file, kind=kind, limits=loaded.settings.dates)
     out = console()
     out.print(f"{result.source} ({result.kind}): {result.added} event(s) added, "
               f"{result.already_known} already recorded, {len(result.skipped)} skipped")
@@ -705,6 +706,10 @@ def events_import(
         out.print(f"  {skipped.position}: {_escape(skipped.reason)}", soft_wrap=True)
     if len(result.skipped) > 50:
         out.print(f"  … and {len(result.skipped) - 50} more")
+    if result.skipped and not result.added and not result.already_known:
+        console(stderr=True).print(f"error: no row of {result.source} could be imported; fix "
+                                   "the file (see the reasons above) and import it again")
+        raise typer.Exit(1)
 
 
 @app.command()

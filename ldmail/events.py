@@ -16,6 +16,7 @@ from .clock import iso
 from .errors import LdmailError
 from .hygiene import excerpt
 from .ledger import Ledger
+from .models import DateLimits
 
 # Header names we recognise in LMS exports (English, Dutch and German), lower-cased.
 CSV_COLUMNS = {
@@ -251,7 +252,7 @@ def detect_kind(path: Path) -> str:
 
 
 def import_events(ledger: Ledger, path: Path, *, kind: str = "auto",
-                  display: str | None = None) -> ImportResult:
+                  display: str | None = None, limits: DateLimits | None = None) -> ImportResult:
     """Add the file's events to the ledger; events already recorded are not added again."""
     if not path.is_file():
         folder = path.parent if path.parent.is_dir() else None
@@ -264,7 +265,13 @@ def import_events(ledger: Ledger, path: Path, *, kind: str = "auto",
     source = _from_xapi(path, display) if kind == "xapi" else _from_csv(path, display)
     result = ImportResult(display, kind)
     good: list[Event] = []
+    limits = limits or DateLimits()
     for where, item in source:
+        if not isinstance(item, str):
+            try:
+                limits.check(item.occurred_at, "the event's date")
+            except ValueError as exc:
+                item = str(exc)
         if isinstance(item, str):
             result.skipped.append(Skipped(where, item))
         else:

@@ -231,9 +231,18 @@ def _encoded(text: str) -> str:
     return word if len(word) < 900 else Header(text, "utf-8").encode(linesep="\r\n")
 
 
+# A word this long cannot be folded (folding happens only between words): it is encoded
+# instead, as encoded words that can be split over lines, so no line passes 998 characters.
+_LONGEST_WORD = 900
+
+
+def _foldable(value: str) -> bool:
+    return max(map(len, value.split(" ")), default=0) < _LONGEST_WORD
+
+
 def _text_header(name: str, value: str) -> str:
     value = _clean(name, value)
-    if _PRINTABLE_ASCII.fullmatch(value) and "=?" not in value:
+    if _PRINTABLE_ASCII.fullmatch(value) and "=?" not in value and _foldable(value):
         return _fold(f"{name}: {value}")
     return f"{name}: {_encoded(value)}"
 
@@ -241,7 +250,7 @@ def _text_header(name: str, value: str) -> str:
 @lru_cache(maxsize=8192)  # names repeat across a run
 def _phrase(display: str) -> str:
     """A display name as an atom phrase, a quoted string, or an encoded word."""
-    if "=?" in display or not _PRINTABLE_ASCII.fullmatch(display):
+    if "=?" in display or not _PRINTABLE_ASCII.fullmatch(display) or not _foldable(display):
         return _encoded(display)
     if _ATEXT.fullmatch(display) and display == display.strip() and "  " not in display:
         return display

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -153,6 +153,24 @@ class Exits(Strict):
         "they simply continue"))
 
 
+class DateLimits(Strict):
+    """Dates outside these years in an export or event file are rejected rows.
+
+    "0001-01-01" is how .NET and SQL Server exports write an empty date, and a two-digit
+    slip ("0219" for 2019) is easy; either would otherwise break every later run.
+    """
+
+    earliest_year: int = Field(1900, ge=1, le=9999)
+    latest_year: int = Field(2200, ge=1, le=9999)
+
+    def check(self, value: date | datetime, what: str) -> None:
+        if not self.earliest_year <= value.year <= self.latest_year:
+            raise ValueError(f"{what} {value.isoformat()[:10]} is outside the years "
+                             f"{self.earliest_year}-{self.latest_year}; fix it in the export "
+                             "(dates.earliest_year and dates.latest_year in ldmail.yaml set "
+                             "the range)")
+
+
 class RunSettings(Strict):
     interval: Duration = timedelta(minutes=5)
 
@@ -169,6 +187,7 @@ class Settings(Strict):
     ledger: str = ".ldmail/ledger.db"
     retry: Retry = Retry()
     exits: Exits = Exits()
+    dates: DateLimits = DateLimits()
     run: RunSettings = RunSettings()
     vars: dict[str, Any] = Field(default_factory=dict)
 

@@ -149,7 +149,8 @@ def _header_lines(message: Message, raw: bytes) -> list[bytes]:
 def test_every_header_line_is_a_field_or_a_fold(project: Path, cli: Cli) -> None:
     people = project / "people.csv"
     people.write_text(people.read_text("utf-8").replace(
-        "Ann;de Vries", "Ann " + "Zoë " * 40 + ";de Vries"), encoding="utf-8")
+        "Ann;de Vries", "Ann " + "Zoë " * 40 + ";de Vries").replace(
+        "Bob;Smith", "B" * 1500 + ";Smith"), encoding="utf-8")  # a word no fold can split
     result = cli("send", "--project", project, "--now", DAY1)
     assert result.exit_code == 0, result.output
     files = sorted((project / ".ldmail" / "outbox").glob("*.eml"))
