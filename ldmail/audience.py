@@ -206,7 +206,10 @@ def open_text(path: Path, encoding: str | None) -> io.TextIOWrapper:
         # Some tools put a UTF-8 BOM in front of Windows-1252 text; the BOM is never data.
         skip = len(codecs.BOM_UTF8) if head.startswith(codecs.BOM_UTF8) else 0
         if encoding:
-            codecs.lookup(encoding)  # LookupError for an unknown name
+            # LookupError for an unknown name; a bytes-to-bytes codec (zlib_codec, bz2_codec,
+            # base64) is no text encoding, and would let a small file unpack into gigabytes.
+            if not getattr(codecs.lookup(encoding), "_is_text_encoding", True):
+                raise LookupError(encoding)
             chosen, errors = encoding, "strict"
             problem = _first_decode_error(path, encoding, skip)
         elif _first_decode_error(path, "utf-8", skip) is None:

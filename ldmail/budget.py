@@ -40,6 +40,7 @@ MAX_INT_BITS = 10_000  # about 3,000 decimal digits
 _PERCENT_FIELD = re.compile(r"%[-#0 +]*[\d*]*(?:\.[\d*]*)?")
 _BRACE_SPEC = re.compile(r"\{[^{}]*?:([^{}]*)\}")
 _NUMBER = re.compile(r"\d+")
+_NESTED_FIELD = re.compile(r"\{[^{}]*:[^{}]*\{")
 
 
 class BudgetExceeded(LdmailError):
@@ -58,8 +59,32 @@ def seconds_from_environment() -> float:
     return seconds
 
 
-def _size(value: Any) -> int:
-    return len(value) if isinstance(value, str | bytes | list | tuple | dict) else 0
+MAX_ALLOCATED = 50_000_000  # characters of all the values one render builds, together
+
+
+def _size(value: Any, limit: int = MAX_STRING) -> int:
+    """Characters (or items) in `value`, strings inside lists and dicts included.
+
+    The walk stops as soon as the total passes `limit`: a list of a thousand references to
+    one megabyte string weighs a gigabyte once printed, though it holds only a thousand items.
+    """
+    if isinstance(value, str | bytes):
+        return len(value)
+    if not isinstance(value, list | tuple | dict):
+        return 0
+    total, pending = 0, [value]
+    while pending and total <= limit:
+        current = pending.pop()
+        items = list(current.items()) if isinstance(current, dict) else current
+        total += len(items)
+        for item in items:
+            if isinstance(item, str | bytes):
+                total += len(item)
+            elif isinstance(item, list | tuple | dict):
+                pending.append(item)
+            if total > limit:
+                break
+    return total
 
 
 class Budget:
@@ -70,6 +95,7 @@ class Budget:
         self._deadline = math.inf
         self._output = 0
         self._items = 0
+        self._allocated = 0
         self._armed = False
         self._alarm = False
         self._nested = 0
@@ -88,7 +114,7 @@ class Budget:
             self._nested += 1
             return
         self._deadline = time.monotonic() + self.seconds
-        self._output = self._items = 0
+        self._output = self._items = self._allocated = 0
         self._alarm = threading.current_thread() is threading.main_thread()
         if self._alarm:
             if signal.getsignal(signal.SIGALRM) != self._on_alarm:
@@ -135,13 +161,17 @@ class Budget:
         if size > MAX_STRING:
             raise self._exceeded(f"builds a value of {size:,} characters or items, more than "
                                  f"the {MAX_STRING:,} allowed")
+        self._allocated += size
+        if self._allocated > MAX_ALLOCATED:
+            raise self._exceeded(f"builds more than {MAX_ALLOCATED:,} characters of values in "
+                                 "all; simplify the loops")
         if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
             raise self._exceeded(f"builds a number of more than {MAX_INT_BITS:,} bits")
         return value
 
     def emitted(self, value: Any, constant_chars: int = 0) -> Any:
         """Count one value written to the output (and the template text around it)."""
-        self._output += len(value) if isinstance(value, str) else 0
+        self._output += _size(value, MAX_OUTPUT)
         self._output += constant_chars
         if self._output > MAX_OUTPUT:
             raise self._exceeded(f"output larger than {MAX_OUTPUT:,} characters")
@@ -179,8 +209,7 @@ class Budget:
             for items in sized:
                 if isinstance(items, list | tuple | range):
                     total = len(separator) * len(items) + sum(
-                        len(item) if isinstance(item, str | list | tuple) else 20
-                        for item in items)
+                        _size(item) or len(str(item)) for item in items)
                     if total > MAX_STRING:
                         raise self._exceeded(f"{name.removeprefix('do_')} would build more "
                                              f"than {MAX_STRING:,} characters or items")
@@ -188,10 +217,13 @@ class Budget:
 
     def _listed(self, items: Iterator[Any]) -> list[Any]:
         listed: list[Any] = []
+        weight = 0
         for item in items:
             listed.append(item)
-            if len(listed) > MAX_STRING:
-                raise self._exceeded(f"more than {MAX_STRING:,} items in one value")
+            weight += 1 + _size(item)
+            if weight > MAX_STRING:
+                raise self._exceeded(f"builds a list of more than {MAX_STRING:,} items or "
+                                     "characters")
         return listed
 
     def check_arguments(self, function: Any, args: tuple[Any, ...],
@@ -212,14 +244,45 @@ class Budget:
                     check_format_widths(text)
         if name in {"replace", "do_replace"}:
             self._check_replace(function, args)
+        self.check_growth(name, getattr(function, "__self__", None), args, kwargs)
+
+    def check_growth(self, name: str, owner: Any, args: tuple[Any, ...],
+                      kwargs: dict[str, Any]) -> None:
+        """Filters and methods whose result can be far larger than any one argument."""
+        estimate = 0
+        texts = [a for a in (*args, *kwargs.values()) if isinstance(a, str | bytes)]
+        longest = max((len(t) for t in texts), default=0)
+        if name == "expandtabs" and isinstance(owner, str | bytes):
+            size = next((a for a in args if isinstance(a, int)), 8)
+            estimate = len(owner) * max(size, 1)
+        elif name in {"format", "format_map"} and isinstance(owner, str):
+            # '{0}' repeated 200 times, each filled with a megabyte
+            values = [*args, *kwargs.values()]
+            if name == "format_map" and args and isinstance(args[0], dict):
+                values = list(args[0].values())
+            widest = max((_size(v) or len(str(v)) for v in values), default=0)
+            estimate = len(owner) + owner.count("{") * widest
+        elif name == "translate" and isinstance(owner, str) and args and \
+                isinstance(args[0], dict):
+            widest = max((_size(v) for v in args[0].values()), default=1)
+            estimate = len(owner) * max(widest, 1)
+        elif name == "do_indent" and len(args) >= 2:
+            text, width = str(args[0]), args[1]
+            per_line = width if isinstance(width, int) else _size(width)
+            estimate = len(text) + text.count("\n") * per_line
+        elif name in {"do_tojson", "do_pprint", "soft_str", "do_string"}:
+            estimate = max((_size(arg) for arg in args), default=0)
+        if estimate > MAX_STRING or (longest > MAX_STRING):
+            raise self._exceeded(f"{name.removeprefix('do_')} would build more than "
+                                 f"{MAX_STRING:,} characters")
 
     def _check_replace(self, function: Any, args: tuple[Any, ...]) -> None:
         owner = getattr(function, "__self__", None)
         if isinstance(owner, str):  # 'text'.replace(old, new)
             subject, rest = owner, args
-        else:  # text|replace(old, new): (eval_ctx, text, old, new)
-            texts = [a for a in args if isinstance(a, str)]
-            subject, rest = (texts[0], tuple(texts[1:])) if texts else ("", ())
+        else:  # text|replace(old, new): (eval_ctx, text, old, new); text may be any value
+            subject = str(args[1]) if len(args) > 1 else ""
+            rest = tuple(args[2:])
         if len(rest) >= 2 and isinstance(rest[0], str) and isinstance(rest[1], str):
             old, new = rest[0], rest[1]
             grows = len(new) - len(old)
@@ -230,8 +293,21 @@ class Budget:
                                          "characters")
 
 
+def check_percent(text: str, values: Any) -> None:
+    """`text % values` must not repeat a large value into a huge string."""
+    check_format_widths(text)
+    items = list(values.values()) if isinstance(values, dict) else \
+        list(values) if isinstance(values, tuple) else [values]
+    widest = max((_size(v) or len(str(v)) for v in items), default=0)
+    if len(text) + text.count("%") * widest > MAX_STRING:
+        raise BudgetExceeded(f"'%' formatting would build more than {MAX_STRING:,} characters")
+
+
 def check_format_widths(text: str) -> None:
     """Refuse a format string whose field width or precision would build a huge string."""
+    if _NESTED_FIELD.search(text):
+        raise BudgetExceeded("a format field inside another ('{0:>{1}}') is not allowed; "
+                             "write the width in the format")
     fields = _PERCENT_FIELD.findall(text) + _BRACE_SPEC.findall(text)
     for number in _NUMBER.findall(" ".join(fields)):
         if len(number) > 7 or int(number) > MAX_STRING:

@@ -316,10 +316,8 @@ def preview(
     Renders a campaign's steps to the terminal; --html writes the HTML part, and --out DIR
     writes an offline gallery of every campaign, step, persona and language.
     """
-    from rich.panel import Panel
 
     from .config import load_project
-    from .hygiene import private_folder, write_private
     from .preview import build_preview
 
     if persona and person:
@@ -339,6 +337,16 @@ def preview(
                               email=person, language=lang)
         sender = loaded.campaign(campaign).sender
     terminal = console()
+    with invocation(project, now):  # writing a preview file can fail (a link in its place)
+        _show_previews(terminal, items, campaign, sender, inv.root if html else None)
+
+
+def _show_previews(terminal: Console, items: list[Any], campaign: str, sender: str,
+                   html_root: Path | None) -> None:
+    from rich.panel import Panel
+
+    from .hygiene import file_name_part, private_folder, write_private
+
     for item in items:
         who = item.recipient if item.real_person else f"{item.recipient} (sample person)"
         header = (f"From:      {sender}\nTo:        {who}\n"
@@ -347,9 +355,10 @@ def preview(
                  f"{item.language}")
         terminal.print(Panel(_escape(header + "\n\n" + item.rendered.text.rstrip()),
                              title=_escape(title), title_align="left", expand=False))
-        if html:
-            folder = private_folder(inv.root / ".ldmail" / "preview")
-            name = f"{campaign}-{item.step.id}-{item.persona or 'none'}-{item.language}.html"
+        if html_root is not None:
+            folder = private_folder(html_root / ".ldmail" / "preview")
+            name = "-".join(file_name_part(part) for part in (
+                campaign, item.step.id, item.persona or "none", item.language)) + ".html"
             path = folder / name
             write_private(path, item.rendered.html)
             terminal.print(f"HTML written to {path}")
@@ -747,7 +756,10 @@ def report(
     else:
         text = to_csv(result) if output == "csv" else to_json(result) + "\n"
     if out_file is None:
-        sys.stdout.write(text)
+        from .hygiene import visible
+
+        # Titles come from the repository: on a terminal, escape sequences are shown.
+        sys.stdout.write(visible(text) if sys.stdout.isatty() else text)
     else:
         write_private(out_file, text)
         console().print(f"Report written to {out_file}")

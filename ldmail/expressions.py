@@ -20,8 +20,16 @@ from jinja2 import (
 from jinja2.exceptions import SecurityError as JinjaSecurityError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
+from jinja2.visitor import NodeTransformer
 
-from .budget import MAX_INT_BITS, MAX_STRING, Budget, BudgetExceeded, check_format_widths
+from .budget import (
+    MAX_INT_BITS,
+    MAX_STRING,
+    Budget,
+    BudgetExceeded,
+    check_format_widths,
+    check_percent,
+)
 from .errors import LdmailError, SecurityError
 
 
@@ -76,10 +84,18 @@ class Sandbox(ImmutableSandboxedEnvironment):
         return safe_range(*args)
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
-        owner = getattr(value, "__self__", None)
-        if isinstance(owner, str) and getattr(value, "__name__", "") in {"format", "format_map"}:
-            check_format_widths(owner)  # '{:>999999999}'.format(1)
-        return super().wrap_str_format(value)
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None:
+            return None
+        owner, name = value.__self__, value.__name__
+        check_format_widths(owner)  # '{:>999999999}'.format(1)
+        budget = self.budget
+
+        def checked(*args: Any, **kwargs: Any) -> str:
+            budget.check_growth(name, owner, args, kwargs)  # '{0}' * 200, each a megabyte
+            return wrapped(*args, **kwargs)
+
+        return checked
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
         raise JinjaSecurityError(
@@ -99,12 +115,12 @@ class Sandbox(ImmutableSandboxedEnvironment):
                     left.bit_length() + right.bit_length() > MAX_INT_BITS:
                 raise BudgetExceeded("multiplying these numbers gives too large a number")
             for items, times in ((left, right), (right, left)):
-                if isinstance(items, str | list | tuple) and isinstance(times, int) and \
+                if isinstance(items, str | bytes | list | tuple) and isinstance(times, int) and \
                         len(items) * times > MAX_STRING:
                     raise BudgetExceeded(f"repeating {len(items)} item(s) {times} times "
                                          "is too large")
         if operator == "%" and isinstance(left, str):
-            check_format_widths(left)
+            check_percent(left, right)
         return self.budget.produced(super().call_binop(context, operator, left, right))
 
     def _generate(self, source: nodes.Template, name: str | None, filename: str | None,
@@ -113,8 +129,7 @@ class Sandbox(ImmutableSandboxedEnvironment):
         for output in source.find_all(nodes.Output):
             output.nodes = [child if isinstance(child, nodes.TemplateData) else
                             _filtered(child, _EMITTED) for child in output.nodes]
-        for concat in list(source.find_all(nodes.Concat)):
-            _replace(source, concat, _filtered(concat, _PRODUCED))
+        source = _ConcatChecks().visit(source)
         for loop in source.find_all(nodes.For):
             text = sum(len(data.data) for data in loop.find_all(nodes.TemplateData))
             loop.iter = _filtered(loop.iter, _ITEMS, nodes.Const(text))
@@ -129,17 +144,13 @@ def _filtered(node: nodes.Node, name: str, *args: nodes.Expr) -> nodes.Filter:
     return nodes.Filter(node, name, list(args), [], None, None, lineno=node.lineno)
 
 
-def _replace(tree: nodes.Node, old: nodes.Node, new: nodes.Node) -> None:
-    """Put `new` where `old` is in the tree (in whichever field or list holds it)."""
-    for parent in tree.find_all(nodes.Node):
-        for field in parent.fields:
-            value = getattr(parent, field, None)
-            if value is old:
-                setattr(parent, field, new)
-                return
-            if isinstance(value, list) and any(item is old for item in value):
-                setattr(parent, field, [new if item is old else item for item in value])
-                return
+class _ConcatChecks(NodeTransformer):
+    """Wraps every `a ~ b` in the size check, in one pass over the tree."""
+
+    def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
+        checked = self.generic_visit(node)
+        assert isinstance(checked, nodes.Node)
+        return _filtered(checked, _PRODUCED)
 
 
 def unsafe_access(tree: nodes.Node) -> list[tuple[int, str]]:

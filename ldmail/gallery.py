@@ -58,6 +58,8 @@ def _page(title: str, body: str) -> str:
             f"<body>{body}</body></html>\n")
 
 
+# The mail frames are sandboxed (no scripts, no access to the page around them): a message's
+# HTML comes from the repository under review.
 def _message_page(project: Project, entry: GalleryEntry) -> str:
     item = entry.item
     campaign = project.campaign(entry.campaign)
@@ -72,9 +74,11 @@ def _message_page(project: Project, entry: GalleryEntry) -> str:
     body = (f'<header><h1>{html.escape(rendered.subject)}</h1><p><a style="color:#fff" '
             f'href="index.html">← all messages</a></p></header><main><dl>{rows}</dl>'
             f'<div class="frames"><figure><figcaption>Desktop (680 px)</figcaption>'
-            f'<iframe src="{html.escape(entry.mail)}" width="680" title="desktop"></iframe>'
+            f'<iframe src="{html.escape(entry.mail)}" width="680" title="desktop" sandbox>'
+            f'</iframe>'
             f'</figure><figure><figcaption>Mobile (375 px)</figcaption>'
-            f'<iframe src="{html.escape(entry.mail)}" width="375" title="mobile"></iframe>'
+            f'<iframe src="{html.escape(entry.mail)}" width="375" title="mobile" sandbox>'
+            f'</iframe>'
             f'</figure>'
             f"<figure><figcaption>Text part</figcaption><pre>{html.escape(rendered.text)}"
             f"</pre></figure></div></main>")

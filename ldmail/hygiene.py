@@ -7,9 +7,12 @@ line read differently from what it is, or a leading `=` that Excel runs as a for
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from pathlib import Path
+
+from .errors import LdmailError
 
 # C0 controls except tab and newline, DEL, C1 controls, and the bidirectional overrides and
 # isolates (the "Trojan Source" characters).
@@ -49,6 +52,14 @@ def csv_cell(value: object) -> object:
     return value
 
 
+_FILE_NAME_PART = re.compile(r"[^a-z0-9_-]+")
+
+
+def file_name_part(value: str) -> str:
+    """A value as a safe piece of a file name: no '/', no '..', nothing but a slug."""
+    return _FILE_NAME_PART.sub("_", value.lower()).strip("_") or "none"
+
+
 def private_folder(path: Path) -> Path:
     """`path` as a folder readable by its owner only, as the ledger's folder is.
 
@@ -58,6 +69,9 @@ def private_folder(path: Path) -> Path:
     missing = [folder for folder in (path, *path.parents) if not folder.exists()]
     for folder in reversed(missing):
         folder.mkdir(mode=0o700, exist_ok=True)
+    if path.is_symlink():
+        raise LdmailError(f"{path} is a symbolic link; remove it (ldmail writes only into real "
+                          "folders)")
     path.chmod(0o700)
     return path
 
@@ -68,7 +82,16 @@ def write_private(path: Path, text: str) -> None:
     os.open with the mode, not write_text and chmod: there is no moment when the file is
     readable by others, and an existing file's permissions are tightened too.
     """
-    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    # O_NOFOLLOW: a symbolic link planted where the file goes (a pull request can commit
+    # one under .ldmail/preview/) must not redirect the write to a file elsewhere.
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise LdmailError(f"{path} is a symbolic link; remove it (ldmail never writes "
+                              "through a link)") from None
+        raise LdmailError(f"{path}: cannot write ({exc.strerror}); check the folder exists "
+                          "and is writable") from None
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         os.fchmod(handle.fileno(), 0o600)
         handle.write(text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import time
@@ -27,8 +28,12 @@ class SendLock:
     def __enter__(self) -> SendLock:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
+            # O_NOFOLLOW: a link committed in its place must not truncate a file elsewhere.
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o600)
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise LdmailError(f"{self.path} is a symbolic link; remove it (the send lock "
+                                  "must be a plain file)") from None
             raise LdmailError(
                 f"{self.path.parent}: cannot write the send lock ({exc.strerror}); the ledger "
                 "and its lock live there: make the folder writable, or point 'ledger' in "

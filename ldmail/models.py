@@ -288,6 +288,14 @@ class Step(Strict):
     template: str = Field(pattern=r"^[A-Za-z0-9_./-]+$")
     calendar: Calendar | None = None
 
+    @field_validator("template")
+    @classmethod
+    def _inside_templates(cls, value: str) -> str:
+        if value.startswith("/") or ".." in value.split("/"):
+            raise ValueError(f"template '{value}' leaves templates/; name a file below "
+                             "templates/<language>/ without '..', e.g. welcome/hello")
+        return value
+
 
 class Campaign(Strict):
     title: str

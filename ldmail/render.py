@@ -62,7 +62,41 @@ FOOTERS = {
 _MEMO = 4096
 # Private-use characters: no meaning to Markdown, HTML, CSS or the text converter.
 _STAND_IN_MARKS = ("\ue000", "\ue001")
-_UNSAFE_STAND_IN = re.compile("&[#A-Za-z0-9]*[\ue000\ue001]|<[^>]*[\ue000\ue001]")
+# [^<>] keeps the search linear: with [^>], a page of a hundred thousand '<' was quadratic.
+_UNSAFE_STAND_IN = re.compile("&[#A-Za-z0-9]*[\ue000\ue001]|<[^<>]*[\ue000\ue001]")
+# What CSS inlining may be given: css_inline recurses per nesting level (20,000 nested divs
+# crash the process) and matches every rule against every element.
+MAX_ELEMENTS = 20_000
+MAX_NESTING = 200
+MAX_STYLE = 100_000
+_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9]*)[^<>]*?(/?)>")
+_STYLE = re.compile(r"<style[^>]*>(.*?)</style>", re.S | re.I)
+_VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta",
+                   "source", "track", "wbr"})
+
+
+def check_inlinable(page: str, display: str) -> None:
+    """Refuse HTML that CSS inlining would crash on or take minutes over."""
+    depth = deepest = elements = 0
+    for match in _TAG.finditer(page):
+        closing, name, self_closing = match.groups()
+        if closing:
+            depth = max(depth - 1, 0)
+            continue
+        elements += 1
+        if not self_closing and name.lower() not in _VOID:
+            depth += 1
+            deepest = max(deepest, depth)
+    style = sum(len(block) for block in _STYLE.findall(page))
+    problem = (f"{elements:,} HTML elements (at most {MAX_ELEMENTS:,})"
+               if elements > MAX_ELEMENTS else
+               f"HTML nested {deepest} levels deep (at most {MAX_NESTING})"
+               if deepest > MAX_NESTING else
+               f"{style:,} characters of CSS in <style> (at most {MAX_STYLE:,})"
+               if style > MAX_STYLE else None)
+    if problem is not None:
+        raise RenderError(display, None, f"the message has {problem}; an e-mail needs far "
+                          "less: simplify the HTML", security=True)
 
 
 def _swap(text: str, stand_ins: tuple[tuple[str, str], ...]) -> str:
@@ -330,7 +364,10 @@ class Renderer:
         return found
 
     def _resolve(self, template: str, language: str) -> tuple[str, str]:
-        for candidate in dict.fromkeys([language, self.project.settings.default_language]):
+        settings = self.project.settings
+        # Only the configured languages: a language value from the export names no path.
+        wanted = language if language in settings.languages else settings.default_language
+        for candidate in dict.fromkeys([wanted, settings.default_language]):
             name = f"{candidate}/{template}.md"
             if (self.templates_dir / name).is_file():
                 return name, candidate
@@ -441,7 +478,23 @@ class Renderer:
     def render(self, campaign_id: str, campaign: Campaign, step: Step,
                person: Mapping[str, Any], persona_id: str | None, persona: Persona | None,
                language: str, unsubscribe_url: str = "#", token: str | None = None) -> Rendered:
-        """The parts of one message; `token` is the person's token in `unsubscribe_url`."""
+        """The parts of one message; `token` is the person's token in `unsubscribe_url`.
+
+        All of it (the template, Markdown, the layout, CSS inlining) within one budget.
+        """
+        name, _ = self.resolve(step.template, language)
+        try:
+            with self.env.budget.running():
+                return self._render(campaign_id, campaign, step, person, persona_id, persona,
+                                    language, unsubscribe_url, token)
+        except BudgetExceeded as exc:  # after the template: in Markdown or the layout
+            error = RenderError(f"{TEMPLATES_DIR}/{name}", None, str(exc), security=True)
+            self._over_budget[name] = error
+            raise error from None
+
+    def _render(self, campaign_id: str, campaign: Campaign, step: Step,
+                person: Mapping[str, Any], persona_id: str | None, persona: Persona | None,
+                language: str, unsubscribe_url: str, token: str | None) -> Rendered:
         name, used_language = self.resolve(step.template, language)
         display = f"{TEMPLATES_DIR}/{name}"
         template = self._load(name)
@@ -505,7 +558,7 @@ class Renderer:
             "footer": footer, "content": Markup(body_html), "unsubscribe_url": unsubscribe_url,
             "organisation": settings.organisation, "campaign": values["campaign"],
             "person": values["person"], "language": language}
-        page = self._page(layout_values, token)
+        page = self._page(layout_values, token, display)
         if stand_ins:
             subject, preheader, wiifm_text, text, page = (
                 _unswap(part, stand_ins) for part in (subject, preheader, wiifm_text, text, page))
@@ -588,7 +641,11 @@ class Renderer:
             return True
         return "person" in meta.find_undeclared_variables(tree)
 
-    def _page(self, values: dict[str, Any], token: str | None) -> str:
+    def _inline(self, page: str, display: str) -> str:
+        check_inlinable(page, display)
+        return str(self._inliner.inline(page))
+
+    def _page(self, values: dict[str, Any], token: str | None, display: str) -> str:
         """The layout rendered and its CSS inlined."""
         url = str(values["unsubscribe_url"])
         shareable = token is not None and len(token) == len(_PLACEHOLDER) and token in url
@@ -610,9 +667,9 @@ class Renderer:
             if _PLACEHOLDER in repr(inputs):
                 key = None  # the placeholder text itself occurs in the message: no sharing
         if key is None or token is None:
-            return str(self._inliner.inline(self._render_layout(values)))
+            return self._inline(self._render_layout(values), display)
         stand_in = url.replace(token, _PLACEHOLDER)
-        page = str(self._inliner.inline(self._render_layout(
-            {**values, "unsubscribe_url": stand_in})))
+        page = self._inline(self._render_layout({**values, "unsubscribe_url": stand_in}),
+                            display)
         _remember(self._pages, key, page)
         return page.replace(_PLACEHOLDER, token)

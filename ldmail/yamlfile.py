@@ -156,6 +156,30 @@ def _beyond_limits(text: str) -> tuple[int, str] | None:
     return None
 
 
+def _unreadable_line(text: str) -> int | None:
+    """The line of the first scalar that PyYAML cannot construct, if one can be found."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        pending = [node] if node is not None else []
+        while pending:
+            current = pending.pop(0)
+            if isinstance(current, yaml.ScalarNode):
+                try:
+                    loader.construct_object(current, deep=True)
+                except (ValueError, OverflowError, TypeError):
+                    return int(current.start_mark.line) + 1
+            elif isinstance(current, yaml.MappingNode):
+                pending.extend(item for pair in current.value for item in pair)
+            elif isinstance(current, yaml.SequenceNode):
+                pending.extend(current.value)
+    except yaml.YAMLError:
+        return None
+    finally:
+        loader.dispose()
+    return None
+
+
 def load_yaml(path: Path, display: str) -> LocatedYaml | Problem:
     """Parse one YAML file; a syntax error comes back as a located Problem, not an exception."""
     try:
@@ -182,6 +206,11 @@ def load_yaml(path: Path, display: str) -> LocatedYaml | Problem:
     except yaml.MarkedYAMLError as exc:
         line, what = _explain(exc, text)
         return Problem(display, line, f"YAML syntax error: {what}")
+    except (ValueError, OverflowError, TypeError) as exc:
+        # A value of the right shape that is not one: "2026-02-30", a tagged !!int of
+        # thousands of digits, a timestamp with an hour offset of 99.
+        return Problem(display, _unreadable_line(text), f"a value cannot be read ({exc}); "
+                       "check dates (2026-03-31) and numbers")
     except yaml.YAMLError as exc:
         return Problem(display, None, f"YAML error: {exc}")
     finally:
