@@ -275,13 +275,16 @@ def find_column(header: list[str], names: tuple[str, ...]) -> int | None:
 
 
 def read_rows(path: Path, display: str, encoding: str | None = None,
-              delimiter: str | None = None) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
-    """Header and (line number, cells) rows of a CSV export, tolerant of Excel's habits."""
+              delimiter: str | None = None, *, missing: str = f"check people.source in "
+              f"{AUDIENCES_FILE}") -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
+    """Header and (line number, cells) rows of a CSV export, tolerant of Excel's habits.
+
+    `missing` is the advice when the file does not exist (it depends on who named it).
+    """
     try:
         source = open_text(path, encoding)
     except FileNotFoundError:
-        raise ConfigError([Problem(display, None, "file not found; check people.source in "
-                                                  f"{AUDIENCES_FILE}")]) from None
+        raise ConfigError([Problem(display, None, f"file not found; {missing}")]) from None
     except UnreadableFile as exc:
         raise ConfigError([Problem(display, None, str(exc))]) from None
     except LookupError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import signal
 import sys
 import threading
@@ -237,7 +238,7 @@ def init(
     from .scaffold import init_project
 
     with invocation(directory, None):
-        written = init_project(directory)
+        written = init_project(directory)  # raises LdmailError for a path it cannot use
     out = console()
     out.print(f"Created {len(written)} files in {directory}:")
     for path in written:
@@ -671,9 +672,12 @@ def run(
         from .errors import LdmailError
 
         try:
-            every = parse_duration(interval) if interval else None
+            every = parse_duration(interval) if interval is not None else None
         except ValueError as exc:
             raise LdmailError(f"--interval: {exc}") from None
+        if every is not None and every.total_seconds() < 1:
+            raise LdmailError(f"--interval {interval}: give a time of at least one second "
+                              "between runs, e.g. 5m")
         # With --now the simulated clock starts there and then runs at real speed.
         shift = inv.now - datetime.now(UTC) if (now or GLOBALS.now) else timedelta(0)
         run_forever(inv.root, every, db=db, shift=shift,
@@ -738,18 +742,34 @@ def report(
     95% interval and a p-value; as a table, CSV, JSON or a self-contained HTML page.
     """
     from .config import load_project
-    from .hygiene import write_private
+    from .hygiene import private_folder, write_private
     from .report import build_report, to_csv, to_json
 
     if output not in {"table", "csv", "json", "html"}:
         raise typer.BadParameter("use table, csv, json or html", param_hint="--format")
+    if out_file is not None and output == "table":
+        # `--out report.html` without --format: the file's extension says which format.
+        formats = {".csv": "csv", ".json": "json", ".html": "html", ".htm": "html",
+                   ".txt": "table", ".md": "table"}
+        suffix = out_file.suffix.lower()
+        if suffix not in formats:
+            raise typer.BadParameter(f"cannot tell the format from '{out_file.name}'; end it "
+                                     "in .csv, .json, .html or .txt, or give --format",
+                                     param_hint="--out")
+        output = formats[suffix]
     with invocation(project, now) as inv:
         loaded = load_project(inv.root)
         result = build_report(loaded, inv.now, db=db, campaign=campaign)
-    if output == "table":
-        _print_report(result)
+    if output == "table" and out_file is None:
+        _print_report(result, console())
         return
-    if output == "html":
+    if output == "table":
+        from rich.console import Console
+
+        capture = Console(width=120, record=True, file=io.StringIO())
+        _print_report(result, capture)
+        text = capture.export_text()
+    elif output == "html":
         from .report_html import to_html
 
         text = to_html(result)
@@ -761,7 +781,10 @@ def report(
         # Titles come from the repository: on a terminal, escape sequences are shown.
         sys.stdout.write(visible(text) if sys.stdout.isatty() else text)
     else:
-        write_private(out_file, text)
+        with invocation(project, now):
+            if not out_file.parent.exists():
+                private_folder(out_file.parent)
+            write_private(out_file, text)
         console().print(f"Report written to {out_file}")
 
 
@@ -773,10 +796,9 @@ def _rate(converted: int, total: int) -> str:
     return f"{converted}/{total} ({converted / total:.1%})" if total else "–"
 
 
-def _print_report(result: Any) -> None:
+def _print_report(result: Any, out: Console) -> None:
     from rich.table import Table
 
-    out = console()
     for item in result.campaigns:
         out.print(f"\n[bold]{_escape(item.title)}[/bold] ({item.id}, {item.phase}) — "
                   f"{item.enrolled} enrolled: {item.treatment} mailed, {item.holdout} holdout")

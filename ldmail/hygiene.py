@@ -67,8 +67,12 @@ def private_folder(path: Path) -> Path:
     and `path` itself is made 0700 if it existed.
     """
     missing = [folder for folder in (path, *path.parents) if not folder.exists()]
-    for folder in reversed(missing):
-        folder.mkdir(mode=0o700, exist_ok=True)
+    try:
+        for folder in reversed(missing):
+            folder.mkdir(mode=0o700, exist_ok=True)
+    except OSError as exc:
+        raise LdmailError(f"{exc.filename or path}: cannot create the folder ({exc.strerror}); "
+                          "choose a place you can write to") from None
     if path.is_symlink():
         raise LdmailError(f"{path} is a symbolic link; remove it (ldmail writes only into real "
                           "folders)")

@@ -81,7 +81,7 @@ class ImportedSuppressions:
 
 def import_suppressions(ledger: Ledger, path: Path, now: datetime) -> ImportedSuppressions:
     """A bounce or opt-out list: a CSV with an address column (and optionally a reason)."""
-    header, rows = read_rows(path, str(path))
+    header, rows = read_rows(path, str(path), missing="check the path given to --file")
     names = ("email", "e-mail", "address", "mail", "e-mailadres")
     column = find_column(header, names)
     if column is None:

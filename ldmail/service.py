@@ -12,7 +12,7 @@ from types import FrameType
 
 from .config import load_project
 from .deliver import SendSummary, send
-from .errors import LdmailError
+from .errors import LdmailError, TransportFatal
 
 log = logging.getLogger("ldmail.run")
 
@@ -31,7 +31,10 @@ def run_forever(root: Path, interval: timedelta | None, *, db: Path | None = Non
 
     stop = threading.Event()
     runs = 0
+    fatal: list[TransportFatal] = []
     every = interval or load_project(root).settings.run.interval
+    if every.total_seconds() < 1:
+        raise LdmailError("run.interval in ldmail.yaml must be at least one second, e.g. 5m")
     executor = ThreadPoolExecutor(1)
     scheduler = BlockingScheduler(executors={"default": executor}, timezone=UTC)
 
@@ -41,6 +44,14 @@ def run_forever(root: Path, interval: timedelta | None, *, db: Path | None = Non
         try:
             project = load_project(root)  # re-read: campaigns may change between runs
             summary = send(project, now, db=db, stop=stop)
+        except TransportFatal as exc:
+            # A refused login or a missing password does not mend itself: stop, and say so
+            # with a non-zero exit, instead of failing quietly every interval.
+            log.error("run failed: %s", exc)
+            fatal.append(exc)
+            stop.set()
+            scheduler.shutdown(wait=False)
+            return
         except LdmailError as exc:
             log.error("run failed: %s", exc)
         else:
@@ -74,4 +85,6 @@ def run_forever(root: Path, interval: timedelta | None, *, db: Path | None = Non
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     log.info("stopped after %d run(s)", runs)
+    if fatal:
+        raise fatal[0]
     return runs

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .audience import AudienceScan, scan_audience
-from .config import AUDIENCES_FILE, CampaignFile, Project, load_project
+from .config import AUDIENCES_FILE, TEMPLATES_DIR, CampaignFile, Project, load_project
 from .errors import ConfigError, LdmailError, Problem
 from .expressions import evaluate
 from .render import MAX_SUBJECT, Renderer, RenderError
@@ -118,6 +118,26 @@ def check_campaign(project: Project, renderer: Renderer, campaign: CampaignFile,
                                        f"keep it under {MAX_SUBJECT} (inboxes cut it at ~60)"))
 
 
+def check_translations(project: Project, campaign: CampaignFile, report: Report) -> None:
+    """Every language listed in `languages:` has its own template for every step.
+
+    An error, not a warning: a listed language promises its readers their own language,
+    and the fallback would quietly send them the default language's text. (Send does not
+    hold a campaign for this; the fallback still reads well.)
+    """
+    default = project.settings.default_language
+    for index, step in enumerate(campaign.model.steps):
+        fallback = f"{TEMPLATES_DIR}/{default}/{step.template}.md"
+        for language in project.settings.languages:
+            path = f"{TEMPLATES_DIR}/{language}/{step.template}.md"
+            if language != default and not (project.root / path).is_file() and \
+                    (project.root / fallback).is_file():
+                report.add(Problem(campaign.source.display,
+                                   campaign.source.line_of(("steps", index, "template")),
+                                   f"step '{step.id}' has no '{language}' template: create "
+                                   f"{path} (its readers would get {fallback})"))
+
+
 def broken_campaigns(project: Project, renderer: Renderer, campaign_ids: list[str],
                      today: date) -> dict[str, Problem]:
     """The first problem of each campaign whose steps do not render for sample people."""
@@ -160,4 +180,5 @@ def validate(root: Path, today: date) -> Report:
         if campaign.source.display in failing:
             continue
         check_campaign(project, renderer, campaign, audience, today, report)
+        check_translations(project, campaign, report)
     return report

@@ -1,0 +1,46 @@
+"""Rough edges that read as broken: each one now ends in one clear line and the right exit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .conftest import Cli
+from .smtp_server import SmtpServer, use_smtp
+from .test_smtp_faults import auth_server  # noqa: F401 - the fixture
+
+DAY1 = "2026-12-01T10:00+01:00"
+pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH:UserWarning")
+
+
+def test_init_onto_a_file_or_an_unwritable_place(tmp_path: Path, cli: Cli) -> None:
+    afile = tmp_path / "notes.txt"
+    afile.write_text("x", encoding="utf-8")
+    on_file = cli("init", afile)
+    assert on_file.exit_code == 1 and "is a file; give a new or empty folder" in on_file.stderr
+    nowhere = cli("init", "/proc/no-such-place/repo")
+    assert nowhere.exit_code == 1 and "cannot create it" in nowhere.stderr
+    assert "Traceback" not in on_file.output + nowhere.output
+
+
+def test_report_out_writes_the_file_its_extension_asks_for(project: Path, cli: Cli) -> None:
+    assert cli("send", "--project", project, "--now", DAY1).exit_code == 0
+    for name, start in (("r.txt", "\nWelcome to the learning platform"), ("r.csv", "campaign,"),
+                        ("r.json", "{"), ("r.html", "<!DOCTYPE html>")):
+        result = cli("report", "--out", project / "out" / name, "--project", project, "--now",
+                     DAY1)
+        assert result.exit_code == 0 and "Report written to" in result.stdout
+        assert (project / "out" / name).read_text("utf-8").startswith(start), name
+
+
+def test_run_stops_with_exit_1_when_the_transport_cannot_work(
+        project: Path, cli: Cli, auth_server: SmtpServer,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LDMAIL_SMTP_PASSWORD", "wrong-Pa55word")
+    use_smtp(project, auth_server.port, user="learning@example.org")
+    result = cli("run", "--interval", "1m", "--runs", "3", "--project", project, "--now", DAY1)
+    assert result.exit_code == 1, result.output
+    assert "login as learning@example.org refused (535)" in result.output
+    assert "wrong-Pa55word" not in result.output
+    # It stopped at once (three runs a minute apart would take two minutes).
