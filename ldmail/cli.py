@@ -462,6 +462,9 @@ def send(
     accept_exits: Annotated[bool, typer.Option(
         "--accept-exits", help="Proceed although many people vanished from the export at once "
         "(exits.max_share).")] = False,
+    new_ledger: Annotated[bool, typer.Option(
+        "--new-ledger", help="Start a new ledger although earlier runs wrote another (everyone "
+        "is mailed again from the first step).")] = False,
     db: DbOption = None,
     project: ProjectOption = None,
     now: NowOption = None,
@@ -495,7 +498,7 @@ def send(
                                        campaign=campaign, limit=limit,
                                        resend_unknown=resend_unknown, wait=wait,
                                        progress=advance, stop=stop,
-                                       accept_exits=accept_exits)
+                                       accept_exits=accept_exits, new_ledger=new_ledger)
             except LedgerBusy as exc:
                 console().print(str(exc), soft_wrap=True)
                 return

@@ -23,6 +23,7 @@ from .clock import iso
 from .config import OUTBOX_SETTING, Project
 from .enrolment import Enrolment, active_enrolments, sync
 from .errors import LdmailError, Problem, TransportFatal
+from .hygiene import write_private
 from .ledger import (
     ACTIVE,
     CLAIMED,
@@ -336,7 +337,8 @@ def _label(now: datetime, item: Due, message_id: str) -> str:
 def send(project: Project, now: datetime, *, db: Path | None = None, dry_run: bool = False,
          campaign: str | None = None, limit: int | None = None, resend_unknown: bool = False,
          wait: float = 0.0, progress: Progress | None = None,
-         stop: threading.Event | None = None, accept_exits: bool = False) -> SendSummary:
+         stop: threading.Event | None = None, accept_exits: bool = False,
+         new_ledger: bool = False) -> SendSummary:
     """One complete send run; safe to start from cron every few minutes."""
     if campaign is not None:
         project.campaign(campaign)  # unknown ids fail before anything happens
@@ -349,10 +351,65 @@ def send(project: Project, now: datetime, *, db: Path | None = None, dry_run: bo
             return _run(project, ledger, now, dry_run=True, campaign=campaign, limit=limit,
                         resend_unknown=resend_unknown, progress=progress, stop=stop,
                         claims_in_flight=in_flight, accept_exits=accept_exits)
-    with SendLock(lock, wait=wait), Ledger(path) as ledger:
-        return _run(project, ledger, now, dry_run=False, campaign=campaign, limit=limit,
-                    resend_unknown=resend_unknown, progress=progress, stop=stop,
-                    accept_exits=accept_exits)
+    with SendLock(lock, wait=wait):
+        _check_identity(project, path, new_ledger)
+        with Ledger(path) as ledger:
+            _record_identity(path, ledger)
+            return _run(project, ledger, now, dry_run=False, campaign=campaign, limit=limit,
+                        resend_unknown=resend_unknown, progress=progress, stop=stop,
+                        accept_exits=accept_exits)
+
+
+class LedgerReplaced(LdmailError):
+    "The ledger is missing or another file than the one earlier runs wrote."
+
+
+def identity_path(ledger: Path) -> Path:
+    """Beside the ledger and its lock: the id of the ledger that earlier runs wrote."""
+    return ledger.with_name(ledger.name + ".id")
+
+
+def _check_identity(project: Project, path: Path, new_ledger: bool) -> None:
+    """Refuse to start afresh (and mail everyone again) when the ledger vanished or changed.
+
+    A deleted or replaced ledger.db would otherwise mean a silent full resend: a new, empty
+    ledger knows nobody was mailed.
+    """
+    if new_ledger:
+        identity_path(path).unlink(missing_ok=True)
+        return
+    try:
+        recorded = identity_path(path).read_text(encoding="ascii").strip()
+    except OSError:
+        recorded = ""
+    outbox = project.path(project.settings.transport.outbox, OUTBOX_SETTING)
+    sent_before = outbox.is_dir() and any(outbox.glob("*.eml"))
+    if not path.exists() and (recorded or sent_before):
+        evidence = f"{identity_path(path)} records ledger {recorded}" if recorded else \
+            f"{outbox} holds messages of earlier runs"
+        raise LedgerReplaced(
+            f"{path} is missing, but {evidence}: a new ledger would mail everyone again. "
+            "Restore the ledger from a backup, or run 'ldmail send --new-ledger' to really "
+            "start over")
+    if path.exists() and recorded:
+        with Ledger(path, readonly=True) as ledger:
+            found = ledger.rows("SELECT value FROM meta WHERE key = 'ledger_id'")
+        if found and found[0]["value"] != recorded:
+            raise LedgerReplaced(
+                f"{path} is not the ledger earlier runs wrote (it is {found[0]['value']}, "
+                f"they wrote {recorded}): it was replaced, perhaps by an older copy that does "
+                "not know what was sent since. Put the right file back, or run 'ldmail send "
+                "--new-ledger' to go on with this one")
+
+
+def _record_identity(path: Path, ledger: Ledger) -> None:
+    marker = identity_path(path)
+    value = ledger.identity()
+    try:
+        if not marker.exists() or marker.read_text(encoding="ascii").strip() != value:
+            write_private(marker, value + "\n")
+    except (OSError, LdmailError):
+        pass  # a read-only folder: the ledger itself reports that more usefully
 
 
 def _run(project: Project, ledger: Ledger, now: datetime, *, dry_run: bool, campaign: str | None,
@@ -623,6 +680,12 @@ def _deliver_each(sender: Sender, due: list[Due], summary: SendSummary, dry_run:
                 summary.stopped = stopping
                 break
             if summary.stopped is not None:  # a lane was stopped mid-message
+                break
+            if not sender.ledger.still_on_disk():
+                # Written to a deleted file, claims and outcomes would be lost with it.
+                summary.stopped = (f"the ledger {sender.ledger.path} was deleted or replaced "
+                                   "while this run was sending; restore it (this run's "
+                                   "sends are recorded only in the deleted file)")
                 break
             if not sender.claim(item, message_id, sender.ledger.address_hash(e.email)):
                 continue

@@ -192,6 +192,7 @@ class Ledger:
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = NORMAL")
             self.db = _Db(conn)
+            self._inode = os.stat(path).st_ino if path.exists() else -1
             self._secret: bytes | None = None
             self._keyed: hmac.HMAC | None = None
             self._migrate()
@@ -278,6 +279,24 @@ class Ledger:
         mac = self._keyed.copy()
         mac.update(email.lower().encode())
         return mac.hexdigest()[:32]
+
+    # -- identity ---------------------------------------------------------------------------
+
+    def identity(self) -> str:
+        """A random id kept in the ledger, made once: the ledger's name for itself."""
+        rows = self.rows("SELECT value FROM meta WHERE key = 'ledger_id'")
+        if not rows:
+            self.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('ledger_id', ?)",
+                         (secrets.token_hex(8),))
+            rows = self.rows("SELECT value FROM meta WHERE key = 'ledger_id'")
+        return str(rows[0]["value"])
+
+    def still_on_disk(self) -> bool:
+        """Whether the file this connection writes is still the one at `path`."""
+        try:
+            return os.stat(self.path).st_ino == self._inode
+        except OSError:
+            return False
 
     # -- runs -------------------------------------------------------------------------------
 

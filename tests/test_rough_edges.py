@@ -44,3 +44,35 @@ def test_run_stops_with_exit_1_when_the_transport_cannot_work(
     assert "login as learning@example.org refused (535)" in result.output
     assert "wrong-Pa55word" not in result.output
     # It stopped at once (three runs a minute apart would take two minutes).
+
+
+def test_a_deleted_ledger_never_means_a_silent_full_resend(project: Path, cli: Cli,
+                                                           tmp_path: Path) -> None:
+    first = cli("send", "--project", project, "--now", DAY1)
+    assert first.exit_code == 0 and first.stdout.startswith("sent 7 ")
+    ledger = project / ".ldmail" / "ledger.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{ledger}{suffix}").unlink(missing_ok=True)
+    again = cli("send", "--project", project, "--now", "2026-12-01T11:00+01:00")
+    assert again.exit_code == 1
+    assert "ledger.db is missing, but" in again.stderr and "--new-ledger" in again.stderr
+    assert not ledger.exists()
+    assert len(list((project / ".ldmail" / "outbox").glob("*.eml"))) == 7
+
+    other = tmp_path / "other"
+    assert cli("init", other).exit_code == 0
+    assert cli("send", "--project", other, "--now", DAY1).exit_code == 0
+    for suffix in ("", "-wal", "-shm"):  # someone copies another project's ledger in
+        source = Path(f"{other / '.ldmail' / 'ledger.db'}{suffix}")
+        if source.exists():
+            Path(f"{ledger}{suffix}").write_bytes(source.read_bytes())
+    replaced = cli("send", "--project", project, "--now", "2026-12-01T11:00+01:00")
+    assert replaced.exit_code == 1 and "is not the ledger earlier runs wrote" in replaced.stderr
+
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{ledger}{suffix}").unlink(missing_ok=True)
+    fresh = cli("send", "--new-ledger", "--project", project, "--now",
+                "2026-12-01T11:00+01:00")
+    assert fresh.exit_code == 0 and fresh.stdout.startswith("sent 7 "), fresh.output
+    later = cli("send", "--project", project, "--now", "2026-12-01T12:00+01:00")
+    assert later.exit_code == 0 and later.stdout.startswith("sent 0 ")
