@@ -169,6 +169,8 @@ class Sender:
         self.pending: list[tuple[str, tuple[Any, ...]]] = []
         # Campaigns that fail to render for sample people: their messages are held, unsent.
         self.broken: dict[str, Problem] = {}
+        # The ledger's intervention counter as this run found it (see Ledger.suppress).
+        self.interventions = ledger.interventions()
 
     def message_id(self, item: Due) -> str:
         campaign_id = item.enrolment.campaign
@@ -246,7 +248,11 @@ class Sender:
             return False
 
     def _still_allowed(self, item: Due, token: str) -> tuple[str, tuple[Any, ...]]:
-        """SQL that is true while the enrolment may still receive this message."""
+        """SQL that is true while the enrolment may still receive this message.
+
+        The full check runs only once suppress, forget or an event import changed the ledger
+        since this run started (SQLite stops at the first true term of an OR).
+        """
         e = item.enrolment
         sql = ("EXISTS (SELECT 1 FROM enrolments WHERE campaign = ? AND email = ? AND state = ?)"
                " AND NOT EXISTS (SELECT 1 FROM suppressions WHERE email IN (?, ?))")
@@ -256,7 +262,8 @@ class Sender:
             sql += (" AND NOT EXISTS (SELECT 1 FROM events WHERE email = ? AND event = ?"
                     " AND occurred_at <= ? AND object GLOB ?)")
             params += (e.email, goal.event, self.stamp, goal.object or "*")
-        return sql, params
+        return (f"((SELECT value FROM meta WHERE key = ?) IS ? OR ({sql}))",
+                (Ledger.INTERVENTIONS, self.interventions, *params))
 
     def hold(self, item: Due, reason: str) -> None:
         """A message that could not be rendered or built: held with the reason, not failed.
@@ -417,6 +424,8 @@ def _run(project: Project, ledger: Ledger, now: datetime, *, dry_run: bool, camp
          stop: threading.Event | None, claims_in_flight: bool = False,
          accept_exits: bool = False) -> SendSummary:
     summary = SendSummary(dry_run=dry_run)
+    # Read before the sync: whatever suppress or an import changes after it is re-checked.
+    interventions = ledger.interventions()
     run_id = 0 if dry_run else ledger.start_run("send", iso(datetime.now(now.tzinfo)), iso(now))
     # Holding the send lock, any claim still open belongs to a run that died mid-send.
     interrupted = ledger.rows("SELECT campaign, step, email FROM messages WHERE state = ?",
@@ -486,6 +495,7 @@ def _run(project: Project, ledger: Ledger, now: datetime, *, dry_run: bool, camp
         project.settings.transport,
         project.path(project.settings.transport.outbox, OUTBOX_SETTING), stop)
     sender = Sender(project, ledger, transports, now, run_id)
+    sender.interventions = interventions
     # What is about to go out is validated first: a campaign whose templates do not render is
     # not sent at all (its messages are held), instead of failing person by person.
     sender.broken = broken_campaigns(project, sender.renderer,

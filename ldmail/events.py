@@ -286,4 +286,6 @@ def import_events(ledger: Ledger, path: Path, *, kind: str = "auto",
                 result.added += 1
             else:
                 result.already_known += 1
+    if result.added:
+        ledger.note_intervention()  # a running send re-checks goals at its next claim
     return result

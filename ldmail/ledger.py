@@ -343,9 +343,24 @@ class Ledger:
     # -- suppressions and events ------------------------------------------------------------
 
     def suppress(self, email: str, reason: str, source: str, at: str) -> bool:
-        return self.execute(
+        added = self.execute(
             "INSERT OR IGNORE INTO suppressions (email, reason, source, created_at) "
             "VALUES (?, ?, ?, ?)", (email, reason, source, at)) == 1
+        self.note_intervention()
+        return added
+
+    # A counter that suppress, forget and events import raise: a running send claims each
+    # message with the full re-check (enrolment, suppression, goal) only once it changed,
+    # which keeps the common claim to one lookup.
+    INTERVENTIONS = "interventions"
+
+    def note_intervention(self) -> None:
+        self.execute("INSERT INTO meta (key, value) VALUES (?, '1') ON CONFLICT (key) DO UPDATE"
+                     " SET value = CAST(value AS INTEGER) + 1", (self.INTERVENTIONS,))
+
+    def interventions(self) -> str | None:
+        rows = self.rows("SELECT value FROM meta WHERE key = ?", (self.INTERVENTIONS,))
+        return str(rows[0]["value"]) if rows else None
 
     def goal_events(self, event: str, until: str) -> list[dict[str, Any]]:
         """Events of one kind up to `until` (ISO UTC), earliest first."""

@@ -7,7 +7,6 @@ import ipaddress
 import math
 import os
 import re
-import select
 import smtplib
 import ssl
 import threading
@@ -155,14 +154,14 @@ class _LineReader:
             if sock is None:
                 break
             self.owner.check_deadline()
-            pending = sock.pending() if isinstance(sock, ssl.SSLSocket) else 0
-            if not pending:
-                readable, _, _ = select.select([sock], [], [], self.SLICE)
-                if not readable:
-                    if time.monotonic() > quiet_until:
-                        raise TimeoutError("timed out")  # silent for the whole `timeout`
-                    continue
-            chunk = sock.recv(65536)
+            # A raw recv may time out and be tried again (a makefile() reader may not).
+            sock.settimeout(self.SLICE)
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                if time.monotonic() > quiet_until:
+                    raise TimeoutError("timed out") from None  # silent for all of `timeout`
+                continue
             if not chunk:
                 break
             self.buffer += chunk
