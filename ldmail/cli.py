@@ -144,8 +144,19 @@ def invocation(project: Path | None, now: str | None) -> Iterator[Invocation]:
         raise typer.Exit(1) from None
 
 
-@app.callback()
-def main_options(project: ProjectOption = None, now: NowOption = None) -> None:
+def _show_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        sys.stdout.write(f"ldmail {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback(context_settings={"help_option_names": ["-h", "--help"]})
+def main_options(project: ProjectOption = None, now: NowOption = None,
+                 version: Annotated[bool, typer.Option(
+                     "--version", help="Show the version and exit.", is_eager=True,
+                     callback=_show_version)] = False) -> None:
     """Drip e-mail campaigns for Learning & Development teams, as code."""
     if project is not None:
         GLOBALS.project = project
@@ -472,8 +483,8 @@ def send(
     """Enrol and deliver what is due now (cron-safe).
 
     Enrols newly matching people, then delivers every due step through the configured
-    transport. Exits 1 when a message failed or became unknown in this run (a reply lost after
-    the whole message went out, or a claim a killed run left), or the run stopped early;
+    transport. Exits 1 when a message failed, was held or became unknown in this run (a reply
+    lost after the whole message went out, or a claim a killed run left), or the run stopped;
     unknown messages an earlier run already reported do not change the exit code.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -520,8 +531,8 @@ def retry(
 ) -> None:
     """Requeue held (and with --failed, failed) messages for the next send.
 
-    Held messages go out by themselves once their cause is fixed; retry also puts them first
-    in line and starts their attempts afresh. Failed messages are only ever resent this way.
+    Held messages go out by themselves once their cause is fixed; retry also makes them due
+    at once and starts their attempts afresh. Failed messages are only ever resent this way.
     Unknown ones are resent with 'ldmail send --resend-unknown'.
     """
     from .clock import iso

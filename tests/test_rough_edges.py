@@ -76,3 +76,11 @@ def test_a_deleted_ledger_never_means_a_silent_full_resend(project: Path, cli: C
     assert fresh.exit_code == 0 and fresh.stdout.startswith("sent 7 "), fresh.output
     later = cli("send", "--project", project, "--now", "2026-12-01T12:00+01:00")
     assert later.exit_code == 0 and later.stdout.startswith("sent 0 ")
+
+
+def test_version_comes_from_the_package_metadata(cli: Cli) -> None:
+    from importlib.metadata import version
+
+    result = cli("--version")
+    assert result.exit_code == 0 and result.stdout == f"ldmail {version('ldmail')}\n"
+    assert cli("-h").stdout.startswith("Usage: ")
