@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -72,7 +72,6 @@ class Globals:
 
 
 GLOBALS = Globals()
-T = TypeVar("T")
 
 
 def console(stderr: bool = False) -> Console:

@@ -139,7 +139,6 @@ class SyncResult:
 
     enrolled: int = 0
     exited: int = 0
-    no_anchor: int = 0
     vanished: int = 0
 
 
@@ -337,10 +336,6 @@ def sync(project: Project, ledger: Ledger, now: datetime, *, persist: bool,
         _guard_mass_exits(project, ledger, result, accept_exits)
         if persist:
             _missing(ledger, now)
-        if any(file.model.anchor for campaign_id, file in project.campaigns.items()
-               if only in (None, campaign_id)):  # only an anchor date can be missing
-            result.no_anchor = conn.execute(
-                f"SELECT count(*) {_JOINING} AND t.anchor_at IS NULL").fetchone()[0]
         if not persist:
             result.enrolled = conn.execute(_NEW_INTO_RUN, states).rowcount
             return result

@@ -30,12 +30,6 @@ class HeaderInjection(LdmailError):
     "A header value holds a line break; the message is refused rather than sent altered."
 
 
-@dataclass(frozen=True)
-class Envelope:
-    sender: str
-    recipient: str
-
-
 def _clean(name: str, value: str) -> str:
     if any(ch in value for ch in "\r\n\x00"):
         raise HeaderInjection(

@@ -39,10 +39,6 @@ def resolve(ledger: Ledger, who: str) -> str:
                           "unsubscribe mail's subject") from None
 
 
-def is_suppressed(ledger: Ledger, email: str, suppressed: set[str]) -> bool:
-    return email in suppressed or FORGOTTEN + ledger.address_hash(email) in suppressed
-
-
 def suppress(ledger: Ledger, email: str, reason: str, source: str, now: datetime,
              lock: Path | None = None) -> bool:
     """Never mail this address again; ends its active enrolments now. False if already so.

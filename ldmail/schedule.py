@@ -47,10 +47,6 @@ def next_window_open(moment: datetime, window: SendWindow,
     raise AssertionError("a send window has at least one day a week")  # pragma: no cover
 
 
-def in_window(moment: datetime, window: SendWindow, zone: ZoneInfo | None = None) -> bool:
-    return next_window_open(moment, window, zone) == moment.astimezone(UTC)
-
-
 def anchor_moment(campaign: Campaign, anchor_value: object, enrolled_at: datetime,
                   zone: ZoneInfo | None) -> datetime | None:
     """Day 0 for one person: their anchor date at midnight local time, or enrolment time."""

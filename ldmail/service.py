@@ -5,21 +5,19 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
 from .config import load_project
-from .deliver import SendSummary, send
+from .deliver import send
 from .errors import LdmailError, TransportFatal
 
 log = logging.getLogger("ldmail.run")
 
 
 def run_forever(root: Path, interval: timedelta | None, *, db: Path | None = None,
-                shift: timedelta = timedelta(0), max_runs: int | None = None,
-                report: Callable[[SendSummary], None] | None = None) -> int:
+                shift: timedelta = timedelta(0), max_runs: int | None = None) -> int:
     """Run `send` now and then every `interval`; returns the number of runs done.
 
     A stop request lets the message in hand finish and be recorded, so no claim is left
@@ -58,8 +56,6 @@ def run_forever(root: Path, interval: timedelta | None, *, db: Path | None = Non
             log.info("run at %s: sent %d, waiting %d, retry later %d, failed %d, unknown %d",
                      now.isoformat(timespec="seconds"), summary.sent, summary.waiting_window,
                      summary.deferred, summary.failed, summary.unknown_total)
-            if report is not None:
-                report(summary)
         runs += 1
         if max_runs is not None and runs >= max_runs:
             stop.set()
