@@ -22,7 +22,7 @@ from .audience import PeopleStream, Person
 from .clock import iso
 from .config import OUTBOX_SETTING, Project
 from .enrolment import Enrolment, active_enrolments, sync
-from .errors import LdmailError, Problem, TransportFatal
+from .errors import LdmailError, Problem, TransportFatal, TransportUnavailable
 from .hygiene import write_private
 from .ledger import (
     ACTIVE,
@@ -519,7 +519,7 @@ def _deliver(sender: Sender, due: list[Due], summary: SendSummary, dry_run: bool
     if due and sender.transports:
         try:
             sender.transports[0].open()
-        except ConnectionError as exc:
+        except TransportUnavailable as exc:
             summary.stopped = f"transport unavailable: {exc}; all {len(due)} due message(s) wait"
             return
         except StopRequested:
@@ -531,7 +531,7 @@ def _deliver(sender: Sender, due: list[Due], summary: SendSummary, dry_run: bool
         for extra in sender.transports[1:len(due)]:
             try:
                 extra.open()
-            except (ConnectionError, StopRequested):
+            except (TransportUnavailable, StopRequested):
                 continue
             usable.append(extra)
         sender.transports = usable
@@ -569,7 +569,7 @@ class _Lane:
     def _send(self, item: Due, message: Built, label: str) -> Outcome | BaseException:
         try:
             return self.transport.send(message.data, message.sender, item.enrolment.email, label)
-        except (ConnectionError, TransportFatal) as exc:
+        except (TransportUnavailable, TransportFatal) as exc:
             return exc
 
     def _work(self) -> None:
@@ -622,7 +622,7 @@ def _settle(sender: Sender, lanes: _Lanes, summary: SendSummary) -> BaseExceptio
     """Record the outcome of one message handed over; returns what stops the run, if any."""
     item, result = lanes.collect()
     e, step = item.enrolment, item.planned.step
-    if isinstance(result, ConnectionError):
+    if isinstance(result, TransportUnavailable):
         # Nothing was handed over: keep the message for a later run and stop this one.
         sender.record(item, Outcome("temporary", str(result)))
         summary.deferred += 1
@@ -705,7 +705,7 @@ def _deliver_each(sender: Sender, due: list[Due], summary: SendSummary, dry_run:
         while lanes.busy:
             problem = _settle(sender, lanes, summary) or problem
         lanes.stop()
-    if problem is not None and not isinstance(problem, ConnectionError):
+    if problem is not None and not isinstance(problem, TransportUnavailable):
         raise problem
 
 

@@ -51,3 +51,10 @@ class LedgerBusy(LdmailError):
 
 class TransportFatal(LdmailError):
     "The transport cannot send at all (login, TLS, configuration); the run stops."
+
+
+class TransportUnavailable(LdmailError):
+    """The server cannot be reached now (refused, timed out, 421 on connect).
+
+    Nothing was handed over: the due messages wait for the next run, which tries again.
+    """

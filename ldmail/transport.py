@@ -17,7 +17,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from .errors import TransportFatal
+from .errors import TransportFatal, TransportUnavailable
 from .models import Transport as TransportSettings
 
 if TYPE_CHECKING:
@@ -408,13 +408,13 @@ class Smtp:
             raise TransportFatal(f"smtp {where}: TLS failed ({exc.reason}); nothing was sent") \
                 from None
         except smtplib.SMTPConnectError as exc:
-            raise ConnectionError(f"{where} refused the connection: "
+            raise TransportUnavailable(f"{where} refused the connection: "
                                   f"{_classify(exc.smtp_code, exc.smtp_error).reason}") from None
         except smtplib.SMTPResponseException as exc:
-            raise ConnectionError(f"{where}: {_classify(exc.smtp_code, exc.smtp_error).reason}") \
-                from None
+            reason = _classify(exc.smtp_code, exc.smtp_error).reason
+            raise TransportUnavailable(f"{where}: {reason}") from None
         except (OSError, smtplib.SMTPException) as exc:
-            raise ConnectionError(f"cannot connect to {where}: {exc}") from None
+            raise TransportUnavailable(f"cannot connect to {where}: {exc}") from None
         return connection
 
     def open(self) -> None:
