@@ -157,8 +157,9 @@ def main_options(project: ProjectOption = None, now: NowOption = None,
                      "--version", help="Show the version and exit.", is_eager=True,
                      callback=_show_version)] = False) -> None:
     """Drip e-mail campaigns for Learning & Development teams, as code."""
-    if project is not None:
-        GLOBALS.project = project
+    # Set on every call, given or not: a second call in the same process (tests, a notebook)
+    # must not inherit the first one's --project or --now.
+    GLOBALS.project = project if project is not None else Path(".")
     GLOBALS.now = now
 
 

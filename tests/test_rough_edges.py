@@ -84,3 +84,14 @@ def test_version_comes_from_the_package_metadata(cli: Cli) -> None:
     result = cli("--version")
     assert result.exit_code == 0 and result.stdout == f"ldmail {version('ldmail')}\n"
     assert cli("-h").stdout.startswith("Usage: ")
+
+
+def test_two_calls_in_one_process_do_not_share_options(tmp_path: Path, cli: Cli,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert cli("init", first).exit_code == 0 and cli("init", second).exit_code == 0
+    (second / "campaigns" / "welcome.yaml").rename(second / "campaigns" / "other.yaml")
+    assert cli("--project", first, "validate").exit_code == 0
+    monkeypatch.chdir(second)
+    shown = cli("preview", "welcome")  # no --project: the current folder, not `first`
+    assert shown.exit_code == 1 and "no campaign 'welcome'" in shown.stderr
