@@ -550,8 +550,13 @@ def retry(
         with Ledger.of(loaded, db) as ledger:
             count = ledger.requeue(states, iso(inv.now), campaign=campaign, step=step)
     what = "held or failed" if failed else "held"
-    console().print(f"{count} {what} message(s) requeued; the next 'ldmail send' sends them"
-                    + ("" if failed else " (add --failed for failed ones)"))
+    if not count:
+        console().print(f"No {what} messages to requeue" + ("" if failed else
+                        " (add --failed for failed ones)"))
+        return
+    console().print(f"{count} {what} message(s) requeued: the next 'ldmail send' sends them "
+                    "once they render (it holds them again if the cause is not fixed)"
+                    + ("" if failed else "; add --failed for failed ones"))
 
 
 @app.command()

@@ -23,7 +23,6 @@ from .clock import iso
 from .config import OUTBOX_SETTING, Project
 from .enrolment import Enrolment, active_enrolments, sync
 from .errors import LdmailError, Problem, TransportFatal, TransportUnavailable
-from .hygiene import write_private
 from .ledger import (
     ACTIVE,
     CLAIMED,
@@ -35,7 +34,11 @@ from .ledger import (
     TREATMENT,
     UNKNOWN,
     Ledger,
+    LedgerReplaced,
+    identity_path,
     ledger_path,
+    read_identity,
+    record_identity,
 )
 from .lock import SendLock, held_elsewhere, send_lock_path
 from .message import Built, HeaderInjection, MessageBuilder, new_message_id, unsubscribe_links
@@ -360,63 +363,45 @@ def send(project: Project, now: datetime, *, db: Path | None = None, dry_run: bo
                         claims_in_flight=in_flight, accept_exits=accept_exits)
     with SendLock(lock, wait=wait):
         _check_identity(project, path, new_ledger)
-        with Ledger(path) as ledger:
-            _record_identity(path, ledger)
+        with Ledger(path, new=new_ledger) as ledger:
             return _run(project, ledger, now, dry_run=False, campaign=campaign, limit=limit,
                         resend_unknown=resend_unknown, progress=progress, stop=stop,
                         accept_exits=accept_exits)
-
-
-class LedgerReplaced(LdmailError):
-    "The ledger is missing or another file than the one earlier runs wrote."
-
-
-def identity_path(ledger: Path) -> Path:
-    """Beside the ledger and its lock: the id of the ledger that earlier runs wrote."""
-    return ledger.with_name(ledger.name + ".id")
 
 
 def _check_identity(project: Project, path: Path, new_ledger: bool) -> None:
     """Refuse to start afresh (and mail everyone again) when the ledger vanished or changed.
 
     A deleted or replaced ledger.db would otherwise mean a silent full resend: a new, empty
-    ledger knows nobody was mailed.
+    ledger knows nobody was mailed, and an older copy does not know what was sent since.
     """
     if new_ledger:
         identity_path(path).unlink(missing_ok=True)
         return
-    try:
-        recorded = identity_path(path).read_text(encoding="ascii").strip()
-    except OSError:
-        recorded = ""
+    recorded = read_identity(path)
     outbox = project.path(project.settings.transport.outbox, OUTBOX_SETTING)
-    sent_before = outbox.is_dir() and any(outbox.glob("*.eml"))
-    if not path.exists() and (recorded or sent_before):
-        evidence = f"{identity_path(path)} records ledger {recorded}" if recorded else \
-            f"{outbox} holds messages of earlier runs"
+    if not path.exists() and recorded is None and outbox.is_dir() and any(outbox.glob("*.eml")):
         raise LedgerReplaced(
-            f"{path} is missing, but {evidence}: a new ledger would mail everyone again. "
-            "Restore the ledger from a backup, or run 'ldmail send --new-ledger' to really "
-            "start over")
-    if path.exists() and recorded:
-        with Ledger(path, readonly=True) as ledger:
-            found = ledger.rows("SELECT value FROM meta WHERE key = 'ledger_id'")
-        if found and found[0]["value"] != recorded:
-            raise LedgerReplaced(
-                f"{path} is not the ledger earlier runs wrote (it is {found[0]['value']}, "
-                f"they wrote {recorded}): it was replaced, perhaps by an older copy that does "
-                "not know what was sent since. Put the right file back, or run 'ldmail send "
-                "--new-ledger' to go on with this one")
-
-
-def _record_identity(path: Path, ledger: Ledger) -> None:
-    marker = identity_path(path)
-    value = ledger.identity()
-    try:
-        if not marker.exists() or marker.read_text(encoding="ascii").strip() != value:
-            write_private(marker, value + "\n")
-    except (OSError, LdmailError):
-        pass  # a read-only folder: the ledger itself reports that more usefully
+            f"{path} is missing, but {outbox} holds messages of earlier runs: a new ledger "
+            "would mail everyone again. Restore the ledger from a backup, or run 'ldmail send "
+            "--new-ledger' to really start over")
+    if recorded is None or not path.exists():
+        return  # a missing ledger with an id file is refused when it is opened (Ledger.of)
+    ledger_id, last_run = recorded
+    with Ledger(path, readonly=True) as ledger:
+        found = ledger.rows("SELECT value FROM meta WHERE key = 'ledger_id'")
+        runs = ledger.rows("SELECT max(id) AS last FROM runs")[0]["last"] or 0
+    if found and found[0]["value"] != ledger_id:
+        raise LedgerReplaced(
+            f"{path} is not the ledger earlier runs wrote (it is {found[0]['value']}, they "
+            f"wrote {ledger_id}): it was replaced. Put the right file back, or run 'ldmail "
+            "send --new-ledger' to go on with this one")
+    if runs < last_run:
+        raise LedgerReplaced(
+            f"{path} is an older copy: it ends at run {runs}, but run {last_run} was recorded "
+            "since, so it does not know what was sent after it and would send it again. Put "
+            "the newest ledger back; to go on with this copy anyway (messages sent since may "
+            "go out twice), run 'ldmail send --new-ledger'")
 
 
 def _run(project: Project, ledger: Ledger, now: datetime, *, dry_run: bool, campaign: str | None,
@@ -427,6 +412,8 @@ def _run(project: Project, ledger: Ledger, now: datetime, *, dry_run: bool, camp
     # Read before the sync: whatever suppress or an import changes after it is re-checked.
     interventions = ledger.interventions()
     run_id = 0 if dry_run else ledger.start_run("send", iso(datetime.now(now.tzinfo)), iso(now))
+    if not dry_run:
+        record_identity(ledger, run_id)
     # Holding the send lock, any claim still open belongs to a run that died mid-send.
     interrupted = ledger.rows("SELECT campaign, step, email FROM messages WHERE state = ?",
                               (CLAIMED,))

@@ -349,6 +349,9 @@ def sync(project: Project, ledger: Ledger, now: datetime, *, persist: bool,
     return result
 
 
+MIN_VANISHED = 5  # fewer people than this vanishing never trips the guard
+
+
 class MassExit(LdmailError):
     "The export lacks so many people that it is more likely broken than true."
 
@@ -372,15 +375,16 @@ def _guard_mass_exits(project: Project, ledger: Ledger, result: SyncResult,
         " AND e.missing_since IS NULL").fetchone()[0]
     limit = project.settings.exits.max_share
     result.vanished = vanishing
-    if accept_exits or not active or vanishing <= limit * active:
+    # A few people leaving a small campaign is ordinary: only a share AND a handful stop it.
+    if accept_exits or not active or vanishing <= limit * active or vanishing < MIN_VANISHED:
         return
     people = project.audiences.people.source
     raise MassExit(
         f"{people} lacks the people of {vanishing} of {active} active enrolments "
         f"({vanishing / active:.0%}, more than the {limit:.0%} allowed): a truncated or "
         "half-written export would end their campaigns, so nothing was changed. Check the "
-        "export; if these people really left, run again with --accept-exits (or raise "
-        "exits.max_share in ldmail.yaml)")
+        "export; if these people really left, run 'ldmail send --accept-exits' once (or "
+        "raise exits.max_share in ldmail.yaml)")
 
 
 def _missing(ledger: Ledger, now: datetime) -> None:

@@ -17,6 +17,7 @@ from .errors import LdmailError
 from .hygiene import excerpt
 from .ledger import Ledger
 from .models import DateLimits
+from .privacy import FORGOTTEN
 
 # Header names we recognise in LMS exports (English, Dutch and German), lower-cased.
 CSV_COLUMNS = {
@@ -276,6 +277,13 @@ def import_events(ledger: Ledger, path: Path, *, kind: str = "auto",
             result.skipped.append(Skipped(where, item))
         else:
             good.append(item)
+    forgotten = {row["email"].removeprefix(FORGOTTEN) for row in ledger.rows(
+        "SELECT email FROM suppressions WHERE email LIKE ?", (FORGOTTEN + "%",))}
+    if forgotten:  # a forgotten person's events are not stored: their address would come back
+        for event in [e for e in good if ledger.address_hash(e.email) in forgotten]:
+            good.remove(event)
+            result.skipped.append(Skipped("(forgotten)", "this person was forgotten on "
+                                          "request; their events are not recorded"))
     with ledger.transaction() as db:
         for event in good:
             cursor = db.conn.execute(

@@ -160,6 +160,35 @@ def ledger_path(project: Project, override: Path | None) -> Path:
                                                                LEDGER_SETTING)
 
 
+class LedgerReplaced(LdmailError):
+    "The ledger is missing or another file than the one earlier runs wrote."
+
+
+def identity_path(ledger: Path) -> Path:
+    """Beside the ledger and its lock: the id of the ledger earlier sends wrote, and their
+    last run."""
+    return ledger.with_name(ledger.name + ".id")
+
+
+def read_identity(ledger: Path) -> tuple[str, int] | None:
+    try:
+        ledger_id, _, last_run = identity_path(ledger).read_text("ascii").strip().partition(" ")
+        return ledger_id, int(last_run or 0)
+    except (OSError, ValueError):
+        return None
+
+
+def record_identity(ledger: Ledger, run_id: int) -> None:
+    """Note the ledger's id and this run beside it (best effort: a read-only folder is
+    reported by the ledger itself)."""
+    from .hygiene import write_private
+
+    try:
+        write_private(identity_path(ledger.path), f"{ledger.identity()} {run_id}\n")
+    except (OSError, LdmailError):
+        pass
+
+
 class Ledger:
     """A connection to the ledger with the queries the rest of ldmail needs."""
 
@@ -174,8 +203,15 @@ class Ledger:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+    def __init__(self, path: Path, *, readonly: bool = False, new: bool = False) -> None:
         self.path = path
+        if not readonly and not new and not path.exists() and read_identity(path) is not None:
+            # Any command that writes (an import, suppress, retry) would create an empty
+            # ledger here, and the next send would mail everyone again.
+            raise LedgerReplaced(
+                f"{path} is missing, but {identity_path(path)} shows that sends wrote a ledger "
+                "here: a new one would mail everyone again. Restore the ledger from a backup, "
+                "or run 'ldmail send --new-ledger' to really start over")
         try:
             if readonly and not path.exists():
                 conn = sqlite3.connect(":memory:", isolation_level=None)
@@ -334,7 +370,8 @@ class Ledger:
                 (ACTIVE, COMPLETED, *states, *scope_params))
             return int(db.conn.execute(
                 f"UPDATE messages AS m SET state = ?, next_attempt_at = ?, attempts = 0,"
-                f" error = 'requeued by ldmail retry' WHERE m.state IN ({marks}){scope}"
+                " error = coalesce(error || ' (requeued by ldmail retry)', 'requeued by"
+                f" ldmail retry') WHERE m.state IN ({marks}){scope}"
                 " AND EXISTS (SELECT 1 FROM enrolments e WHERE e.campaign = m.campaign AND"
                 " e.email = m.email AND e.state = ?) AND NOT EXISTS (SELECT 1 FROM suppressions"
                 " s WHERE s.email = m.email)",

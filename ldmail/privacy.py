@@ -47,6 +47,9 @@ def suppress(ledger: Ledger, email: str, reason: str, source: str, now: datetime
     this; with `lock` (the send lock), it also waits for a message to this person that the
     send already has in hand, so "now suppressed" is true when it is said.
     """
+    if ledger.rows("SELECT 1 FROM suppressions WHERE email = ?",
+                   (FORGOTTEN + ledger.address_hash(email),)):
+        return False  # forgotten: suppressed for good, and the address is not stored again
     added = ledger.suppress(email, reason, source, iso(now))
     ledger.execute("UPDATE enrolments SET state = ?, exit_reason = ?, exited_at = ? "
                    "WHERE email = ? AND state = ?", (LEFT, "suppressed", iso(now), email, ACTIVE))

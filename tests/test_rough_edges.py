@@ -58,6 +58,14 @@ def test_a_deleted_ledger_never_means_a_silent_full_resend(project: Path, cli: C
     assert "ledger.db is missing, but" in again.stderr and "--new-ledger" in again.stderr
     assert not ledger.exists()
     assert len(list((project / ".ldmail" / "outbox").glob("*.eml"))) == 7
+    events = tmp_path / "lms.csv"
+    events.write_text("E-mail;Event;Course;Timestamp\nann.devries@example.org;registered;x;"
+                      "02-12-2026 09:00\n", encoding="utf-8")
+    for args in (("events", "import", events), ("suppress", "bob.smith@example.org"),
+                 ("retry",)):  # no command that writes creates an empty ledger in its place
+        refused = cli(*args, "--project", project)
+        assert refused.exit_code == 1 and "ledger.db is missing" in refused.stderr, args
+        assert not ledger.exists()
 
     other = tmp_path / "other"
     assert cli("init", other).exit_code == 0
@@ -76,6 +84,17 @@ def test_a_deleted_ledger_never_means_a_silent_full_resend(project: Path, cli: C
     assert fresh.exit_code == 0 and fresh.stdout.startswith("sent 7 "), fresh.output
     later = cli("send", "--project", project, "--now", "2026-12-01T12:00+01:00")
     assert later.exit_code == 0 and later.stdout.startswith("sent 0 ")
+
+    backup = {suffix: Path(f"{ledger}{suffix}").read_bytes() for suffix in ("", "-wal")
+              if Path(f"{ledger}{suffix}").exists()}
+    step_two = cli("send", "--project", project, "--now", "2026-12-04T12:00+01:00")
+    assert step_two.exit_code == 0 and step_two.stdout.startswith("sent 7 ")
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{ledger}{suffix}").unlink(missing_ok=True)
+    for suffix, data in backup.items():  # an older backup put back
+        Path(f"{ledger}{suffix}").write_bytes(data)
+    older = cli("send", "--project", project, "--now", "2026-12-04T13:00+01:00")
+    assert older.exit_code == 1 and "is an older copy" in older.stderr, older.output
 
 
 def test_version_comes_from_the_package_metadata(cli: Cli) -> None:

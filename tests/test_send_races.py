@@ -138,7 +138,7 @@ def test_retry_requeues_failed_messages_only_when_asked(project: Path, cli: Cli,
         first.stderr
     assert send(cli, project, NOW + timedelta(hours=1)).stdout.startswith("sent 0 ")
     held_only = cli("retry", "--project", project, "--now", NOW.isoformat())
-    assert held_only.exit_code == 0 and held_only.stdout.startswith("0 held message(s)")
+    assert held_only.exit_code == 0 and held_only.stdout.startswith("No held messages to requeue")
     wrong = cli("retry", "--failed", "--campaign", "welcome", "--step", "nope", "--project",
                 project)
     assert wrong.exit_code == 2 and "has no step 'nope'" in wrong.output
