@@ -28,7 +28,7 @@ from collections.abc import Iterable, Iterator
 from types import FrameType
 from typing import Any
 
-from .errors import LdmailError
+from .errors import BudgetExceeded, LdmailError
 
 SECONDS_ENV = "LDMAIL_RENDER_SECONDS"
 DEFAULT_SECONDS = 2.0
@@ -41,10 +41,6 @@ _PERCENT_FIELD = re.compile(r"%[-#0 +]*[\d*]*(?:\.[\d*]*)?")
 _BRACE_SPEC = re.compile(r"\{[^{}]*?:([^{}]*)\}")
 _NUMBER = re.compile(r"\d+")
 _NESTED_FIELD = re.compile(r"\{[^{}]*:[^{}]*\{")
-
-
-class BudgetExceeded(LdmailError):
-    "A template or expression took too long or built something too large."
 
 
 def seconds_from_environment() -> float:

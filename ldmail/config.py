@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from .confine import OutsideProject, confined, escaping_links
-from .errors import ConfigError, Problem, ProjectNotFound
+from .confine import confined, escaping_links
+from .errors import ConfigError, OutsideProject, Problem, ProjectNotFound
 from .hygiene import one_line
 from .models import DERIVED_ATTRIBUTES, Audiences, Campaign, FieldError, Settings
 from .yamlfile import Loc, LocatedYaml, load_yaml

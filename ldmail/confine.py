@@ -16,25 +16,11 @@ import os
 import stat
 from pathlib import Path
 
-from .errors import LdmailError, Problem
+from .errors import LdmailError, OutsideProject, Problem
 
 DATA_DIRS_ENV = "LDMAIL_DATA_DIRS"
 # Templates are a few kilobytes; anything this large is a mistake or an attack on memory.
 MAX_TEMPLATE_BYTES = 512 * 1024
-
-
-class OutsideProject(LdmailError):
-    "A path named by the repository leaves the project once symbolic links are resolved."
-
-    def __init__(self, display: str, target: Path, allowed: str) -> None:
-        self.display, self.target = display, target
-        super().__init__(
-            f"{display}: points to {target}, outside {allowed}; a campaign repository may only "
-            f"use files inside it (for data that lives elsewhere the operator lists the folder "
-            f"in {DATA_DIRS_ENV})")
-
-    def problem(self) -> Problem:
-        return Problem(self.display, None, str(self).removeprefix(f"{self.display}: "))
 
 
 def trusted_dirs() -> list[Path]:

@@ -22,7 +22,16 @@ from .audience import PeopleStream, Person
 from .clock import iso
 from .config import OUTBOX_SETTING, Project
 from .enrolment import Enrolment, active_enrolments, sync
-from .errors import LdmailError, Problem, TransportFatal, TransportUnavailable
+from .errors import (
+    HeaderInjection,
+    LdmailError,
+    LedgerReplaced,
+    Problem,
+    RenderError,
+    StopRequested,
+    TransportFatal,
+    TransportUnavailable,
+)
 from .ledger import (
     ACTIVE,
     CLAIMED,
@@ -34,18 +43,17 @@ from .ledger import (
     TREATMENT,
     UNKNOWN,
     Ledger,
-    LedgerReplaced,
     identity_path,
     ledger_path,
     read_identity,
     record_identity,
 )
 from .lock import SendLock, held_elsewhere, send_lock_path
-from .message import Built, HeaderInjection, MessageBuilder, new_message_id, unsubscribe_links
+from .message import Built, MessageBuilder, new_message_id, unsubscribe_links
 from .privacy import FORGOTTEN
-from .render import Renderer, RenderError
+from .render import Renderer
 from .schedule import Planned
-from .transport import Outcome, StopRequested, Transport, open_transports
+from .transport import Outcome, Transport, open_transports
 from .validate import broken_campaigns
 
 Progress = Callable[[int, int], None]

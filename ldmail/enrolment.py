@@ -22,7 +22,7 @@ from . import __version__
 from .audience import AudienceLoader, PeopleStream, Person, export_digest
 from .clock import from_iso, iso
 from .config import Project
-from .errors import LdmailError
+from .errors import MassExit
 from .ledger import ACTIVE, CONVERTED, HOLDOUT, LEFT, STAGED, TREATMENT, Ledger
 from .models import Campaign, Goal
 from .privacy import FORGOTTEN
@@ -350,10 +350,6 @@ def sync(project: Project, ledger: Ledger, now: datetime, *, persist: bool,
 
 
 MIN_VANISHED = 5  # fewer people than this vanishing never trips the guard
-
-
-class MassExit(LdmailError):
-    "The export lacks so many people that it is more likely broken than true."
 
 
 def _guard_mass_exits(project: Project, ledger: Ledger, result: SyncResult,

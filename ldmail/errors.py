@@ -1,4 +1,26 @@
-"""The exceptions ldmail raises; the CLI turns each into one clear message and exit code 1."""
+"""Every exception ldmail raises, in one place; the CLI turns each into one clear line.
+
+    LdmailError                  a user can act on it; exit code 1
+    ├── ConfigError              the project's files have problems (all of them, located)
+    ├── ProjectNotFound          no campaign repository in the folder
+    ├── SecurityError            an expression tried what the sandbox forbids
+    ├── ExpressionError          an expression does not compile or evaluate
+    ├── RenderError              a template is missing, broken, unsafe or over its budget
+    ├── BudgetExceeded           a render or evaluation took too long or built too much
+    ├── OutsideProject           a path from the repository leaves the project
+    ├── HeaderInjection          a header value holds a line break (the message is held)
+    ├── LedgerError              the ledger file cannot be opened or used
+    ├── LedgerReplaced           the ledger is missing, another one, or an older copy
+    ├── LedgerBusy               another send holds the send lock
+    ├── MassExit                 too many people vanished from the export at once
+    ├── TransportFatal           the transport cannot send at all (login, TLS); run stops
+    └── TransportUnavailable     the server cannot be reached now; messages wait
+    JsonLimit (ValueError)       an event file beyond the JSON limits (a rejected row)
+    StopRequested (Exception)    SIGTERM or Ctrl-C while nothing was on the wire; internal
+
+Row-level signals that never leave their module (_RowError in audience.py, FieldError in
+models.py, UnreadableFile) stay there: they become located rejected rows or Problems.
+"""
 
 from __future__ import annotations
 
@@ -58,3 +80,61 @@ class TransportUnavailable(LdmailError):
 
     Nothing was handed over: the due messages wait for the next run, which tries again.
     """
+
+
+class ExpressionError(LdmailError):
+    "An expression could not be compiled or evaluated."
+
+
+class RenderError(LdmailError):
+    "A template is missing, broken or uses something it may not."
+
+    def __init__(self, file: str, line: int | None, message: str, security: bool = False) -> None:
+        self.file, self.line, self.reason, self.security = file, line, message, security
+        super().__init__(f"{file}:{line}: {message}" if line else f"{file}: {message}")
+
+
+class BudgetExceeded(LdmailError):
+    "A template or expression took too long or built something too large."
+
+
+class OutsideProject(LdmailError):
+    "A path named by the repository leaves the project once symbolic links are resolved."
+
+    def __init__(self, display: str, target: Path, allowed: str) -> None:
+        self.display, self.target = display, target
+        super().__init__(
+            f"{display}: points to {target}, outside {allowed}; a campaign repository may only "
+            f"use files inside it (for data that lives elsewhere the operator lists the folder "
+            f"in LDMAIL_DATA_DIRS)")
+
+    def problem(self) -> Problem:
+        return Problem(self.display, None, str(self).removeprefix(f"{self.display}: "))
+
+
+class HeaderInjection(LdmailError):
+    "A header value holds a line break; the message is refused rather than sent altered."
+
+
+class LedgerError(LdmailError):
+    "The ledger file cannot be opened or used."
+
+
+class LedgerReplaced(LdmailError):
+    "The ledger is missing or another file than the one earlier runs wrote."
+
+
+class MassExit(LdmailError):
+    "The export lacks so many people that it is more likely broken than true."
+
+
+class JsonLimit(ValueError):
+    "A JSON document beyond what an event file can need."
+
+    def __init__(self, reason: str, line: int = 1) -> None:
+        self.reason, self.line = reason, line
+        super().__init__(reason)
+
+
+class StopRequested(Exception):
+    "A stop (SIGTERM, Ctrl-C) was asked for while no message content was on the wire."

@@ -13,7 +13,7 @@ from typing import Any
 
 from .audience import find_column, normalise_email, read_rows
 from .clock import iso
-from .errors import LdmailError
+from .errors import JsonLimit, LdmailError
 from .hygiene import excerpt
 from .ledger import Ledger
 from .models import DateLimits
@@ -150,14 +150,6 @@ class _Unreadable:
 MAX_JSON_DIGITS = 40
 MAX_JSON_DEPTH = 64
 _JSON_STRUCTURE = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
-
-
-class JsonLimit(ValueError):
-    "A JSON document beyond what an event file can need."
-
-    def __init__(self, reason: str, line: int = 1) -> None:
-        self.reason, self.line = reason, line
-        super().__init__(reason)
 
 
 def _number(text: str) -> float | int:

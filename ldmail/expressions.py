@@ -22,20 +22,8 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
 from jinja2.visitor import NodeTransformer
 
-from .budget import (
-    MAX_INT_BITS,
-    MAX_STRING,
-    Budget,
-    BudgetExceeded,
-    check_format_widths,
-    check_percent,
-)
-from .errors import LdmailError, SecurityError
-
-
-class ExpressionError(LdmailError):
-    "An expression could not be compiled or evaluated."
-
+from .budget import MAX_INT_BITS, MAX_STRING, Budget, check_format_widths, check_percent
+from .errors import BudgetExceeded, ExpressionError, SecurityError
 
 _UNSAFE_FORMAT = re.compile(r"\{[^{}]*?[.\[]\s*_")
 # Internal filters the budgeting rewrite inserts into every compiled template.

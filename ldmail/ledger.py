@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import LdmailError
+from .errors import LdmailError, LedgerError, LedgerReplaced
 
 if TYPE_CHECKING:
     from sqlite_utils import Database, Migrations
@@ -140,10 +140,6 @@ class _Db:
         self.conn.execute("RELEASE ldmail_atomic" if nested else "COMMIT")
 
 
-class LedgerError(LdmailError):
-    "The ledger file cannot be opened or used."
-
-
 def _create_private(path: Path) -> None:
     """Create the ledger's folder and file readable by the owner only: it holds personal data."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -158,10 +154,6 @@ def ledger_path(project: Project, override: Path | None) -> Path:
 
     return override if override is not None else project.path(project.settings.ledger,
                                                                LEDGER_SETTING)
-
-
-class LedgerReplaced(LdmailError):
-    "The ledger is missing or another file than the one earlier runs wrote."
 
 
 def identity_path(ledger: Path) -> Path:

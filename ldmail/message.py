@@ -17,17 +17,13 @@ from functools import lru_cache
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
-from .errors import LdmailError
+from .errors import HeaderInjection
 from .models import Calendar, Campaign, Settings, Step
 from .render import Rendered
 
 # Long ASCII values (List-Unsubscribe URLs) must stay readable: with the default 78-column
 # limit an unbreakable URL gets RFC 2047-encoded, which mail clients do not decode there.
 _POLICY = policy.default.clone(max_line_length=998)
-
-
-class HeaderInjection(LdmailError):
-    "A header value holds a line break; the message is refused rather than sent altered."
 
 
 def _clean(name: str, value: str) -> str:

@@ -18,7 +18,8 @@ from pydantic import (
 )
 
 from . import units
-from .expressions import ExpressionError, compile_expression
+from .errors import ExpressionError
+from .expressions import compile_expression
 
 Duration = Annotated[
     timedelta,

@@ -29,10 +29,9 @@ from jinja2.exceptions import SecurityError as JinjaSecurityError
 from jinja2.loaders import split_template_path
 from markupsafe import Markup
 
-from .budget import BudgetExceeded
 from .config import TEMPLATES_DIR, Project
-from .confine import MAX_TEMPLATE_BYTES, OutsideProject, confined, read_regular_text
-from .errors import LdmailError
+from .confine import MAX_TEMPLATE_BYTES, confined, read_regular_text
+from .errors import BudgetExceeded, LdmailError, OutsideProject, RenderError
 from .expressions import Sandbox, unsafe_access
 from .models import Campaign, Persona, Step
 from .textify import html_to_text
@@ -123,14 +122,6 @@ def _remember(memo: dict[Any, Any], key: Any, value: Any) -> None:
     if len(memo) >= _MEMO:
         memo.clear()  # a crude bound: a run that fills it gains little from the old entries
     memo[key] = value
-
-
-class RenderError(LdmailError):
-    "A template is missing, broken or uses something it may not."
-
-    def __init__(self, file: str, line: int | None, message: str, security: bool = False) -> None:
-        self.file, self.line, self.reason, self.security = file, line, message, security
-        super().__init__(f"{file}:{line}: {message}" if line else f"{file}: {message}")
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from .errors import TransportFatal, TransportUnavailable
+from .errors import StopRequested, TransportFatal, TransportUnavailable
 from .models import Transport as TransportSettings
 
 if TYPE_CHECKING:
@@ -126,10 +126,6 @@ def _syncfs() -> Callable[[int], int] | None:
         return function
     except (OSError, AttributeError):  # not Linux
         return None
-
-
-class StopRequested(Exception):
-    "A stop (SIGTERM, Ctrl-C) was asked for while no message content was on the wire."
 
 
 class _LineReader:

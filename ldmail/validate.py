@@ -10,9 +10,9 @@ from typing import Any
 
 from .audience import AudienceScan, scan_audience
 from .config import AUDIENCES_FILE, TEMPLATES_DIR, CampaignFile, Project, load_project
-from .errors import ConfigError, LdmailError, Problem
+from .errors import ConfigError, LdmailError, Problem, RenderError
 from .expressions import evaluate
-from .render import MAX_SUBJECT, Renderer, RenderError
+from .render import MAX_SUBJECT, Renderer
 
 
 @dataclass

@@ -24,7 +24,8 @@ from typing import Any
 import pytest
 
 from ldmail.config import load_project
-from ldmail.message import HeaderInjection, MessageBuilder
+from ldmail.errors import HeaderInjection
+from ldmail.message import MessageBuilder
 from ldmail.render import Rendered, Renderer
 
 from .conftest import Cli

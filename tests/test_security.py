@@ -22,10 +22,11 @@ import pytest
 
 from ldmail.budget import MAX_STRING
 from ldmail.config import load_project
-from ldmail.events import JsonLimit, load_json
+from ldmail.errors import JsonLimit, RenderError
+from ldmail.events import load_json
 from ldmail.hygiene import csv_cell, excerpt, visible
 from ldmail.models import Step
-from ldmail.render import Renderer, RenderError
+from ldmail.render import Renderer
 from ldmail.yamlfile import load_yaml
 
 from .browser import chromium_command
