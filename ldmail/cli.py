@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -62,7 +63,31 @@ NowOption = Annotated[
     typer.Option("--now", help="Pretend it is this ISO date-time, e.g. 2026-12-15T10:00.",
                  show_default=False),
 ]
-FormatOption = Annotated[str, typer.Option("--format", help="Output: text, github or json.")]
+class ValidateFormat(StrEnum):
+    TEXT = "text"
+    GITHUB = "github"
+    JSON = "json"
+
+
+class HistoryFormat(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+
+
+class ReportFormat(StrEnum):
+    TABLE = "table"
+    CSV = "csv"
+    JSON = "json"
+    HTML = "html"
+
+
+class EventKind(StrEnum):
+    AUTO = "auto"
+    CSV = "csv"
+    XAPI = "xapi"
+
+
+FormatOption = Annotated[ValidateFormat, typer.Option("--format", help="Output format.")]
 
 
 @dataclass
@@ -173,7 +198,7 @@ def _escape(text: str) -> str:
 def validate(
     project: ProjectOption = None,
     now: NowOption = None,
-    output: FormatOption = "text",
+    output: FormatOption = ValidateFormat.TEXT,
 ) -> None:
     """Check every file and render every step.
 
@@ -182,8 +207,6 @@ def validate(
     """
     from .validate import validate as run_validation
 
-    if output not in {"text", "github", "json"}:
-        raise typer.BadParameter("use text, github or json", param_hint="--format")
     with invocation(project, now) as inv:
         report = run_validation(inv.root, inv.now.date())
     out = console()
@@ -607,14 +630,13 @@ def plan(
 @app.command()
 def history(
     email: Annotated[str, typer.Argument(help="The person's e-mail address.")],
-    output: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+    output: Annotated[HistoryFormat, typer.Option("--format", help="Output format.")]
+    = HistoryFormat.TABLE,
     db: DbOption = None,
     project: ProjectOption = None,
     now: NowOption = None,
 ) -> None:
     """Everything the ledger holds for one person."""
-    if output not in {"table", "json"}:
-        raise typer.BadParameter("use table or json", param_hint="--format")
     from rich.table import Table
 
     from .config import load_project
@@ -712,7 +734,8 @@ app.add_typer(events_app, name="events")
 def events_import(
     file: Annotated[Path, typer.Argument(help="LMS CSV export, or xAPI statements (.json).",
                                          dir_okay=False)],
-    kind: Annotated[str, typer.Option("--kind", help="auto, csv or xapi.")] = "auto",
+    kind: Annotated[EventKind, typer.Option("--kind", help="The file's kind (auto: from its "
+                                             "extension).")] = EventKind.AUTO,
     db: DbOption = None,
     project: ProjectOption = None,
     now: NowOption = None,
@@ -725,8 +748,6 @@ def events_import(
     from .events import import_events
     from .ledger import Ledger
 
-    if kind not in {"auto", "csv", "xapi"}:
-        raise typer.BadParameter("use auto, csv or xapi", param_hint="--kind")
     with invocation(project, now) as inv:
         loaded = load_project(inv.root)
         with Ledger.of(loaded, db) as ledger:
@@ -748,7 +769,9 @@ def events_import(
 def report(
     campaign: Annotated[str | None, typer.Argument(help="Only this campaign.",
                                                    autocompletion=_complete_campaign)] = None,
-    output: Annotated[str, typer.Option("--format", help="table, csv, json or html.")] = "table",
+    output: Annotated[ReportFormat, typer.Option(
+        "--format", help="Output format [default: table, or from the --out extension].")]
+    = ReportFormat.TABLE,
     out_file: Annotated[Path | None, typer.Option("--out", help="Write to this file.",
                                                   dir_okay=False)] = None,
     db: DbOption = None,
@@ -764,8 +787,6 @@ def report(
     from .hygiene import private_folder, write_private
     from .report import build_report, to_csv, to_json
 
-    if output not in {"table", "csv", "json", "html"}:
-        raise typer.BadParameter("use table, csv, json or html", param_hint="--format")
     if out_file is not None and output == "table":
         # `--out report.html` without --format: the file's extension says which format.
         formats = {".csv": "csv", ".json": "json", ".html": "html", ".htm": "html",
@@ -775,7 +796,7 @@ def report(
             raise typer.BadParameter(f"cannot tell the format from '{out_file.name}'; end it "
                                      "in .csv, .json, .html or .txt, or give --format",
                                      param_hint="--out")
-        output = formats[suffix]
+        output = ReportFormat(formats[suffix])
     with invocation(project, now) as inv:
         loaded = load_project(inv.root)
         result = build_report(loaded, inv.now, db=db, campaign=campaign)
