@@ -178,6 +178,9 @@ def _show_version(value: bool) -> None:
 
 @app.callback(context_settings={"help_option_names": ["-h", "--help"]})
 def main_options(project: ProjectOption = None, now: NowOption = None,
+                 verbose: Annotated[bool, typer.Option(
+                     "--verbose", "-v", help="Show why each run does what it does (the "
+                     "quiet path, reading the export, which lane sent what).")] = False,
                  version: Annotated[bool, typer.Option(
                      "--version", help="Show the version and exit.", is_eager=True,
                      callback=_show_version)] = False) -> None:
@@ -186,6 +189,17 @@ def main_options(project: ProjectOption = None, now: NowOption = None,
     # must not inherit the first one's --project or --now.
     GLOBALS.project = project if project is not None else Path(".")
     GLOBALS.now = now
+    import logging
+
+    core = logging.getLogger("ldmail")
+    core.handlers, core.level = [], logging.NOTSET  # nothing left from an earlier call
+    if verbose:
+        from rich.logging import RichHandler
+
+        handler = RichHandler(console=console(stderr=True), show_path=False,
+                              log_time_format="[%Y-%m-%d %H:%M:%S]")
+        core.setLevel(logging.DEBUG)
+        core.handlers = [handler]
 
 
 def _escape(text: str) -> str:
@@ -707,7 +721,8 @@ def run(
     from .units import parse_duration
 
     logging.basicConfig(level=logging.INFO, format="%(message)s",
-                        handlers=[RichHandler(console=console(stderr=True), show_path=False)])
+                        handlers=[RichHandler(console=console(stderr=True), show_path=False,
+                                              log_time_format="[%Y-%m-%d %H:%M:%S]")])
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     with invocation(project, now) as inv:
         from .errors import LdmailError

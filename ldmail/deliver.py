@@ -8,6 +8,7 @@ only sent again when the user asks for it (`--resend-unknown`).
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import sqlite3
 import threading
@@ -56,6 +57,7 @@ from .schedule import Planned
 from .transport import Outcome, Transport, open_transports
 from .validate import broken_campaigns
 
+log = logging.getLogger("ldmail.send")
 Progress = Callable[[int, int], None]
 
 
@@ -599,6 +601,8 @@ class _Lanes:
 
     def hand_over(self, item: Due, message: Built, label: str) -> None:
         lane = self.idle.pop()
+        log.debug("lane %d (%s): %s/%s to %s", self.lanes.index(lane), lane.transport.name,
+                  item.enrolment.campaign, item.planned.step.id, item.enrolment.email)
         self.busy += 1
         lane.hand_over(item, message, label)
 

@@ -11,6 +11,7 @@ enrolments as they are after the sync, whether it was written or not."""
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +28,8 @@ from .ledger import ACTIVE, CONVERTED, HOLDOUT, LEFT, STAGED, TREATMENT, Ledger
 from .models import Campaign, Goal
 from .privacy import FORGOTTEN
 from .schedule import Planned, StepRecord, anchor_moment, campaign_is_open, in_holdout, upcoming
+
+log = logging.getLogger("ldmail.sync")
 
 # People are staged this many at a time: large enough that SQLite's executemany does the
 # work, small enough that a chunk's rows cost little memory.
@@ -322,6 +325,9 @@ def sync(project: Project, ledger: Ledger, now: datetime, *, persist: bool,
     conn.create_function("ldmail_group", 3, _group, deterministic=True)
     stored = conn.execute("SELECT value FROM meta WHERE key = ?", (STAGED,)).fetchone()
     restaged = stored is None or stored[0] != mark
+    log.debug("export %s: %s", project.audiences.people.source,
+              "read again (it, the audiences, the campaigns or the day changed)" if restaged
+              else "not read: the staged rows match its fingerprint")
     if restaged:
         if not persist:
             _private_staging(ledger)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -23,6 +24,7 @@ from .config import Project
 from .enrolment import export_mark
 from .ledger import Ledger
 
+log = logging.getLogger("ldmail.quiet")
 KEY = "quiet"
 
 
@@ -53,6 +55,7 @@ def find(project: Project, ledger: Ledger, now: datetime) -> Quiet | None:
     """The recorded quiet spell, if `now` falls in it and nothing changed since."""
     rows = ledger.rows("SELECT value FROM meta WHERE key = ?", (KEY,))
     if not rows:
+        log.debug("quiet path not taken: the last run found something due (no marker)")
         return None
     try:
         marker = json.loads(rows[0]["value"])
@@ -60,8 +63,14 @@ def find(project: Project, ledger: Ledger, now: datetime) -> Quiet | None:
         waiting = int(marker["waiting"])
     except (ValueError, KeyError, TypeError):
         return None
-    if not since <= now < until or marker.get("fingerprint") != fingerprint(project, ledger, now):
+    if not since <= now < until:
+        log.debug("quiet path not taken: %s is outside the quiet spell %s to %s",
+                  iso(now), marker["since"], marker["until"])
         return None
+    if marker.get("fingerprint") != fingerprint(project, ledger, now):
+        log.debug("quiet path not taken: settings, campaigns, the export or the ledger changed")
+        return None
+    log.debug("quiet path: nothing can be due before %s and nothing changed", marker["until"])
     return Quiet(waiting, until)
 
 

@@ -114,3 +114,12 @@ def test_two_calls_in_one_process_do_not_share_options(tmp_path: Path, cli: Cli,
     monkeypatch.chdir(second)
     shown = cli("preview", "welcome")  # no --project: the current folder, not `first`
     assert shown.exit_code == 1 and "no campaign 'welcome'" in shown.stderr
+
+
+def test_verbose_says_why_a_run_does_what_it_does(project: Path, cli: Cli) -> None:
+    first = cli("--verbose", "send", "--project", project, "--now", DAY1)
+    assert first.exit_code == 0
+    assert "export people.csv: read again" in first.stderr
+    assert "lane 0 (outbox): welcome/hello to" in first.stderr
+    again = cli("-v", "send", "--project", project, "--now", "2026-12-01T10:30+01:00")
+    assert "quiet path" in again.stderr or "not read: the staged rows" in again.stderr
