@@ -197,7 +197,10 @@ def test_headers_and_parts_are_complete(project: Path) -> None:
 def test_a_line_break_in_a_value_refuses_the_message(project: Path, field: str) -> None:
     value = "Eve\r\nBcc: evil@example.org"
     with pytest.raises(HeaderInjection, match="line break"):
-        _built(project, **{field: value})
+        if field == "name":
+            _built(project, name=value)
+        else:
+            _built(project, subject=value)
 
 
 def test_an_internationalised_address_takes_the_standard_library_path(project: Path) -> None:
@@ -261,7 +264,7 @@ def _does_the_work(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     import ldmail.deliver
 
     calls: list[int] = []
-    real = ldmail.deliver.sync
+    real = vars(ldmail.deliver)["sync"]  # the name send looks up
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         calls.append(1)

@@ -22,7 +22,7 @@ import pytest
 
 from ldmail.budget import MAX_STRING
 from ldmail.config import load_project
-from ldmail.errors import JsonLimit, RenderError
+from ldmail.errors import JsonLimit, Problem, RenderError
 from ldmail.events import load_json
 from ldmail.hygiene import csv_cell, excerpt, visible
 from ldmail.models import Step
@@ -194,7 +194,8 @@ def test_hostile_yaml_ends_fast_small_and_located(tmp_path: Path, name: str, tex
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert not hasattr(problem, "data"), name
-    assert (problem.line, reason in problem.message) == (line, True), problem  # type: ignore[union-attr]
+    assert isinstance(problem, Problem)
+    assert (problem.line, reason in problem.message) == (line, True), problem
     assert elapsed < 2.0, f"{name}: {elapsed:.2f} s"
     assert peak < 200 * 1024 * 1024, f"{name}: {peak / 2**20:.0f} MB"
 
