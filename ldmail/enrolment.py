@@ -46,6 +46,7 @@ DROP TABLE IF EXISTS temp.exits;
 DROP TABLE IF EXISTS temp.new;
 DROP TABLE IF EXISTS temp.staged_people;
 DROP TABLE IF EXISTS temp.staged_targets;
+DROP TABLE IF EXISTS temp.staged_rejected;
 CREATE TEMP TABLE scope (id TEXT PRIMARY KEY, open INTEGER NOT NULL, holdout REAL NOT NULL);
 CREATE TEMP TABLE reached (campaign TEXT NOT NULL, email TEXT NOT NULL,
     PRIMARY KEY (campaign, email)) WITHOUT ROWID;
@@ -86,7 +87,8 @@ _EXITS = (
     FROM main.enrolments e
     WHERE e.state = 'active' AND e.campaign IN (SELECT id FROM temp.scope)
       AND (:no_grace OR e.missing_since <= :grace_cut)
-      AND NOT EXISTS (SELECT 1 FROM staged_people x WHERE x.email = e.email)""",
+      AND NOT EXISTS (SELECT 1 FROM staged_people x WHERE x.email = e.email)
+      AND NOT EXISTS (SELECT 1 FROM staged_rejected r WHERE r.email = e.email)""",
     # In the export, but no longer targeted by the campaign. A scan of every active
     # enrolment, with one lookup each for most of them.
     """INSERT OR IGNORE INTO temp.exits (campaign, email, state, reason)
@@ -102,6 +104,7 @@ _MISSING = """
 FROM main.enrolments e
 WHERE e.state = 'active' AND e.campaign IN (SELECT id FROM temp.scope)
   AND NOT EXISTS (SELECT 1 FROM staged_people x WHERE x.email = e.email)
+  AND NOT EXISTS (SELECT 1 FROM staged_rejected r WHERE r.email = e.email)
   AND NOT EXISTS (SELECT 1 FROM temp.exits q WHERE q.campaign = e.campaign AND q.email = e.email)
 """
 
@@ -235,7 +238,7 @@ class _Stager:
 def _private_staging(ledger: Ledger) -> None:
     """Staging tables of the run's own, shaped as the ledger's and hiding them (SQLite looks
     a name up in temp first): for a run that writes nothing and finds a different export."""
-    for table in ("staged_people", "staged_targets"):
+    for table in ("staged_people", "staged_targets", "staged_rejected"):
         (ddl,) = ledger.db.conn.execute(
             "SELECT sql FROM main.sqlite_master WHERE type = 'table' AND name = ?",
             (table,)).fetchone()
@@ -259,6 +262,7 @@ def _stage_export(project: Project, ledger: Ledger, now: datetime, schema: str) 
             conn.execute(f"DROP INDEX IF EXISTS {schema}.{index}")  # made again after the load
         conn.execute(f"DELETE FROM {schema}.staged_people")
         conn.execute(f"DELETE FROM {schema}.staged_targets")
+        conn.execute(f"DELETE FROM {schema}.staged_rejected")
     people = PeopleStream(project, now.date())
     stager = _Stager(ledger, schema,
                      [(campaign_id, file.model) for campaign_id, file in project.campaigns.items()],
@@ -266,6 +270,10 @@ def _stage_export(project: Project, ledger: Ledger, now: datetime, schema: str) 
     for person in people:
         stager.add(person)
     stager.flush()
+    with ledger.transaction(immediate=immediate):
+        conn.executemany(f"INSERT OR IGNORE INTO {schema}.staged_rejected (email) VALUES (?)",
+                         ((rejected.email.strip().lower(),) for rejected in people.rejected
+                          if "@" in rejected.email))
     with ledger.transaction(immediate=immediate):
         # Covering: the walk over active enrolments finds all it needs in the index.
         conn.execute(f"CREATE INDEX {schema}.staged_people_email"
@@ -395,8 +403,9 @@ def _missing(ledger: Ledger, now: datetime) -> None:
     conn.execute(f"UPDATE main.enrolments SET missing_since = ? WHERE rowid IN (SELECT e.rowid"
                  f" {_MISSING} AND e.missing_since IS NULL)", (iso(now),))
     conn.execute("UPDATE main.enrolments SET missing_since = NULL WHERE missing_since IS NOT"
-                 " NULL AND state = 'active' AND EXISTS (SELECT 1 FROM staged_people x"
-                 " WHERE x.email = enrolments.email)")
+                 " NULL AND state = 'active' AND (EXISTS (SELECT 1 FROM staged_people x"
+                 " WHERE x.email = enrolments.email) OR EXISTS (SELECT 1 FROM staged_rejected r"
+                 " WHERE r.email = enrolments.email))")
 
 
 def _apply_exits(ledger: Ledger, now: datetime) -> None:

@@ -99,10 +99,16 @@ def m003_missing_since(db: Database) -> None:
     db.execute("ALTER TABLE enrolments ADD COLUMN missing_since TEXT")
 
 
+def m004_staged_rejected(db: Database) -> None:
+    # The addresses of export rows that were rejected (a date typo, say): such a person is
+    # still in the export, so neither missing from it nor leaving any campaign.
+    db.execute("CREATE TABLE staged_rejected (email TEXT PRIMARY KEY) WITHOUT ROWID")
+
+
 # The schema's versions, in order. sqlite-utils applies them (and records each in its
 # _sqlite_migrations table); it is only imported when one is pending, because importing it
 # costs more than a whole cron run that finds nothing to do.
-MIGRATIONS = [m001_initial, m002_streamed_sync, m003_missing_since]
+MIGRATIONS = [m001_initial, m002_streamed_sync, m003_missing_since, m004_staged_rejected]
 MIGRATION_SET = "ldmail"
 
 

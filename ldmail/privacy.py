@@ -142,7 +142,7 @@ def _erase(ledger: Ledger, email: str, hashed: str, now: datetime,
         db.conn.execute("UPDATE messages SET error = '(erased)' WHERE email = ? AND "
                         "error IS NOT NULL", (hashed,))
         db.conn.execute("DELETE FROM suppressions WHERE email = ?", (email,))
-        for table in ("staged_people", "staged_targets"):
+        for table in ("staged_people", "staged_targets", "staged_rejected"):
             changed += db.conn.execute(f"DELETE FROM main.{table} WHERE email = ?",
                                        (email,)).rowcount
         db.conn.execute("DELETE FROM meta WHERE key = ?", (STAGED,))  # stage the export anew

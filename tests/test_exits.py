@@ -92,3 +92,22 @@ def test_grace_zero_exits_at_once(project: Path, cli: Cli) -> None:
     write_people(project, gone)
     assert send(cli, project, NOW + timedelta(hours=1)).exit_code == 0
     assert _enrolments(project) == {"active": 199, "left": 1}
+
+
+def test_a_rejected_row_is_neither_missing_nor_leaving(project: Path, cli: Cli) -> None:
+    _outbox_project(project)
+    assert send(cli, project, NOW).exit_code == 0
+    typo = dict(EVERYONE)
+    person = "learner003@example.org"
+    typo[person] = typo[person].replace("-20", "-02")  # a start date in year 02xx: rejected
+    write_people(project, typo)
+    for days in (1, 3, 5):  # well past the grace period
+        result = send(cli, project, NOW + timedelta(days=days))
+        assert result.exit_code == 0, result.output
+    row = ledger_rows(project, "SELECT state, missing_since FROM enrolments WHERE email = ?",
+                      (person,))[0]
+    assert row == {"state": "active", "missing_since": None}
+    write_people(project, EVERYONE)  # fixed: the second step follows
+    assert send(cli, project, NOW + timedelta(days=6)).exit_code == 0
+    steps = ledger_rows(project, "SELECT step FROM messages WHERE email = ?", (person,))
+    assert sorted(s["step"] for s in steps) == ["first-course", "hello"]
