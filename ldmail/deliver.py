@@ -170,7 +170,7 @@ class Sender:
     """
 
     def __init__(self, project: Project, ledger: Ledger, transports: list[Transport],
-                 now: datetime, run_id: int) -> None:
+                 now: datetime, run_id: int, interventions: str | None = None) -> None:
         self.project = project
         self.ledger = ledger
         self.transports = transports
@@ -182,18 +182,19 @@ class Sender:
         self.pending: list[tuple[str, tuple[Any, ...]]] = []
         # Campaigns that fail to render for sample people: their messages are held, unsent.
         self.broken: dict[str, Problem] = {}
-        # The ledger's intervention counter as this run found it (see Ledger.suppress).
-        self.interventions = ledger.interventions()
+        # The ledger's intervention counter as this run found it before its sync (see
+        # Ledger.suppress): a change after that makes claims re-check everything.
+        self.interventions = interventions
 
     def message_id(self, item: Due) -> str:
         campaign_id = item.enrolment.campaign
         return new_message_id(self.builder.sender(campaign_id, self.project.campaign(campaign_id)))
 
-    def compose(self, item: Due, message_id: str) -> Built:
+    def compose(self, item: Due, message_id: str, token: str) -> Built:
+        """The message's bytes; `token` is the person's keyed address hash."""
         enrolment, person, step = item.enrolment, item.person, item.planned.step
         campaign = self.project.campaign(enrolment.campaign)
         persona = self.project.audiences.personas.get(person.persona or "")
-        token = self.ledger.address_hash(person.email)
         mailto, https = unsubscribe_links(self.project.settings,
                                           self.builder.sender(enrolment.campaign, campaign), token)
         rendered = self.renderer.render(enrolment.campaign, campaign, step, person.attributes,
@@ -278,14 +279,13 @@ class Sender:
         return (f"((SELECT value FROM meta WHERE key = ?) IS ? OR ({sql}))",
                 (Ledger.INTERVENTIONS, self.interventions, *params))
 
-    def hold(self, item: Due, reason: str) -> None:
+    def hold(self, item: Due, reason: str, token: str) -> None:
         """A message that could not be rendered or built: held with the reason, not failed.
 
         Nothing was claimed or sent; a later run renders it again and sends it once the
         project is fixed. Not written for a person suppressed or forgotten meanwhile.
         """
         e, step = item.enrolment, item.planned.step
-        token = self.ledger.address_hash(e.email)
         self._write(
             "INSERT INTO messages (campaign, step, email, due_at, state, attempts, error,"
             " claimed_at, run_id) SELECT ?, ?, ?, ?, ?, 0, ?, ?, ? WHERE NOT EXISTS (SELECT 1"
@@ -372,46 +372,54 @@ def send(project: Project, now: datetime, *, db: Path | None = None, dry_run: bo
                         resend_unknown=resend_unknown, progress=progress, stop=stop,
                         claims_in_flight=in_flight, accept_exits=accept_exits)
     with SendLock(lock, wait=wait):
-        _check_identity(project, path, new_ledger)
+        _refuse_fresh_start(project, path, new_ledger)
         with Ledger(path, new=new_ledger) as ledger:
+            _check_identity(ledger)
             return _run(project, ledger, now, dry_run=False, campaign=campaign, limit=limit,
                         resend_unknown=resend_unknown, progress=progress, stop=stop,
                         accept_exits=accept_exits)
 
 
-def _check_identity(project: Project, path: Path, new_ledger: bool) -> None:
-    """Refuse to start afresh (and mail everyone again) when the ledger vanished or changed.
+def _refuse_fresh_start(project: Project, path: Path, new_ledger: bool) -> None:
+    """Before a ledger file is created: refuse when the outbox shows earlier runs.
 
-    A deleted or replaced ledger.db would otherwise mean a silent full resend: a new, empty
-    ledger knows nobody was mailed, and an older copy does not know what was sent since.
+    (A missing ledger whose id file is there is refused by Ledger itself, for every command.)
     """
     if new_ledger:
         identity_path(path).unlink(missing_ok=True)
         return
-    recorded = read_identity(path)
     outbox = project.path(project.settings.transport.outbox, OUTBOX_SETTING)
-    if not path.exists() and recorded is None and outbox.is_dir() and any(outbox.glob("*.eml")):
+    if not path.exists() and read_identity(path) is None and outbox.is_dir() and \
+            any(outbox.glob("*.eml")):
         raise LedgerReplaced(
             f"{path} is missing, but {outbox} holds messages of earlier runs: a new ledger "
             "would mail everyone again. Restore the ledger from a backup, or run 'ldmail send "
             "--new-ledger' to really start over")
-    if recorded is None or not path.exists():
-        return  # a missing ledger with an id file is refused when it is opened (Ledger.of)
+
+
+def _check_identity(ledger: Ledger) -> None:
+    """The ledger is the one earlier sends wrote, and not an older copy of it.
+
+    A replaced ledger.db would otherwise mean a silent resend: an older copy does not know
+    what was sent since.
+    """
+    recorded = read_identity(ledger.path)
+    if recorded is None:
+        return
     ledger_id, last_run = recorded
-    with Ledger(path, readonly=True) as ledger:
-        found = ledger.rows("SELECT value FROM meta WHERE key = 'ledger_id'")
-        runs = ledger.rows("SELECT max(id) AS last FROM runs")[0]["last"] or 0
+    found = ledger.rows("SELECT value FROM meta WHERE key = 'ledger_id'")
+    runs = ledger.rows("SELECT max(id) AS last FROM runs")[0]["last"] or 0
     if found and found[0]["value"] != ledger_id:
         raise LedgerReplaced(
-            f"{path} is not the ledger earlier runs wrote (it is {found[0]['value']}, they "
-            f"wrote {ledger_id}): it was replaced. Put the right file back, or run 'ldmail "
-            "send --new-ledger' to go on with this one")
+            f"{ledger.path} is not the ledger earlier runs wrote (it is {found[0]['value']}, "
+            f"they wrote {ledger_id}): it was replaced. Put the right file back, or run "
+            "'ldmail send --new-ledger' to go on with this one")
     if runs < last_run:
         raise LedgerReplaced(
-            f"{path} is an older copy: it ends at run {runs}, but run {last_run} was recorded "
-            "since, so it does not know what was sent after it and would send it again. Put "
-            "the newest ledger back; to go on with this copy anyway (messages sent since may "
-            "go out twice), run 'ldmail send --new-ledger'")
+            f"{ledger.path} is an older copy: it ends at run {runs}, but run {last_run} was "
+            "recorded since, so it does not know what was sent after it and would send it "
+            "again. Put the newest ledger back; to go on with this copy anyway (messages sent "
+            "since may go out twice), run 'ldmail send --new-ledger'")
 
 
 def _run(project: Project, ledger: Ledger, now: datetime, *, dry_run: bool, campaign: str | None,
@@ -491,8 +499,7 @@ def _run(project: Project, ledger: Ledger, now: datetime, *, dry_run: bool, camp
     transports = [] if dry_run else open_transports(
         project.settings.transport,
         project.path(project.settings.transport.outbox, OUTBOX_SETTING), stop)
-    sender = Sender(project, ledger, transports, now, run_id)
-    sender.interventions = interventions
+    sender = Sender(project, ledger, transports, now, run_id, interventions)
     # What is about to go out is validated first: a campaign whose templates do not render is
     # not sent at all (its messages are held), instead of failing person by person.
     sender.broken = broken_campaigns(project, sender.renderer,
@@ -668,15 +675,17 @@ def _deliver_each(sender: Sender, due: list[Due], summary: SendSummary, dry_run:
                 progress(done, len(due))
             e, step = item.enrolment, item.planned.step
             message_id = sender.message_id(item)
+            # One keyed hash a message: the unsubscribe token, and the forgotten-check key.
+            token = sender.ledger.address_hash(e.email)
             blocked = sender.broken.get(e.campaign)
             try:
                 if blocked is not None:
                     raise RenderError(blocked.file, blocked.line, blocked.message)
-                message = sender.compose(item, message_id)
+                message = sender.compose(item, message_id, token)
             except (RenderError, HeaderInjection) as exc:
                 summary.held.append(Failure(e.email, e.campaign, step.id, str(exc)))
                 if not dry_run:
-                    sender.hold(item, str(exc))
+                    sender.hold(item, str(exc), token)
                 continue
             if dry_run:
                 summary.sent += 1
@@ -696,7 +705,7 @@ def _deliver_each(sender: Sender, due: list[Due], summary: SendSummary, dry_run:
                                    "while this run was sending; restore it (this run's "
                                    "sends are recorded only in the deleted file)")
                 break
-            if not sender.claim(item, message_id, sender.ledger.address_hash(e.email)):
+            if not sender.claim(item, message_id, token):
                 continue
             lanes.hand_over(item, message, _label(sender.now, item, message_id))
     finally:
