@@ -16,7 +16,7 @@ import os
 import stat
 from pathlib import Path
 
-from .errors import LdmailError, OutsideProject, Problem
+from .errors import OutsideProject, Problem
 
 DATA_DIRS_ENV = "LDMAIL_DATA_DIRS"
 # Templates are a few kilobytes; anything this large is a mistake or an attack on memory.
@@ -45,30 +45,32 @@ def confined(path: Path, folder: Path, display: str, *, data: bool = False,
     raise OutsideProject(display, real, label)
 
 
-def read_regular_text(path: Path, display: str, limit: int) -> str:
-    """A regular file's text, refusing devices, FIFOs and files over `limit` bytes.
+def read_regular_text(path: Path, display: str, limit: int) -> str | Problem:
+    """A regular file's UTF-8 text, or a located Problem: devices, FIFOs, files over `limit`
+    bytes and undecodable bytes are refused.
 
     Checked before reading: a link to /dev/zero or a FIFO would otherwise never end.
     """
     try:
         info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            return Problem(display, None, "not a regular file; replace it with a text file")
+        if info.st_size > limit:
+            return Problem(display, None, f"{info.st_size:,} bytes, more than the {limit:,} a "
+                           "file of this kind may have; check that this is the right file")
+        with path.open("rb") as handle:
+            raw = handle.read(limit + 1)
     except OSError as exc:
-        raise LdmailError(f"{display}: cannot read ({exc.strerror})") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise LdmailError(f"{display}: not a regular file; replace it with a text file")
-    if info.st_size > limit:
-        raise LdmailError(f"{display}: {info.st_size:,} bytes, more than the {limit:,} a file "
-                          "of this kind may have; split it or shorten it")
-    with path.open("rb") as handle:
-        raw = handle.read(limit + 1)
+        return Problem(display, None, f"cannot read: {exc.strerror}")
     if len(raw) > limit:  # it grew after the check
-        raise LdmailError(f"{display}: more than the {limit:,} bytes a file of this kind may have")
+        return Problem(display, None, f"more than the {limit:,} bytes a file of this kind may "
+                       "have")
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[:exc.start].count(b"\n") + 1
-        raise LdmailError(f"{display}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); "
-                          "save the file as UTF-8") from None
+        return Problem(display, line, f"not UTF-8 text (byte 0x{raw[exc.start]:02x} cannot be "
+                       "read); save the file as UTF-8")
 
 
 def escaping_links(root: Path, name: str, *, own_folder: bool = False) -> list[Problem]:

@@ -31,7 +31,7 @@ from markupsafe import Markup
 
 from .config import TEMPLATES_DIR, Project
 from .confine import MAX_TEMPLATE_BYTES, confined, read_regular_text
-from .errors import BudgetExceeded, LdmailError, OutsideProject, RenderError
+from .errors import BudgetExceeded, OutsideProject, Problem, RenderError
 from .expressions import Sandbox, unsafe_access
 from .models import Campaign, Persona, Step
 from .textify import html_to_text
@@ -243,12 +243,12 @@ class ConfinedLoader(BaseLoader):
             raise TemplateNotFound(template)
         try:
             real = confined(path, self.folder, display, label=f"{TEMPLATES_DIR}/")
-            source = read_regular_text(real, display, MAX_TEMPLATE_BYTES)
         except OutsideProject as exc:
             raise RenderError(display, None, f"{str(exc).removeprefix(display + ': ')}",
                               security=True) from None
-        except LdmailError as exc:
-            raise RenderError(display, None, str(exc).removeprefix(display + ": ")) from None
+        source = read_regular_text(real, display, MAX_TEMPLATE_BYTES)
+        if isinstance(source, Problem):
+            raise RenderError(display, source.line, source.message)
         return source, str(path), lambda: True
 
 

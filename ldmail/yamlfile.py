@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from .confine import read_regular_text
 from .errors import Problem
 
 Loc = tuple[str | int, ...]
@@ -182,20 +183,9 @@ def _unreadable_line(text: str) -> int | None:
 
 def load_yaml(path: Path, display: str) -> LocatedYaml | Problem:
     """Parse one YAML file; a syntax error comes back as a located Problem, not an exception."""
-    try:
-        if not path.is_file():
-            return Problem(display, None, "not a regular file; replace it with a YAML text file")
-        if path.stat().st_size > MAX_BYTES:
-            return Problem(display, None, f"larger than {MAX_BYTES:,} bytes; campaign files are "
-                           "a few kilobytes: check that this is the right file")
-        raw = path.read_bytes()
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        bad_line = raw[:exc.start].count(b"\n") + 1
-        return Problem(display, bad_line, f"not UTF-8 text (byte 0x{raw[exc.start]:02x} cannot be "
-                                      "read); save the file as UTF-8")
-    except OSError as exc:
-        return Problem(display, None, f"cannot read: {exc.strerror}")
+    text = read_regular_text(path, display, MAX_BYTES)
+    if isinstance(text, Problem):
+        return text
     beyond = _beyond_limits(text)
     if beyond is not None:
         return Problem(display, *beyond)
