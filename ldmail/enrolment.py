@@ -47,6 +47,8 @@ DROP TABLE IF EXISTS temp.new;
 DROP TABLE IF EXISTS temp.staged_people;
 DROP TABLE IF EXISTS temp.staged_targets;
 DROP TABLE IF EXISTS temp.staged_rejected;
+DROP TABLE IF EXISTS temp.vanished;
+CREATE TEMP TABLE vanished (id INTEGER PRIMARY KEY);
 CREATE TEMP TABLE scope (id TEXT PRIMARY KEY, open INTEGER NOT NULL, holdout REAL NOT NULL);
 CREATE TEMP TABLE reached (campaign TEXT NOT NULL, email TEXT NOT NULL,
     PRIMARY KEY (campaign, email)) WITHOUT ROWID;
@@ -375,18 +377,21 @@ def _guard_mass_exits(project: Project, ledger: Ledger, result: SyncResult,
     period, or at once without one).
     """
     conn = ledger.db.conn
-    active = conn.execute("SELECT count(*) FROM main.enrolments WHERE state = 'active' AND"
-                          " campaign IN (SELECT id FROM temp.scope)").fetchone()[0]
     # Only the newly missing count: those missing for a while passed this check back then.
-    vanishing = conn.execute(f"SELECT count(*) {_MISSING} AND e.missing_since IS NULL"
-                             ).fetchone()[0] + conn.execute(
+    # They are kept in temp.vanished, so _missing marks them without a second scan.
+    vanishing = conn.execute(f"INSERT INTO temp.vanished SELECT e.rowid {_MISSING}"
+                             " AND e.missing_since IS NULL").rowcount + conn.execute(
         "SELECT count(*) FROM temp.exits x JOIN main.enrolments e ON e.campaign = x.campaign"
         " AND e.email = x.email WHERE x.reason = 'no longer in the people export'"
         " AND e.missing_since IS NULL").fetchone()[0]
-    limit = project.settings.exits.max_share
     result.vanished = vanishing
     # A few people leaving a small campaign is ordinary: only a share AND a handful stop it.
-    if accept_exits or not active or vanishing <= limit * active or vanishing < MIN_VANISHED:
+    if accept_exits or vanishing < MIN_VANISHED:
+        return
+    active = conn.execute("SELECT count(*) FROM main.enrolments WHERE state = 'active' AND"
+                          " campaign IN (SELECT id FROM temp.scope)").fetchone()[0]
+    limit = project.settings.exits.max_share
+    if vanishing <= limit * active:
         return
     people = project.audiences.people.source
     raise MassExit(
@@ -400,8 +405,8 @@ def _guard_mass_exits(project: Project, ledger: Ledger, result: SyncResult,
 def _missing(ledger: Ledger, now: datetime) -> None:
     """Note who went missing from the export in this run, and forget who came back."""
     conn = ledger.db.conn
-    conn.execute(f"UPDATE main.enrolments SET missing_since = ? WHERE rowid IN (SELECT e.rowid"
-                 f" {_MISSING} AND e.missing_since IS NULL)", (iso(now),))
+    conn.execute("UPDATE main.enrolments SET missing_since = ? WHERE rowid IN (SELECT id FROM"
+                 " temp.vanished)", (iso(now),))
     conn.execute("UPDATE main.enrolments SET missing_since = NULL WHERE missing_since IS NOT"
                  " NULL AND state = 'active' AND (EXISTS (SELECT 1 FROM staged_people x"
                  " WHERE x.email = enrolments.email) OR EXISTS (SELECT 1 FROM staged_rejected r"
