@@ -259,23 +259,22 @@ def import_events(ledger: Ledger, path: Path, *, kind: str = "auto",
     result = ImportResult(display, kind)
     good: list[Event] = []
     limits = limits or DateLimits()
+    # A forgotten person's events are not stored: their address would come back with them.
+    forgotten = {row["email"].removeprefix(FORGOTTEN) for row in ledger.rows(
+        "SELECT email FROM suppressions WHERE email LIKE ?", (FORGOTTEN + "%",))}
     for where, item in source:
         if not isinstance(item, str):
             try:
                 limits.check(item.occurred_at, "the event's date")
             except ValueError as exc:
                 item = str(exc)
+            else:
+                if forgotten and ledger.address_hash(item.email) in forgotten:
+                    item = "this person was forgotten on request; their events are not recorded"
         if isinstance(item, str):
             result.skipped.append(Skipped(where, item))
         else:
             good.append(item)
-    forgotten = {row["email"].removeprefix(FORGOTTEN) for row in ledger.rows(
-        "SELECT email FROM suppressions WHERE email LIKE ?", (FORGOTTEN + "%",))}
-    if forgotten:  # a forgotten person's events are not stored: their address would come back
-        for event in [e for e in good if ledger.address_hash(e.email) in forgotten]:
-            good.remove(event)
-            result.skipped.append(Skipped("(forgotten)", "this person was forgotten on "
-                                          "request; their events are not recorded"))
     with ledger.transaction() as db:
         for event in good:
             cursor = db.conn.execute(

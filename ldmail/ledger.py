@@ -354,11 +354,10 @@ class Ledger:
         message as its last step is reopened first, or nothing would pick the message up.
         """
         marks = ", ".join("?" for _ in states)
-        scope, scope_params = "", ()  # type: tuple[str, tuple[str, ...]]
-        if campaign is not None:
-            scope, scope_params = scope + " AND m.campaign = ?", (*scope_params, campaign)
-        if step is not None:
-            scope, scope_params = scope + " AND m.step = ?", (*scope_params, step)
+        chosen = [(column, value) for column, value in (("campaign", campaign), ("step", step))
+                  if value is not None]
+        scope = "".join(f" AND m.{column} = ?" for column, _ in chosen)
+        scope_params = tuple(value for _, value in chosen)
         with self.transaction(immediate=True) as db:
             db.conn.execute(
                 "UPDATE enrolments SET state = ?, exit_reason = NULL, exited_at = NULL"

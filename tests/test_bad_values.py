@@ -52,3 +52,18 @@ def test_the_year_range_is_a_setting(project: Path, cli: Cli) -> None:
     settings.write_text(settings.read_text("utf-8") + "dates: {earliest_year: 2016}\n", "utf-8")
     audience = cli("audience", "--project", project, "--now", DAY1)
     assert "the date 2015-06-15 is outside the years 2016-2200" in audience.stdout
+
+
+def test_events_of_a_forgotten_person_are_not_recorded(project: Path, cli: Cli) -> None:
+    assert cli("send", "--project", project, "--now", DAY1).exit_code == 0
+    assert cli("forget", "bob.smith@example.org", "--project", project).exit_code == 0
+    events = project / "lms.csv"
+    events.write_text("E-mail;Event;Course;Timestamp\n"
+                      "bob.smith@example.org;registered;course:x;02-12-2026 09:15:00\n"
+                      "ann.devries@example.org;registered;course:x;02-12-2026 09:15:00\n",
+                      "utf-8")
+    imported = cli("events", "import", events, "--project", project)
+    assert imported.exit_code == 0
+    assert "1 event(s) added" in imported.stdout
+    assert "row 2: this person was forgotten on request" in imported.stdout
+    assert not ledger_rows(project, "SELECT 1 FROM events WHERE email LIKE 'bob%'")
