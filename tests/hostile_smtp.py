@@ -17,6 +17,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .smtp_server import loopback_listener
+
 # What to do once a message's final "." has been read: answer, hang up, or say nothing.
 ACCEPT, DROP, STALL = "accept", "drop", "stall"
 
@@ -34,11 +36,7 @@ class HostileSmtp:
     connections: int = 0
 
     def __post_init__(self) -> None:
-        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(16)
-        self.listener.settimeout(0.1)
+        self.listener = loopback_listener()
         self.port = int(self.listener.getsockname()[1])
         self.lock = threading.Lock()
         self.done = threading.Event()

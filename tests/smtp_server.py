@@ -31,13 +31,14 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from email.message import EmailMessage
 from email.policy import default as default_policy
 from functools import cached_property
 from pathlib import Path
-from time import monotonic
+from time import monotonic, sleep
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -383,3 +384,33 @@ def ldmail_command(*args: str | Path) -> list[str]:
 def start_ldmail(*args: str | Path) -> subprocess.Popen[str]:
     return subprocess.Popen(ldmail_command(*args), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+
+
+@contextmanager
+def ldmail_running(*args: str | Path) -> Iterator[subprocess.Popen[str]]:
+    """`ldmail ARGS…` as a separate process, killed if the test leaves it running."""
+    process = start_ldmail(*args)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    """Poll `condition` until it holds; fail the test naming `what` after `seconds`."""
+    deadline = monotonic() + seconds
+    while not condition():
+        assert monotonic() < deadline, f"timed out waiting for {what}"
+        sleep(0.02)
+
+
+def loopback_listener() -> socket.socket:
+    """A listening TCP socket on 127.0.0.1 and a free port, polled every 0.1 s or so."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.settimeout(0.1)
+    return listener

@@ -7,10 +7,10 @@ real server would, whether or not it answered.
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,11 +22,12 @@ from .smtp_server import (
     NOW,
     PEOPLE,
     known_people,
+    ldmail_running,
     ledger_rows,
     send,
-    start_ldmail,
     states,
     use_smtp,
+    wait_for,
     write_people,
 )
 
@@ -74,13 +75,15 @@ def test_a_trickling_server_is_cut_off_by_the_deadline(project: Path, cli: Cli) 
     assert not ledger_rows(project, "SELECT id FROM messages")
 
 
-def _wait_for(condition: object, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if callable(condition) and condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting")
+def _sigterm_when(project: Path, ready: Callable[[], bool]) -> tuple[int, str, float]:
+    """Start a send, SIGTERM it once `ready()`: (exit code, stderr, seconds it took to end)."""
+    with ldmail_running("send", "--project", project, "--now", NOW.isoformat()) as process:
+        wait_for(ready, 20, "the send to reach the server")
+        time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        _out, err = process.communicate(timeout=15)
+        return process.returncode, err, time.monotonic() - started
 
 
 def test_sigterm_while_the_server_trickles_ends_within_five_seconds(project: Path,
@@ -88,22 +91,11 @@ def test_sigterm_while_the_server_trickles_ends_within_five_seconds(project: Pat
     server = HostileSmtp(trickle=True)
     try:
         known_people(project, server.port)  # the default two-minute deadline applies
-        process = start_ldmail("send", "--project", project, "--now", NOW.isoformat())
-        try:
-            _wait_for(lambda: server.connections >= 1, 20)
-            time.sleep(1)
-            os.kill(process.pid, signal.SIGTERM)
-            started = time.monotonic()
-            _out, err = process.communicate(timeout=15)
-            elapsed = time.monotonic() - started
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.communicate()
+        code, err, elapsed = _sigterm_when(project, lambda: server.connections >= 1)
     finally:
         server.close()
     assert elapsed < 5, elapsed
-    assert process.returncode == 1 and "stopped" in err and "Traceback" not in err
+    assert code == 1 and "stopped" in err and "Traceback" not in err
     # The send lock was released: the next run starts at once (and reaches the server).
     accept = HostileSmtp()
     try:
@@ -120,20 +112,9 @@ def test_sigterm_while_a_sent_message_waits_for_its_reply_marks_it_unknown(
     server = HostileSmtp(after_data=lambda n: STALL if n == 1 else ACCEPT, stall_seconds=60)
     try:
         known_people(project, server.port)
-        process = start_ldmail("send", "--project", project, "--now", NOW.isoformat())
-        try:
-            _wait_for(lambda: len(server.messages) >= 2, 20)
-            time.sleep(0.5)
-            os.kill(process.pid, signal.SIGTERM)
-            started = time.monotonic()
-            process.communicate(timeout=15)
-            elapsed = time.monotonic() - started
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.communicate()
+        code, _err, elapsed = _sigterm_when(project, lambda: len(server.messages) >= 2)
         assert elapsed < 5, elapsed
-        assert process.returncode == 1
+        assert code == 1
         found = Counter(states(project).values())
         assert found == Counter({"sent": 1, "unknown": 1}), found
         later = send(cli, project, NOW + timedelta(minutes=5))  # the rest, not the unknown

@@ -6,7 +6,6 @@ server; a template typo holds messages until it is fixed.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
@@ -21,11 +20,12 @@ from .smtp_server import (
     PEOPLE,
     SmtpServer,
     known_people,
+    ldmail_running,
     ledger_rows,
     send,
     serve,
-    start_ldmail,
     states,
+    wait_for,
     write_people,
 )
 
@@ -47,13 +47,6 @@ def _ledger_bytes(project: Path) -> bytes:
                     if path.is_file())
 
 
-def _wait_for_messages(server: HostileSmtp, count: int, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while len(server.messages) < count:
-        assert time.monotonic() < deadline, f"only {len(server.messages)} messages arrived"
-        time.sleep(0.02)
-
-
 def test_forget_suppress_and_a_goal_during_a_send_stop_their_messages(
         project: Path, cli: Cli, slow_server: HostileSmtp, tmp_path: Path) -> None:
     known_people(project, slow_server.port)
@@ -64,9 +57,8 @@ def test_forget_suppress_and_a_goal_during_a_send_stop_their_messages(
     events.write_text(f"email;event;object;timestamp\n{converted};registered;course:any;"
                       "2026-12-01 09:00\n", encoding="utf-8")
 
-    process = start_ldmail("send", "--project", project, "--now", NOW.isoformat())
-    try:
-        _wait_for_messages(slow_server, 20)
+    with ldmail_running("send", "--project", project, "--now", NOW.isoformat()) as process:
+        wait_for(lambda: len(slow_server.messages) >= 20, 60, "the send to start")
         quiet = cli("suppress", suppressed, "--project", project)
         assert quiet.exit_code == 0 and "is now suppressed" in quiet.stdout
         goal = cli("events", "import", events, "--project", project)
@@ -77,10 +69,6 @@ def test_forget_suppress_and_a_goal_during_a_send_stop_their_messages(
         assert len(slow_server.messages) == 197  # it returned once the send was done
         assert forgotten.encode() not in _ledger_bytes(project)
         _out, err = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
     assert process.returncode == 0, err
     recipients = [key[2] for key in slow_server.keys()]
     assert len(recipients) == len(set(recipients)) == 197

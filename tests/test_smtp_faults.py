@@ -12,7 +12,7 @@ import pytest
 from aiosmtpd.smtp import AuthResult
 
 from .conftest import Cli
-from .smtp_server import SmtpServer, _Controller, ledger_rows, use_smtp
+from .smtp_server import SmtpServer, _Controller, ledger_rows, loopback_listener, use_smtp
 
 DAY1 = "2026-12-01T10:00+01:00"
 # Loopback test servers have no TLS; the warning about AUTH without TLS is expected here.
@@ -24,11 +24,7 @@ class RawServer:
     """A loopback TCP server that answers each connection with `greet` (or not at all)."""
 
     def __init__(self, greet: Callable[[socket.socket], None]) -> None:
-        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(8)
-        self.listener.settimeout(0.2)
+        self.listener = loopback_listener()
         self.port = int(self.listener.getsockname()[1])
         self.greet = greet
         self.done = threading.Event()
