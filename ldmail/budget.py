@@ -95,6 +95,7 @@ class Budget:
         self._armed = False
         self._alarm = False
         self._nested = 0
+        self._handler = self._on_alarm  # one bound method, so the installed one is recognised
 
     def running(self) -> Budget:
         """`with budget.running():` spends within a fresh allowance; nesting keeps the outer.
@@ -113,8 +114,8 @@ class Budget:
         self._output = self._items = self._allocated = 0
         self._alarm = threading.current_thread() is threading.main_thread()
         if self._alarm:
-            if signal.getsignal(signal.SIGALRM) != self._on_alarm:
-                signal.signal(signal.SIGALRM, self._on_alarm)
+            if signal.getsignal(signal.SIGALRM) is not self._handler:
+                signal.signal(signal.SIGALRM, self._handler)
             signal.setitimer(signal.ITIMER_REAL, self.seconds)
         self._armed = True
 
