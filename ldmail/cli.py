@@ -19,7 +19,10 @@ import typer
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from .deliver import SendSummary
     from .errors import Problem
+    from .preview import PreviewItem
+    from .report import Report
 
 app = typer.Typer(
     name="ldmail",
@@ -31,8 +34,8 @@ app = typer.Typer(
 )
 
 def _root(ctx: typer.Context) -> Path:
-    project = ctx.params.get("project")
-    return Path(project) if project else GLOBALS.project
+    project = ctx.params.get("project") or ctx.find_root().params.get("project")
+    return Path(project) if project else Path(".")
 
 
 def _complete_campaign(ctx: typer.Context, incomplete: str) -> list[str]:
@@ -90,13 +93,21 @@ class EventKind(StrEnum):
 FormatOption = Annotated[ValidateFormat, typer.Option("--format", help="Output format.")]
 
 
-@dataclass
-class Globals:
-    project: Path = Path(".")
+@dataclass(frozen=True)
+class GlobalOptions:
+    """`--project` and `--now` given before the command, kept in this call's click context
+    (never in module state: a second call in the same process starts afresh)."""
+
+    project: Path | None = None
     now: str | None = None
 
 
-GLOBALS = Globals()
+def _global_options() -> GlobalOptions:
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    found = ctx.find_root().obj if ctx is not None else None
+    return found if isinstance(found, GlobalOptions) else GlobalOptions()
 
 
 def console(stderr: bool = False) -> Console:
@@ -145,7 +156,8 @@ def invocation(project: Path | None, now: str | None) -> Iterator[Invocation]:
     from .errors import ConfigError, LdmailError
 
     try:
-        yield Invocation(project or GLOBALS.project, parse_now(now or GLOBALS.now))
+        given = _global_options()
+        yield Invocation(project or given.project or Path("."), parse_now(now or given.now))
     except ConfigError as exc:
         err = console(stderr=True)
         for problem in exc.problems:
@@ -177,7 +189,7 @@ def _show_version(value: bool) -> None:
 
 
 @app.callback(context_settings={"help_option_names": ["-h", "--help"]})
-def main_options(project: ProjectOption = None, now: NowOption = None,
+def main_options(ctx: typer.Context, project: ProjectOption = None, now: NowOption = None,
                  verbose: Annotated[bool, typer.Option(
                      "--verbose", "-v", help="Show why each run does what it does (the "
                      "quiet path, reading the export, which lane sent what).")] = False,
@@ -185,10 +197,7 @@ def main_options(project: ProjectOption = None, now: NowOption = None,
                      "--version", help="Show the version and exit.", is_eager=True,
                      callback=_show_version)] = False) -> None:
     """Drip e-mail campaigns for Learning & Development teams, as code."""
-    # Set on every call, given or not: a second call in the same process (tests, a notebook)
-    # must not inherit the first one's --project or --now.
-    GLOBALS.project = project if project is not None else Path(".")
-    GLOBALS.now = now
+    ctx.obj = GlobalOptions(project, now)
     import logging
 
     core = logging.getLogger("ldmail")
@@ -390,7 +399,7 @@ def preview(
         _show_previews(terminal, items, campaign, sender, inv.root if html else None)
 
 
-def _show_previews(terminal: Console, items: list[Any], campaign: str, sender: str,
+def _show_previews(terminal: Console, items: list[PreviewItem], campaign: str, sender: str,
                    html_root: Path | None) -> None:
     from rich.panel import Panel
 
@@ -422,7 +431,7 @@ CampaignOption = Annotated[str | None, typer.Option("--campaign", "-c", help="On
                                                     autocompletion=_complete_campaign)]
 
 
-def _print_summary(summary: Any) -> None:
+def _print_summary(summary: SendSummary) -> None:
     out = console()
     verb = "would send" if summary.dry_run else "sent"
     out.print(f"{verb} {summary.sent} · waiting for send window {summary.waiting_window} · "
@@ -574,9 +583,9 @@ def retry(
     """
     from .clock import iso
     from .config import load_project
-    from .ledger import FAILED, HELD, Ledger
+    from .ledger import Ledger, MessageState
 
-    states = (HELD, FAILED) if failed else (HELD,)
+    states = (MessageState.HELD, MessageState.FAILED) if failed else (MessageState.HELD,)
     with invocation(project, now) as inv:
         loaded = load_project(inv.root)
         if campaign is not None:
@@ -585,7 +594,7 @@ def retry(
                 raise typer.BadParameter(f"campaign '{campaign}' has no step '{step}'",
                                          param_hint="--step")
         with Ledger.of(loaded, db) as ledger:
-            count = ledger.requeue(states, iso(inv.now), campaign=campaign, step=step)
+            count = ledger.retry(states, iso(inv.now), campaign=campaign, step=step)
     what = "held or failed" if failed else "held"
     if not count:
         console().print(f"No {what} messages to requeue" + ("" if failed else
@@ -661,27 +670,22 @@ def history(
         with Ledger.of(load_project(inv.root), db, readonly=True) as ledger:
             # The same spelling the export loader stores (a Unicode domain as its ASCII form).
             address = resolve(ledger, email)
-            enrolments = ledger.rows("SELECT * FROM enrolments WHERE email = ? "
-                                     "ORDER BY enrolled_at", (address,))
-            messages = ledger.rows("SELECT * FROM messages WHERE email = ? ORDER BY "
-                                   "coalesce(sent_at, claimed_at), id", (address,))
-            suppression = ledger.rows("SELECT * FROM suppressions WHERE email = ?", (address,))
+            found = ledger.history(address)
     if output == "json":
+        import dataclasses
         import json
 
-        sys.stdout.write(json.dumps({"enrolments": enrolments, "messages": messages,
-                                     "suppression": suppression[0] if suppression else None},
-                                    indent=2) + "\n")
+        sys.stdout.write(json.dumps(dataclasses.asdict(found), indent=2) + "\n")
         return
     out = console()
-    if not (enrolments or messages or suppression):
+    if not found:
         # Not echoing the address: after `forget`, no output may show it again.
         out.print("The ledger holds nothing for this address.")
         return
     table = Table(title=f"Enrolments of {address}", title_justify="left")
     for column in ("campaign", "enrolled", "group", "persona", "state", "reason"):
         table.add_column(column)
-    for row in enrolments:
+    for row in found.enrolments:
         table.add_row(row["campaign"], row["enrolled_at"], row["grp"], row["persona"] or "",
                       row["state"], row["exit_reason"] or "")
     out.print(table)
@@ -689,13 +693,14 @@ def history(
     for column in ("campaign", "step", "state", "attempts", "due", "sent", "message-id",
                    "error"):
         table.add_column(column, overflow="fold")
-    for row in messages:
+    for row in found.messages:
         table.add_row(row["campaign"], row["step"], row["state"], str(row["attempts"]),
                       row["due_at"], row["sent_at"] or "", row["message_id"] or "",
                       _escape(row["error"] or ""))
     out.print(table)
-    for row in suppression:
-        out.print(f"Suppressed since {row['created_at']}: {_escape(row['reason'])}")
+    if found.suppression is not None:
+        out.print(f"Suppressed since {found.suppression['created_at']}: "
+                  f"{_escape(found.suppression['reason'])}")
 
 
 @app.command()
@@ -735,7 +740,7 @@ def run(
             raise LdmailError(f"--interval {interval}: give a time of at least one second "
                               "between runs, e.g. 5m")
         # With --now the simulated clock starts there and then runs at real speed.
-        shift = inv.now - datetime.now(UTC) if (now or GLOBALS.now) else timedelta(0)
+        shift = inv.now - datetime.now(UTC) if (now or _global_options().now) else timedelta(0)
         run_forever(inv.root, every, db=db, shift=shift,
                     max_runs=runs)
 
@@ -851,7 +856,7 @@ def _rate(converted: int, total: int) -> str:
     return f"{converted}/{total} ({converted / total:.1%})" if total else "–"
 
 
-def _print_report(result: Any, out: Console) -> None:
+def _print_report(result: Report, out: Console) -> None:
     from rich.table import Table
 
     for item in result.campaigns:

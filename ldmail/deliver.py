@@ -10,13 +10,11 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from . import quiet
 from .audience import PeopleStream, Person
@@ -34,16 +32,11 @@ from .errors import (
     TransportUnavailable,
 )
 from .ledger import (
-    ACTIVE,
-    CLAIMED,
-    COMPLETED,
-    DEFERRED,
-    FAILED,
-    HELD,
-    SENT,
-    TREATMENT,
-    UNKNOWN,
+    Group,
     Ledger,
+    MessageKey,
+    MessageState,
+    Recheck,
     identity_path,
     ledger_path,
     read_identity,
@@ -51,7 +44,6 @@ from .ledger import (
 )
 from .lock import SendLock, held_elsewhere, send_lock_path
 from .message import Built, MessageBuilder, new_message_id, unsubscribe_links
-from .privacy import FORGOTTEN
 from .render import Renderer
 from .schedule import Planned
 from .transport import Outcome, Transport, open_transports
@@ -125,7 +117,7 @@ def find_due(project: Project, ledger: Ledger, now: datetime
     complete: list[Enrolment] = []
     next_change: datetime | None = None
     for enrolment, steps in active_enrolments(project, ledger, now):
-        if enrolment.group != TREATMENT:
+        if enrolment.group != Group.TREATMENT:
             continue
         if not steps:
             complete.append(enrolment)
@@ -158,15 +150,10 @@ def find_due(project: Project, ledger: Ledger, now: datetime
 
 
 class Sender:
-    """Renders, claims, hands over and records messages for one run.
+    """Renders messages, and decides what a transport's outcome means for the ledger.
 
-    Ledger writes are grouped to one commit per message without weakening the order that
-    makes delivery at most once: a message's claim is committed before it is handed over, and
-    the outcome of the message before it rides in that same transaction. What the transport
-    said about the last message is committed by flush(), which _deliver calls when it stops
-    for any reason. A run killed between a handover and the next commit leaves that message
-    `claimed`, exactly as a run killed between handover and marking always did: the next run
-    reports it as unknown.
+    The ledger's writes go through one Delivery (see ldmail/ledger/delivery.py), which
+    groups them to one commit per message without weakening at-most-once delivery.
     """
 
     def __init__(self, project: Project, ledger: Ledger, transports: list[Transport],
@@ -175,16 +162,11 @@ class Sender:
         self.ledger = ledger
         self.transports = transports
         self.now = now
-        self.run_id = run_id
         self.renderer = Renderer(project)
         self.builder = MessageBuilder(project.settings, now)
-        self.stamp = iso(now)
-        self.pending: list[tuple[str, tuple[Any, ...]]] = []
+        self.delivery = ledger.delivery(run_id, iso(now), interventions)
         # Campaigns that fail to render for sample people: their messages are held, unsent.
         self.broken: dict[str, Problem] = {}
-        # The ledger's intervention counter as this run found it before its sync (see
-        # Ledger.suppress): a change after that makes claims re-check everything.
-        self.interventions = interventions
 
     def message_id(self, item: Due) -> str:
         campaign_id = item.enrolment.campaign
@@ -206,146 +188,46 @@ class Sender:
                                   message_id=message_id, zone=person.timezone,
                                   links=(mailto, https))
 
-    def _write(self, sql: str, params: tuple[Any, ...]) -> int:
-        """One statement, committed together with every write still pending."""
-        if not self.pending:
-            return self.ledger.execute(sql, params)
-        conn = self.ledger.db.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for pending_sql, pending_params in self.pending:
-                conn.execute(pending_sql, pending_params)
-            self.pending.clear()
-            try:
-                changed = conn.execute(sql, params).rowcount
-            except sqlite3.IntegrityError:
-                conn.execute("COMMIT")  # the outcomes before it stand
-                raise
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        return changed
-
-    def flush(self) -> None:
-        """Commit the outcomes not yet written (the last message's, as a rule)."""
-        if self.pending:
-            sql, params = self.pending.pop()
-            self._write(sql, params)
-
     def claim(self, item: Due, message_id: str, token: str) -> bool:
-        """Record the message as being sent; False when it must not go (any more).
-
-        The claim itself checks, in its own transaction, what may have changed since the run
-        worked out who is due: another run holds the message, the person was suppressed or
-        forgotten (`token` is their keyed hash), left the campaign, or reached its goal (an
-        event imported while this run was sending).
-        """
-        e, step = item.enrolment, item.planned.step
-        allowed, allowed_params = self._still_allowed(item, token)
-        if item.planned.retry:
-            return self._write(
-                "UPDATE messages SET state = ?, attempts = attempts + 1, message_id = ?,"
-                " claimed_at = ?, run_id = ?, error = NULL WHERE campaign = ? AND step = ? AND"
-                f" email = ? AND state IN (?, ?) AND {allowed}",
-                (CLAIMED, message_id, self.stamp, self.run_id, e.campaign, step.id, e.email,
-                 DEFERRED, HELD, *allowed_params)) == 1
-        try:
-            return self._write(
-                "INSERT INTO messages (campaign, step, email, due_at, state, attempts,"
-                " message_id, claimed_at, run_id) SELECT ?, ?, ?, ?, ?, 1, ?, ?, ?"
-                f" WHERE {allowed}",
-                (e.campaign, step.id, e.email, iso(item.planned.due_at), CLAIMED, message_id,
-                 self.stamp, self.run_id, *allowed_params)) == 1
-        except sqlite3.IntegrityError:
-            return False
-
-    def _still_allowed(self, item: Due, token: str) -> tuple[str, tuple[Any, ...]]:
-        """SQL that is true while the enrolment may still receive this message.
-
-        The full check runs only once suppress, forget or an event import changed the ledger
-        since this run started (SQLite stops at the first true term of an OR).
-        """
-        e = item.enrolment
-        sql = ("EXISTS (SELECT 1 FROM enrolments WHERE campaign = ? AND email = ? AND state = ?)"
-               " AND NOT EXISTS (SELECT 1 FROM suppressions WHERE email IN (?, ?))")
-        params: tuple[Any, ...] = (e.campaign, e.email, ACTIVE, e.email, FORGOTTEN + token)
-        goal = self.project.campaign(e.campaign).goal
-        if goal is not None:
-            sql += (" AND NOT EXISTS (SELECT 1 FROM events WHERE email = ? AND event = ?"
-                    " AND occurred_at <= ? AND object GLOB ?)")
-            params += (e.email, goal.event, self.stamp, goal.object or "*")
-        return (f"((SELECT value FROM meta WHERE key = ?) IS ? OR ({sql}))",
-                (Ledger.INTERVENTIONS, self.interventions, *params))
+        """Record the message as being sent; False when it must not go (any more): the
+        person was suppressed or forgotten (`token` is their keyed hash), left the campaign,
+        or reached its goal since this run worked out who is due."""
+        goal = self.project.campaign(item.enrolment.campaign).goal
+        recheck = Recheck(token) if goal is None else \
+            Recheck(token, goal.event, goal.object or "*")
+        return self.delivery.claim(_key(item), iso(item.planned.due_at), message_id,
+                                   retry=item.planned.retry, recheck=recheck)
 
     def hold(self, item: Due, reason: str, token: str) -> None:
-        """A message that could not be rendered or built: held with the reason, not failed.
+        self.delivery.hold(_key(item), iso(item.planned.due_at), reason, token)
 
-        Nothing was claimed or sent; a later run renders it again and sends it once the
-        project is fixed. Not written for a person suppressed or forgotten meanwhile.
-        """
-        e, step = item.enrolment, item.planned.step
-        self._write(
-            "INSERT INTO messages (campaign, step, email, due_at, state, attempts, error,"
-            " claimed_at, run_id) SELECT ?, ?, ?, ?, ?, 0, ?, ?, ? WHERE NOT EXISTS (SELECT 1"
-            " FROM suppressions WHERE email IN (?, ?)) ON CONFLICT (campaign, step, email) DO"
-            " UPDATE SET state = excluded.state, error = excluded.error,"
-            " next_attempt_at = NULL WHERE messages.state IN (?, ?)",
-            (e.campaign, step.id, e.email, iso(item.planned.due_at), HELD, reason, self.stamp,
-             self.run_id, e.email, FORGOTTEN + token, DEFERRED, HELD))
-
-    def record(self, item: Due, outcome: Outcome) -> str:
-        """Note what the transport said about a claimed message; returns the new state.
-
-        The writes wait in `pending` for the next commit (see the class's docstring).
-        """
-        e, step = item.enrolment, item.planned.step
-        where = (e.campaign, step.id, e.email)
+    def record(self, item: Due, outcome: Outcome) -> MessageState:
+        """Note what the transport said about a claimed message; returns the new state."""
+        key, last = _key(item), item.last_step
+        attempts = item.planned.attempts
+        retry = self.project.settings.retry
         if outcome.status == "sent":
-            state = SENT
-            self.pending.append((
-                "UPDATE messages SET state = ?, sent_at = ?, error = NULL, next_attempt_at = NULL"
-                " WHERE campaign = ? AND step = ? AND email = ?", (SENT, self.stamp, *where)))
-        elif outcome.status == "unknown":
-            state = UNKNOWN
-            self.pending.append((
-                "UPDATE messages SET state = ?, error = ?, next_attempt_at = NULL"
-                " WHERE campaign = ? AND step = ? AND email = ?",
-                (UNKNOWN, outcome.reason, *where)))
-        elif outcome.status == "stopped":
-            # Nothing of it was handed over: back in the queue, and not counted as an attempt.
-            state = DEFERRED
-            self.pending.append((
-                "UPDATE messages SET state = ?, error = ?, next_attempt_at = ?,"
-                " attempts = attempts - 1 WHERE campaign = ? AND step = ? AND email = ?",
-                (DEFERRED, outcome.reason, self.stamp, *where)))
-        elif outcome.status == "temporary" and \
-                item.planned.attempts + 1 < self.project.settings.retry.max_attempts:
-            state = DEFERRED
-            backoff = self.project.settings.retry.backoff * (2 ** item.planned.attempts)
-            self.pending.append((
-                "UPDATE messages SET state = ?, error = ?, next_attempt_at = ?"
-                " WHERE campaign = ? AND step = ? AND email = ?",
-                (DEFERRED, outcome.reason, iso(self.now + backoff), *where)))
-        else:
-            state = FAILED
-            reason = outcome.reason if outcome.status == "permanent" else \
-                f"gave up after {item.planned.attempts + 1} attempts: {outcome.reason}"
-            self.pending.append((
-                "UPDATE messages SET state = ?, error = ?, next_attempt_at = NULL"
-                " WHERE campaign = ? AND step = ? AND email = ?", (FAILED, reason, *where)))
-            if outcome.user_unknown:
-                self.pending.append((
-                    "INSERT OR IGNORE INTO suppressions (email, reason, source, created_at) "
-                    "VALUES (?, ?, ?, ?)",
-                    (e.email, f"address rejected: {outcome.reason}", "bounce", self.stamp)))
-        if state != DEFERRED and item.last_step:
-            self.pending.append((
-                "UPDATE enrolments SET state = ?, exit_reason = ?, exited_at = ? WHERE"
-                " campaign = ? AND email = ? AND state = ?",
-                (COMPLETED, "all steps done", self.stamp, e.campaign, e.email, ACTIVE)))
-        return state
+            self.delivery.delivered(key, last_step=last)
+            return MessageState.SENT
+        if outcome.status == "unknown":
+            self.delivery.reply_lost(key, outcome.reason, last_step=last)
+            return MessageState.UNKNOWN
+        if outcome.status == "stopped":
+            self.delivery.put_back(key, outcome.reason)
+            return MessageState.DEFERRED
+        if outcome.status == "temporary" and attempts + 1 < retry.max_attempts:
+            self.delivery.defer(key, outcome.reason,
+                                iso(self.now + retry.backoff * (2 ** attempts)))
+            return MessageState.DEFERRED
+        reason = outcome.reason if outcome.status == "permanent" else \
+            f"gave up after {attempts + 1} attempts: {outcome.reason}"
+        self.delivery.fail(key, reason, last_step=last, bounce=(
+            f"address rejected: {outcome.reason}" if outcome.user_unknown else None))
+        return MessageState.FAILED
+
+
+def _key(item: Due) -> MessageKey:
+    return MessageKey(item.enrolment.campaign, item.planned.step.id, item.enrolment.email)
 
 
 def _label(now: datetime, item: Due, message_id: str) -> str:
@@ -358,8 +240,12 @@ def send(project: Project, now: datetime, *, db: Path | None = None, dry_run: bo
          campaign: str | None = None, limit: int | None = None, resend_unknown: bool = False,
          wait: float = 0.0, progress: Progress | None = None,
          stop: threading.Event | None = None, accept_exits: bool = False,
-         new_ledger: bool = False) -> SendSummary:
-    """One complete send run; safe to start from cron every few minutes."""
+         new_ledger: bool = False, transports: list[Transport] | None = None) -> SendSummary:
+    """One complete send run; safe to start from cron every few minutes.
+
+    `transports`: where messages go instead of the project's transport setting (a
+    MemoryTransport in tests, say).
+    """
     if campaign is not None:
         project.campaign(campaign)  # unknown ids fail before anything happens
     path = ledger_path(project, db)
@@ -377,7 +263,7 @@ def send(project: Project, now: datetime, *, db: Path | None = None, dry_run: bo
             _check_identity(ledger)
             return _run(project, ledger, now, dry_run=False, campaign=campaign, limit=limit,
                         resend_unknown=resend_unknown, progress=progress, stop=stop,
-                        accept_exits=accept_exits)
+                        accept_exits=accept_exits, transports=transports)
 
 
 def _refuse_fresh_start(project: Project, path: Path, new_ledger: bool) -> None:
@@ -407,11 +293,11 @@ def _check_identity(ledger: Ledger) -> None:
     if recorded is None:
         return
     ledger_id, last_run = recorded
-    found = ledger.rows("SELECT value FROM meta WHERE key = 'ledger_id'")
-    runs = ledger.rows("SELECT max(id) AS last FROM runs")[0]["last"] or 0
-    if found and found[0]["value"] != ledger_id:
+    found = ledger.recorded_identity()
+    runs = ledger.last_run()
+    if found is not None and found != ledger_id:
         raise LedgerReplaced(
-            f"{ledger.path} is not the ledger earlier runs wrote (it is {found[0]['value']}, "
+            f"{ledger.path} is not the ledger earlier runs wrote (it is {found}, "
             f"they wrote {ledger_id}): it was replaced. Put the right file back, or run "
             "'ldmail send --new-ledger' to go on with this one")
     if runs < last_run:
@@ -425,7 +311,7 @@ def _check_identity(ledger: Ledger) -> None:
 def _run(project: Project, ledger: Ledger, now: datetime, *, dry_run: bool, campaign: str | None,
          limit: int | None, resend_unknown: bool, progress: Progress | None,
          stop: threading.Event | None, claims_in_flight: bool = False,
-         accept_exits: bool = False) -> SendSummary:
+         accept_exits: bool = False, transports: list[Transport] | None = None) -> SendSummary:
     summary = SendSummary(dry_run=dry_run)
     # Read before the sync: whatever suppress or an import changes after it is re-checked.
     interventions = ledger.interventions()
@@ -433,33 +319,17 @@ def _run(project: Project, ledger: Ledger, now: datetime, *, dry_run: bool, camp
     if not dry_run:
         record_identity(ledger, run_id)
     # Holding the send lock, any claim still open belongs to a run that died mid-send.
-    interrupted = ledger.rows("SELECT campaign, step, email FROM messages WHERE state = ?",
-                              (CLAIMED,))
+    interrupted = ledger.claimed()
     if not (dry_run and claims_in_flight):
-        summary.unknown += [Failure(row["email"], row["campaign"], row["step"], _INTERRUPTED)
-                            for row in interrupted]
+        summary.unknown += [Failure(key.email, key.campaign, key.step, _INTERRUPTED)
+                            for key in interrupted]
     summary.unknown_found = len(summary.unknown)
     if not dry_run:
-        ledger.execute("UPDATE messages SET state = ?, error = ? WHERE state = ?",
-                       (UNKNOWN, _INTERRUPTED, CLAIMED))
+        ledger.mark_interrupted(_INTERRUPTED)
         if resend_unknown:
-            # A run after the interrupted one counts an unknown step as done, so an enrolment
-            # whose last step was in flight is already 'completed'; reopen it, or find_due
-            # would skip it and the requeued message would wait forever.
-            ledger.execute(
-                "UPDATE enrolments SET state = ?, exit_reason = NULL, exited_at = NULL"
-                " WHERE state = ? AND EXISTS (SELECT 1 FROM messages m WHERE m.state = ?"
-                " AND m.campaign = enrolments.campaign AND m.email = enrolments.email)",
-                (ACTIVE, COMPLETED, UNKNOWN))
-            # Only for people still in the campaign: someone who left or reached the goal
-            # since keeps the unknown mark, and is not counted as queued.
-            summary.requeued_unknown = ledger.execute(
-                "UPDATE messages SET state = ?, next_attempt_at = ?, error = ? WHERE state = ?"
-                " AND EXISTS (SELECT 1 FROM enrolments e WHERE e.campaign = messages.campaign"
-                " AND e.email = messages.email AND e.state = ?)",
-                (DEFERRED, iso(now), "resend requested after unknown outcome", UNKNOWN, ACTIVE))
-    summary.unknown_total = ledger.db.conn.execute(
-        "SELECT count(*) FROM messages WHERE state = ?", (UNKNOWN,)).fetchone()[0]
+            summary.requeued_unknown = ledger.resend_unknown(
+                iso(now), "resend requested after unknown outcome")
+    summary.unknown_total = ledger.unknown_count()
     # A plain cron run (the whole project, no limit) may find that nothing changed since a
     # run that found nothing due; see quiet.py.
     plain = not dry_run and campaign is None and limit is None and not resend_unknown
@@ -477,28 +347,26 @@ def _run(project: Project, ledger: Ledger, now: datetime, *, dry_run: bool, camp
     summary.missing = synced.vanished
     due, summary.waiting_window, complete, next_change = find_due(project, ledger, now)
     if not dry_run and complete:
-        with ledger.transaction() as db:
-            db.conn.executemany(
-                "UPDATE enrolments SET state = ?, exit_reason = ?, exited_at = ? WHERE"
-                " campaign = ? AND email = ? AND state = ?",
-                [(COMPLETED, "all steps done", iso(now), enrolment.campaign, enrolment.email,
-                  ACTIVE) for enrolment in complete])
+        ledger.complete([(enrolment.campaign, enrolment.email) for enrolment in complete],
+                        iso(now))
     if plain and not due and not summary.unknown_found:
         quiet.remember(project, ledger, now, next_change, summary.waiting_window)
     summary.due = len(due)
     cap = project.settings.transport.daily_cap
     if cap is not None:
-        sent_today = len(ledger.rows("SELECT id FROM messages WHERE state = ? AND sent_at > ?",
-                                     (SENT, iso(now - timedelta(days=1)))))
+        sent_today = ledger.sent_since(iso(now - timedelta(days=1)))
         allowed = max(cap - sent_today, 0)
         summary.held_by_cap = max(len(due) - allowed, 0)
         due = due[:allowed]
     if limit is not None and len(due) > limit:
         summary.held_by_limit = len(due) - limit
         due = due[:limit]
-    transports = [] if dry_run else open_transports(
-        project.settings.transport,
-        project.path(project.settings.transport.outbox, OUTBOX_SETTING), stop)
+    if dry_run:
+        transports = []
+    elif transports is None:
+        transports = open_transports(
+            project.settings.transport,
+            project.path(project.settings.transport.outbox, OUTBOX_SETTING), stop)
     sender = Sender(project, ledger, transports, now, run_id, interventions)
     # What is about to go out is validated first: a campaign whose templates do not render is
     # not sent at all (its messages are held), instead of failing person by person.
@@ -539,10 +407,8 @@ def _deliver(sender: Sender, due: list[Due], summary: SendSummary, dry_run: bool
                 continue
             usable.append(extra)
         sender.transports = usable
-    try:
+    with sender.delivery:  # every outcome recorded is written, however the run ends
         _deliver_each(sender, due, summary, dry_run, progress, stop)
-    finally:
-        sender.flush()
     if progress is not None:
         progress(len(due), len(due))
 
@@ -642,12 +508,12 @@ def _settle(sender: Sender, lanes: _Lanes, summary: SendSummary) -> BaseExceptio
     state = sender.record(item, result)
     if result.status == "stopped":
         summary.stopped = _STOPPING
-    if state == SENT:
+    if state == MessageState.SENT:
         summary.sent += 1
-    elif state == UNKNOWN:
+    elif state == MessageState.UNKNOWN:
         summary.unknown.append(Failure(e.email, e.campaign, step.id, result.reason))
         summary.unknown_total += 1
-    elif state == DEFERRED:
+    elif state == MessageState.DEFERRED:
         summary.deferred += 1
     else:
         summary.failed += 1

@@ -24,9 +24,8 @@ from .audience import AudienceLoader, PeopleStream, Person, export_digest
 from .clock import from_iso, iso
 from .config import Project
 from .errors import MassExit
-from .ledger import ACTIVE, CONVERTED, HOLDOUT, LEFT, STAGED, TREATMENT, Ledger
+from .ledger import STAGED, EnrolmentState, Group, Ledger
 from .models import Campaign, Goal
-from .privacy import FORGOTTEN
 from .schedule import Planned, StepRecord, anchor_moment, campaign_is_open, in_holdout, upcoming
 
 log = logging.getLogger("ldmail.sync")
@@ -154,13 +153,13 @@ def goal_reached_at(ledger: Ledger, goal: Goal, now: datetime) -> dict[str, date
     """When each address first reached a goal; events after `now` have not happened yet."""
     reached: dict[str, datetime] = {}
     for event in ledger.goal_events(goal.event, iso(now)):
-        if goal.object is None or fnmatchcase(event["object"], goal.object):
-            reached.setdefault(event["email"], from_iso(event["occurred_at"]))
+        if goal.object is None or fnmatchcase(event.object, goal.object):
+            reached.setdefault(event.email, from_iso(event.occurred_at))
     return reached
 
 
 def _group(campaign_id: str, email: str, share: float) -> str:
-    return HOLDOUT if in_holdout(campaign_id, email, share) else TREATMENT
+    return Group.HOLDOUT if in_holdout(campaign_id, email, share) else Group.TREATMENT
 
 
 def export_mark(project: Project, now: datetime) -> str:
@@ -309,8 +308,7 @@ def _fill_run_tables(project: Project, ledger: Ledger, now: datetime, only: str 
             conn.executemany("INSERT INTO temp.reached VALUES (?, ?)",
                              ((campaign_id, email)
                               for email in goal_reached_at(ledger, campaign.goal, now)))
-    hashes = {row[0].removeprefix(FORGOTTEN) for row in conn.execute(
-        "SELECT email FROM suppressions WHERE email LIKE ?", (FORGOTTEN + "%",))}
+    hashes = ledger.forgotten_hashes()
     if hashes:
         # A forgotten person may still be in the HR export; their hash keeps them out.
         conn.executemany("INSERT INTO temp.forgotten VALUES (?)", (
@@ -328,8 +326,8 @@ def sync(project: Project, ledger: Ledger, now: datetime, *, persist: bool,
     conn = ledger.db.conn
     result = SyncResult()
     mark = export_mark(project, now)
-    states = {"active": ACTIVE, "converted": CONVERTED, "left": LEFT, "treatment": TREATMENT,
-              "now": iso(now)}
+    states = {"active": EnrolmentState.ACTIVE, "converted": EnrolmentState.CONVERTED,
+              "left": EnrolmentState.LEFT, "treatment": Group.TREATMENT, "now": iso(now)}
     assert not conn.in_transaction, "executescript would commit it"
     conn.executescript(_RUN_TABLES)
     conn.create_function("ldmail_group", 3, _group, deterministic=True)
@@ -472,7 +470,7 @@ def active_enrolments(project: Project, ledger: Ledger, now: datetime
         if zone is None and zone_key is not None:
             zone = zones[zone_key] = ZoneInfo(zone_key)
         enrolment = Enrolment(campaign_id, email, group, row, persona, language, zone)
-        if group != TREATMENT:
+        if group != Group.TREATMENT:
             yield enrolment, ()
             continue
         key = (campaign_id, anchor_at, zone_key, history)

@@ -10,6 +10,7 @@
     ├── OutsideProject           a path from the repository leaves the project
     ├── HeaderInjection          a header value holds a line break (the message is held)
     ├── LedgerError              the ledger file cannot be opened or used
+    │   └── IllegalTransition    a move the state table does not allow (a bug; nothing written)
     ├── LedgerReplaced           the ledger is missing, another one, or an older copy
     ├── LedgerBusy               another send holds the send lock
     ├── MassExit                 too many people vanished from the export at once
@@ -118,6 +119,22 @@ class HeaderInjection(LdmailError):
 
 class LedgerError(LdmailError):
     "The ledger file cannot be opened or used."
+
+
+class IllegalTransition(LedgerError):
+    """An operation asked the ledger for a move its state table does not have.
+
+    Always a bug in ldmail (or a ledger edited by hand): the operation writes nothing.
+    """
+
+    def __init__(self, kind: str, operation: str, state: str | None,
+                 where: str = "") -> None:
+        self.kind, self.operation, self.state = kind, operation, state
+        found = "no row" if state is None else f"a {state} {kind}"
+        super().__init__(
+            f"ledger: cannot {operation} {found}{' (' + where + ')' if where else ''}; nothing "
+            "was written for it. This is a bug (or the ledger was edited by hand): please "
+            "report it with the output of 'ldmail history' for the person")
 
 
 class LedgerReplaced(LdmailError):

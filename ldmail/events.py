@@ -15,9 +15,8 @@ from .audience import find_column, normalise_email, read_rows
 from .clock import iso
 from .errors import JsonLimit, LdmailError
 from .hygiene import excerpt
-from .ledger import Ledger
+from .ledger import GoalEvent, Ledger
 from .models import DateLimits
-from .privacy import FORGOTTEN
 
 # Header names we recognise in LMS exports (English, Dutch and German), lower-cased.
 CSV_COLUMNS = {
@@ -260,8 +259,7 @@ def import_events(ledger: Ledger, path: Path, *, kind: str = "auto",
     good: list[Event] = []
     limits = limits or DateLimits()
     # A forgotten person's events are not stored: their address would come back with them.
-    forgotten = {row["email"].removeprefix(FORGOTTEN) for row in ledger.rows(
-        "SELECT email FROM suppressions WHERE email LIKE ?", (FORGOTTEN + "%",))}
+    forgotten = ledger.forgotten_hashes()
     for where, item in source:
         if not isinstance(item, str):
             try:
@@ -275,16 +273,8 @@ def import_events(ledger: Ledger, path: Path, *, kind: str = "auto",
             result.skipped.append(Skipped(where, item))
         else:
             good.append(item)
-    with ledger.transaction() as db:
-        for event in good:
-            cursor = db.conn.execute(
-                "INSERT OR IGNORE INTO events (email, event, object, occurred_at, source)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (event.email, event.event, event.object, iso(event.occurred_at), path.name))
-            if cursor.rowcount:
-                result.added += 1
-            else:
-                result.already_known += 1
-    if result.added:
-        ledger.note_intervention()  # a running send re-checks goals at its next claim
+    # Recorded in one transaction; a new event makes a running send re-check goals.
+    result.added, result.already_known = ledger.record_events(
+        (GoalEvent(event.email, event.event, event.object, iso(event.occurred_at))
+         for event in good), path.name)
     return result

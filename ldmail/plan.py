@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from .config import Project
 from .enrolment import Enrolment, active_enrolments, sync
-from .ledger import HOLDOUT, Ledger
+from .ledger import Group, Ledger
 from .schedule import Planned
 
 
@@ -57,7 +57,7 @@ def build_plan(project: Project, now: datetime, days: int, *, db: Path | None = 
     with Ledger.of(project, db, readonly=True) as ledger:
         synced = sync(project, ledger, now, persist=False, only=campaign)
         for enrolment, steps in active_enrolments(project, ledger, now):
-            if enrolment.group == HOLDOUT:
+            if enrolment.group == Group.HOLDOUT:
                 holdout += 1
                 continue
             zone = enrolment.timezone or project.campaigns[enrolment.campaign].model \

@@ -11,7 +11,7 @@ from pathlib import Path
 from .audience import find_column, normalise_email, read_rows
 from .clock import iso
 from .errors import LdmailError
-from .ledger import ACTIVE, CLAIMED, LEFT, STAGED, Ledger
+from .ledger import FORGOTTEN, Ledger
 from .lock import SendLock, held_elsewhere
 
 # How long suppress waits for a running send to finish a message to the person, and forget
@@ -19,7 +19,6 @@ from .lock import SendLock, held_elsewhere
 SETTLE_SECONDS = 300.0
 FORGET_WAIT = 6 * 3600.0
 
-FORGOTTEN = "forgotten:"
 _TOKEN = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -27,10 +26,9 @@ def resolve(ledger: Ledger, who: str) -> str:
     """An address, or the unsubscribe token from a List-Unsubscribe mail, as an address."""
     text = who.strip()
     if _TOKEN.match(text.lower()):
-        for row in ledger.rows("SELECT email FROM main.staged_people UNION SELECT email FROM"
-                               " enrolments"):
-            if ledger.address_hash(row["email"]) == text.lower():
-                return str(row["email"])
+        for email in ledger.known_addresses():
+            if ledger.address_hash(email) == text.lower():
+                return email
         raise LdmailError(f"no person in the ledger has the unsubscribe token {text}")
     try:
         return normalise_email(text)
@@ -47,12 +45,9 @@ def suppress(ledger: Ledger, email: str, reason: str, source: str, now: datetime
     this; with `lock` (the send lock), it also waits for a message to this person that the
     send already has in hand, so "now suppressed" is true when it is said.
     """
-    if ledger.rows("SELECT 1 FROM suppressions WHERE email = ?",
-                   (FORGOTTEN + ledger.address_hash(email),)):
+    if ledger.is_forgotten(email):
         return False  # forgotten: suppressed for good, and the address is not stored again
     added = ledger.suppress(email, reason, source, iso(now))
-    ledger.execute("UPDATE enrolments SET state = ?, exit_reason = ?, exited_at = ? "
-                   "WHERE email = ? AND state = ?", (LEFT, "suppressed", iso(now), email, ACTIVE))
     if lock is not None:
         settle_in_flight(ledger, email, lock)
     return added
@@ -62,8 +57,7 @@ def settle_in_flight(ledger: Ledger, email: str, lock: Path,
                      seconds: float = SETTLE_SECONDS) -> None:
     """Wait while a running send still has a message to `email` in hand (claimed)."""
     deadline = time.monotonic() + seconds
-    while held_elsewhere(lock) and ledger.rows(
-            "SELECT 1 FROM messages WHERE email = ? AND state = ? LIMIT 1", (email, CLAIMED)):
+    while held_elsewhere(lock) and ledger.has_claimed(email):
         if time.monotonic() > deadline:
             raise LdmailError(f"a running send still has a message to {email} in hand after "
                               f"{seconds:g} s; nothing more will be claimed for them: run this "
@@ -119,43 +113,18 @@ def forget(ledger: Ledger, email: str, now: datetime, outbox: Path | None,
     send lock), the erasing waits for a running send to end, so that no row, no page of the
     file and no outbox file holds the address once this returns.
     """
-    hashed = FORGOTTEN + ledger.address_hash(email)
-    ledger.suppress(hashed, "forgotten on request", "forget", iso(now))
+    ledger.suppress(FORGOTTEN + ledger.address_hash(email), "forgotten on request", "forget",
+                    iso(now))
     if lock is None:
-        return _erase(ledger, email, hashed, now, outbox)
+        return _erase(ledger, email, now, outbox)
     # A running send keeps the ledger's write-ahead log open, so old pages that hold the
     # address could not be overwritten: wait for it to end (it sends the person nothing more).
     with SendLock(lock, wait=FORGET_WAIT):
-        return _erase(ledger, email, hashed, now, outbox)
+        return _erase(ledger, email, now, outbox)
 
 
-def _erase(ledger: Ledger, email: str, hashed: str, now: datetime,
-           outbox: Path | None) -> Forgotten:
-    conn = ledger.db.conn
-    conn.execute("PRAGMA secure_delete = ON")  # freed pages are zeroed, not left readable
-    changed = 0
-    with ledger.transaction() as db:
-        for table in ("enrolments", "messages", "events"):
-            changed += db.conn.execute(f"UPDATE OR IGNORE {table} SET email = ? WHERE email = ?",
-                                       (hashed, email)).rowcount
-            db.conn.execute(f"DELETE FROM {table} WHERE email = ?", (email,))
-        db.conn.execute("UPDATE messages SET error = '(erased)' WHERE email = ? AND "
-                        "error IS NOT NULL", (hashed,))
-        db.conn.execute("DELETE FROM suppressions WHERE email = ?", (email,))
-        for table in ("staged_people", "staged_targets", "staged_rejected"):
-            changed += db.conn.execute(f"DELETE FROM main.{table} WHERE email = ?",
-                                       (email,)).rowcount
-        db.conn.execute("DELETE FROM meta WHERE key = ?", (STAGED,))  # stage the export anew
-        db.conn.execute("INSERT OR IGNORE INTO suppressions (email, reason, source, created_at)"
-                        " VALUES (?, 'forgotten on request', 'forget', ?)", (hashed, iso(now)))
-        for row in ledger.rows("SELECT id, summary FROM runs WHERE summary LIKE ?",
-                               (f"%{email}%",)):
-            db.conn.execute("UPDATE runs SET summary = ? WHERE id = ?",
-                            (row["summary"].replace(email, hashed), row["id"]))
-    # Rewrite the file so no old page, and no write-ahead log, still holds the address.
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.execute("VACUUM")
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+def _erase(ledger: Ledger, email: str, now: datetime, outbox: Path | None) -> Forgotten:
+    changed = ledger.erase(email, iso(now))
     removed = 0
     if outbox is not None and outbox.is_dir():
         needle = email.encode()

@@ -22,10 +22,9 @@ from datetime import datetime
 from .clock import from_iso, iso
 from .config import Project
 from .enrolment import export_mark
-from .ledger import Ledger
+from .ledger import QUIET, Ledger
 
 log = logging.getLogger("ldmail.quiet")
-KEY = "quiet"
 
 
 @dataclass(frozen=True)
@@ -40,25 +39,18 @@ def fingerprint(project: Project, ledger: Ledger, now: datetime) -> str:
     digest.update(repr(project.settings).encode())
     for _, file in sorted(project.campaigns.items()):
         digest.update(now.astimezone(file.model.send_window.timezone).date().isoformat().encode())
-    counts = ledger.db.conn.execute(
-        "SELECT (SELECT count(*) FROM main.staged_people), (SELECT count(*) FROM enrolments),"
-        " (SELECT count(*) FROM enrolments WHERE state = 'active'),"
-        " (SELECT count(*) FROM messages), (SELECT max(id) FROM messages),"
-        " (SELECT count(*) FROM messages WHERE state IN ('claimed', 'deferred', 'unknown')),"
-        " (SELECT count(*) FROM suppressions), (SELECT count(*) FROM events),"
-        " (SELECT max(id) FROM events)").fetchone()
-    digest.update(repr(counts).encode())
+    digest.update(repr(ledger.change_counter()).encode())
     return digest.hexdigest()
 
 
 def find(project: Project, ledger: Ledger, now: datetime) -> Quiet | None:
     """The recorded quiet spell, if `now` falls in it and nothing changed since."""
-    rows = ledger.rows("SELECT value FROM meta WHERE key = ?", (KEY,))
-    if not rows:
+    value = ledger.meta(QUIET)
+    if value is None:
         log.debug("quiet path not taken: the last run found something due (no marker)")
         return None
     try:
-        marker = json.loads(rows[0]["value"])
+        marker = json.loads(value)
         since, until = from_iso(marker["since"]), from_iso(marker["until"])
         waiting = int(marker["waiting"])
     except (ValueError, KeyError, TypeError):
@@ -76,19 +68,17 @@ def find(project: Project, ledger: Ledger, now: datetime) -> Quiet | None:
 
 def forget(ledger: Ledger) -> None:
     """Drop the marker: this run does the full work (and may change what is due)."""
-    ledger.execute("DELETE FROM meta WHERE key = ?", (KEY,))
+    ledger.drop_meta(QUIET)
 
 
 def remember(project: Project, ledger: Ledger, now: datetime, until: datetime | None,
              waiting: int) -> None:
     """Record that nothing is due from `now` until `until` (None: nothing ever will be)."""
-    future_events = ledger.db.conn.execute(
-        "SELECT min(occurred_at) FROM events WHERE occurred_at > ?", (iso(now),)).fetchone()[0]
+    future_events = ledger.next_event_after(iso(now))
     if future_events is not None:  # a goal event dated later starts to count then
         event_at = from_iso(future_events)
         until = event_at if until is None else min(until, event_at)
     marker = {"fingerprint": fingerprint(project, ledger, now), "since": iso(now),
               "until": iso(until) if until is not None else "9999-12-31T23:59:59Z",
               "waiting": waiting}
-    ledger.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE"
-                   " SET value = excluded.value", (KEY, json.dumps(marker)))
+    ledger.set_meta(QUIET, json.dumps(marker))

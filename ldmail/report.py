@@ -16,7 +16,7 @@ from .clock import from_iso, iso
 from .config import Project
 from .enrolment import goal_reached_at
 from .hygiene import csv_cell
-from .ledger import FAILED, HOLDOUT, SENT, UNKNOWN, Ledger
+from .ledger import EnrolmentFacts, Group, Ledger, MessageState
 from .stats import Comparison
 
 ALL = "all"
@@ -105,17 +105,17 @@ def _median_days(deltas: list[float]) -> float | None:
     return round(statistics.median(deltas), 1) if deltas else None
 
 
-def _segment(name: str, enrolments: list[dict[str, Any]],
+def _segment(name: str, enrolments: list[EnrolmentFacts],
              converted_at: dict[str, datetime]) -> Segment:
     counts = {"treatment": [0, 0], "holdout": [0, 0]}
     days: dict[str, list[float]] = {"treatment": [], "holdout": []}
     for row in enrolments:
-        group = "holdout" if row["grp"] == HOLDOUT else "treatment"
+        group = "holdout" if row.group == Group.HOLDOUT else "treatment"
         counts[group][0] += 1
-        reached = converted_at.get(row["email"])
+        reached = converted_at.get(row.email)
         if reached is not None:
             counts[group][1] += 1
-            delta = (reached - from_iso(row["enrolled_at"])).total_seconds() / 86400
+            delta = (reached - from_iso(row.enrolled_at)).total_seconds() / 86400
             if delta >= 0:
                 days[group].append(delta)
     comparison = Comparison(counts["treatment"][0], counts["treatment"][1],
@@ -134,31 +134,32 @@ def build_report(project: Project, now: datetime, *, db: Path | None = None,
     with Ledger.of(project, db, readonly=True) as ledger:
         for campaign_id in ids:
             model = project.campaigns[campaign_id].model
-            enrolments = ledger.rows("SELECT * FROM enrolments WHERE campaign = ? AND "
-                                     "enrolled_at <= ?", (campaign_id, iso(now)))
-            messages = ledger.rows("SELECT step, state, sent_at FROM messages WHERE campaign = ?",
-                                   (campaign_id,))
+            enrolments = ledger.campaign_enrolments(campaign_id, iso(now))
+            messages = ledger.campaign_messages(campaign_id)
             goal = model.goal
             converted_at = {} if goal is None else goal_reached_at(ledger, goal, now)
-            states = Counter((m["step"], m["state"]) for m in messages)
-            steps = [StepFunnel(s.id, states[(s.id, SENT)], states[(s.id, FAILED)],
-                                states[(s.id, UNKNOWN)],
+            states = Counter((m.step, m.state) for m in messages)
+            ended = (MessageState.SENT, MessageState.FAILED, MessageState.UNKNOWN)
+            steps = [StepFunnel(s.id, states[(s.id, MessageState.SENT)],
+                                states[(s.id, MessageState.FAILED)],
+                                states[(s.id, MessageState.UNKNOWN)],
                                 sum(n for (step, state), n in states.items()
-                                    if step == s.id and state not in (SENT, FAILED, UNKNOWN)))
+                                    if step == s.id and state not in ended))
                      for s in model.steps]
-            by_day = Counter(m["sent_at"][:10] for m in messages if m["state"] == SENT)
-            personas = sorted({row["persona"] or "" for row in enrolments})
+            by_day = Counter(m.sent_at[:10] for m in messages
+                             if m.state == MessageState.SENT and m.sent_at)
+            personas = sorted({row.persona or "" for row in enrolments})
             report.campaigns.append(CampaignReport(
                 id=campaign_id, title=model.title, phase=model.phase,
                 goal=None if goal is None else f"{goal.event} {goal.object or '(any)'}",
                 enrolled=len(enrolments),
-                treatment=sum(1 for r in enrolments if r["grp"] != HOLDOUT),
-                holdout=sum(1 for r in enrolments if r["grp"] == HOLDOUT),
-                exits=dict(Counter(r["exit_reason"] for r in enrolments if r["exit_reason"])),
+                treatment=sum(1 for r in enrolments if r.group != Group.HOLDOUT),
+                holdout=sum(1 for r in enrolments if r.group == Group.HOLDOUT),
+                exits=dict(Counter(r.exit_reason for r in enrolments if r.exit_reason)),
                 steps=steps,
                 overall=_segment(ALL, enrolments, converted_at) if goal else None,
                 personas=[_segment(p or "(none)", [r for r in enrolments
-                                                   if (r["persona"] or "") == p], converted_at)
+                                                   if (r.persona or "") == p], converted_at)
                           for p in personas] if goal else [],
                 sends_by_day=sorted(by_day.items()),
                 description=model.description.strip(), holdout_share=model.holdout))

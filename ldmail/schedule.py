@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+from .ledger.states import MessageOp, MessageState, message_sources
 from .models import Campaign, SendWindow, Step
 
 
@@ -85,9 +86,11 @@ class Planned:
     attempts: int = 0
 
 
-DONE_STATES = frozenset({"sent", "failed", "unknown", "claimed"})
+# A step in one of these states is not planned again.
+DONE_STATES = frozenset({MessageState.SENT, MessageState.FAILED, MessageState.UNKNOWN,
+                         MessageState.CLAIMED})
 # States whose message row exists and is claimed again (an UPDATE, not an INSERT).
-RETRY_STATES = frozenset({"deferred", "held"})
+RETRY_STATES = frozenset(message_sources(MessageOp.CLAIM))
 
 
 def upcoming(campaign: Campaign, anchor_at: datetime, history: dict[str, StepRecord],

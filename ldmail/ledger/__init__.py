@@ -1,0 +1,41 @@
+"""The SQLite ledger: the one record of who was enrolled in what and who received which step,
+and the one owner of delivery state.
+
+Nothing outside this package reads or writes the ledger's tables, except the set-based
+enrolment sync (enrolment.py), which keeps its SQL next to it. Every change of a message's or
+an enrolment's state is an operation here, checked against the table in states.py.
+
+    core.py      the file: connection, schema upgrades (schema.py), keys, identity, runs, meta
+    states.py    the states and the one table of moves between them
+    delivery.py  a send's moves: claim, hold, outcomes; interrupted claims, resends, retries
+    people.py    suppress, forget, goal events; a person's history
+    reads.py     what the report and the quiet cron path read
+"""
+
+from .core import (
+    BUSY_TIMEOUT,
+    QUIET,
+    STAGED,
+    identity_path,
+    ledger_path,
+    read_identity,
+    record_identity,
+)
+from .delivery import ALL_STEPS_DONE, FORGOTTEN, Delivery, DeliveryMoves, MessageKey, Recheck
+from .people import GoalEvent, PersonHistory, PersonMoves
+from .reads import EnrolmentFacts, MessageFacts, Reads
+from .schema import MIGRATION_SET, MIGRATIONS, m001_initial
+from .states import EnrolmentOp, EnrolmentState, Group, MessageOp, MessageState
+
+
+class Ledger(DeliveryMoves, PersonMoves, Reads):
+    """An open ledger with every operation on it (`with Ledger.of(project) as ledger:`)."""
+
+
+__all__ = [
+    "ALL_STEPS_DONE", "BUSY_TIMEOUT", "FORGOTTEN", "MIGRATIONS", "MIGRATION_SET", "QUIET",
+    "STAGED", "Delivery", "EnrolmentFacts", "EnrolmentOp", "EnrolmentState", "GoalEvent",
+    "Group", "Ledger", "MessageFacts", "MessageKey", "MessageOp", "MessageState",
+    "PersonHistory", "Recheck", "identity_path", "ledger_path", "m001_initial", "read_identity",
+    "record_identity",
+]

@@ -1,0 +1,145 @@
+"""The moves that concern one person: suppress, forget, record a goal event; and what the
+ledger holds for them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from .core import STAGED, LedgerFile
+from .delivery import FORGOTTEN
+from .states import EnrolmentOp, EnrolmentState, MessageState, enrolment_move, enrolment_moves_from
+
+E = EnrolmentState
+
+
+@dataclass(frozen=True, slots=True)
+class GoalEvent:
+    email: str
+    event: str
+    object: str
+    occurred_at: str  # ISO UTC
+
+
+@dataclass(frozen=True)
+class PersonHistory:
+    """Everything the ledger holds for one address, as stored (column names as keys)."""
+
+    enrolments: list[dict[str, Any]]
+    messages: list[dict[str, Any]]
+    suppression: dict[str, Any] | None
+
+    def __bool__(self) -> bool:
+        return bool(self.enrolments or self.messages or self.suppression)
+
+
+class PersonMoves(LedgerFile):
+    def suppress(self, email: str, reason: str, source: str, at: str) -> bool:
+        """Never mail this address again, and end its active enrolments; False if it already
+        was suppressed."""
+        with self.transaction(immediate=True) as db:
+            added = db.conn.execute(
+                "INSERT OR IGNORE INTO suppressions (email, reason, source, created_at) "
+                "VALUES (?, ?, ?, ?)", (email, reason, source, at)).rowcount == 1
+            for state in enrolment_moves_from(EnrolmentOp.SUPPRESS):
+                db.conn.execute(
+                    "UPDATE enrolments SET state = ?, exit_reason = ?, exited_at = ? "
+                    "WHERE email = ? AND state = ?",
+                    (enrolment_move(EnrolmentOp.SUPPRESS, state), "suppressed", at, email, state))
+        self.note_intervention()
+        return added
+
+    def is_suppressed(self, email: str) -> bool:
+        return self._value("SELECT 1 FROM suppressions WHERE email = ?", (email,)) is not None
+
+    def forgotten_hashes(self) -> set[str]:
+        """The keyed address hashes of everyone forgotten on request."""
+        return {row[0].removeprefix(FORGOTTEN) for row in self.db.conn.execute(
+            "SELECT email FROM suppressions WHERE email LIKE ?", (FORGOTTEN + "%",))}
+
+    def is_forgotten(self, email: str) -> bool:
+        return self.is_suppressed(FORGOTTEN + self.address_hash(email))
+
+    def has_claimed(self, email: str) -> bool:
+        """Whether a message to `email` is claimed: in a running send's hands."""
+        return self._value("SELECT 1 FROM messages WHERE email = ? AND state = ? LIMIT 1",
+                           (email, MessageState.CLAIMED)) is not None
+
+    def known_addresses(self) -> Iterator[str]:
+        """Every address the ledger knows (in the staged export or enrolled)."""
+        for (email,) in self.db.conn.execute(
+                "SELECT email FROM main.staged_people UNION SELECT email FROM enrolments"):
+            yield str(email)
+
+    def erase(self, email: str, at: str) -> int:
+        """Replace the address by its keyed hash everywhere and drop the person's details,
+        then rewrite the file so no old page holds it; returns how many rows changed.
+
+        Message and enrolment rows stay (under the hash) so counts and the report stay true,
+        and a suppression under the hash keeps the person from ever being mailed again.
+        """
+        hashed = FORGOTTEN + self.address_hash(email)
+        conn = self.db.conn
+        conn.execute("PRAGMA secure_delete = ON")  # freed pages are zeroed, not left readable
+        changed = 0
+        with self.transaction() as db:
+            for table in ("enrolments", "messages", "events"):
+                changed += db.conn.execute(f"UPDATE OR IGNORE {table} SET email = ? WHERE"
+                                           " email = ?", (hashed, email)).rowcount
+                db.conn.execute(f"DELETE FROM {table} WHERE email = ?", (email,))
+            db.conn.execute("UPDATE messages SET error = '(erased)' WHERE email = ? AND "
+                            "error IS NOT NULL", (hashed,))
+            db.conn.execute("DELETE FROM suppressions WHERE email = ?", (email,))
+            for table in ("staged_people", "staged_targets", "staged_rejected"):
+                changed += db.conn.execute(f"DELETE FROM main.{table} WHERE email = ?",
+                                           (email,)).rowcount
+            db.conn.execute("DELETE FROM meta WHERE key = ?", (STAGED,))  # stage the export anew
+            db.conn.execute("INSERT OR IGNORE INTO suppressions (email, reason, source,"
+                            " created_at) VALUES (?, 'forgotten on request', 'forget', ?)",
+                            (hashed, at))
+            for run_id, summary in db.conn.execute(
+                    "SELECT id, summary FROM runs WHERE summary LIKE ?", (f"%{email}%",)
+                    ).fetchall():
+                db.conn.execute("UPDATE runs SET summary = ? WHERE id = ?",
+                                (summary.replace(email, hashed), run_id))
+        # Rewrite the file so no old page, and no write-ahead log, still holds the address.
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.execute("VACUUM")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return changed
+
+    def record_events(self, events: Iterable[GoalEvent], source: str) -> tuple[int, int]:
+        """Record goal events; returns how many were new and how many already known.
+
+        A new one makes a running send re-check goals at its next claim.
+        """
+        added = known = 0
+        with self.transaction() as db:
+            for event in events:
+                if db.conn.execute(
+                        "INSERT OR IGNORE INTO events (email, event, object, occurred_at,"
+                        " source) VALUES (?, ?, ?, ?, ?)",
+                        (event.email, event.event, event.object, event.occurred_at, source)
+                        ).rowcount:
+                    added += 1
+                else:
+                    known += 1
+        if added:
+            self.note_intervention()
+        return added, known
+
+    def goal_events(self, event: str, until: str) -> list[GoalEvent]:
+        """Events of one kind up to `until` (ISO UTC), earliest first."""
+        return [GoalEvent(*row) for row in self.db.conn.execute(
+            "SELECT email, event, object, occurred_at FROM events WHERE event = ? "
+            "AND occurred_at <= ? ORDER BY occurred_at", (event, until))]
+
+    def history(self, email: str) -> PersonHistory:
+        suppression = self._rows("SELECT * FROM suppressions WHERE email = ?", (email,))
+        return PersonHistory(
+            self._rows("SELECT * FROM enrolments WHERE email = ? ORDER BY enrolled_at",
+                       (email,)),
+            self._rows("SELECT * FROM messages WHERE email = ? ORDER BY"
+                       " coalesce(sent_at, claimed_at), id", (email,)),
+            suppression[0] if suppression else None)

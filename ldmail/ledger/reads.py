@@ -1,0 +1,60 @@
+"""What the report and the quiet cron path read from the ledger."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .core import LedgerFile
+from .states import EnrolmentState, Group, MessageState
+
+M = MessageState
+
+
+@dataclass(frozen=True, slots=True)
+class EnrolmentFacts:
+    email: str
+    group: Group
+    persona: str | None
+    enrolled_at: str  # ISO UTC
+    exit_reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageFacts:
+    step: str
+    state: MessageState
+    sent_at: str | None
+
+
+class Reads(LedgerFile):
+    def campaign_enrolments(self, campaign: str, until: str) -> list[EnrolmentFacts]:
+        """A campaign's enrolments made up to `until` (ISO UTC)."""
+        return [EnrolmentFacts(email, Group(group), persona, enrolled_at, reason)
+                for email, group, persona, enrolled_at, reason in self.db.conn.execute(
+                    "SELECT email, grp, persona, enrolled_at, exit_reason FROM enrolments"
+                    " WHERE campaign = ? AND enrolled_at <= ?", (campaign, until))]
+
+    def campaign_messages(self, campaign: str) -> list[MessageFacts]:
+        return [MessageFacts(step, MessageState(state), sent_at)
+                for step, state, sent_at in self.db.conn.execute(
+                    "SELECT step, state, sent_at FROM messages WHERE campaign = ?", (campaign,))]
+
+    def change_counter(self) -> tuple[object, ...]:
+        """Counts that change whenever anything that decides who is due changes: the staged
+        export, enrolments (and how many are active), messages (and how many are still
+        open), suppressions and goal events. The quiet cron path compares them."""
+        open_states = (M.CLAIMED, M.DEFERRED, M.UNKNOWN)
+        row = self.db.conn.execute(
+            "SELECT (SELECT count(*) FROM main.staged_people), (SELECT count(*) FROM enrolments),"
+            " (SELECT count(*) FROM enrolments WHERE state = ?),"
+            " (SELECT count(*) FROM messages), (SELECT max(id) FROM messages),"
+            " (SELECT count(*) FROM messages WHERE state IN (?, ?, ?)),"
+            " (SELECT count(*) FROM suppressions), (SELECT count(*) FROM events),"
+            " (SELECT max(id) FROM events)", (EnrolmentState.ACTIVE, *open_states)).fetchone()
+        return tuple(row)
+
+    def next_event_after(self, moment: str) -> str | None:
+        """The earliest goal event dated after `moment` (ISO UTC): it starts to count then."""
+        value = self._value("SELECT min(occurred_at) FROM events WHERE occurred_at > ?",
+                            (moment,))
+        return None if value is None else str(value)

@@ -1,0 +1,94 @@
+"""The ledger's tables, as versioned migrations applied in order by sqlite-utils."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database, Migrations
+
+
+def m001_initial(db: Database) -> None:
+    db.execute("""
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)""")
+    db.execute("""
+        CREATE TABLE people (
+            email TEXT PRIMARY KEY, name TEXT, language TEXT, persona TEXT,
+            timezone TEXT, first_seen TEXT NOT NULL, last_seen TEXT NOT NULL)""")
+    db.execute("""
+        CREATE TABLE enrolments (
+            campaign TEXT NOT NULL, email TEXT NOT NULL, enrolled_at TEXT NOT NULL,
+            anchor_at TEXT NOT NULL, grp TEXT NOT NULL, persona TEXT, language TEXT,
+            state TEXT NOT NULL, exit_reason TEXT, exited_at TEXT,
+            PRIMARY KEY (campaign, email))""")
+    db.execute("CREATE INDEX enrolments_state ON enrolments (state)")
+    db.execute("""
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY, campaign TEXT NOT NULL, step TEXT NOT NULL,
+            email TEXT NOT NULL, due_at TEXT NOT NULL, state TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0, message_id TEXT, error TEXT,
+            claimed_at TEXT, sent_at TEXT, next_attempt_at TEXT, run_id INTEGER,
+            UNIQUE (campaign, step, email))""")
+    db.execute("CREATE INDEX messages_state ON messages (state)")
+    db.execute("CREATE INDEX messages_email ON messages (email)")
+    db.execute("""
+        CREATE TABLE suppressions (
+            email TEXT PRIMARY KEY, reason TEXT NOT NULL, source TEXT, created_at TEXT NOT NULL)""")
+    db.execute("""
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY, email TEXT NOT NULL, event TEXT NOT NULL,
+            object TEXT NOT NULL DEFAULT '', occurred_at TEXT NOT NULL, source TEXT,
+            UNIQUE (email, event, object, occurred_at))""")
+    db.execute("CREATE INDEX events_email ON events (email)")
+    db.execute("""
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY, command TEXT NOT NULL, started_at TEXT NOT NULL,
+            finished_at TEXT, now TEXT NOT NULL, pid INTEGER, status TEXT, summary TEXT)""")
+
+
+def m002_streamed_sync(db: Database) -> None:
+    # Each enrolment's history is looked up by (campaign, email) for every active enrolment
+    # of every run; the unique key (campaign, step, email) cannot serve that.
+    db.execute("CREATE INDEX messages_enrolment ON messages (campaign, email)")
+    # The people export as the last written sync read it, and which campaigns target whom:
+    # a run that finds the same export (and the same audiences, campaigns and day) reads
+    # these instead of a million rows again. Indexes are made after each bulk load.
+    db.execute("""
+        CREATE TABLE staged_people (
+            row INTEGER PRIMARY KEY, email TEXT NOT NULL, name TEXT, language TEXT,
+            persona TEXT, timezone TEXT)""")
+    db.execute("""
+        CREATE TABLE staged_targets (
+            campaign TEXT NOT NULL, email TEXT NOT NULL, row INTEGER NOT NULL, anchor_at TEXT,
+            persona TEXT, language TEXT)""")
+    # staged_people replaces it: a second copy of every row, rewritten by each sync, cost a
+    # million-row write per changed export and kept names nobody read.
+    db.execute("DROP TABLE people")
+
+
+def m003_missing_since(db: Database) -> None:
+    # When a person with an active enrolment was first missing from the export: they leave
+    # only once missing for the grace period, so a truncated export ends nothing at once.
+    db.execute("ALTER TABLE enrolments ADD COLUMN missing_since TEXT")
+
+
+def m004_staged_rejected(db: Database) -> None:
+    # The addresses of export rows that were rejected (a date typo, say): such a person is
+    # still in the export, so neither missing from it nor leaving any campaign.
+    db.execute("CREATE TABLE staged_rejected (email TEXT PRIMARY KEY) WITHOUT ROWID")
+
+
+# The schema's versions, in order. sqlite-utils applies them (and records each in its
+# _sqlite_migrations table); it is only imported when one is pending, because importing it
+# costs more than a whole cron run that finds nothing to do.
+MIGRATIONS = [m001_initial, m002_streamed_sync, m003_missing_since, m004_staged_rejected]
+MIGRATION_SET = "ldmail"
+
+
+def migrations() -> Migrations:
+    from sqlite_utils import Migrations
+
+    found = Migrations(MIGRATION_SET)
+    for function in MIGRATIONS:
+        found()(function)
+    return found
