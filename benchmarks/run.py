@@ -361,10 +361,10 @@ def ensure_smtp_sink() -> str:
 class Sink:
     """`smtp-sink -c` on a loopback port: accepts everything, counts messages, keeps nothing."""
 
-    def __init__(self, binary: str) -> None:
+    def __init__(self, binary: str, *flags: str) -> None:
         self.port = free_port()
         self.log = tempfile.TemporaryFile()
-        command = [binary, "-c"]
+        command = [binary, "-c", *flags]
         if os.geteuid() == 0:
             command += ["-u", "nobody"]  # smtp-sink refuses to run as root
         command += [f"127.0.0.1:{self.port}", "1000"]
@@ -398,8 +398,8 @@ class Sink:
 
 
 @contextmanager
-def sink(binary: str) -> Iterator[Sink]:
-    server = Sink(binary)
+def sink(binary: str, *flags: str) -> Iterator[Sink]:
+    server = Sink(binary, *flags)
     try:
         yield server
     finally:

@@ -44,22 +44,9 @@ def new_message_id(sender: Address) -> str:
     return f"<{random_hex()}@{sender.domain}>"
 
 
-_random_pool = bytearray()
-
-
 def random_hex(size: int = 16) -> str:
-    """`size` random bytes as hex, from the OS's CSPRNG in blocks.
-
-    Every message needs two unguessable values (its Message-ID and MIME boundary); asking the
-    kernel for each costs a system call, which on a virtual machine is dearer than the rest of
-    the work. One call now serves 256 of them.
-    """
-    global _random_pool
-    if len(_random_pool) < size:
-        _random_pool = bytearray(os.urandom(4096))
-    chunk = _random_pool[-size:]
-    del _random_pool[-size:]
-    return chunk.hex()
+    """`size` random bytes from the OS's CSPRNG, as hex (Message-IDs, MIME boundaries)."""
+    return os.urandom(size).hex()
 
 
 def unsubscribe_links(settings: Settings, sender: Address, token: str) -> tuple[str, str | None]:

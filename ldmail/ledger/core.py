@@ -24,8 +24,6 @@ if TYPE_CHECKING:
 
 # How long a command waits for another program's write lock on the ledger (seconds).
 BUSY_TIMEOUT = 30.0
-# Page cache per schema, in KiB (SQLite takes it only as it needs it).
-CACHE_KIB = 64 * 1024
 # The meta key under which the staged export's fingerprint is kept (see enrolment.py).
 STAGED = "staged"
 # The meta key of the quiet marker (see quiet.py).
@@ -133,10 +131,6 @@ class LedgerFile:
                 conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT, isolation_level=None,
                                        check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
-            # A sync of a large export writes and indexes a row per person: with SQLite's
-            # default 2 MB page cache those writes go to disk and back many times over.
-            for schema in ("main", "temp"):
-                conn.execute(f"PRAGMA {schema}.cache_size = -{CACHE_KIB}")
             if not readonly:
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = NORMAL")
