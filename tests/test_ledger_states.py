@@ -3,8 +3,10 @@ ldmail/ledger/states.py says or raises IllegalTransition and writes nothing."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -223,3 +225,15 @@ def test_the_table_is_in_the_docstring() -> None:
         line = next(text for text in doc.splitlines() if text.strip().startswith(op.value + " "))
         for source, target in moves.items():
             assert source.value in line and target.value in line, (op, line)
+
+
+def test_a_state_no_ldmail_writes_is_a_clear_error(tmp_path: Path, project: Path,
+                                                    cli: Callable[..., Any]) -> None:
+    """A ledger edited by hand: one located line and exit 1, not a traceback."""
+    assert cli("send", "--project", project, "--now", "2026-12-01T10:00").exit_code == 0
+    with sqlite3.connect(project / ".ldmail" / "ledger.db") as db:
+        db.execute("UPDATE messages SET state = 'weird' WHERE id = 1")
+    result = cli("report", "--project", project, "--now", "2026-12-20T10:00")
+    assert result.exit_code == 1
+    assert "holds 'weird' as the message state of welcome/" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout

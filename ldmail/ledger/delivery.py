@@ -27,6 +27,7 @@ from .states import (
     enrolment_moves_from,
     message_move,
     message_sources,
+    stored,
 )
 
 M, E = MessageState, EnrolmentState
@@ -254,12 +255,13 @@ class DeliveryMoves(LedgerFile):
         """The state of one message (`new` when the ledger has no row for it)."""
         state = self._value("SELECT state FROM messages WHERE campaign = ? AND step = ? AND"
                             " email = ?", tuple(key))
-        return M.NEW if state is None else MessageState(state)
+        return M.NEW if state is None else stored(MessageState, state, str(key))
 
     def enrolment_state(self, campaign: str, email: str) -> EnrolmentState:
         state = self._value("SELECT state FROM enrolments WHERE campaign = ? AND email = ?",
                             (campaign, email))
-        return E.NEW if state is None else EnrolmentState(state)
+        return E.NEW if state is None else stored(EnrolmentState, state,
+                                                  f"{campaign} for {email}")
 
     def claimed(self) -> list[MessageKey]:
         """Messages claimed and not yet recorded: in flight, or left by a run that died."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .core import LedgerFile
-from .states import EnrolmentState, Group, MessageState
+from .states import EnrolmentState, Group, MessageState, stored
 
 M = MessageState
 
@@ -29,15 +29,18 @@ class MessageFacts:
 class Reads(LedgerFile):
     def campaign_enrolments(self, campaign: str, until: str) -> list[EnrolmentFacts]:
         """A campaign's enrolments made up to `until` (ISO UTC)."""
-        return [EnrolmentFacts(email, Group(group), persona, enrolled_at, reason)
+        return [EnrolmentFacts(email, stored(Group, group, f"{campaign} for {email}"), persona,
+                               enrolled_at, reason)
                 for email, group, persona, enrolled_at, reason in self.db.conn.execute(
                     "SELECT email, grp, persona, enrolled_at, exit_reason FROM enrolments"
                     " WHERE campaign = ? AND enrolled_at <= ?", (campaign, until))]
 
     def campaign_messages(self, campaign: str) -> list[MessageFacts]:
-        return [MessageFacts(step, MessageState(state), sent_at)
-                for step, state, sent_at in self.db.conn.execute(
-                    "SELECT step, state, sent_at FROM messages WHERE campaign = ?", (campaign,))]
+        return [MessageFacts(step, stored(MessageState, state, f"{campaign}/{step} to {email}"),
+                             sent_at)
+                for step, state, sent_at, email in self.db.conn.execute(
+                    "SELECT step, state, sent_at, email FROM messages WHERE campaign = ?",
+                    (campaign,))]
 
     def change_counter(self) -> tuple[object, ...]:
         """Counts that change whenever anything that decides who is due changes: the staged

@@ -43,8 +43,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from enum import StrEnum
+from typing import TypeVar
 
-from ..errors import IllegalTransition
+from ..errors import IllegalTransition, LedgerError
+
+_Stored = TypeVar("_Stored", bound=StrEnum)
 
 
 class MessageState(StrEnum):
@@ -152,3 +155,19 @@ def enrolment_moves_from(op: EnrolmentOp) -> tuple[EnrolmentState, ...]:
     """The stored states `op` really changes (not the ones it leaves as they are)."""
     return tuple(state for state, targets in ENROLMENT_MOVES[op].items()
                  if state is not E.NEW and targets != {state})
+
+
+_NAMES = {"MessageState": "message state", "EnrolmentState": "enrolment state",
+          "Group": "group"}
+
+
+def stored(kind: type[_Stored], value: str, where: str) -> _Stored:
+    """A state (or group) as read from the ledger; one no ldmail writes is a clear error."""
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(member.value for member in kind if member.value != "new")
+        raise LedgerError(
+            f"the ledger holds {value!r} as the {_NAMES.get(kind.__name__, kind.__name__)} of "
+            f"{where}, which ldmail never writes (it writes {allowed}); was the ledger edited "
+            "by hand? Restore it from a backup, or set that row back to a valid value") from None
