@@ -14,9 +14,9 @@ go. It prints a table and writes it to benchmarks/results/<date>-fast-paths.md:
 - SMTP pipelining (transport._SMTP, RFC 2920); off: smtp-sink started with -P, so every
   command waits for its reply.
 
-Two former speed-ups did not pay and were removed (figures in
+Three former speed-ups did not pay and were removed (figures in
 results/2026-11-30-fast-paths-review.md): a pool of random bytes for Message-IDs and MIME
-boundaries, and a 64 MB page cache for the ledger.
+boundaries, a 64 MB page cache for the ledger, and a second memo of expression answers.
 """
 
 from __future__ import annotations

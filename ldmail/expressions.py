@@ -206,38 +206,12 @@ def free_names(source: str) -> frozenset[str]:
     return frozenset(meta.find_undeclared_variables(parsed))
 
 
-# Answers by expression and the values of the names it reads. Persona rules read few,
-# low-cardinality attributes (department, tenure_days), so most people hit the cache.
-_ANSWERS: dict[tuple[str, tuple[Any, ...]], bool] = {}
-_MAX_ANSWERS = 200_000
-
-
-@cache
-def _read_names(source: str) -> tuple[str, ...]:
-    return tuple(sorted(free_names(source)))
-
-
 def evaluate(source: str, names: Mapping[str, Any]) -> bool:
-    """Evaluate an expression over `names`, as a yes/no answer."""
-    read = _read_names(source)
-    try:
-        key: tuple[str, tuple[Any, ...]] | None = (source, tuple(map(names.get, read)))
-        hash(key)
-    except TypeError:
-        key = None  # an unhashable value: evaluate without the cache
-    if key is not None:
-        cached = _ANSWERS.get(key)
-        if cached is not None:
-            return cached
-    answer = _evaluate(source, names)
-    if key is not None:
-        if len(_ANSWERS) >= _MAX_ANSWERS:
-            _ANSWERS.clear()
-        _ANSWERS[key] = answer
-    return answer
+    """Evaluate an expression over `names`, as a yes/no answer.
 
-
-def _evaluate(source: str, names: Mapping[str, Any]) -> bool:
+    Not memoised here: audience.Rule keeps one answer per distinct value of the names a rule
+    reads, which serves every person of an export but a few hundred.
+    """
     expression = compile_expression(source)
     try:
         with _environment().budget.running():
