@@ -34,8 +34,10 @@ app = typer.Typer(
 )
 
 def _root(ctx: typer.Context) -> Path:
+    from .config import find_project
+
     project = ctx.params.get("project") or ctx.find_root().params.get("project")
-    return Path(project) if project else Path(".")
+    return Path(project) if project else (find_project(Path.cwd()) or Path("."))
 
 
 def _complete_campaign(ctx: typer.Context, incomplete: str) -> list[str]:
@@ -143,8 +145,24 @@ def console(stderr: bool = False) -> Console:
 class Invocation:
     """The project folder and the moment a command runs for."""
 
-    root: Path
+    found: Path | None  # None: no --project, and no campaign repository here or above
     now: datetime
+
+    @property
+    def root(self) -> Path:
+        from .errors import ProjectNotFound
+
+        if self.found is None:
+            raise ProjectNotFound(Path.cwd(), searched_up=True)
+        return self.found
+
+
+def _project_root(project: Path | None) -> Path | None:
+    """--project as given; else the nearest campaign repository from the current folder up."""
+    from .config import find_project
+
+    chosen = project or _global_options().project
+    return chosen if chosen is not None else find_project(Path.cwd())
 
 
 @contextmanager
@@ -156,8 +174,7 @@ def invocation(project: Path | None, now: str | None) -> Iterator[Invocation]:
     from .errors import ConfigError, LdmailError
 
     try:
-        given = _global_options()
-        yield Invocation(project or given.project or Path("."), parse_now(now or given.now))
+        yield Invocation(_project_root(project), parse_now(now or _global_options().now))
     except ConfigError as exc:
         err = console(stderr=True)
         for problem in exc.problems:
@@ -908,6 +925,12 @@ def schema(
     from .schema import SCHEMA_DIR, write_schemas
 
     with invocation(project, now) as inv:
+        if out is None:
+            from .config import is_project
+            from .errors import ProjectNotFound
+
+            if not is_project(inv.root):  # not into whatever folder --project names
+                raise ProjectNotFound(inv.root.resolve())
         written = write_schemas(out or inv.root / SCHEMA_DIR)
     out_console = console()
     for path in written:

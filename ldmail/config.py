@@ -337,6 +337,21 @@ def _check_paths(project: Project, settings_yaml: LocatedYaml | None,
                                     f"{str(exc).removeprefix(setting + ': ')}"))
 
 
+def is_project(folder: Path) -> bool:
+    """A campaign repository: it has audiences.yaml or ldmail.yaml."""
+    return (folder / AUDIENCES_FILE).is_file() or (folder / SETTINGS_FILE).is_file()
+
+
+def find_project(start: Path) -> Path | None:
+    """The nearest folder from `start` upwards that is a campaign repository, as git finds
+    its repository; None when there is none up to the file system's root."""
+    start = start.resolve()
+    for folder in (start, *start.parents):
+        if is_project(folder):
+            return folder
+    return None
+
+
 def load_project(root: Path, *, strict: bool = True) -> Project:
     """Load and check everything; with strict, any problem raises ConfigError listing all."""
     root = root.resolve()

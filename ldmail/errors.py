@@ -57,10 +57,12 @@ class ConfigError(LdmailError):
 class ProjectNotFound(LdmailError):
     "The folder holds no ldmail project."
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, searched_up: bool = False) -> None:
+        where = "here or in any folder above it" if searched_up else "here"
         super().__init__(
-            f"{root}: no audiences.yaml or campaigns/ here; run inside a campaign repo, "
-            "pass --project DIR, or create one with 'ldmail init DIR'"
+            f"{root}: no ldmail project {where} (no audiences.yaml, ldmail.yaml or "
+            "campaigns/); run inside a campaign repo, pass --project DIR, or create one with "
+            "'ldmail init DIR'"
         )
 
 
