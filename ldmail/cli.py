@@ -79,6 +79,12 @@ class HistoryFormat(StrEnum):
     JSON = "json"
 
 
+# audience, plan and send: a table for people, JSON for scripts.
+OutputFormat = HistoryFormat
+OutputOption = Annotated[OutputFormat, typer.Option(
+    "--format", help="table for people, json for scripts.")]
+
+
 class ReportFormat(StrEnum):
     TABLE = "table"
     CSV = "csv"
@@ -326,6 +332,7 @@ def audience(
     now: NowOption = None,
     show: Annotated[int, typer.Option(help="List at most this many unmatched or rejected rows.")]
     = 50,
+    output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """People per persona, unmatched and rejected rows.
 
@@ -341,6 +348,21 @@ def audience(
     with invocation(project, now) as inv:
         loaded = load_project(inv.root)
         result = scan_audience(loaded, inv.now.date(), keep=show)
+    if output == OutputFormat.JSON:
+        import json
+
+        personas = {name: {"label": persona.label,
+                           "people": result.languages.get(name, Counter()).total(),
+                           "languages": dict(sorted(result.languages.get(name, Counter())
+                                                    .items()))}
+                    for name, persona in loaded.audiences.personas.items()}
+        sys.stdout.write(json.dumps({
+            "source": result.source, "people": result.people, "personas": personas,
+            "unmatched": result.unmatched_count,
+            "unmatched_rows": [{"row": p.row, "email": p.email} for p in result.unmatched],
+            "rejected": [{"row": r.row, "reason": r.reason} for r in result.rejected[:show]],
+            "rejected_count": len(result.rejected)}, indent=2, ensure_ascii=False) + "\n")
+        return
     out = console()
     table = Table(title=f"Audience from {result.source}", title_justify="left")
     table.add_column("persona")
@@ -448,15 +470,55 @@ CampaignOption = Annotated[str | None, typer.Option("--campaign", "-c", help="On
                                                     autocompletion=_complete_campaign)]
 
 
+def _local(moment: str) -> str:
+    """An ISO UTC moment as this machine's local time, with its zone."""
+    from .clock import from_iso
+
+    return from_iso(moment).astimezone().strftime("%a %Y-%m-%d %H:%M %Z")
+
+
+def _plural(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
+
+
 def _print_summary(summary: SendSummary) -> None:
+    from rich.table import Table
+
     out = console()
     verb = "would send" if summary.dry_run else "sent"
     out.print(f"{verb} {summary.sent} · waiting for send window {summary.waiting_window} · "
               f"retry later {summary.deferred} · failed {summary.failed} · "
               f"unknown {summary.unknown_total}")
+    if summary.dry_run and summary.steps:
+        table = Table(title="Would send, by campaign and step", title_justify="left")
+        for column in ("campaign", "step", "messages"):
+            table.add_column(column, justify="right" if column == "messages" else "left")
+        for key, count in sorted(summary.steps.items()):
+            campaign_id, _, step_id = key.partition("/")
+            table.add_row(campaign_id, step_id, str(count))
+        out.print(table)
+    if summary.first:
+        table = Table(title=f"The first {len(summary.first)} of them", title_justify="left")
+        for column in ("campaign", "step", "person", "address"):
+            table.add_column(column)
+        for recipient in summary.first:
+            table.add_row(recipient.campaign, recipient.step, recipient.name, recipient.email)
+        out.print(table)
+    if summary.destination and summary.sent:
+        kind, _, where = summary.destination.partition(" ")
+        out.print(f"messages went to the SMTP server {where}" if kind == "smtp" else
+                  f"messages went to the outbox folder {where} (one .eml file each)")
+    if summary.waiting_window and summary.window_opens:
+        out.print(f"{summary.waiting_window} due message(s) wait for the send window, which "
+                  f"opens {_local(summary.window_opens)} for the first of them")
     details = []
     if summary.enrolled or summary.exited:
-        details.append(f"enrolled {summary.enrolled}, left {summary.exited}")
+        people = _plural(summary.people_enrolled, "person", "people")
+        enrolments = _plural(summary.enrolled, "enrolment", "enrolments")
+        ended = _plural(summary.exited, "enrolment", "enrolments")
+        details.append(f"would enrol {people} ({enrolments}), {ended} would end"
+                       if summary.dry_run else f"enrolled {people} ({enrolments}), "
+                       f"{ended} ended")
     if summary.missing:
         details.append(f"{summary.missing} enrolment(s) now missing from the export (they "
                        "continue if back within exits.grace)")
@@ -539,6 +601,9 @@ def send(
     new_ledger: Annotated[bool, typer.Option(
         "--new-ledger", help="Start a new ledger although earlier runs wrote another (everyone "
         "is mailed again from the first step).")] = False,
+    show: Annotated[int, typer.Option(
+        help="With --dry-run, list the first N people who would get a message.", min=0)] = 0,
+    output: OutputOption = OutputFormat.TABLE,
     db: DbOption = None,
     project: ProjectOption = None,
     now: NowOption = None,
@@ -572,11 +637,15 @@ def send(
                                        campaign=campaign, limit=limit,
                                        resend_unknown=resend_unknown, wait=wait,
                                        progress=advance, stop=stop,
-                                       accept_exits=accept_exits, new_ledger=new_ledger)
+                                       accept_exits=accept_exits, new_ledger=new_ledger,
+                                       show=show)
             except LedgerBusy as exc:
                 console().print(str(exc), soft_wrap=True)
                 return
-    _print_summary(summary)
+    if output == OutputFormat.JSON:
+        sys.stdout.write(summary.to_json() + "\n")
+    else:
+        _print_summary(summary)
     if not summary.ok:
         raise typer.Exit(1)
 
@@ -627,6 +696,7 @@ def plan(
     days: Annotated[int, typer.Option(help="How many days ahead to show.", min=1)] = 14,
     campaign: CampaignOption = None,
     show: Annotated[int, typer.Option(help="List at most this many sends.")] = 100,
+    output: OutputOption = OutputFormat.TABLE,
     db: DbOption = None,
     project: ProjectOption = None,
     now: NowOption = None,
@@ -640,6 +710,20 @@ def plan(
     with invocation(project, now) as inv:
         loaded = load_project(inv.root)
         result = build_plan(loaded, inv.now, days, db=db, campaign=campaign, show=show)
+    if output == OutputFormat.JSON:
+        import json
+
+        sys.stdout.write(json.dumps({
+            "until": result.until.isoformat(), "total": result.total,
+            "new_enrolments": result.new_enrolments, "holdout": result.holdout,
+            "per_day": [{"day": day.isoformat(), "campaign": campaign_id, "step": step_id,
+                         "messages": count} for (day, campaign_id, step_id), count
+                        in sorted(result.per_day.items())],
+            "first": [{"at": item.local.isoformat(), "campaign": item.campaign,
+                       "step": item.step, "email": item.email, "persona": item.persona,
+                       "language": item.language, "retry": item.retry}
+                      for item in result.first]}, indent=2, ensure_ascii=False) + "\n")
+        return
     out = console()
     per_day: dict[str, dict[str, int]] = {}
     for (day_date, campaign_id, step_id), count in sorted(result.per_day.items()):

@@ -69,14 +69,26 @@ class Failure:
     reason: str
 
 
+@dataclass(frozen=True)
+class Recipient:
+    email: str
+    campaign: str
+    step: str
+    name: str
+
+
 @dataclass
 class SendSummary:
     dry_run: bool = False
-    enrolled: int = 0
+    # Where messages went: "outbox <folder>" or "smtp <host>:<port>" (empty in a dry run).
+    destination: str = ""
+    enrolled: int = 0  # enrolments begun in this run
+    people_enrolled: int = 0  # the people they are for
     exited: int = 0
     due: int = 0
     sent: int = 0
     waiting_window: int = 0
+    window_opens: str | None = None  # when the first of those may go (ISO, UTC)
     deferred: int = 0
     failed: int = 0
     unknown_found: int = 0
@@ -94,6 +106,10 @@ class SendSummary:
     # Messages that became unknown in this run: a claim a killed run left, or a message whose
     # reply was lost after the whole of it went out.
     unknown: list[Failure] = field(default_factory=list)
+    # Messages sent (or, in a dry run, that would be) by "campaign/step".
+    steps: dict[str, int] = field(default_factory=dict)
+    # In a dry run, the first --show people who would get a message.
+    first: list[Recipient] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -108,12 +124,22 @@ class SendSummary:
         return json.dumps(asdict(self))
 
 
-def find_due(project: Project, ledger: Ledger, now: datetime
-             ) -> tuple[list[Due], int, list[Enrolment], datetime | None]:
-    """Messages to send now, how many wait for their window, enrolments now complete, and
-    the earliest later moment at which a step becomes due or its window opens."""
+@dataclass
+class DueNow:
+    """What find_due found."""
+
+    due: list[Due]
+    waiting: int  # steps due whose send window is closed
+    window_opens: datetime | None  # when the first of those may go
+    complete: list[Enrolment]  # enrolments with no step left
+    next_change: datetime | None  # the earliest later moment a step becomes due or may go
+
+
+def find_due(project: Project, ledger: Ledger, now: datetime) -> DueNow:
+    """Messages to send now, and what waits for later."""
     found: list[tuple[Enrolment, Planned, bool]] = []
     waiting = 0
+    window_opens: datetime | None = None
     complete: list[Enrolment] = []
     next_change: datetime | None = None
     for enrolment, steps in active_enrolments(project, ledger, now):
@@ -129,6 +155,8 @@ def find_due(project: Project, ledger: Ledger, now: datetime
         if first.due_at <= now:
             waiting += 1
             change = first.send_at
+            if window_opens is None or change < window_opens:
+                window_opens = change
         else:
             change = first.due_at
         if next_change is None or change < next_change:
@@ -146,7 +174,7 @@ def find_due(project: Project, ledger: Ledger, now: datetime
             else:
                 next_change = now  # due, but not sent now: the next run must look again
     due.sort(key=lambda d: (d.planned.due_at, d.enrolment.campaign, d.person.row))
-    return due, waiting, complete, next_change
+    return DueNow(due, waiting, window_opens, complete, next_change)
 
 
 class Sender:
@@ -230,6 +258,18 @@ def _key(item: Due) -> MessageKey:
     return MessageKey(item.enrolment.campaign, item.planned.step.id, item.enrolment.email)
 
 
+def _count_step(summary: SendSummary, item: Due) -> None:
+    key = f"{item.enrolment.campaign}/{item.planned.step.id}"
+    summary.steps[key] = summary.steps.get(key, 0) + 1
+
+
+def _destination(project: Project) -> str:
+    transport = project.settings.transport
+    if transport.kind == "smtp":
+        return f"smtp {transport.host}:{transport.port}"
+    return f"outbox {project.path(transport.outbox, OUTBOX_SETTING)}"
+
+
 def _label(now: datetime, item: Due, message_id: str) -> str:
     # No personal data in file names: the message id's random part tells files apart.
     return (f"{now.strftime('%Y%m%dT%H%M%S')}-{item.enrolment.campaign}-{item.planned.step.id}"
@@ -240,11 +280,12 @@ def send(project: Project, now: datetime, *, db: Path | None = None, dry_run: bo
          campaign: str | None = None, limit: int | None = None, resend_unknown: bool = False,
          wait: float = 0.0, progress: Progress | None = None,
          stop: threading.Event | None = None, accept_exits: bool = False,
-         new_ledger: bool = False, transports: list[Transport] | None = None) -> SendSummary:
+         new_ledger: bool = False, transports: list[Transport] | None = None,
+         show: int = 0) -> SendSummary:
     """One complete send run; safe to start from cron every few minutes.
 
     `transports`: where messages go instead of the project's transport setting (a
-    MemoryTransport in tests, say).
+    MemoryTransport in tests, say). `show`: in a dry run, list the first `show` recipients.
     """
     if campaign is not None:
         project.campaign(campaign)  # unknown ids fail before anything happens
@@ -256,7 +297,7 @@ def send(project: Project, now: datetime, *, db: Path | None = None, dry_run: bo
         with Ledger(path, readonly=True) as ledger:
             return _run(project, ledger, now, dry_run=True, campaign=campaign, limit=limit,
                         resend_unknown=resend_unknown, progress=progress, stop=stop,
-                        claims_in_flight=in_flight, accept_exits=accept_exits)
+                        claims_in_flight=in_flight, accept_exits=accept_exits, show=show)
     with SendLock(lock, wait=wait):
         _refuse_fresh_start(project, path, new_ledger)
         with Ledger(path, new=new_ledger) as ledger:
@@ -311,8 +352,11 @@ def _check_identity(ledger: Ledger) -> None:
 def _run(project: Project, ledger: Ledger, now: datetime, *, dry_run: bool, campaign: str | None,
          limit: int | None, resend_unknown: bool, progress: Progress | None,
          stop: threading.Event | None, claims_in_flight: bool = False,
-         accept_exits: bool = False, transports: list[Transport] | None = None) -> SendSummary:
+         accept_exits: bool = False, transports: list[Transport] | None = None,
+         show: int = 0) -> SendSummary:
     summary = SendSummary(dry_run=dry_run)
+    if not dry_run:
+        summary.destination = _destination(project)
     # Read before the sync: whatever suppress or an import changes after it is re-checked.
     interventions = ledger.interventions()
     run_id = 0 if dry_run else ledger.start_run("send", iso(datetime.now(now.tzinfo)), iso(now))
@@ -337,6 +381,7 @@ def _run(project: Project, ledger: Ledger, now: datetime, *, dry_run: bool, camp
         spell = quiet.find(project, ledger, now)
         if spell is not None:
             summary.waiting_window = spell.waiting
+            summary.window_opens = spell.opens
             ledger.finish_run(run_id, iso(datetime.now(now.tzinfo)), "ok", summary.to_json())
             return summary
     if not dry_run:
@@ -344,13 +389,18 @@ def _run(project: Project, ledger: Ledger, now: datetime, *, dry_run: bool, camp
     synced = sync(project, ledger, now, persist=not dry_run, only=campaign,
                   accept_exits=accept_exits)
     summary.enrolled, summary.exited = synced.enrolled, synced.exited
+    summary.people_enrolled = synced.people
     summary.missing = synced.vanished
-    due, summary.waiting_window, complete, next_change = find_due(project, ledger, now)
-    if not dry_run and complete:
-        ledger.complete([(enrolment.campaign, enrolment.email) for enrolment in complete],
+    found = find_due(project, ledger, now)
+    due = found.due
+    summary.waiting_window = found.waiting
+    summary.window_opens = None if found.window_opens is None else iso(found.window_opens)
+    if not dry_run and found.complete:
+        ledger.complete([(enrolment.campaign, enrolment.email) for enrolment in found.complete],
                         iso(now))
     if plain and not due and not summary.unknown_found:
-        quiet.remember(project, ledger, now, next_change, summary.waiting_window)
+        quiet.remember(project, ledger, now, found.next_change, summary.waiting_window,
+                       summary.window_opens)
     summary.due = len(due)
     cap = project.settings.transport.daily_cap
     if cap is not None:
@@ -375,6 +425,10 @@ def _run(project: Project, ledger: Ledger, now: datetime, *, dry_run: bool, camp
                                      now.date())
     summary.broken = {campaign_id: str(problem) for campaign_id, problem in
                       sender.broken.items()}
+    if dry_run:
+        summary.first = [Recipient(item.person.email, item.enrolment.campaign,
+                                   item.planned.step.id, item.person.display_name)
+                         for item in due[:show]]
     try:
         _deliver(sender, due, summary, dry_run, progress, stop)
     finally:
@@ -510,6 +564,7 @@ def _settle(sender: Sender, lanes: _Lanes, summary: SendSummary) -> BaseExceptio
         summary.stopped = _STOPPING
     if state == MessageState.SENT:
         summary.sent += 1
+        _count_step(summary, item)
     elif state == MessageState.UNKNOWN:
         summary.unknown.append(Failure(e.email, e.campaign, step.id, result.reason))
         summary.unknown_total += 1
@@ -555,6 +610,7 @@ def _deliver_each(sender: Sender, due: list[Due], summary: SendSummary, dry_run:
                 continue
             if dry_run:
                 summary.sent += 1
+                _count_step(summary, item)
                 continue
             while not lanes.idle and problem is None:
                 problem = _settle(sender, lanes, summary)

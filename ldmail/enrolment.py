@@ -144,7 +144,8 @@ _NEW_INTO_RUN = _NEW.format(target="temp.new", reason="reason", stamps="enrolled
 class SyncResult:
     """What the sync changed."""
 
-    enrolled: int = 0
+    enrolled: int = 0  # enrolments begun
+    people: int = 0  # the people they are for (one person may join several campaigns)
     exited: int = 0
     vanished: int = 0
 
@@ -352,8 +353,14 @@ def sync(project: Project, ledger: Ledger, now: datetime, *, persist: bool,
             _missing(ledger, now)
         if not persist:
             result.enrolled = conn.execute(_NEW_INTO_RUN, states).rowcount
+            result.people = conn.execute("SELECT count(DISTINCT email) FROM temp.new"
+                                         ).fetchone()[0]
             return result
+        newest = conn.execute("SELECT coalesce(max(rowid), 0) FROM main.enrolments").fetchone()[0]
         result.enrolled = conn.execute(_NEW_INTO_LEDGER, states).rowcount
+        if result.enrolled:
+            result.people = conn.execute("SELECT count(DISTINCT email) FROM main.enrolments"
+                                         " WHERE rowid > ?", (newest,)).fetchone()[0]
         _apply_exits(ledger, now)
         # Trusted from now on only if the export did not change while it was read (a new
         # size, inode or modification time makes export_digest read it again).

@@ -31,6 +31,7 @@ log = logging.getLogger("ldmail.quiet")
 class Quiet:
     waiting: int
     until: datetime
+    opens: str | None  # when the first step waiting for its send window may go (ISO, UTC)
 
 
 def fingerprint(project: Project, ledger: Ledger, now: datetime) -> str:
@@ -53,6 +54,7 @@ def find(project: Project, ledger: Ledger, now: datetime) -> Quiet | None:
         marker = json.loads(value)
         since, until = from_iso(marker["since"]), from_iso(marker["until"])
         waiting = int(marker["waiting"])
+        opens = marker.get("opens")
     except (ValueError, KeyError, TypeError):
         return None
     if not since <= now < until:
@@ -63,7 +65,7 @@ def find(project: Project, ledger: Ledger, now: datetime) -> Quiet | None:
         log.debug("quiet path not taken: settings, campaigns, the export or the ledger changed")
         return None
     log.debug("quiet path: nothing can be due before %s and nothing changed", marker["until"])
-    return Quiet(waiting, until)
+    return Quiet(waiting, until, opens if isinstance(opens, str) else None)
 
 
 def forget(ledger: Ledger) -> None:
@@ -72,7 +74,7 @@ def forget(ledger: Ledger) -> None:
 
 
 def remember(project: Project, ledger: Ledger, now: datetime, until: datetime | None,
-             waiting: int) -> None:
+             waiting: int, opens: str | None) -> None:
     """Record that nothing is due from `now` until `until` (None: nothing ever will be)."""
     future_events = ledger.next_event_after(iso(now))
     if future_events is not None:  # a goal event dated later starts to count then
@@ -80,5 +82,5 @@ def remember(project: Project, ledger: Ledger, now: datetime, until: datetime | 
         until = event_at if until is None else min(until, event_at)
     marker = {"fingerprint": fingerprint(project, ledger, now), "since": iso(now),
               "until": iso(until) if until is not None else "9999-12-31T23:59:59Z",
-              "waiting": waiting}
+              "waiting": waiting, "opens": opens}
     ledger.set_meta(QUIET, json.dumps(marker))

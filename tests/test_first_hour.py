@@ -3,6 +3,8 @@ clearly when there is none."""
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -41,3 +43,45 @@ def test_an_explicit_project_is_not_searched_upwards(project: Path, cli: Cli) ->
     result = cli("validate", "--project", project / "campaigns")
     assert result.exit_code == 1
     assert "no ldmail project here (" in result.stderr
+
+
+def test_a_dry_run_shows_campaign_step_and_people(project: Path, cli: Cli) -> None:
+    dry = cli("send", "--project", project, "--dry-run", "--show", "2",
+              "--now", "2026-12-01T10:00+01:00")
+    assert dry.exit_code == 0, dry.output
+    assert re.search(r"│ welcome\s+│ hello\s+│\s+7 │", dry.stdout), dry.stdout
+    assert "The first 2 of them" in dry.stdout
+    assert dry.stdout.count("@example.org") == 2
+    assert "would enrol 8 people (8 enrolments), 0 enrolments would end" in dry.stdout
+    assert not (project / ".ldmail" / "outbox").exists()
+
+
+def test_a_send_says_where_messages_went_and_when_the_window_opens(project: Path,
+                                                                  cli: Cli) -> None:
+    sent = cli("send", "--project", project, "--now", "2026-12-01T10:00+01:00")
+    assert "enrolled 8 people (8 enrolments), 0 enrolments ended" in sent.stdout
+    outbox = project / ".ldmail" / "outbox"
+    assert f"messages went to the outbox folder {outbox.resolve()}" in sent.stdout
+    # The second step is due on Friday evening: it waits for Monday 09:00 in Amsterdam.
+    friday = cli("send", "--project", project, "--now", "2026-12-04T18:00+01:00")
+    assert friday.exit_code == 0, friday.output
+    assert "7 due message(s) wait for the send window, which opens Mon 2026-12-07 " in \
+        friday.stdout
+    assert "messages went to" not in friday.stdout  # nothing went anywhere
+
+
+def test_json_for_scripts(project: Path, cli: Cli) -> None:
+    now = ("--now", "2026-12-01T10:00+01:00")
+    plan = json.loads(cli("plan", "--project", project, "--format", "json", *now).stdout)
+    assert plan["total"] == 14 and plan["new_enrolments"] == 8
+    assert {(d["step"], d["messages"]) for d in plan["per_day"]} == \
+        {("hello", 7), ("first-course", 7)}
+    audience = json.loads(cli("audience", "--project", project, "--format", "json",
+                              *now).stdout)
+    assert audience["people"] == 8
+    assert sum(p["people"] for p in audience["personas"].values()) + \
+        audience["unmatched"] == 8
+    sent = json.loads(cli("send", "--project", project, "--format", "json", *now).stdout)
+    assert sent["sent"] == 7 and sent["steps"] == {"welcome/hello": 7}
+    assert sent["people_enrolled"] == 8
+    assert sent["destination"] == f"outbox {(project / '.ldmail' / 'outbox').resolve()}"

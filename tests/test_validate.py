@@ -123,4 +123,4 @@ def test_github_and_json_formats(project: Path, cli: Cli) -> None:
 def test_not_a_project(tmp_path: Path, cli: Cli) -> None:
     result = cli("validate", "--project", tmp_path)
     assert result.exit_code == 1
-    assert "no audiences.yaml or campaigns/ here" in result.stderr
+    assert "no ldmail project here (no audiences.yaml, ldmail.yaml or campaigns/)" in result.stderr
