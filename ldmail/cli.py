@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import signal
 import sys
 import threading
@@ -221,17 +222,51 @@ def main_options(ctx: typer.Context, project: ProjectOption = None, now: NowOpti
                      callback=_show_version)] = False) -> None:
     """Drip e-mail campaigns for Learning & Development teams, as code."""
     ctx.obj = GlobalOptions(project, now)
+    core = logging.getLogger("ldmail")
+    # Nothing left from an earlier call in the same process.
+    core.handlers, core.level, core.propagate = [], logging.NOTSET, True
+    if verbose:
+        _log_to_stderr("ldmail", logging.DEBUG)
+
+
+# ISO 8601 with the UTC offset: unambiguous in any locale and sortable in a log file.
+LOG_TIME = "%Y-%m-%dT%H:%M:%S%z"
+
+
+def _log_handler() -> logging.Handler:
+    """Log lines on stderr: coloured with a time on every line in a terminal; plain
+    `time level message` lines, unpadded, in a log file or cron mail."""
     import logging
 
-    core = logging.getLogger("ldmail")
-    core.handlers, core.level = [], logging.NOTSET  # nothing left from an earlier call
-    if verbose:
+    err = console(stderr=True)
+    if err.is_terminal:
         from rich.logging import RichHandler
 
-        handler = RichHandler(console=console(stderr=True), show_path=False,
-                              log_time_format="[%Y-%m-%d %H:%M:%S]")
-        core.setLevel(logging.DEBUG)
-        core.handlers = [handler]
+        return RichHandler(console=err, show_path=False, omit_repeated_times=False,
+                           log_time_format=LOG_TIME)
+    plain = _StderrHandler()
+    plain.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", LOG_TIME))
+    return plain
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to sys.stderr as it is when a line is logged (a test runner, or a second call
+    in the same process, may have replaced the one there was at set-up)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+def _log_to_stderr(name: str, level: int) -> None:
+    """Send the `name` logger's lines from `level` up to stderr, and nowhere else."""
+    logger = logging.getLogger(name)
+    logger.handlers, logger.propagate = [_log_handler()], False
+    logger.setLevel(level)
 
 
 def _escape(text: str) -> str:
@@ -485,8 +520,10 @@ def _print_summary(summary: SendSummary) -> None:
     from rich.table import Table
 
     out = console()
+    # Cron appends run after run to one log: there each run's summary starts with its time.
+    stamp = "" if out.is_terminal else datetime.now().astimezone().strftime(LOG_TIME) + " "
     verb = "would send" if summary.dry_run else "sent"
-    out.print(f"{verb} {summary.sent} · waiting for send window {summary.waiting_window} · "
+    out.print(f"{stamp}{verb} {summary.sent} · waiting for send window {summary.waiting_window} · "
               f"retry later {summary.deferred} · failed {summary.failed} · "
               f"unknown {summary.unknown_total}")
     if summary.dry_run and summary.steps:
@@ -818,18 +855,14 @@ def run(
     Runs the send job in-process with APScheduler; a stop request lets the message in hand
     finish and be recorded.
     """
-    import logging
     from datetime import UTC, datetime, timedelta
-
-    from rich.logging import RichHandler
 
     from .service import run_forever
     from .units import parse_duration
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s",
-                        handlers=[RichHandler(console=console(stderr=True), show_path=False,
-                                              log_time_format="[%Y-%m-%d %H:%M:%S]")])
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    if not logging.getLogger("ldmail").handlers:  # --verbose set it up already
+        _log_to_stderr("ldmail", logging.INFO)
+    _log_to_stderr("apscheduler", logging.WARNING)
     with invocation(project, now) as inv:
         from .errors import LdmailError
 

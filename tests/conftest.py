@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -30,6 +31,14 @@ class CliResult:
     @property
     def output(self) -> str:
         return self.stdout + self.stderr
+
+
+def summary_line(output: str) -> str:
+    """The summary line of `send` ("sent 7 · waiting …"), without the time it starts with
+    when the output is not a terminal (as under the test runner)."""
+    match = re.search(r"^(?:\S+ )?((?:would send|sent) \d+ .*)$", output, re.M)
+    assert match, output
+    return match[1]
 
 
 @pytest.fixture

@@ -238,7 +238,7 @@ def test_outbox_default_writes_one_private_eml_per_due_message(
     treatment, holdout = group(project, "treatment"), group(project, "holdout")
     assert len(files) == len(sent) == len(treatment) >= 5
     assert {r["state"] for r in sent} == {"sent"}
-    assert re.search(rf"^sent {len(files)} ", result.stdout, re.M), result.stdout
+    assert re.search(rf"^(?:\S+ )?sent {len(files)} ", result.stdout, re.M), result.stdout
 
     ids = {r["message_id"]: r["email"] for r in sent}
     recipients = set()
@@ -259,7 +259,7 @@ def test_outbox_default_writes_one_private_eml_per_due_message(
 
     again = send(cli, project, now)
     assert again.exit_code == 0, again.output
-    assert re.search(r"^sent 0 ", again.stdout, re.M), again.stdout
+    assert re.search(r"^(?:\S+ )?sent 0 ", again.stdout, re.M), again.stdout
     assert sorted(outbox.iterdir()) == files
     assert len(ledger_rows(project, "SELECT id FROM messages")) == len(sent)
 
@@ -273,7 +273,7 @@ def snapshot(folder: Path) -> dict[str, str]:
 
 
 def would_send(output: str) -> int:
-    match = re.search(r"^would send (\d+) ", output, re.M)
+    match = re.search(r"^(?:\S+ )?would send (\d+) ", output, re.M)
     assert match, output
     return int(match[1])
 
@@ -289,7 +289,7 @@ def test_dry_run_changes_nothing_and_counts_what_a_real_run_sends(project: Path,
 
     real = send(cli, project, first)
     assert real.exit_code == 0, real.output
-    assert re.search(rf"^sent {count} ", real.stdout, re.M), real.stdout
+    assert re.search(rf"^(?:\S+ )?sent {count} ", real.stdout, re.M), real.stdout
 
     # With a ledger in place: the second step is due three days later.
     later = at(START + timedelta(days=3), 10)
@@ -300,7 +300,7 @@ def test_dry_run_changes_nothing_and_counts_what_a_real_run_sends(project: Path,
     assert count > 0
     assert snapshot(project / ".ldmail") == before
     real = send(cli, project, later)
-    assert re.search(rf"^sent {count} ", real.stdout, re.M), real.stdout
+    assert re.search(rf"^(?:\S+ )?sent {count} ", real.stdout, re.M), real.stdout
 
 
 def test_dry_run_never_contacts_the_smtp_server(project: Path, cli: Cli) -> None:

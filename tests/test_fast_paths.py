@@ -28,7 +28,7 @@ from ldmail.errors import HeaderInjection
 from ldmail.message import MessageBuilder
 from ldmail.render import Rendered, Renderer
 
-from .conftest import Cli
+from .conftest import Cli, summary_line
 from .smtp_server import NOW, PEOPLE, SmtpServer, edit_yaml, known_people, ledger_rows, send, states
 from .test_kill import (
     test_sigkill_mid_send_leaves_the_message_unknown_and_sends_nothing_twice as _kill,
@@ -110,7 +110,7 @@ def test_several_connections_send_every_message_once(
     # One rate for all connections together: 600/min is one message every 0.1 s.
     assert datetime.now(UTC) - started >= timedelta(seconds=0.1 * (len(PEOPLE) - 1))
     again = send(cli, project, NOW + timedelta(minutes=5))
-    assert again.stdout.startswith("sent 0 ")
+    assert summary_line(again.stdout).startswith("sent 0 ")
 
 
 # -- message bytes ---------------------------------------------------------------------------
@@ -250,7 +250,7 @@ def _quiet_marker(project: Path) -> dict[str, Any] | None:
 def sent_first_step(project: Path, cli: Cli) -> Path:
     assert send(cli, project, NOW).exit_code == 0
     quiet = send(cli, project, NOW + timedelta(hours=1))  # nothing due: records the marker
-    assert quiet.exit_code == 0 and quiet.stdout.startswith("sent 0 ")
+    assert quiet.exit_code == 0 and summary_line(quiet.stdout).startswith("sent 0 ")
     marker = _quiet_marker(project)
     assert marker is not None
     # The scaffold's second step is three days after the first.
@@ -282,13 +282,13 @@ def test_a_quiet_run_skips_the_work_and_says_the_same(
     assert full.exit_code == 0 and calls == [1]
     quiet = send(cli, project, NOW + timedelta(hours=2))
     assert calls == [1]  # the work was not done again
-    assert quiet.exit_code == 0 and quiet.stdout.splitlines()[0] == \
-        full.stdout.splitlines()[0].replace("would send", "sent")
+    assert quiet.exit_code == 0 and summary_line(quiet.stdout) == \
+        summary_line(full.stdout).replace("would send", "sent")
     runs = ledger_rows(project, "SELECT status FROM runs")
     assert runs[-1]["status"] == "ok"
     # When the second step falls due, the run does the work again and sends it.
     due = send(cli, project, NOW + timedelta(days=3))
-    assert calls == [1, 1] and re.match(r"sent [1-9]", due.stdout), due.stdout
+    assert calls == [1, 1] and re.match(r"sent [1-9]", summary_line(due.stdout)), due.stdout
 
 
 @pytest.mark.parametrize("change", ["export", "campaign", "suppress", "event", "new day",
@@ -327,4 +327,4 @@ def test_any_change_ends_the_quiet_spell(sent_first_step: Path, cli: Cli,
     if change == "export":
         assert "enrolled 1" in result.stdout
     if change == "campaign":
-        assert re.match(r"sent [1-9]", result.stdout), result.stdout
+        assert re.match(r"sent [1-9]", summary_line(result.stdout)), result.stdout

@@ -85,3 +85,14 @@ def test_json_for_scripts(project: Path, cli: Cli) -> None:
     assert sent["sent"] == 7 and sent["steps"] == {"welcome/hello": 7}
     assert sent["people_enrolled"] == 8
     assert sent["destination"] == f"outbox {(project / '.ldmail' / 'outbox').resolve()}"
+
+
+def test_log_lines_carry_iso_times_and_no_padding(project: Path, cli: Cli) -> None:
+    """Not on a terminal (cron, a log file): every line says when, in ISO 8601, unpadded."""
+    result = cli("-v", "send", "--project", project, "--now", "2026-12-01T10:00+01:00")
+    assert result.exit_code == 0, result.output
+    stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4}"
+    logged = result.stderr.splitlines()
+    assert logged and all(re.match(stamp + r" DEBUG \S", line) for line in logged), logged
+    assert all(line == line.rstrip() for line in logged)
+    assert re.match(stamp + r" sent 7 · ", result.stdout), result.stdout

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Cli
+from .conftest import Cli, summary_line
 from .smtp_server import SmtpServer, use_smtp
 from .test_smtp_faults import auth_server  # noqa: F401 - the fixture
 
@@ -49,7 +49,7 @@ def test_run_stops_with_exit_1_when_the_transport_cannot_work(
 def test_a_deleted_ledger_never_means_a_silent_full_resend(project: Path, cli: Cli,
                                                            tmp_path: Path) -> None:
     first = cli("send", "--project", project, "--now", DAY1)
-    assert first.exit_code == 0 and first.stdout.startswith("sent 7 ")
+    assert first.exit_code == 0 and summary_line(first.stdout).startswith("sent 7 ")
     ledger = project / ".ldmail" / "ledger.db"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{ledger}{suffix}").unlink(missing_ok=True)
@@ -81,14 +81,14 @@ def test_a_deleted_ledger_never_means_a_silent_full_resend(project: Path, cli: C
         Path(f"{ledger}{suffix}").unlink(missing_ok=True)
     fresh = cli("send", "--new-ledger", "--project", project, "--now",
                 "2026-12-01T11:00+01:00")
-    assert fresh.exit_code == 0 and fresh.stdout.startswith("sent 7 "), fresh.output
+    assert fresh.exit_code == 0 and summary_line(fresh.stdout).startswith("sent 7 "), fresh.output
     later = cli("send", "--project", project, "--now", "2026-12-01T12:00+01:00")
-    assert later.exit_code == 0 and later.stdout.startswith("sent 0 ")
+    assert later.exit_code == 0 and summary_line(later.stdout).startswith("sent 0 ")
 
     backup = {suffix: Path(f"{ledger}{suffix}").read_bytes() for suffix in ("", "-wal")
               if Path(f"{ledger}{suffix}").exists()}
     step_two = cli("send", "--project", project, "--now", "2026-12-04T12:00+01:00")
-    assert step_two.exit_code == 0 and step_two.stdout.startswith("sent 7 ")
+    assert step_two.exit_code == 0 and summary_line(step_two.stdout).startswith("sent 7 ")
     for suffix in ("", "-wal", "-shm"):
         Path(f"{ledger}{suffix}").unlink(missing_ok=True)
     for suffix, data in backup.items():  # an older backup put back

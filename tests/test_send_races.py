@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Cli
+from .conftest import Cli, summary_line
 from .hostile_smtp import HostileSmtp
 from .smtp_server import (
     NOW,
@@ -103,12 +103,12 @@ def test_a_template_typo_holds_messages_until_it_is_fixed(project: Path, cli: Cl
     hello.write_text(good, "utf-8")
     fixed = send(cli, project, NOW + timedelta(hours=2))
     assert fixed.exit_code == 0, fixed.output
-    assert fixed.stdout.startswith(f"sent {len(held)} ")
+    assert summary_line(fixed.stdout).startswith(f"sent {len(held)} ")
     assert set(states(project).values()) == {"sent"}
     files = list((project / ".ldmail" / "outbox").glob("*.eml"))
     assert len(files) == len(held)
     again = send(cli, project, NOW + timedelta(hours=3))
-    assert again.stdout.startswith("sent 0 ")
+    assert summary_line(again.stdout).startswith("sent 0 ")
     assert len(list((project / ".ldmail" / "outbox").glob("*.eml"))) == len(held)
 
 
@@ -124,7 +124,7 @@ def test_retry_requeues_failed_messages_only_when_asked(project: Path, cli: Cli,
     first = send(cli, project, NOW)
     assert first.exit_code == 1 and "failed: welcome/hello to bob@example.org: 554" in \
         first.stderr
-    assert send(cli, project, NOW + timedelta(hours=1)).stdout.startswith("sent 0 ")
+    assert summary_line(send(cli, project, NOW + timedelta(hours=1)).stdout).startswith("sent 0 ")
     held_only = cli("retry", "--project", project, "--now", NOW.isoformat())
     assert held_only.exit_code == 0 and held_only.stdout.startswith("No held messages to requeue")
     wrong = cli("retry", "--failed", "--campaign", "welcome", "--step", "nope", "--project",
@@ -135,6 +135,6 @@ def test_retry_requeues_failed_messages_only_when_asked(project: Path, cli: Cli,
     assert requeued.exit_code == 0, requeued.output
     assert requeued.stdout.startswith("1 held or failed message(s) requeued")
     again = send(cli, project, NOW + timedelta(hours=2))
-    assert again.exit_code == 0 and again.stdout.startswith("sent 1 "), again.output
+    assert again.exit_code == 0 and summary_line(again.stdout).startswith("sent 1 "), again.output
     assert Counter(r.rcpt_tos[0] for r in smtp_server.received)["bob@example.org"] == 1
     assert states(project)[("welcome", "hello", "bob@example.org")] == "sent"
