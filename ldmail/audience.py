@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import difflib
 import hashlib
 import io
 import re
@@ -94,6 +95,56 @@ class Rejected:
     row: int
     email: str
     reason: str
+
+
+# A name cell holding "?" between letters: the mark Excel's save in a Western code page
+# leaves where a letter had no place in it (Małgorzata -> Ma?gorzata).
+_LOST_LETTER = re.compile(r"\w\?\w")
+# Row notes kept in full; beyond that they are only counted (an export can repeat one mistake
+# a million times).
+MAX_NOTES = 1000
+
+
+@lru_cache(maxsize=1024)
+def read_language(value: str, languages: tuple[str, ...], default: str) -> tuple[str, str | None]:
+    """A language cell as one of `languages`, and a note for the row when it was not one.
+
+    A configured code is taken as it is; a regional tag (nl-NL, en_GB) or a language's name
+    in most languages (Deutsch, Dutch, Néerlandais) is read as its code; anything else gets
+    the default language. The note says which, so the export can be fixed.
+    """
+    import langcodes
+
+    text = value.strip()
+    if not text or text.lower() in languages:
+        return (text.lower() or default), None
+    try:
+        code = langcodes.standardize_tag(text.replace("_", "-")).split("-")[0]
+        named = False
+    except ValueError:
+        code, named = "", True
+    if code not in languages:
+        try:
+            found = langcodes.find(text).language
+        except LookupError:
+            found = None
+        if found:
+            code, named = found, True
+    shown = ", ".join(languages)
+    if code in languages:
+        return code, (f"language {excerpt(text)} read as '{code}'; write the code ({shown})"
+                      if named else None)
+    if code and langcodes.Language.get(code).is_valid():
+        what = (f"language {excerpt(text)} ({langcodes.Language.get(code).display_name()}) is "
+                f"not one of the campaign languages ({shown})")
+    else:
+        names = {name.lower(): known for known in languages
+                 for name in (known, langcodes.Language.get(known).display_name(),
+                              langcodes.Language.get(known).autonym())}
+        close = difflib.get_close_matches(text.lower(), names, n=1, cutoff=0.6)
+        hint = f" (did you mean '{names[close[0]]}'?)" if close else ""
+        what = f"language {excerpt(text)} is not a language{hint}; write one of {shown}"
+    return default, f"{what}: this person gets '{default}'"
 
 
 @lru_cache(maxsize=65536)
@@ -386,8 +437,12 @@ class AudienceLoader:
                  limits: DateLimits | None = None) -> None:
         self.audiences = audiences
         self.limits = limits or DateLimits()
-        self.languages = languages
+        self.languages = tuple(languages)
         self.default_language = default_language
+        # Rows read but worth a look (a language read from its name, a lost letter), and
+        # how many there were in all.
+        self.notes: list[Rejected] = []
+        self.note_count = 0
         self.today = today
         dates = set(audiences.people.dates)
         self.columns = [(index, name in dates, name) for name, index in positions.items()
@@ -442,8 +497,17 @@ class AudienceLoader:
             raise _RowError(str(exc)) from None
         slots = self.slots
         values[slots["email"]] = email
-        language = str(values[slots["language"]] or "").lower() or self.default_language
+        language, note = read_language(str(values[slots["language"]] or ""), self.languages,
+                                       self.default_language)
+        if note is not None:
+            self.note(row, email, note)
         language = values[slots["language"]] = shared.setdefault(language, language)
+        for name in ("first_name", "last_name"):
+            at = self.index.get(name)
+            text = values[at] if at is not None else None
+            if isinstance(text, str) and "?" in text and _LOST_LETTER.search(text):
+                self.note(row, email, f"{name} {excerpt(text)} has a '?' where a letter was "
+                          "probably lost when the export was saved: save it as 'CSV UTF-8'")
         zone: ZoneInfo | None = None
         if self.timezone_at is not None and values[self.timezone_at]:
             zone = self.zones.get(values[self.timezone_at])
@@ -464,6 +528,11 @@ class AudienceLoader:
         attributes = Attributes(self.index, tuple(values))
         persona = self.assign_persona(attributes)
         return Person(email, row, attributes, persona, language, zone)
+
+    def note(self, row: int, email: str, message: str) -> None:
+        self.note_count += 1
+        if len(self.notes) < MAX_NOTES:
+            self.notes.append(Rejected(row, email, message))
 
     def assign_persona(self, attributes: Attributes) -> str | None:
         explicit = str(attributes.get("persona") or "").strip() \
@@ -618,6 +687,9 @@ class AudienceScan:
     found: Person | None = None  # the person asked for by address
     # The first error of each `where` rule checked, by rule.
     failures: dict[str, str] = field(default_factory=dict)
+    # Rows read but worth a look (see AudienceLoader.note): the first MAX_NOTES, and how many.
+    notes: list[Rejected] = field(default_factory=list)
+    note_count: int = 0
 
 
 def scan_audience(project: Project, today: date, *, keep: int = 0, wheres: Iterable[str] = (),
@@ -644,4 +716,5 @@ def scan_audience(project: Project, today: date, *, keep: int = 0, wheres: Itera
                     rule(person.attributes)
                 except LdmailError as exc:
                     scan.failures[rule.source] = str(exc)
+    scan.notes, scan.note_count = stream.loader.notes, stream.loader.note_count
     return scan

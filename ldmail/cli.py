@@ -396,7 +396,9 @@ def audience(
             "unmatched": result.unmatched_count,
             "unmatched_rows": [{"row": p.row, "email": p.email} for p in result.unmatched],
             "rejected": [{"row": r.row, "reason": r.reason} for r in result.rejected[:show]],
-            "rejected_count": len(result.rejected)}, indent=2, ensure_ascii=False) + "\n")
+            "rejected_count": len(result.rejected),
+            "notes": [{"row": n.row, "note": n.reason} for n in result.notes[:show]],
+            "note_count": result.note_count}, indent=2, ensure_ascii=False) + "\n")
         return
     out = console()
     table = Table(title=f"Audience from {result.source}", title_justify="left")
@@ -422,6 +424,13 @@ def audience(
             out.print(f"  row {rejected.row}: {_escape(rejected.reason)}", soft_wrap=True)
         if len(result.rejected) > show:
             out.print(f"  … and {len(result.rejected) - show} more (use --show)")
+    if result.notes:
+        out.print(f"\nRows read with a note in {result.source} (loaded as shown; fix the export "
+                  "to be sure):")
+        for noted in result.notes[:show]:
+            out.print(f"  row {noted.row}: {_escape(noted.reason)}", soft_wrap=True)
+        if result.note_count > show:
+            out.print(f"  … and {result.note_count - show} more (use --show)")
 
 
 @app.command()

@@ -173,6 +173,12 @@ def validate(root: Path, today: date) -> Report:
         report.warnings.append(Problem(
             audience.source, audience.rejected[0].row,
             f"{len(audience.rejected)} row(s) rejected; run 'ldmail audience' to see each"))
+    if audience is not None and audience.notes:
+        first = audience.notes[0]
+        report.warnings.append(Problem(
+            audience.source, first.row,
+            f"{audience.note_count} row(s) read with a note, the first: {first.reason}; run "
+            "'ldmail audience' to see each"))
     renderer = Renderer(project)
     failing = {p.file for p in project.problems}
     for campaign in project.campaigns.values():

@@ -96,3 +96,34 @@ def test_log_lines_carry_iso_times_and_no_padding(project: Path, cli: Cli) -> No
     assert logged and all(re.match(stamp + r" DEBUG \S", line) for line in logged), logged
     assert all(line == line.rstrip() for line in logged)
     assert re.match(stamp + r" sent 7 · ", result.stdout), result.stdout
+
+
+def test_imports_notice_language_names_and_lost_letters(project: Path, cli: Cli) -> None:
+    from .smtp_server import write_people
+
+    write_people(project, {
+        "ann@example.org": "Ann;de Vries;Nederlands;Sales;03-02-2019;",
+        "bob@example.org": "Bob;Smith;nl-NL;Finance;15-06-2015;",
+        "dirk@example.org": "Dirk;Jansen;Deutsch;IT;12-01-2012;",
+        "emma@example.org": "Emma;Bakker;Englsh;Support;20-08-2021;",
+        "gosia@example.org": "Ma?gorzata;Nowak;EN;Sales;01-02-2020;",
+    })
+    shown = cli("audience", "--project", project)
+    assert shown.exit_code == 0, shown.output
+    assert "row 2: language 'Nederlands' read as 'nl'" in shown.stdout
+    assert "row 4: language 'Deutsch' (German) is not one of the campaign languages (en, nl)" \
+        in shown.stdout
+    assert "row 5: language 'Englsh' is not a language (did you mean 'en'?)" in shown.stdout
+    assert "row 6: first_name 'Ma?gorzata' has a '?' where a letter was probably lost" in \
+        shown.stdout
+    assert "row 3" not in shown.stdout  # nl-NL is plain Dutch: nothing to say
+    as_json = json.loads(cli("audience", "--project", project, "--format", "json").stdout)
+    assert as_json["note_count"] == 4 and as_json["people"] == 5
+    for email, language in (("ann@example.org", "nl"), ("bob@example.org", "nl"),
+                            ("dirk@example.org", "en")):
+        shown = cli("preview", "welcome", "--project", project, "--person", email)
+        assert shown.exit_code == 0, shown.output
+        assert f"· {language}" in shown.stdout, (email, shown.stdout)
+    checked = cli("validate", "--project", project)
+    assert "4 row(s) read with a note, the first: language 'Nederlands' read as 'nl'" in \
+        checked.output
