@@ -12,7 +12,9 @@ from pathlib import Path
 def complete(project: Path, words: str) -> list[str]:
     env = {**os.environ, "_LDMAIL_COMPLETE": "complete_bash", "COMP_WORDS": words,
            "COMP_CWORD": str(len(words.split(" ")) - 1)}
-    command = shutil.which("ldmail") or sys.executable
+    # The script installed beside this Python (in .venv), not another install on PATH.
+    script = Path(sys.executable).with_name("ldmail")
+    command = str(script) if script.exists() else (shutil.which("ldmail") or sys.executable)
     args = [command] if command.endswith("ldmail") else [command, "-m", "ldmail"]
     result = subprocess.run(args, cwd=project, env=env, capture_output=True, text=True,
                             timeout=30, check=False)

@@ -20,9 +20,11 @@ def test_workflow_is_valid_and_uses_the_readme_install(cli: Cli) -> None:
     assert all("uses" in step or "run" in step for step in steps)
     runs = [step["run"] for step in steps if "run" in step]
     readme = (REPO / "README.md").read_text("utf-8")
-    install = runs[0]
-    assert install in readme, "the workflow installs exactly as the README says"
-    for command in runs[1:]:
+    install, path = runs[0], runs[1]
+    assert install == "./install.sh" and f"{install} && .venv/bin/ldmail" in readme, \
+        "the workflow installs exactly as the README says"
+    assert path == 'echo "$PWD/.venv/bin" >> "$GITHUB_PATH"'
+    for command in runs[2:]:
         words = shlex.split(command)
         assert words[0] == "ldmail"
         result = cli(words[1], "--help")
