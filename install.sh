@@ -43,13 +43,18 @@ if ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
 import hashlib, json, os, runpy, sys, tempfile, urllib.parse, urllib.request
 
 listing = "https://pypi.org/pypi/pip/json"
-with urllib.request.urlopen(listing, timeout=60) as reply:
-    files = json.load(reply)["urls"]
-wheel = next(f for f in files if f["filename"].endswith(".whl"))
+try:
+    with urllib.request.urlopen(listing, timeout=60) as reply:
+        files = json.load(reply)["urls"]
+    wheel = next(f for f in files if f["filename"].endswith(".whl"))
+    # A mirror may list the file relative to the listing.
+    with urllib.request.urlopen(urllib.parse.urljoin(listing, wheel["url"]),
+                                timeout=120) as reply:
+        data = reply.read()
+except (OSError, ValueError, KeyError, StopIteration) as exc:
+    sys.exit(f"cannot download pip from PyPI ({exc}); install Debian's python3-venv "
+             "package (apt install python3-venv) or check the network, then run this again")
 path = os.path.join(tempfile.mkdtemp(), wheel["filename"])
-# A mirror may list the file relative to the listing.
-with urllib.request.urlopen(urllib.parse.urljoin(listing, wheel["url"]), timeout=120) as reply:
-    data = reply.read()
 if hashlib.sha256(data).hexdigest() != wheel["digests"]["sha256"]:
     sys.exit("the pip wheel from PyPI does not match its published SHA-256; try again")
 with open(path, "wb") as out:

@@ -275,11 +275,17 @@ def _escape(text: str) -> str:
     return escape(text)
 
 
+SamplePeopleOption = Annotated[bool, typer.Option(
+    "--sample-people", help="Render for stand-ins with plausible names only; the people "
+    "export is not read (for CI: no HR data in git or in an artefact).")]
+
+
 @app.command()
 def validate(
     project: ProjectOption = None,
     now: NowOption = None,
     output: FormatOption = ValidateFormat.TEXT,
+    sample_people: SamplePeopleOption = False,
 ) -> None:
     """Check every file and render every step.
 
@@ -289,7 +295,7 @@ def validate(
     from .validate import validate as run_validation
 
     with invocation(project, now) as inv:
-        report = run_validation(inv.root, inv.now.date())
+        report = run_validation(inv.root, inv.now.date(), sample_people=sample_people)
     out = console()
     if output == "json":
         import json
@@ -449,6 +455,7 @@ def preview(
     out: Annotated[Path | None, typer.Option(
         "--out", help="Write a static HTML gallery of every campaign, step, persona and "
         "language to this folder (give no CAMPAIGN).", file_okay=False)] = None,
+    sample_people: SamplePeopleOption = False,
     project: ProjectOption = None,
     now: NowOption = None,
 ) -> None:
@@ -470,12 +477,12 @@ def preview(
         if out is not None:
             from .gallery import write_gallery
 
-            entries = write_gallery(loaded, out, inv.now.date())
+            entries = write_gallery(loaded, out, inv.now.date(), sample_people=sample_people)
             console().print(f"Gallery of {len(entries)} messages written to {out / 'index.html'}")
             return
         assert campaign is not None
         items = build_preview(loaded, campaign, inv.now.date(), step_id=step, persona_id=persona,
-                              email=person, language=lang)
+                              email=person, language=lang, sample_people=sample_people)
         sender = loaded.campaign(campaign).sender
     terminal = console()
     with invocation(project, now):  # writing a preview file can fail (a link in its place)

@@ -114,7 +114,8 @@ def _index(project: Project, entries: list[GalleryEntry]) -> str:
     return _page(f"{title}: campaign preview", body)
 
 
-def write_gallery(project: Project, folder: Path, today: date) -> list[GalleryEntry]:
+def write_gallery(project: Project, folder: Path, today: date, *,
+                  sample_people: bool = False) -> list[GalleryEntry]:
     """Render everything into `folder` (replacing an earlier gallery there).
 
     The pages show real people's names and addresses, so the folder and its files are made
@@ -136,7 +137,7 @@ def write_gallery(project: Project, folder: Path, today: date) -> list[GalleryEn
         for persona in personas:
             for language in project.settings.languages:
                 for item in build_preview(project, campaign_id, today, persona_id=persona,
-                                          language=language):
+                                          language=language, sample_people=sample_people):
                     stem = f"{campaign_id}--{item.step.id}--{persona}--{language}"
                     entry = GalleryEntry(campaign_id, item, f"{stem}.html", f"mail/{stem}.html")
                     write_private(folder / entry.mail, item.rendered.html)

@@ -6,12 +6,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 
-from .audience import scan_audience
+from .audience import AudienceScan, scan_audience
 from .config import Project
 from .errors import LdmailError
 from .models import Step
 from .render import Rendered, Renderer
-from .validate import sample_person
+from .samples import sample_person
 
 
 @dataclass(frozen=True)
@@ -26,8 +26,10 @@ class PreviewItem:
 
 def build_preview(project: Project, campaign_id: str, today: date, *, step_id: str | None = None,
                   persona_id: str | None = None, email: str | None = None,
-                  language: str | None = None) -> list[PreviewItem]:
-    """Render the chosen steps for the chosen personas (or one person)."""
+                  language: str | None = None, sample_people: bool = False
+                  ) -> list[PreviewItem]:
+    """Render the chosen steps for the chosen personas (or one person); with `sample_people`,
+    for stand-ins only, without reading the people export."""
     campaign = project.campaign(campaign_id)
     steps = campaign.steps
     if step_id is not None:
@@ -36,7 +38,11 @@ def build_preview(project: Project, campaign_id: str, today: date, *, step_id: s
             raise LdmailError(f"campaign '{campaign_id}' has no step '{step_id}'; its steps: "
                               f"{', '.join(s.id for s in campaign.steps)}")
     wanted = email.strip().lower() if email is not None else None
-    audience = scan_audience(project, today, email=wanted)
+    if sample_people and email is not None:
+        raise LdmailError("--person shows a real person from the export; leave out "
+                          "--sample-people")
+    audience = AudienceScan("sample people", []) if sample_people else \
+        scan_audience(project, today, email=wanted)
     renderer = Renderer(project)
     targets: list[tuple[str | None, str, Mapping[str, object], str, bool]] = []
     if email is not None:
@@ -56,7 +62,7 @@ def build_preview(project: Project, campaign_id: str, today: date, *, step_id: s
             lang = language or project.settings.default_language
             real = audience.first.get((name, lang))
             attributes: Mapping[str, object] = real.attributes if real else \
-                sample_person(project, lang, today)
+                sample_person(project, lang, today, name)
             targets.append((name, lang, attributes, str(attributes["email"]), real is not None))
     items: list[PreviewItem] = []
     for step in steps:

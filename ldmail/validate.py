@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
-from typing import Any
 
 from .audience import AudienceScan, scan_audience
 from .config import AUDIENCES_FILE, TEMPLATES_DIR, CampaignFile, Project, load_project
 from .errors import ConfigError, LdmailError, Problem, RenderError
 from .expressions import evaluate
 from .render import MAX_SUBJECT, Renderer
+from .samples import sample_person
 
 
 @dataclass
@@ -25,19 +25,6 @@ class Report:
     def add(self, problem: Problem) -> None:
         if problem not in self.problems:
             self.problems.append(problem)
-
-
-def sample_person(project: Project, language: str, today: date) -> dict[str, Any]:
-    """A stand-in with every mapped attribute, for personas no real person falls into."""
-    people = project.audiences.people
-    attributes: dict[str, Any] = {}
-    for name in people.columns:
-        attributes[name] = today - timedelta(days=30) if name in people.dates else f"Sample {name}"
-    attributes.update(email="sample.person@example.org", first_name="Sam", last_name="Sample",
-                      language=language, today=today)
-    start = attributes.get("start_date")
-    attributes["tenure_days"] = (today - start).days if isinstance(start, date) else None
-    return attributes
 
 
 def _block_line(path: Path, block: str) -> int | None:
@@ -82,7 +69,8 @@ def check_campaign(project: Project, renderer: Renderer, campaign: CampaignFile,
             persona = project.audiences.personas.get(persona_id)
             for language in project.settings.languages:
                 real = audience.first.get((persona_id, language)) if audience else None
-                attributes = real.attributes if real else sample_person(project, language, today)
+                attributes = real.attributes if real else \
+                    sample_person(project, language, today, persona_id)
                 try:
                     rendered = renderer.render(campaign.id, model, step, attributes, persona_id,
                                                persona, language)
@@ -150,8 +138,12 @@ def broken_campaigns(project: Project, renderer: Renderer, campaign_ids: list[st
     return broken
 
 
-def validate(root: Path, today: date) -> Report:
-    """Collect every problem in the project; an empty `problems` list means it is clean."""
+def validate(root: Path, today: date, *, sample_people: bool = False) -> Report:
+    """Collect every problem in the project; an empty `problems` list means it is clean.
+
+    With `sample_people`, the people export is not read (it need not exist): every step is
+    rendered for stand-ins only.
+    """
     report = Report()
     try:
         project = load_project(root, strict=False)
@@ -160,7 +152,7 @@ def validate(root: Path, today: date) -> Report:
         return report
     report.problems.extend(project.problems)
     audience: AudienceScan | None = None
-    if not any(p.file == AUDIENCES_FILE for p in project.problems):
+    if not sample_people and not any(p.file == AUDIENCES_FILE for p in project.problems):
         wheres = {file.model.audience.where for file in project.campaigns.values()
                   if file.model.audience.where}
         try:

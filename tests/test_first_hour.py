@@ -127,3 +127,24 @@ def test_imports_notice_language_names_and_lost_letters(project: Path, cli: Cli)
     checked = cli("validate", "--project", project)
     assert "4 row(s) read with a note, the first: language 'Nederlands' read as 'nl'" in \
         checked.output
+
+
+def test_ci_needs_no_hr_export_and_shows_no_real_people(project: Path, cli: Cli,
+                                                        tmp_path: Path) -> None:
+    real = (project / "people.csv").read_text(encoding="utf-8")
+    (project / "people.csv").unlink()
+    assert cli("validate", "--project", project).exit_code == 1  # without the flag it is missed
+    checked = cli("validate", "--project", project, "--sample-people")
+    assert checked.exit_code == 0, checked.output
+    gallery = tmp_path / "gallery"
+    shown = cli("preview", "--project", project, "--out", gallery, "--sample-people")
+    assert shown.exit_code == 0, shown.output
+    pages = "".join(p.read_text(encoding="utf-8") for p in gallery.rglob("*.html"))
+    assert "Sanne" in pages or "Daan" in pages or "Lotte" in pages  # Dutch stand-ins
+    for row in real.splitlines()[1:]:
+        email, first, last = row.split(";")[:3]
+        assert email not in pages, email
+        assert f"{first} {last}" not in pages, email
+    refused = cli("preview", "welcome", "--project", project, "--sample-people",
+                  "--person", "ann.devries@example.org")
+    assert refused.exit_code == 1 and "leave out --sample-people" in refused.stderr

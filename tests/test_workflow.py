@@ -33,5 +33,8 @@ def test_workflow_is_valid_and_uses_the_readme_install(cli: Cli) -> None:
             assert option in result.stdout, (command, option)
     uploads = [s for s in steps if str(s.get("uses", "")).startswith("actions/upload-artifact")]
     assert uploads and uploads[0]["with"]["path"].rstrip("/") == "preview-gallery"
-    assert any("ldmail preview --out preview-gallery" in r for r in runs)
-    assert any("ldmail validate --format github" in r for r in runs)
+    assert "ldmail preview --out preview-gallery --sample-people" in runs
+    assert "ldmail validate --format github --sample-people" in runs
+    # Nothing else reads the export unless the repository holds one.
+    dry_run = next(s for s in steps if s.get("run") == "ldmail send --dry-run")
+    assert dry_run["if"] == "hashFiles('people.csv') != ''"
