@@ -61,12 +61,14 @@ def _complete_persona(ctx: typer.Context, incomplete: str) -> list[str]:
 
 ProjectOption = Annotated[
     Path | None,
-    typer.Option("--project", "-p", help="Campaign repository folder [default: current folder].",
+    typer.Option("--project", "-p", help="Campaign repository folder [default: the nearest one "
+                 "from the current folder up].", metavar="DIR",
                  file_okay=False, show_default=False),
 ]
 NowOption = Annotated[
     str | None,
     typer.Option("--now", help="Pretend it is this ISO date-time, e.g. 2026-12-15T10:00.",
+                 metavar="DATE-TIME",
                  show_default=False),
 ]
 class ValidateFormat(StrEnum):
@@ -349,7 +351,8 @@ def main() -> None:
 
 @app.command()
 def init(
-    directory: Annotated[Path, typer.Argument(help="Folder to create the campaign repo in.")],
+    directory: Annotated[Path, typer.Argument(help="Folder to create the campaign repo in.",
+                                              metavar="DIR")],
 ) -> None:
     """Create a campaign repo that works out of the box.
 
@@ -371,7 +374,8 @@ def init(
 def audience(
     project: ProjectOption = None,
     now: NowOption = None,
-    show: Annotated[int, typer.Option(help="List at most this many unmatched or rejected rows.")]
+    show: Annotated[int, typer.Option(help="List at most this many unmatched or rejected rows.",
+                                      metavar="N")]
     = 50,
     output: OutputOption = OutputFormat.TABLE,
 ) -> None:
@@ -442,19 +446,21 @@ def audience(
 @app.command()
 def preview(
     campaign: Annotated[str | None, typer.Argument(
-        help="Campaign id (its file name without .yaml).",
+        help="Campaign id (its file name without .yaml).", metavar="CAMPAIGN",
         autocompletion=_complete_campaign)] = None,
-    step: Annotated[str | None, typer.Option(help="Only this step id.",
+    step: Annotated[str | None, typer.Option(help="Only this step id.", metavar="STEP",
                                              autocompletion=_complete_step)] = None,
-    persona: Annotated[str | None, typer.Option(help="Only this persona.",
+    persona: Annotated[str | None, typer.Option(help="Only this persona.", metavar="PERSONA",
                                                 autocompletion=_complete_persona)] = None,
-    person: Annotated[str | None, typer.Option(help="Render for this person's address.")] = None,
-    lang: Annotated[str | None, typer.Option(help="Language to render in.")] = None,
+    person: Annotated[str | None, typer.Option(help="Render for this person's address.",
+                                               metavar="EMAIL")] = None,
+    lang: Annotated[str | None, typer.Option(
+        help="Language to render in: one of ldmail.yaml's languages.", metavar="LANG")] = None,
     html: Annotated[bool, typer.Option("--html", help="Also write each HTML part to a file.")]
     = False,
     out: Annotated[Path | None, typer.Option(
         "--out", help="Write a static HTML gallery of every campaign, step, persona and "
-        "language to this folder (give no CAMPAIGN).", file_okay=False)] = None,
+        "language to this folder (give no CAMPAIGN).", file_okay=False, metavar="DIR")] = None,
     sample_people: SamplePeopleOption = False,
     project: ProjectOption = None,
     now: NowOption = None,
@@ -495,6 +501,10 @@ def _show_previews(terminal: Console, items: list[PreviewItem], campaign: str, s
 
     from .hygiene import file_name_part, private_folder, write_private
 
+    if items and items[0].outside:
+        console(stderr=True).print(
+            f"note: '{campaign}' would not send these to {_escape(items[0].recipient)}: "
+            f"{_escape(items[0].outside)}; shown as they would read if it did")
     for item in items:
         who = item.recipient if item.real_person else f"{item.recipient} (sample person)"
         header = (f"From:      {sender}\nTo:        {who}\n"
@@ -515,9 +525,11 @@ def _show_previews(terminal: Console, items: list[PreviewItem], campaign: str, s
 DbOption = Annotated[
     Path | None,
     typer.Option("--db", help="Ledger file [default: .ldmail/ledger.db in the project].",
+                 metavar="FILE",
                  dir_okay=False, show_default=False),
 ]
 CampaignOption = Annotated[str | None, typer.Option("--campaign", "-c", help="Only this campaign.",
+                                                    metavar="CAMPAIGN",
                                                     autocompletion=_complete_campaign)]
 
 
@@ -643,11 +655,13 @@ def send(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be sent; change "
                                                              "nothing.")] = False,
     campaign: CampaignOption = None,
-    limit: Annotated[int | None, typer.Option(help="Send at most N messages this run.", min=0)]
+    limit: Annotated[int | None, typer.Option(help="Send at most N messages this run.", min=0,
+                                              metavar="N")]
     = None,
     resend_unknown: Annotated[bool, typer.Option(
         "--resend-unknown", help="Send again messages an interrupted run left unknown.")] = False,
-    wait: Annotated[float, typer.Option(help="Seconds to wait for another running send.")] = 0,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for another running send.",
+                                        metavar="SECONDS")] = 0,
     accept_exits: Annotated[bool, typer.Option(
         "--accept-exits", help="Proceed although many people vanished from the export at once "
         "(exits.max_share).")] = False,
@@ -708,7 +722,7 @@ def retry(
     failed: Annotated[bool, typer.Option("--failed", help="Also failed messages (a 5xx reply, "
                                                           "or out of attempts).")] = False,
     campaign: CampaignOption = None,
-    step: Annotated[str | None, typer.Option("--step", help="Only this step id.",
+    step: Annotated[str | None, typer.Option("--step", help="Only this step id.", metavar="STEP",
                                              autocompletion=_complete_step)] = None,
     db: DbOption = None,
     project: ProjectOption = None,
@@ -746,9 +760,10 @@ def retry(
 
 @app.command()
 def plan(
-    days: Annotated[int, typer.Option(help="How many days ahead to show.", min=1)] = 14,
+    days: Annotated[int, typer.Option(help="How many days ahead to show.", min=1,
+                                      metavar="N")] = 14,
     campaign: CampaignOption = None,
-    show: Annotated[int, typer.Option(help="List at most this many sends.")] = 100,
+    show: Annotated[int, typer.Option(help="List at most this many sends.", metavar="N")] = 100,
     output: OutputOption = OutputFormat.TABLE,
     db: DbOption = None,
     project: ProjectOption = None,
@@ -806,7 +821,7 @@ def plan(
 
 @app.command()
 def history(
-    email: Annotated[str, typer.Argument(help="The person's e-mail address.")],
+    email: Annotated[str, typer.Argument(help="The person's e-mail address.", metavar="EMAIL")],
     output: Annotated[HistoryFormat, typer.Option("--format", help="Output format.")]
     = HistoryFormat.TABLE,
     db: DbOption = None,
@@ -861,7 +876,8 @@ def history(
 def run(
     interval: Annotated[str | None, typer.Option(
         help="Time between runs, e.g. 5m [default: run.interval in ldmail.yaml, or 5m].")] = None,
-    runs: Annotated[int | None, typer.Option(help="Stop after this many runs.", min=1)] = None,
+    runs: Annotated[int | None, typer.Option(help="Stop after this many runs.", min=1,
+                                             metavar="N")] = None,
     db: DbOption = None,
     project: ProjectOption = None,
     now: NowOption = None,
@@ -1076,7 +1092,7 @@ def schema(
 def suppress(
     who: Annotated[str | None, typer.Argument(
         help="E-mail address, or the token from an unsubscribe mail.")] = None,
-    reason: Annotated[str, typer.Option(help="Why, for the record.")] = "opted out",
+    reason: Annotated[str, typer.Option(help="Why, for the record.", metavar="TEXT")] = "opted out",
     file: Annotated[Path | None, typer.Option(
         "--file", help="Import a suppression or bounce list (CSV with an email column).",
         dir_okay=False)] = None,
@@ -1112,7 +1128,7 @@ def suppress(
 
 @app.command()
 def forget(
-    email: Annotated[str, typer.Argument(help="The person's e-mail address.")],
+    email: Annotated[str, typer.Argument(help="The person's e-mail address.", metavar="EMAIL")],
     db: DbOption = None,
     project: ProjectOption = None,
     now: NowOption = None,

@@ -9,7 +9,8 @@ from datetime import date
 from .audience import AudienceScan, scan_audience
 from .config import Project
 from .errors import LdmailError
-from .models import Step
+from .expressions import evaluate
+from .models import Campaign, Step
 from .render import Rendered, Renderer
 from .samples import sample_person
 
@@ -22,6 +23,8 @@ class PreviewItem:
     recipient: str
     real_person: bool
     rendered: Rendered
+    # Why the campaign would not send this to the person asked for (--person), if it would not.
+    outside: str | None = None
 
 
 def build_preview(project: Project, campaign_id: str, today: date, *, step_id: str | None = None,
@@ -31,6 +34,10 @@ def build_preview(project: Project, campaign_id: str, today: date, *, step_id: s
     """Render the chosen steps for the chosen personas (or one person); with `sample_people`,
     for stand-ins only, without reading the people export."""
     campaign = project.campaign(campaign_id)
+    if language is not None and language not in project.settings.languages:
+        raise LdmailError(f"--lang {language}: not one of this project's languages "
+                          f"({', '.join(project.settings.languages)}); add it to languages in "
+                          "ldmail.yaml, with its templates, to write to its readers")
     steps = campaign.steps
     if step_id is not None:
         steps = [s for s in steps if s.id == step_id]
@@ -52,6 +59,7 @@ def build_preview(project: Project, campaign_id: str, today: date, *, step_id: s
                               "see 'ldmail audience')")
         targets.append((person.persona, language or person.language, person.attributes,
                         person.email, True))
+        outside = _outside(campaign, person.persona, person.attributes)
     else:
         personas = [persona_id] if persona_id else (campaign.audience.personas
                                                      or list(project.audiences.personas))
@@ -64,11 +72,29 @@ def build_preview(project: Project, campaign_id: str, today: date, *, step_id: s
             attributes: Mapping[str, object] = real.attributes if real else \
                 sample_person(project, lang, today, name)
             targets.append((name, lang, attributes, str(attributes["email"]), real is not None))
+        outside = None
     items: list[PreviewItem] = []
     for step in steps:
         for persona, lang, attributes, recipient, is_real in targets:
             model = project.audiences.personas.get(persona) if persona else None
             rendered = renderer.render(campaign_id, campaign, step, attributes, persona, model,
                                        lang)
-            items.append(PreviewItem(step, persona, lang, recipient, is_real, rendered))
+            items.append(PreviewItem(step, persona, lang, recipient, is_real, rendered, outside))
     return items
+
+
+def _outside(campaign: Campaign, persona: str | None,
+             attributes: Mapping[str, object]) -> str | None:
+    """Why `campaign` does not target a person, or None when it does."""
+    wanted = campaign.audience.personas
+    if wanted and persona not in wanted:
+        return (f"their persona is {persona or 'none'}, and the campaign is for "
+                f"{', '.join(wanted)}")
+    where = campaign.audience.where
+    if where:
+        try:
+            if not evaluate(where, attributes):
+                return f"the campaign's audience rule ({where}) is false for them"
+        except LdmailError as exc:
+            return f"the campaign's audience rule cannot be evaluated for them ({exc})"
+    return None

@@ -148,3 +148,27 @@ def test_ci_needs_no_hr_export_and_shows_no_real_people(project: Path, cli: Cli,
     refused = cli("preview", "welcome", "--project", project, "--sample-people",
                   "--person", "ann.devries@example.org")
     assert refused.exit_code == 1 and "leave out --sample-people" in refused.stderr
+
+
+def test_preview_says_when_it_shows_what_nobody_would_get(project: Path, cli: Cli) -> None:
+    from .smtp_server import edit_yaml
+
+    wrong = cli("preview", "welcome", "--project", project, "--lang", "de")
+    assert wrong.exit_code == 1
+    assert "--lang de: not one of this project's languages (en, nl)" in wrong.stderr
+    edit_yaml(project / "campaigns" / "welcome.yaml",
+              lambda c: c["audience"].update(personas=["newcomer"]))
+    audience = json.loads(cli("audience", "--project", project, "--format", "json").stdout)
+    assert audience["personas"]["compelled"]["people"] >= 1
+    rows = (project / "people.csv").read_text(encoding="utf-8").splitlines()[1:]
+    found = [row.split(";")[0] for row in rows]
+    outside = []
+    for email in found:
+        shown = cli("preview", "welcome", "--project", project, "--person", email,
+                    "--step", "hello")
+        assert shown.exit_code == 0, shown.output
+        if shown.stderr:
+            assert "note: 'welcome' would not send these to" in shown.stderr
+            assert "and the campaign is for newcomer" in shown.stderr
+            outside.append(email)
+    assert len(outside) == len(found) - audience["personas"]["newcomer"]["people"]
