@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from .deliver import SendSummary
     from .errors import Problem
+    from .models import Campaign
     from .preview import PreviewItem
     from .report import Report
 
@@ -489,17 +490,18 @@ def preview(
         assert campaign is not None
         items = build_preview(loaded, campaign, inv.now.date(), step_id=step, persona_id=persona,
                               email=person, language=lang, sample_people=sample_people)
-        sender = loaded.campaign(campaign).sender
+        model = loaded.campaign(campaign)
     terminal = console()
     with invocation(project, now):  # writing a preview file can fail (a link in its place)
-        _show_previews(terminal, items, campaign, sender, inv.root if html else None)
+        _show_previews(terminal, items, campaign, model, inv.root if html else None)
 
 
-def _show_previews(terminal: Console, items: list[PreviewItem], campaign: str, sender: str,
+def _show_previews(terminal: Console, items: list[PreviewItem], campaign: str, model: Campaign,
                    html_root: Path | None) -> None:
     from rich.panel import Panel
 
     from .hygiene import file_name_part, private_folder, write_private
+    from .preview import invite_summary
 
     if items and items[0].outside:
         console(stderr=True).print(
@@ -507,8 +509,10 @@ def _show_previews(terminal: Console, items: list[PreviewItem], campaign: str, s
             f"{_escape(items[0].outside)}; shown as they would read if it did")
     for item in items:
         who = item.recipient if item.real_person else f"{item.recipient} (sample person)"
-        header = (f"From:      {sender}\nTo:        {who}\n"
+        header = (f"From:      {model.sender}\nTo:        {who}\n"
                   f"Subject:   {item.rendered.subject}\nPreheader: {item.rendered.preheader}")
+        if invite := invite_summary(model, item.step):
+            header += f"\nInvite:    {invite}"
         title = (f"{campaign} · step {item.step.id} · persona {item.persona or '(none)'} · "
                  f"{item.language}")
         terminal.print(Panel(_escape(header + "\n\n" + item.rendered.text.rstrip()),
@@ -855,7 +859,8 @@ def history(
     for column in ("campaign", "enrolled", "group", "persona", "state", "reason"):
         table.add_column(column)
     for row in found.enrolments:
-        table.add_row(row["campaign"], row["enrolled_at"], row["grp"], row["persona"] or "",
+        table.add_row(row["campaign"], _local(row["enrolled_at"]), row["grp"],
+                      row["persona"] or "",
                       row["state"], row["exit_reason"] or "")
     out.print(table)
     table = Table(title=f"Messages to {address}", title_justify="left")
@@ -864,11 +869,12 @@ def history(
         table.add_column(column, overflow="fold")
     for row in found.messages:
         table.add_row(row["campaign"], row["step"], row["state"], str(row["attempts"]),
-                      row["due_at"], row["sent_at"] or "", row["message_id"] or "",
+                      _local(row["due_at"]), _local(row["sent_at"]) if row["sent_at"] else "",
+                      row["message_id"] or "",
                       _escape(row["error"] or ""))
     out.print(table)
     if found.suppression is not None:
-        out.print(f"Suppressed since {found.suppression['created_at']}: "
+        out.print(f"Suppressed since {_local(found.suppression['created_at'])}: "
                   f"{_escape(found.suppression['reason'])}")
 
 

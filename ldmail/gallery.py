@@ -15,7 +15,7 @@ from pathlib import Path
 from .config import Project
 from .errors import LdmailError
 from .hygiene import private_folder, write_private
-from .preview import PreviewItem, build_preview
+from .preview import PreviewItem, build_preview, invite_summary
 from .units import format_duration
 
 _STYLE = """
@@ -70,6 +70,9 @@ def _message_page(project: Project, entry: GalleryEntry) -> str:
              ("From", campaign.sender), ("To", item.recipient),
              ("Subject", rendered.subject), ("Preheader", rendered.preheader),
              ("Template", rendered.template_file)]
+    invite = invite_summary(campaign, item.step)
+    if invite:
+        facts.append(("Invite", invite))
     rows = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in facts)
     body = (f'<header><h1>{html.escape(rendered.subject)}</h1><p><a style="color:#fff" '
             f'href="index.html">← all messages</a></p></header><main><dl>{rows}</dl>'

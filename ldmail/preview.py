@@ -13,6 +13,9 @@ from .expressions import evaluate
 from .models import Campaign, Step
 from .render import Rendered, Renderer
 from .samples import sample_person
+from .units import format_duration
+
+WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
 @dataclass(frozen=True)
@@ -98,3 +101,15 @@ def _outside(campaign: Campaign, persona: str | None,
         except LdmailError as exc:
             return f"the campaign's audience rule cannot be evaluated for them ({exc})"
     return None
+
+
+def invite_summary(campaign: Campaign, step: Step) -> str | None:
+    """The step's meeting request in one line, as the reader's calendar will show it."""
+    invite = step.calendar
+    if invite is None:
+        return None
+    day = WEEKDAY_NAMES[invite.weekday]
+    where = f", {invite.location}" if invite.location else ""
+    return (f"{invite.title}: every {day} at {invite.time:%H:%M} for "
+            f"{format_duration(invite.duration)}, {invite.weeks} weeks "
+            f"({campaign.send_window.timezone.key}{where}); sent as a meeting request")

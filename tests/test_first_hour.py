@@ -172,3 +172,17 @@ def test_preview_says_when_it_shows_what_nobody_would_get(project: Path, cli: Cl
             assert "and the campaign is for newcomer" in shown.stderr
             outside.append(email)
     assert len(outside) == len(found) - audience["personas"]["newcomer"]["people"]
+
+
+def test_the_calendar_invite_is_shown_in_previews(example: Path, cli: Cli,
+                                                  tmp_path: Path) -> None:
+    shown = cli("preview", "learning-habit", "--project", example, "--step", "learning-moment",
+                "--persona", "newcomer")
+    assert shown.exit_code == 0, shown.output
+    invite = "Weekly learning moment: every Friday at 15:00 for 1h, 12 weeks (Europe/Amsterdam)"
+    assert f"Invite:    {invite}" in shown.stdout
+    gallery = tmp_path / "gallery"
+    assert cli("preview", "--project", example, "--out", gallery,
+               "--sample-people").exit_code == 0
+    page = (gallery / "learning-habit--learning-moment--newcomer--en.html").read_text("utf-8")
+    assert f"<dt>Invite</dt><dd>{invite}" in page
