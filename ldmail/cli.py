@@ -368,7 +368,7 @@ def init(
     out.print(f"Created {len(written)} files in {directory}:")
     for path in written:
         out.print(f"  {path.relative_to(directory)}")
-    out.print(f"Next: cd {directory} && ldmail validate && ldmail preview welcome")
+    out.print(f"Next: cd {directory} && ldmail validate && ldmail preview -c welcome")
 
 
 @app.command()
@@ -446,9 +446,10 @@ def audience(
 
 @app.command()
 def preview(
-    campaign: Annotated[str | None, typer.Argument(
-        help="Campaign id (its file name without .yaml).", metavar="CAMPAIGN",
-        autocompletion=_complete_campaign)] = None,
+    named: DeprecatedCampaignArgument = None,
+    campaign: Annotated[str | None, typer.Option(
+        "--campaign", "-c", help="The campaign to show (its file name without .yaml).",
+        metavar="CAMPAIGN", autocompletion=_complete_campaign)] = None,
     step: Annotated[str | None, typer.Option(help="Only this step id.", metavar="STEP",
                                              autocompletion=_complete_step)] = None,
     persona: Annotated[str | None, typer.Option(help="Only this persona.", metavar="PERSONA",
@@ -475,10 +476,11 @@ def preview(
     from .config import load_project
     from .preview import build_preview
 
+    campaign = _one_campaign("preview", named, campaign)
     if persona and person:
         raise typer.BadParameter("give --persona or --person, not both", param_hint="--person")
     if (campaign is None) == (out is None):
-        raise typer.BadParameter("give a CAMPAIGN, or --out DIR for the whole gallery")
+        raise typer.BadParameter("give -c CAMPAIGN, or --out DIR for the whole gallery")
     with invocation(project, now) as inv:
         loaded = load_project(inv.root)
         if out is not None:
@@ -532,6 +534,24 @@ DbOption = Annotated[
                  metavar="FILE",
                  dir_okay=False, show_default=False),
 ]
+# preview and report once took the campaign as a plain argument; -c/--campaign, as everywhere
+# else, is the form to write, and the old one still works.
+DeprecatedCampaignArgument = Annotated[str | None, typer.Argument(
+    help="Deprecated: write -c CAMPAIGN.", metavar="[CAMPAIGN]", show_default=False,
+    autocompletion=_complete_campaign)]
+
+
+def _one_campaign(command: str, named: str | None, campaign: str | None) -> str | None:
+    if named is None:
+        return campaign
+    if campaign is not None and campaign != named:
+        raise typer.BadParameter(f"two campaigns given ('{named}' and -c {campaign}); give "
+                                 "one with -c", param_hint="-c")
+    console(stderr=True).print(f"note: write 'ldmail {command} -c {_escape(named)}'; naming the "
+                               "campaign without -c still works but is deprecated")
+    return named
+
+
 CampaignOption = Annotated[str | None, typer.Option("--campaign", "-c", help="Only this campaign.",
                                                     metavar="CAMPAIGN",
                                                     autocompletion=_complete_campaign)]
@@ -959,8 +979,8 @@ def events_import(
 
 @app.command()
 def report(
-    campaign: Annotated[str | None, typer.Argument(help="Only this campaign.",
-                                                   autocompletion=_complete_campaign)] = None,
+    named: DeprecatedCampaignArgument = None,
+    campaign: CampaignOption = None,
     output: Annotated[ReportFormat, typer.Option(
         "--format", help="Output format [default: table, or from the --out extension].")]
     = ReportFormat.TABLE,
@@ -979,6 +999,7 @@ def report(
     from .hygiene import private_folder, write_private
     from .report import build_report, to_csv, to_json
 
+    campaign = _one_campaign("report", named, campaign)
     if out_file is not None and output == "table":
         # `--out report.html` without --format: the file's extension says which format.
         formats = {".csv": "csv", ".json": "json", ".html": "html", ".htm": "html",

@@ -22,12 +22,19 @@ def complete(project: Path, words: str) -> list[str]:
 
 
 def test_campaign_ids(project: Path) -> None:
-    assert complete(project, "ldmail preview we") == ["welcome"]
+    assert complete(project, "ldmail preview -c we") == ["welcome"]
+    assert complete(project, "ldmail preview we") == ["welcome"]  # the deprecated form
 
 
 def test_persona_names(project: Path) -> None:
-    assert complete(project, "ldmail preview welcome --persona n") == ["newcomer"]
+    assert complete(project, "ldmail preview -c welcome --persona n") == ["newcomer"]
 
 
-def test_step_ids(project: Path) -> None:
-    assert complete(project, "ldmail preview welcome --step f") == ["first-course"]
+def test_step_ids_are_those_of_the_chosen_campaign(project: Path) -> None:
+    welcome = (project / "campaigns" / "welcome.yaml").read_text(encoding="utf-8")
+    (project / "campaigns" / "other.yaml").write_text(
+        welcome.replace("id: first-course", "id: follow-up"), encoding="utf-8")
+    assert complete(project, "ldmail preview -c welcome --step f") == ["first-course"]
+    assert complete(project, "ldmail preview -c other --step f") == ["follow-up"]
+    assert complete(project, "ldmail send -c other --step f") == []  # send has no --step
+    assert complete(project, "ldmail retry -c other --step f") == ["follow-up"]

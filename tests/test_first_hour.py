@@ -121,7 +121,7 @@ def test_imports_notice_language_names_and_lost_letters(project: Path, cli: Cli)
     assert as_json["note_count"] == 4 and as_json["people"] == 5
     for email, language in (("ann@example.org", "nl"), ("bob@example.org", "nl"),
                             ("dirk@example.org", "en")):
-        shown = cli("preview", "welcome", "--project", project, "--person", email)
+        shown = cli("preview", "-c", "welcome", "--project", project, "--person", email)
         assert shown.exit_code == 0, shown.output
         assert f"· {language}" in shown.stdout, (email, shown.stdout)
     checked = cli("validate", "--project", project)
@@ -145,7 +145,7 @@ def test_ci_needs_no_hr_export_and_shows_no_real_people(project: Path, cli: Cli,
         email, first, last = row.split(";")[:3]
         assert email not in pages, email
         assert f"{first} {last}" not in pages, email
-    refused = cli("preview", "welcome", "--project", project, "--sample-people",
+    refused = cli("preview", "-c", "welcome", "--project", project, "--sample-people",
                   "--person", "ann.devries@example.org")
     assert refused.exit_code == 1 and "leave out --sample-people" in refused.stderr
 
@@ -153,7 +153,7 @@ def test_ci_needs_no_hr_export_and_shows_no_real_people(project: Path, cli: Cli,
 def test_preview_says_when_it_shows_what_nobody_would_get(project: Path, cli: Cli) -> None:
     from .smtp_server import edit_yaml
 
-    wrong = cli("preview", "welcome", "--project", project, "--lang", "de")
+    wrong = cli("preview", "-c", "welcome", "--project", project, "--lang", "de")
     assert wrong.exit_code == 1
     assert "--lang de: not one of this project's languages (en, nl)" in wrong.stderr
     edit_yaml(project / "campaigns" / "welcome.yaml",
@@ -164,7 +164,7 @@ def test_preview_says_when_it_shows_what_nobody_would_get(project: Path, cli: Cl
     found = [row.split(";")[0] for row in rows]
     outside = []
     for email in found:
-        shown = cli("preview", "welcome", "--project", project, "--person", email,
+        shown = cli("preview", "-c", "welcome", "--project", project, "--person", email,
                     "--step", "hello")
         assert shown.exit_code == 0, shown.output
         if shown.stderr:
@@ -176,8 +176,8 @@ def test_preview_says_when_it_shows_what_nobody_would_get(project: Path, cli: Cl
 
 def test_the_calendar_invite_is_shown_in_previews(example: Path, cli: Cli,
                                                   tmp_path: Path) -> None:
-    shown = cli("preview", "learning-habit", "--project", example, "--step", "learning-moment",
-                "--persona", "newcomer")
+    shown = cli("preview", "-c", "learning-habit", "--project", example,
+                "--step", "learning-moment", "--persona", "newcomer")
     assert shown.exit_code == 0, shown.output
     invite = "Weekly learning moment: every Friday at 15:00 for 1h, 12 weeks (Europe/Amsterdam)"
     assert f"Invite:    {invite}" in shown.stdout

@@ -8,7 +8,7 @@ from .conftest import Cli
 
 
 def test_wiifm_differs_per_persona(project: Path, cli: Cli) -> None:
-    result = cli("preview", "welcome", "--project", project, "--step", "hello")
+    result = cli("preview", "-c", "welcome", "--project", project, "--step", "hello")
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert "A clear path to your certificate" in out          # compelled
@@ -18,8 +18,8 @@ def test_wiifm_differs_per_persona(project: Path, cli: Cli) -> None:
 
 
 def test_dutch_person_gets_dutch_text(project: Path, cli: Cli) -> None:
-    result = cli("preview", "welcome", "--project", project, "--person", "ann.devries@example.org",
-                 "--step", "hello")
+    result = cli("preview", "-c", "welcome", "--project", project,
+                 "--person", "ann.devries@example.org", "--step", "hello")
     assert result.exit_code == 0, result.output
     assert "Ann, je leerplatform staat voor je klaar" in result.stdout
     assert "Hoi Ann," in result.stdout
@@ -30,7 +30,7 @@ def test_html_written_with_inlined_css_and_escaping(project: Path, cli: Cli) -> 
     people = project / "people.csv"
     people.write_text(people.read_text(encoding="utf-8").replace(
         "ann.devries@example.org;Ann;", "ann.devries@example.org;<b>Ann</b>;"), encoding="utf-8")
-    result = cli("preview", "welcome", "--project", project, "--person",
+    result = cli("preview", "-c", "welcome", "--project", project, "--person",
                  "ann.devries@example.org", "--step", "hello", "--html")
     assert result.exit_code == 0, result.output
     path = project / ".ldmail/preview/welcome-hello-skill-builder-nl.html"
@@ -42,10 +42,10 @@ def test_html_written_with_inlined_css_and_escaping(project: Path, cli: Cli) -> 
 
 
 def test_unknown_step_and_campaign(project: Path, cli: Cli) -> None:
-    result = cli("preview", "welcom", "--project", project)
+    result = cli("preview", "-c", "welcom", "--project", project)
     assert result.exit_code == 1
     assert "no campaign 'welcom'; did you mean 'welcome'?" in result.stderr
-    result = cli("preview", "welcome", "--project", project, "--step", "nope")
+    result = cli("preview", "-c", "welcome", "--project", project, "--step", "nope")
     assert result.exit_code == 1
     assert "has no step 'nope'; its steps: hello, first-course" in result.stderr
 

@@ -187,7 +187,7 @@ def test_textbook_expectation() -> None:
 def test_report_csv_json_and_table_agree_with_the_textbook(stats_project: Path,
                                                            cli: Cli) -> None:
     uplift, low, high, p_value = textbook(TREATMENT_N, TREATMENT_K, HOLDOUT_N, HOLDOUT_K)
-    base = ("report", "welcome", "--project", stats_project, "--now", REPORT_NOW)
+    base = ("report", "-c", "welcome", "--project", stats_project, "--now", REPORT_NOW)
 
     result = cli(*base, "--format", "csv")
     assert result.exit_code == 0, result.output

@@ -112,7 +112,7 @@ def test_two_calls_in_one_process_do_not_share_options(tmp_path: Path, cli: Cli,
     (second / "campaigns" / "welcome.yaml").rename(second / "campaigns" / "other.yaml")
     assert cli("--project", first, "validate").exit_code == 0
     monkeypatch.chdir(second)
-    shown = cli("preview", "welcome")  # no --project: the current folder, not `first`
+    shown = cli("preview", "-c", "welcome")  # no --project: the current folder, not `first`
     assert shown.exit_code == 1 and "no campaign 'welcome'" in shown.stderr
 
 

@@ -102,7 +102,7 @@ def test_template_payload_is_blocked(name: str, project: Path, cli: Cli, tmp_pat
     assert_blocked(result.output, result.exit_code, BLOCKED)
     assert re.search(r"^templates/en/welcome/hello\.md:\d+: ", result.stdout, re.MULTILINE), \
         result.stdout
-    for args in (("preview", "welcome", "--step", "hello", "--lang", "en"),
+    for args in (("preview", "-c", "welcome", "--step", "hello", "--lang", "en"),
                  ("send", "--dry-run", "--now", "2026-12-01T10:00+01:00")):
         run = cli(*args, "--project", project)
         assert "Traceback" not in run.output, run.output
@@ -146,7 +146,8 @@ def test_include_cannot_read_outside_templates(target: str, project: Path, cli: 
     assert result.exit_code == 1
     assert f"templates/en/welcome/hello.md:10: includes '{target}', which does not exist" \
         in result.stdout
-    preview = cli("preview", "welcome", "--step", "hello", "--lang", "en", "--project", project)
+    preview = cli("preview", "-c", "welcome", "--step", "hello", "--lang", "en",
+                  "--project", project)
     assert preview.exit_code == 1
     assert "platform_url" not in preview.output and "root:" not in preview.output
 
@@ -195,7 +196,7 @@ def set_first_name(project: Path, email: str, value: str) -> None:
 def preview_with_first_name(project: Path, cli: Cli, first_name: str) -> tuple[str, str]:
     """Bob's welcome rendered with `first_name` from the export: (HTML part, terminal text)."""
     set_first_name(project, "bob.smith@example.org", first_name)
-    result = cli("preview", "welcome", "--person", "bob.smith@example.org", "--step", "hello",
+    result = cli("preview", "-c", "welcome", "--person", "bob.smith@example.org", "--step", "hello",
                  "--html", "--project", project)
     assert result.exit_code == 0, result.output
     html = (project / ".ldmail/preview/welcome-hello-compelled-en.html").read_text("utf-8")
@@ -221,7 +222,7 @@ def test_jinja_in_person_data_is_text_not_code(project: Path, cli: Cli, tmp_path
     set_first_name(project, "george.brown@example.org",
                    armed("{{ cycler.__init__.__globals__.os.popen('touch {canary}').read() }}",
                          canary))
-    result = cli("preview", "welcome", "--person", "bob.smith@example.org", "--step", "hello",
+    result = cli("preview", "-c", "welcome", "--person", "bob.smith@example.org", "--step", "hello",
                  "--html", "--project", project)
     assert result.exit_code == 0, result.output
     assert "Subject:   {{ 7*7 }}, your learning platform is open" in result.stdout

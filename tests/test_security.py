@@ -87,7 +87,7 @@ def test_send_preview_and_gallery_never_hold_a_linked_file(linked: Path, cli: Cl
                                                            tmp_path: Path) -> None:
     gallery = tmp_path / "gallery"
     runs = [cli("send", "--project", linked, "--now", DAY1),
-            cli("preview", "welcome", "--html", "--project", linked, "--now", DAY1),
+            cli("preview", "-c", "welcome", "--html", "--project", linked, "--now", DAY1),
             cli("preview", "--out", gallery, "--project", linked, "--now", DAY1)]
     assert [run.exit_code for run in runs] == [1, 1, 1]
     written = _outputs(linked) + (_outputs(gallery) if gallery.exists() else b"")
@@ -356,11 +356,12 @@ def test_control_characters_from_data_are_shown_not_obeyed(project: Path, cli: C
     people.write_text(people.read_text("utf-8").replace("Ann;de Vries", f'"{hostile}";de Vries')
                       .replace("bob.smith@example.org", "bob\x1b[31m@example.org"),
                       encoding="utf-8")
-    for args in (("audience",), ("preview", "welcome", "--person", "ann.devries@example.org")):
+    for args in (("audience",),
+                 ("preview", "-c", "welcome", "--person", "ann.devries@example.org")):
         result = cli(*args, "--project", project, "--now", DAY1)
         assert "\x1b" not in result.output and "\x07" not in result.output and \
             "\u202e" not in result.output, (args, result.output)
-    shown = cli("preview", "welcome", "--person", "ann.devries@example.org", "--project",
+    shown = cli("preview", "-c", "welcome", "--person", "ann.devries@example.org", "--project",
                 project, "--now", DAY1)
     assert "Ann\\x1b]0;pwned\\x07\\x1b[2J\\u202e" in shown.stdout
     rejected = cli("audience", "--project", project, "--now", DAY1)
@@ -381,7 +382,7 @@ def _mode(path: Path) -> int:
 def test_files_with_personal_data_are_owner_only(project: Path, cli: Cli, tmp_path: Path) -> None:
     old = os.umask(0o022)
     try:
-        preview = cli("preview", "welcome", "--html", "--project", project, "--now", DAY1)
+        preview = cli("preview", "-c", "welcome", "--html", "--project", project, "--now", DAY1)
         gallery = tmp_path / "gallery"
         shown = cli("preview", "--out", gallery, "--project", project, "--now", DAY1)
         cli("send", "--project", project, "--now", DAY1)
@@ -406,7 +407,7 @@ def test_no_write_follows_a_link_or_a_path_from_the_repository(project: Path, cl
     preview = project / ".ldmail" / "preview"
     preview.mkdir(parents=True)
     (preview / "welcome-hello-compelled-en.html").symlink_to(victim)
-    shown = cli("preview", "welcome", "--step", "hello", "--persona", "compelled", "--lang",
+    shown = cli("preview", "-c", "welcome", "--step", "hello", "--persona", "compelled", "--lang",
                 "en", "--html", "--project", project, "--now", DAY1)
     assert shown.exit_code == 1 and "is a symbolic link; remove it" in shown.stderr
     (project / ".ldmail" / "ledger.db.lock").symlink_to(victim)
@@ -421,7 +422,7 @@ def test_no_write_follows_a_link_or_a_path_from_the_repository(project: Path, cl
         f"../../../..{tmp_path}/pwn"), encoding="utf-8")
     (project / ".ldmail" / "ledger.db.lock").unlink()
     (preview / "welcome-hello-compelled-en.html").unlink()
-    person = cli("preview", "welcome", "--person", "bob.smith@example.org", "--step", "hello",
+    person = cli("preview", "-c", "welcome", "--person", "bob.smith@example.org", "--step", "hello",
                  "--html", "--project", project, "--now", DAY1)
     assert not list(tmp_path.glob("pwn*"))
     assert all(p.parent == preview for p in preview.rglob("*.html")), person.output
