@@ -51,6 +51,21 @@ class GalleryEntry:
     mail: str
 
 
+# A message page of the gallery loads nothing from anywhere: a pull request could point the
+# logo at a server that would learn who opened the artefact. Remote images show as their alt
+# text.
+_OFFLINE = ('<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+            'style-src \'unsafe-inline\'; img-src data:">')
+
+
+def offline(page: str) -> str:
+    """A message's HTML with a policy that blocks every remote load."""
+    head = page.find("<head>")
+    if head < 0:
+        return _OFFLINE + page
+    return page[:head + len("<head>")] + _OFFLINE + page[head + len("<head>"):]
+
+
 def _page(title: str, body: str) -> str:
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -143,7 +158,7 @@ def write_gallery(project: Project, folder: Path, today: date, *,
                                           language=language, sample_people=sample_people):
                     stem = f"{campaign_id}--{item.step.id}--{persona}--{language}"
                     entry = GalleryEntry(campaign_id, item, f"{stem}.html", f"mail/{stem}.html")
-                    write_private(folder / entry.mail, item.rendered.html)
+                    write_private(folder / entry.mail, offline(item.rendered.html))
                     entries.append(entry)
     entries.sort(key=lambda e: (e.campaign, e.item.step.after, e.item.persona or "",
                                 e.item.language))

@@ -107,6 +107,25 @@ class Unsubscribe(Strict):
         return value
 
 
+class Brand(Strict):
+    """How the built-in layout looks: a logo above every message and the colour of buttons."""
+
+    logo: str | None = Field(None, description="https URL of the logo image (PNG or JPEG)")
+    logo_alt: str = Field("", description="the logo's text for readers who block images")
+    logo_width: int = Field(160, ge=16, le=600, description="shown width in pixels")
+    colour: str = Field("#1f6f8b", pattern=r"^#[0-9a-fA-F]{6}$",
+                        description="buttons and links, as #rrggbb")
+
+    @field_validator("logo")
+    @classmethod
+    def _https_logo(cls, value: str | None) -> str | None:
+        if value is not None and (not value.startswith("https://") or
+                                  any(c in value for c in "\"'<> \r\n")):
+            raise ValueError(f"'{value}' must be an https:// URL of an image (mail clients "
+                             "block others), without quotes, spaces or angle brackets")
+        return value
+
+
 class Utm(Strict):
     enabled: bool = True
     source: str = "ldmail"
@@ -183,6 +202,7 @@ class Settings(Strict):
     default_language: Slug = "en"
     languages: list[Slug] = Field(default_factory=lambda: ["en"])
     unsubscribe: Unsubscribe = Unsubscribe()
+    brand: Brand = Brand()
     utm: Utm = Utm()
     transport: Transport = Transport()
     ledger: str = ".ldmail/ledger.db"

@@ -200,6 +200,24 @@ def _undefined(exc: UndefinedError, template: Template, line: int | None) -> str
     return f"{written.group(1)} has no '{match.group(1)}'{hint}"
 
 
+# A paragraph that is nothing but a bold link: the message's call to action.
+_BUTTON = re.compile(r'<p><strong><a href="([^"]*)">((?:(?!</a>).){1,200})</a></strong></p>',
+                     re.DOTALL)
+
+
+def buttons(markup: str, colour: str) -> str:
+    """Every call to action (a paragraph holding only a bold link, `**[Register](url)**`) as
+    a "bulletproof" button: a table cell with a background colour, which every mail client
+    shows as a button, Outlook's Word engine included."""
+    def button(match: re.Match[str]) -> str:
+        return (f'<table role="presentation" border="0" cellspacing="0" cellpadding="0" '
+                f'class="button"><tr><td bgcolor="{colour}" style="background:{colour};'
+                f'border-radius:6px"><a href="{match.group(1)}" style="display:inline-block;'
+                f"padding:12px 24px;color:#ffffff;font-weight:bold;text-decoration:none;"
+                f'border-radius:6px">{match.group(2)}</a></td></tr></table>')
+    return _BUTTON.sub(button, markup)
+
+
 def tag_links(markup: str, params: Mapping[str, str]) -> str:
     """Add UTM parameters to every absolute link that does not carry its own."""
     if not params:
@@ -547,7 +565,8 @@ class Renderer:
         layout_values = {
             "subject": subject, "preheader": preheader, "wiifm": Markup(wiifm_html),
             "footer": footer, "content": Markup(body_html), "unsubscribe_url": unsubscribe_url,
-            "organisation": settings.organisation, "campaign": values["campaign"],
+            "organisation": settings.organisation, "brand": settings.brand,
+            "campaign": values["campaign"],
             "person": values["person"], "language": language}
         page = self._page(layout_values, token, display)
         if stand_ins:
@@ -609,7 +628,8 @@ class Renderer:
         key = (body, wiifm, utm)
         found = self._markups.get(key)
         if found is None:
-            body_html = tag_links(self._markdown.render(body), dict(utm))
+            colour = self.project.settings.brand.colour
+            body_html = tag_links(buttons(self._markdown.render(body), colour), dict(utm))
             wiifm_html = tag_links(self._markdown.render(wiifm), dict(utm))
             wiifm_text = html_to_text(wiifm_html)
             text = "\n\n".join(part for part in (wiifm_text, html_to_text(body_html)) if part)

@@ -186,3 +186,33 @@ def test_the_calendar_invite_is_shown_in_previews(example: Path, cli: Cli,
                "--sample-people").exit_code == 0
     page = (gallery / "learning-habit--learning-moment--newcomer--en.html").read_text("utf-8")
     assert f"<dt>Invite</dt><dd>{invite}" in page
+
+
+def test_messages_carry_the_logo_a_button_and_mailto_links(example: Path, cli: Cli) -> None:
+    shown = cli("preview", "-c", "platform-launch", "--project", example, "--step", "kick-off",
+                "--persona", "newcomer", "--html")
+    assert shown.exit_code == 0, shown.output
+    page = (example / ".ldmail" / "preview" /
+            "platform-launch-kick-off-newcomer-en.html").read_text(encoding="utf-8")
+    assert re.search(r'<img src="https://learning\.hearthandhome\.example/img/learning-kitchen-'
+                     r'logo\.png" alt="The Learning Kitchen, Hearth &amp; Home Kitchens" '
+                     r'width="200"', page)
+    button = re.search(r'<table[^>]*class="button"[^>]*>.*?</table>', page, re.S)
+    assert button and 'bgcolor="#1f6f8b"' in button[0]
+    assert ">Start your first micro-training</a>" in button[0]
+    assert "utm_source=ldmail" in button[0]  # the button's link is tagged like any other
+    assert '<a href="mailto:learning@hearthandhome.example"' in page
+    # The text part reads the button as a link (the terminal may wrap the line).
+    text = re.sub(r"(\s*│\s*)+", " ", shown.stdout)
+    assert "Start your first micro-training <https://learning.hearthandhome.example/?" in text
+
+
+def test_brand_values_are_checked(project: Path, cli: Cli) -> None:
+    settings = project / "ldmail.yaml"
+    text = settings.read_text(encoding="utf-8")
+    settings.write_text(text + "brand: {logo: 'http://example.org/logo.png', colour: red}\n",
+                        encoding="utf-8")
+    checked = cli("validate", "--project", project)
+    assert checked.exit_code == 1
+    assert "must be an https:// URL of an image" in checked.output
+    assert "brand.colour" in checked.output or "colour" in checked.output
