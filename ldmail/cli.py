@@ -977,6 +977,53 @@ def events_import(
         raise typer.Exit(1)
 
 
+survey_app = typer.Typer(help="Import answers to a campaign's evaluation survey.",
+                         no_args_is_help=True)
+app.add_typer(survey_app, name="survey")
+
+
+@survey_app.command("import")
+def survey_import(
+    file: Annotated[Path, typer.Argument(help="Microsoft Forms or Google Forms CSV export.",
+                                         dir_okay=False)],
+    campaign: Annotated[str | None, typer.Option(
+        "--campaign", "-c", help="The campaign the survey belongs to [default: the only one "
+        "with a survey: block].", metavar="CAMPAIGN", autocompletion=_complete_campaign)]
+    = None,
+    db: DbOption = None,
+    project: ProjectOption = None,
+    now: NowOption = None,
+) -> None:
+    """Record the answers to a campaign's fit question ("did the training fit me").
+
+    The campaign's survey: block names the export's columns. Re-importing a file adds
+    nothing twice; bad rows are listed by row number and skipped.
+    """
+    from .config import load_project
+    from .ledger import Ledger
+    from .survey import import_survey, survey_campaign
+
+    with invocation(project, now) as inv:
+        loaded = load_project(inv.root)
+        chosen = survey_campaign(loaded, campaign)
+        with Ledger.of(loaded, db) as ledger:
+            result = import_survey(ledger, loaded, chosen, file, inv.now)
+    out = console()
+    for skipped in result.skipped[:50]:
+        out.print(f"{_escape(result.source)} {skipped.position}: {_escape(skipped.reason)}",
+                  soft_wrap=True)
+    if len(result.skipped) > 50:
+        out.print(f"… and {len(result.skipped) - 50} more rows skipped")
+    out.print(f"imported {_plural(result.added, 'answer', 'answers')} "
+              f"({result.already_known} already known), "
+              f"{_plural(len(result.skipped), 'row', 'rows')} skipped")
+    if result.empty:
+        reason = " (see the reasons above)" if result.skipped else ""
+        console(stderr=True).print(f"error: no row of {_escape(result.source)} could be "
+                                   f"imported{reason}; fix the file and import it again")
+        raise typer.Exit(1)
+
+
 @app.command()
 def report(
     named: DeprecatedCampaignArgument = None,

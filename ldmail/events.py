@@ -7,7 +7,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +29,8 @@ CSV_COLUMNS = {
     "timestamp": ("timestamp", "date", "time", "occurred_at", "datetime", "date/time", "datum",
                   "tijdstip", "datum/tijd", "zeitpunkt", "zeitstempel"),
 }
-_TIME_FORMATS = ("%d-%m-%Y %H:%M:%S", "%d-%m-%Y %H:%M", "%d-%m-%Y", "%d/%m/%Y %H:%M",
-                 "%d/%m/%Y", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M")
+_TIME_FORMATS = ("%d-%m-%Y %H:%M:%S", "%d-%m-%Y %H:%M", "%d-%m-%Y", "%d/%m/%Y %H:%M:%S",
+                 "%d/%m/%Y %H:%M", "%d/%m/%Y", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M")
 
 
 @dataclass(frozen=True)
@@ -56,8 +56,8 @@ class ImportResult:
     skipped: list[Skipped] = field(default_factory=list)
 
 
-def parse_timestamp(text: str) -> datetime:
-    """ISO 8601 (xAPI) or the day-first formats LMS exports use; no zone means UTC."""
+def parse_timestamp(text: str, zone: tzinfo = UTC) -> datetime:
+    """ISO 8601 (xAPI) or the day-first formats LMS exports use; no zone means `zone` (UTC)."""
     text = text.strip()
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -70,7 +70,7 @@ def parse_timestamp(text: str) -> datetime:
                 continue
         else:
             raise ValueError(f"unreadable timestamp {excerpt(text)}") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment if moment.tzinfo else moment.replace(tzinfo=zone)
 
 
 def verb_name(verb_id: str) -> str:
@@ -243,15 +243,20 @@ def detect_kind(path: Path) -> str:
     return "csv"
 
 
-def import_events(ledger: Ledger, path: Path, *, kind: str = "auto",
-                  display: str | None = None, limits: DateLimits | None = None) -> ImportResult:
-    """Add the file's events to the ledger; events already recorded are not added again."""
+def require_file(path: Path) -> None:
+    """An LdmailError naming a close file name when `path` is not a file."""
     if not path.is_file():
         folder = path.parent if path.parent.is_dir() else None
         names = [p.name for p in folder.iterdir() if p.is_file()] if folder else []
         close = difflib.get_close_matches(path.name, names, n=1)
         hint = f"; did you mean {path.with_name(close[0])}?" if close else ""
         raise LdmailError(f"{path}: file not found{hint}")
+
+
+def import_events(ledger: Ledger, path: Path, *, kind: str = "auto",
+                  display: str | None = None, limits: DateLimits | None = None) -> ImportResult:
+    """Add the file's events to the ledger; events already recorded are not added again."""
+    require_file(path)
     display = display or str(path)
     kind = detect_kind(path) if kind == "auto" else kind
     source = _from_xapi(path, display) if kind == "xapi" else _from_csv(path, display)

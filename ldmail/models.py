@@ -318,6 +318,26 @@ class Step(Strict):
         return value
 
 
+class Survey(Strict):
+    """The evaluation survey's "did the training fit me" question, read from a Forms export
+    by `ldmail survey import` and reported as a share per persona."""
+
+    email_column: str = Field("Email", min_length=1, description=(
+        "Header of the column with the respondent's e-mail address: 'Email' in Microsoft "
+        "Forms exports, 'Email address' (or 'E-mailadres') in Google Forms"))
+    fit_column: str = Field(min_length=1, description=(
+        "Header of the fit question, its full text as the export writes it"))
+    did_not_fit: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1, description=(
+        "The answers that mean 'the training did not fit me'; compared without regard to "
+        "case or surrounding spaces"))
+    target: Percentage = Field(0.05, description=(
+        "The bar: the share of did-not-fit answers should stay under it"))
+    time_column: str | None = Field(None, min_length=1, description=(
+        "Header of the column with when the answer was given, e.g. 'Completion time' "
+        "(day-first or ISO dates; without a zone, the send window's time zone); without it, "
+        "an answer counts from when it was imported"))
+
+
 class Campaign(Strict):
     title: str
     phase: Literal["inform", "activate", "retain"]
@@ -333,6 +353,8 @@ class Campaign(Strict):
     send_window: SendWindow = SendWindow()
     min_gap: Duration = Field(timedelta(days=1), description="least time between two steps")
     steps: list[Step] = Field(min_length=1)
+    survey: Survey | None = Field(None, description=(
+        "The evaluation survey's fit question, for 'ldmail survey import' and the report"))
 
     @model_validator(mode="after")
     def _unique_steps(self) -> Campaign:

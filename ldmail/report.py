@@ -17,6 +17,7 @@ from .config import Project
 from .enrolment import goal_reached_at
 from .hygiene import csv_cell
 from .ledger import EnrolmentFacts, Group, Ledger, MessageState
+from .models import Campaign
 from .stats import Comparison
 
 ALL = "all"
@@ -60,6 +61,32 @@ class Segment:
         }
 
 
+@dataclass(frozen=True)
+class FitShare:
+    """The evaluation survey's "did the training fit me" answers of one persona (or "all"):
+    each respondent's latest answer up to the report's moment."""
+
+    persona: str
+    answers: int
+    did_not_fit: int
+    target: float  # the bar: the did-not-fit share should stay under it (0.05 is 5%)
+    distribution: dict[str, int]  # answer as written -> how many gave it
+
+    @property
+    def share(self) -> float | None:
+        return self.did_not_fit / self.answers if self.answers else None
+
+    @property
+    def under_target(self) -> bool | None:
+        share = self.share
+        return None if share is None else share < self.target
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"persona": self.persona, "answers": self.answers,
+                "did_not_fit": self.did_not_fit, "share": self.share, "target": self.target,
+                "under_target": self.under_target, "distribution": dict(self.distribution)}
+
+
 @dataclass
 class CampaignReport:
     id: str
@@ -76,6 +103,7 @@ class CampaignReport:
     sends_by_day: list[tuple[str, int]]
     description: str = ""  # the campaign's hypothesis, as written in its YAML
     holdout_share: float = 0.0  # the configured control-group share (0.1 is 10%)
+    fit: list[FitShare] = field(default_factory=list)  # the survey's fit answers, "all" first
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -87,6 +115,7 @@ class CampaignReport:
             "conversion": self.overall.as_dict() if self.overall else None,
             "personas": [p.as_dict() for p in self.personas],
             "sends_by_day": [{"day": d, "sent": n} for d, n in self.sends_by_day],
+            "fit": [f.as_dict() for f in self.fit],
         }
 
 
@@ -122,6 +151,35 @@ def _segment(name: str, enrolments: list[EnrolmentFacts],
                             counts["holdout"][0], counts["holdout"][1])
     return Segment(name, comparison, _median_days(days["treatment"]),
                    _median_days(days["holdout"]))
+
+
+def _fit_shares(ledger: Ledger, campaign_id: str, model: Campaign,
+                enrolments: list[EnrolmentFacts], now: datetime) -> list[FitShare]:
+    """The survey's fit answers submitted up to `now`, for everyone and per persona (the
+    persona of the respondent's enrolment in the campaign); each respondent counts once,
+    with their latest answer. Answers from people not enrolled by `now` are left out."""
+    from .survey import answer_key, did_not_fit
+
+    survey = model.survey
+    if survey is None:
+        return []
+    persona_of = {row.email: row.persona or "(none)" for row in enrolments}
+    latest: dict[str, str] = {}
+    for item in ledger.survey_answers(campaign_id, iso(now)):  # earliest first
+        if item.email in persona_of:
+            latest[item.email] = item.answer
+
+    def share(name: str, answers: list[str]) -> FitShare:
+        spelling: dict[str, str] = {}  # one key per answer, written as first seen
+        counts: Counter[str] = Counter()
+        for answer in answers:
+            counts[spelling.setdefault(answer_key(answer), answer)] += 1
+        return FitShare(name, len(answers), sum(did_not_fit(survey, a) for a in answers),
+                        survey.target, dict(counts.most_common()))
+
+    personas = sorted(set(persona_of.values()))
+    return [share(ALL, list(latest.values())),
+            *(share(p, [a for e, a in latest.items() if persona_of[e] == p]) for p in personas)]
 
 
 def build_report(project: Project, now: datetime, *, db: Path | None = None,
@@ -162,7 +220,8 @@ def build_report(project: Project, now: datetime, *, db: Path | None = None,
                                                    if (r.persona or "") == p], converted_at)
                           for p in personas] if goal else [],
                 sends_by_day=sorted(by_day.items()),
-                description=model.description.strip(), holdout_share=model.holdout))
+                description=model.description.strip(), holdout_share=model.holdout,
+                fit=_fit_shares(ledger, campaign_id, model, enrolments, now)))
     return report
 
 

@@ -10,6 +10,7 @@ an enrolment's state is an operation here, checked against the table in states.p
     delivery.py  a send's moves: claim, hold, outcomes; interrupted claims, resends, retries
     people.py    suppress, forget, goal events; a person's history
     reads.py     what the report and the quiet cron path read
+    survey.py    evaluation survey answers: recorded once each, read for the report
 """
 
 from .core import (
@@ -26,9 +27,10 @@ from .people import GoalEvent, PersonHistory, PersonMoves
 from .reads import EnrolmentFacts, MessageFacts, Reads
 from .schema import MIGRATION_SET, MIGRATIONS, m001_initial
 from .states import EnrolmentOp, EnrolmentState, Group, MessageOp, MessageState
+from .survey import StoredAnswer, SurveyAnswer, SurveyMoves
 
 
-class Ledger(DeliveryMoves, PersonMoves, Reads):
+class Ledger(DeliveryMoves, PersonMoves, Reads, SurveyMoves):
     """An open ledger with every operation on it (`with Ledger.of(project) as ledger:`)."""
 
 
@@ -36,6 +38,6 @@ __all__ = [
     "ALL_STEPS_DONE", "BUSY_TIMEOUT", "FORGOTTEN", "MIGRATIONS", "MIGRATION_SET", "QUIET",
     "STAGED", "Delivery", "EnrolmentFacts", "EnrolmentOp", "EnrolmentState", "GoalEvent",
     "Group", "Ledger", "MessageFacts", "MessageKey", "MessageOp", "MessageState",
-    "PersonHistory", "Recheck", "identity_path", "ledger_path", "m001_initial", "read_identity",
-    "record_identity",
+    "PersonHistory", "Recheck", "StoredAnswer", "SurveyAnswer", "identity_path", "ledger_path",
+    "m001_initial", "read_identity", "record_identity",
 ]

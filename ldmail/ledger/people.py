@@ -84,7 +84,7 @@ class PersonMoves(LedgerFile):
         conn.execute("PRAGMA secure_delete = ON")  # freed pages are zeroed, not left readable
         changed = 0
         with self.transaction() as db:
-            for table in ("enrolments", "messages", "events"):
+            for table in ("enrolments", "messages", "events", "survey_answers"):
                 changed += db.conn.execute(f"UPDATE OR IGNORE {table} SET email = ? WHERE"
                                            " email = ?", (hashed, email)).rowcount
                 db.conn.execute(f"DELETE FROM {table} WHERE email = ?", (email,))

@@ -78,10 +78,24 @@ def m004_staged_rejected(db: Database) -> None:
     db.execute("CREATE TABLE staged_rejected (email TEXT PRIMARY KEY) WITHOUT ROWID")
 
 
+def m005_survey_answers(db: Database) -> None:
+    # Answers to a campaign's evaluation survey ("did the training fit me"), one per row of a
+    # Forms export. `response` is the keyed hash of what names the answer within its campaign
+    # (the form's response ID, or address, time and answer, with the address): re-importing
+    # the same export adds nothing, and no copy of the address is kept outside `email`.
+    db.execute("""
+        CREATE TABLE survey_answers (
+            id INTEGER PRIMARY KEY, campaign TEXT NOT NULL, email TEXT NOT NULL,
+            answer TEXT NOT NULL, submitted_at TEXT NOT NULL, response TEXT NOT NULL,
+            source TEXT, UNIQUE (campaign, response))""")
+    db.execute("CREATE INDEX survey_answers_email ON survey_answers (email)")
+
+
 # The schema's versions, in order. sqlite-utils applies them (and records each in its
 # _sqlite_migrations table); it is only imported when one is pending, because importing it
 # costs more than a whole cron run that finds nothing to do.
-MIGRATIONS = [m001_initial, m002_streamed_sync, m003_missing_since, m004_staged_rejected]
+MIGRATIONS = [m001_initial, m002_streamed_sync, m003_missing_since, m004_staged_rejected,
+              m005_survey_answers]
 MIGRATION_SET = "ldmail"
 
 
