@@ -30,7 +30,8 @@ from .config import AUDIENCES_FILE, PEOPLE_SOURCE, Project
 from .errors import ConfigError, LdmailError, Problem
 from .expressions import evaluate, free_names
 from .hygiene import excerpt
-from .models import Audiences, DateLimits, Persona
+from .models import Audiences, Campaign, DateLimits, Persona
+from .schedule import in_holdout
 from .units import parse_timezone
 
 _DATE_FORMATS = ("%Y-%m-%d", "%d-%m-%Y", "%d/%m/%Y", "%d.%m.%Y", "%Y/%m/%d", "%d-%m-%y")
@@ -672,6 +673,19 @@ def unique_people(stream: PeopleStream) -> Iterator[Person]:
         yield person
 
 
+class Targeting:
+    """Whether a person belongs to a campaign's audience (see audience.Rule for `where`)."""
+
+    def __init__(self, campaign: Campaign, loader: AudienceLoader) -> None:
+        self.personas = set(campaign.audience.personas)
+        self.where = loader.rule(campaign.audience.where) if campaign.audience.where else None
+
+    def __call__(self, person: Person) -> bool:
+        if self.personas and person.persona not in self.personas:
+            return False
+        return self.where is None or self.where(person.attributes)
+
+
 @dataclass
 class AudienceScan:
     """What one pass over the export found, keeping a few people rather than all of them."""
@@ -690,16 +704,23 @@ class AudienceScan:
     # Rows read but worth a look (see AudienceLoader.note): the first MAX_NOTES, and how many.
     notes: list[Rejected] = field(default_factory=list)
     note_count: int = 0
+    # Per campaign asked for: how many people it would mail and hold out.
+    groups: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 def scan_audience(project: Project, today: date, *, keep: int = 0, wheres: Iterable[str] = (),
-                  email: str | None = None) -> AudienceScan:
+                  email: str | None = None, campaigns: Iterable[str] = ()) -> AudienceScan:
     """Read the export once: counts per persona and language, the first person of each,
-    the first `keep` people with no persona, the person with `email`, and whether each of
-    `wheres` (campaign audience rules) runs for everyone as `send` will run it."""
+    the first `keep` people with no persona, the person with `email`, whether each of
+    `wheres` (campaign audience rules) runs for everyone as `send` will run it, and how many
+    people each of `campaigns` would mail and hold out."""
     stream = PeopleStream(project, today)
     scan = AudienceScan(stream.source, stream.rejected)
     rules = [stream.loader.rule(where) for where in wheres]
+    targets = [(campaign_id, project.campaigns[campaign_id].model.holdout,
+                Targeting(project.campaigns[campaign_id].model, stream.loader))
+               for campaign_id in campaigns]
+    groups = {campaign_id: [0, 0] for campaign_id, _, _ in targets}
     for person in unique_people(stream):
         scan.people += 1
         scan.languages.setdefault(person.persona, Counter())[person.language] += 1
@@ -716,5 +737,12 @@ def scan_audience(project: Project, today: date, *, keep: int = 0, wheres: Itera
                     rule(person.attributes)
                 except LdmailError as exc:
                     scan.failures[rule.source] = str(exc)
+        for campaign_id, share, targeted in targets:
+            try:
+                if targeted(person):
+                    groups[campaign_id][in_holdout(campaign_id, person.email, share)] += 1
+            except LdmailError:
+                pass  # the rule's failure is reported through `wheres`
     scan.notes, scan.note_count = stream.loader.notes, stream.loader.note_count
+    scan.groups = {campaign_id: (mailed, held) for campaign_id, (mailed, held) in groups.items()}
     return scan

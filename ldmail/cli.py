@@ -24,7 +24,9 @@ if TYPE_CHECKING:
     from .errors import Problem
     from .models import Campaign
     from .preview import PreviewItem
-    from .report import Report
+    from .report import CampaignReport, Report
+    from .report_text import Words
+    from .sensitivity import Sensitivity
 
 app = typer.Typer(
     name="ldmail",
@@ -94,6 +96,12 @@ class ReportFormat(StrEnum):
     CSV = "csv"
     JSON = "json"
     HTML = "html"
+
+
+class ReportLanguage(StrEnum):
+    EN = "en"
+    NL = "nl"
+    DE = "de"
 
 
 class EventKind(StrEnum):
@@ -305,7 +313,8 @@ def validate(
 
         payload = {"ok": not report.problems,
                    "errors": [p.__dict__ for p in report.problems],
-                   "warnings": [p.__dict__ for p in report.warnings]}
+                   "warnings": [p.__dict__ for p in report.warnings],
+                   "sensitivity": [_sensitivity_dict(s) for s in report.sensitivities]}
         sys.stdout.write(json.dumps(payload, indent=2) + "\n")
     elif output == "github":
         for level, items in (("error", report.problems), ("warning", report.warnings)):
@@ -316,6 +325,7 @@ def validate(
             out.print(f"{_escape(str(p))}", soft_wrap=True)
         for p in report.warnings:
             out.print(f"warning: {_escape(str(p))}", soft_wrap=True)
+        _print_sensitivities(report.sensitivities, out)
         if report.problems:
             out.print(f"[red]{len(report.problems)} error(s)[/red]; fix them and run "
                       "'ldmail validate' again")
@@ -324,6 +334,27 @@ def validate(
                       f"{report.renders} renders checked")
     if report.problems:
         raise typer.Exit(1)
+
+
+def _sensitivity_dict(found: Sensitivity) -> dict[str, object]:
+    return {"campaign": found.campaign, "mailed": found.mailed, "holdout": found.holdout,
+            "holdout_share": found.holdout_share, "baseline": found.baseline,
+            "detectable_uplift_pp": None if found.detectable is None
+            else round(found.detectable * 100, 1),
+            "expected_uplift_pp": None if found.expected is None
+            else round(found.expected * 100, 1),
+            "decidable": found.decidable}
+
+
+def _print_sensitivities(found: list[Sensitivity], out: Console) -> None:
+    """What each measured campaign can detect, from the people it would reach."""
+    if not found:
+        return
+    out.print("Smallest uplift each campaign can detect with these people:")
+    for item in found:
+        mark = ("" if item.decidable is None else "  [green]hypothesis decidable[/green]"
+                if item.decidable else "  [yellow]hypothesis not decidable[/yellow]")
+        out.print(f"  {item.campaign}: {_escape(item.summary())}{mark}", soft_wrap=True)
 
 
 def _workflow_command(level: str, problem: Problem) -> str:
@@ -814,7 +845,9 @@ def plan(
             "first": [{"at": item.local.isoformat(), "campaign": item.campaign,
                        "step": item.step, "email": item.email, "persona": item.persona,
                        "language": item.language, "retry": item.retry}
-                      for item in result.first]}, indent=2, ensure_ascii=False) + "\n")
+                      for item in result.first],
+            "sensitivity": [_sensitivity_dict(s) for s in result.sensitivities]},
+            indent=2, ensure_ascii=False) + "\n")
         return
     out = console()
     per_day: dict[str, dict[str, int]] = {}
@@ -841,6 +874,12 @@ def plan(
         out.print(table)
     out.print(f"{result.total} sends planned; {result.new_enrolments} people would be "
               f"enrolled now; {result.holdout} active holdout members are never mailed")
+    _print_sensitivities(result.sensitivities, out)
+    for found in result.sensitivities:
+        advice = found.advice()
+        if advice is not None:
+            out.print(f"[yellow]warning[/yellow]: {found.campaign}: hypothesis cannot be "
+                      f"decided: {_escape(advice)}", soft_wrap=True)
 
 
 @app.command()
@@ -1033,14 +1072,21 @@ def report(
     = ReportFormat.TABLE,
     out_file: Annotated[Path | None, typer.Option("--out", help="Write to this file.",
                                                   dir_okay=False)] = None,
+    language: Annotated[ReportLanguage | None, typer.Option(
+        "--lang", help="Language of the report [default: default_language in ldmail.yaml, "
+        "or English when that is not en, nl or de].")] = None,
+    excel: Annotated[bool, typer.Option(
+        "--excel/--plain", help="CSV for Excel in the report's language (a byte order mark; "
+        "';' and a decimal comma for nl and de), or plain CSV for scripts.")] = True,
     db: DbOption = None,
     project: ProjectOption = None,
     now: NowOption = None,
 ) -> None:
-    """Funnel per step and uplift against the holdout.
+    """Funnel per step and uplift against the holdout, and whether each hypothesis held.
 
-    Goal conversion of the mailed group against the holdout, overall and per persona, with a
-    95% interval and a p-value; as a table, CSV, JSON or a self-contained HTML page.
+    Goal conversion of the mailed group against the holdout, overall and per persona: uplift
+    with a 95% Newcombe interval and Fisher's exact p-value, one verdict; every figure counts
+    only what had happened by --now. As a table, CSV, JSON or a self-contained HTML page.
     """
     from .config import load_project
     from .hygiene import private_folder, write_private
@@ -1059,7 +1105,13 @@ def report(
         output = ReportFormat(formats[suffix])
     with invocation(project, now) as inv:
         loaded = load_project(inv.root)
-        result = build_report(loaded, inv.now, db=db, campaign=campaign)
+        wanted = language.value if language is not None else None
+        if wanted is None and loaded.settings.default_language not in tuple(ReportLanguage):
+            console(stderr=True).print(
+                f"note: the report has no {loaded.settings.default_language} text yet; it is "
+                "in English (give --lang en, nl or de)")
+            wanted = "en"
+        result = build_report(loaded, inv.now, db=db, campaign=campaign, language=wanted)
     if output == "table" and out_file is None:
         _print_report(result, console())
         return
@@ -1074,7 +1126,7 @@ def report(
 
         text = to_html(result)
     else:
-        text = to_csv(result) if output == "csv" else to_json(result) + "\n"
+        text = to_csv(result, excel=excel) if output == "csv" else to_json(result) + "\n"
     if out_file is None:
         from .hygiene import visible
 
@@ -1088,52 +1140,69 @@ def report(
         console().print(f"Report written to {out_file}")
 
 
-def _pp(value: float | None) -> str:
-    return "–" if value is None else f"{value * 100:+.1f} pp"
-
-
-def _rate(converted: int, total: int) -> str:
-    return f"{converted}/{total} ({converted / total:.1%})" if total else "–"
-
-
 def _print_report(result: Report, out: Console) -> None:
     from rich.table import Table
 
+    words = result.words
     for item in result.campaigns:
-        out.print(f"\n[bold]{_escape(item.title)}[/bold] ({item.id}, {item.phase}) — "
-                  f"{item.enrolled} enrolled: {item.treatment} mailed, {item.holdout} holdout")
-        steps = Table(title="Messages per step", title_justify="left")
-        for column in ("step", "sent", "failed", "unknown", "pending"):
-            steps.add_column(column, justify="left" if column == "step" else "right")
+        out.print(f"\n[bold]{_escape(item.title)}[/bold] ({item.id}, "
+                  f"{words.phase(item.phase)}) — " + words.t(
+                      "summary", enrolled=words.count(item.enrolled),
+                      mailed=words.count(item.treatment), holdout=words.count(item.holdout)))
+        steps = Table(title=words.t("chart_steps"), title_justify="left")
+        for key in ("step", "sent", "failed", "unknown", "pending"):
+            steps.add_column(words.t(key), justify="left" if key == "step" else "right")
         for step in item.steps:
-            steps.add_row(step.step, str(step.sent), str(step.failed), str(step.unknown),
-                          str(step.pending))
+            steps.add_row(step.step, *(words.count(getattr(step, key))
+                                       for key in ("sent", "failed", "unknown", "pending")))
         out.print(steps)
         if item.overall is None:
-            out.print("No goal set: add goal: {event: …} to measure conversion.")
+            out.print(words.t("no_goal_hint"))
             continue
-        table = Table(title=f"Goal: {item.goal}", title_justify="left")
-        for column in ("segment", "mailed", "holdout", "uplift", "95% interval", "p",
-                       "days to goal", "verdict"):
-            table.add_column(column)
+        table = Table(title=words.t("goal", goal=item.goal), title_justify="left")
+        for key in ("segment", "mailed", "holdout", "uplift", "interval", "p", "days_to_goal",
+                    "verdict"):
+            table.add_column(words.t(key))
         for segment in [item.overall, *item.personas]:
             c = segment.comparison
-            interval = c.interval
             table.add_row(
-                segment.name, _rate(c.treatment_converted, c.treatment_n),
-                _rate(c.holdout_converted, c.holdout_n), _pp(c.uplift),
-                "–" if interval is None else
-                f"{interval[0] * 100:+.1f} to {interval[1] * 100:+.1f} pp",
-                "–" if c.p_value is None else f"{c.p_value:.3f}",
+                words.segment(segment.name), _rate(words, c.treatment_converted, c.treatment_n),
+                _rate(words, c.holdout_converted, c.holdout_n), words.pp(c.uplift),
+                words.interval(c.interval), words.p_value(c.p_value).lstrip("= "),
                 "–" if segment.median_days_treatment is None else
-                f"{segment.median_days_treatment:g}",
-                c.verdict, style="bold" if segment.name == "all" else None)
+                words.number(segment.median_days_treatment),
+                words.verdict(c.outcome, c.p_value),
+                style="bold" if segment.name == "all" else None)
         out.print(table)
-    from .stats import MIN_EXPECTED, MIN_GROUP
+        for line in _campaign_findings(item, words):
+            out.print(line, soft_wrap=True)
+    out.print(words.t("footnote"), soft_wrap=True)
 
-    out.print(f"Uplift: mailed minus holdout conversion; interval: 95% Wald; p: two-proportion "
-              f"z-test. 'Too small' means under {MIN_GROUP} people or {MIN_EXPECTED} "
-              "conversions (or non-conversions) in a group: no conclusion either way.")
+
+def _rate(words: Words, converted: int, total: int) -> str:
+    if not total:
+        return "–"
+    return f"{words.count(converted)}/{words.count(total)} ({words.pct(converted / total)})"
+
+
+def _campaign_findings(item: CampaignReport, words: Words) -> list[str]:
+    """The hypothesis's status and what the group sizes can detect, as plain lines."""
+    lines = []
+    status = item.hypothesis_status
+    if status is not None:
+        lines.append(words.t("status_line", status=words.t(f"status_{status}"),
+                             reason=item.hypothesis_reason(words)))
+    found = item.sensitivity
+    if found is not None and found.holdout_share > 0:
+        values = {"mailed": words.count(found.mailed), "holdout": words.count(found.holdout)}
+        lines.append(words.t("undetectable", **values) if found.detectable is None else
+                     words.t("detectable", uplift=words.pp(found.detectable, 0),
+                             baseline=words.pct(found.baseline, 0), **values))
+    if item.exits:
+        lines.append(words.t("left_sequence") + ": " + ", ".join(
+            f"{words.exit_reason(reason)} {words.count(n)}"
+            for reason, n in sorted(item.exits.items())))
+    return lines
 
 
 @app.command()

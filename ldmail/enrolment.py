@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from . import __version__
-from .audience import AudienceLoader, PeopleStream, Person, export_digest
+from .audience import AudienceLoader, PeopleStream, Person, Targeting, export_digest
 from .clock import from_iso, iso
 from .config import Project
 from .errors import MassExit
@@ -176,19 +176,6 @@ def export_mark(project: Project, now: datetime) -> str:
     return digest.hexdigest()
 
 
-class _Targeting:
-    """Whether a person belongs to a campaign's audience (see audience.Rule for `where`)."""
-
-    def __init__(self, campaign: Campaign, loader: AudienceLoader) -> None:
-        self.personas = set(campaign.audience.personas)
-        self.where = loader.rule(campaign.audience.where) if campaign.audience.where else None
-
-    def __call__(self, person: Person) -> bool:
-        if self.personas and person.persona not in self.personas:
-            return False
-        return self.where is None or self.where(person.attributes)
-
-
 class _Stager:
     """Writes people, and the campaigns that target each, into the staging tables."""
 
@@ -197,7 +184,7 @@ class _Stager:
         self.ledger = ledger
         self.conn = ledger.db.conn
         self.schema = schema
-        self.campaigns = [(campaign_id, campaign, _Targeting(campaign, loader))
+        self.campaigns = [(campaign_id, campaign, Targeting(campaign, loader))
                           for campaign_id, campaign in campaigns]
         self.now = now
         # Day 0 by campaign, anchor value and time zone: few distinct ones for many people.
@@ -427,6 +414,27 @@ def _apply_exits(ledger: Ledger, now: datetime) -> None:
         " AND enrolments.email = x.email AND enrolments.state = 'active'", stamp)
     # The ledger now holds these exits itself; `synced` must not leave them out twice.
     conn.execute("DELETE FROM temp.exits")
+
+
+# How many people each campaign has mailed or held out, ended enrolments included, with the
+# enrolments a sync that wrote nothing would begin (temp.new): the group sizes a campaign's
+# report will compare.
+_GROUP_SIZES = """
+SELECT campaign, grp, count(*) FROM (
+    SELECT campaign, grp FROM main.enrolments
+    UNION ALL
+    SELECT n.campaign, n.grp FROM temp.new n
+    WHERE NOT EXISTS (SELECT 1 FROM main.enrolments e
+                      WHERE e.campaign = n.campaign AND e.email = n.email))
+GROUP BY campaign, grp"""
+
+
+def group_sizes(ledger: Ledger) -> dict[str, tuple[int, int]]:
+    """Mailed and held-out people per campaign, after a sync with `persist=False`."""
+    sizes: dict[str, list[int]] = {}
+    for campaign_id, group, count in ledger.db.conn.execute(_GROUP_SIZES):
+        sizes.setdefault(campaign_id, [0, 0])[group == Group.HOLDOUT] += count
+    return {campaign_id: (mailed, held) for campaign_id, (mailed, held) in sizes.items()}
 
 
 class Enrolment(NamedTuple):  # a tuple: made for every active enrolment of every run

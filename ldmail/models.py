@@ -32,6 +32,12 @@ Percentage = Annotated[
     BeforeValidator(units.parse_percentage),
     WithJsonSchema({"type": "string", "pattern": r"^\d+(\.\d+)?%$", "examples": ["10%"]}),
 ]
+Points = Annotated[
+    float,
+    BeforeValidator(units.parse_points),
+    WithJsonSchema({"type": "string", "pattern": r"^\+?\d+(\.\d+)?\s*pp$",
+                    "examples": ["15pp"]}),
+]
 Weekdays = Annotated[
     tuple[int, ...],
     BeforeValidator(units.parse_weekdays),
@@ -287,6 +293,17 @@ class Goal(Strict):
     object: str | None = Field(None, description="course id; may use * wildcards; empty: any")
 
 
+class Hypothesis(Strict):
+    """What the campaign is meant to prove, measured on its `goal:` against the holdout."""
+
+    belief: str = Field(description="what we believe the campaign changes, in one sentence")
+    expected_uplift: Points = Field(description=(
+        "the uplift on the goal we expect, mailed minus holdout, e.g. 15pp"))
+    baseline: Percentage | None = Field(None, description=(
+        "the share of the holdout expected to reach the goal anyway, e.g. 10% [default: 10%]"))
+    kpi: str = Field("", description="the business figure this serves, e.g. average discount")
+
+
 class SendWindow(Strict):
     days: Weekdays = (0, 1, 2, 3, 4)
     hours: HourRange = (time(9), time(17))
@@ -342,6 +359,7 @@ class Campaign(Strict):
     title: str
     phase: Literal["inform", "activate", "retain"]
     description: str = ""
+    hypothesis: Hypothesis | None = None
     audience: AudienceFilter = AudienceFilter()
     starts: date
     ends: date | None = None

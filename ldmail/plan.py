@@ -11,9 +11,10 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from .config import Project
-from .enrolment import Enrolment, active_enrolments, sync
+from .enrolment import Enrolment, active_enrolments, group_sizes, sync
 from .ledger import Group, Ledger
 from .schedule import Planned
+from .sensitivity import Sensitivity, sensitivity
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,8 @@ class Plan:
     new_enrolments: int
     holdout: int
     until: datetime
+    # What each measured campaign can detect with the people it is mailing and holding out.
+    sensitivities: list[Sensitivity]
 
 
 def build_plan(project: Project, now: datetime, days: int, *, db: Path | None = None,
@@ -56,6 +59,7 @@ def build_plan(project: Project, now: datetime, days: int, *, db: Path | None = 
     holdout = 0
     with Ledger.of(project, db, readonly=True) as ledger:
         synced = sync(project, ledger, now, persist=False, only=campaign)
+        groups = group_sizes(ledger)
         for enrolment, steps in active_enrolments(project, ledger, now):
             if enrolment.group == Group.HOLDOUT:
                 holdout += 1
@@ -76,7 +80,12 @@ def build_plan(project: Project, now: datetime, days: int, *, db: Path | None = 
                 break
             per_day[(planned.send_at.astimezone(zone).date(), campaign_id,
                      planned.step.id)] += people
-    return Plan(first.sends(), per_day, sum(per_day.values()), synced.enrolled, holdout, until)
+    measured = [sensitivity(campaign_id, model, mailed, held)
+                for campaign_id, (mailed, held) in sorted(groups.items())
+                if campaign in (None, campaign_id) and campaign_id in project.campaigns
+                and (model := project.campaigns[campaign_id].model).goal is not None]
+    return Plan(first.sends(), per_day, sum(per_day.values()), synced.enrolled, holdout, until,
+                measured)
 
 
 # Time, campaign, address and position: never all equal for two sends.

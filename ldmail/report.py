@@ -18,7 +18,11 @@ from .enrolment import goal_reached_at
 from .hygiene import csv_cell
 from .ledger import EnrolmentFacts, Group, Ledger, MessageState
 from .models import Campaign
-from .stats import Comparison
+from .report_text import Words
+from .sensitivity import Sensitivity, sensitivity
+from .stats import Comparison, HypothesisStatus, judge_hypothesis
+
+PHASE_ORDER = ("inform", "activate", "retain")  # the order a reader follows the programme in
 
 ALL = "all"
 
@@ -41,7 +45,7 @@ class Segment:
     median_days_treatment: float | None
     median_days_holdout: float | None
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, words: Words) -> dict[str, Any]:
         c = self.comparison
         interval = c.interval
         return {
@@ -54,8 +58,8 @@ class Segment:
             "ci_low_pp": None if interval is None else interval[0] * 100,
             "ci_high_pp": None if interval is None else interval[1] * 100,
             "p_value": c.p_value,
-            "too_small": c.too_small,
-            "verdict": c.verdict,
+            "outcome": c.outcome,
+            "verdict": words.verdict(c.outcome, c.p_value),
             "median_days_to_goal_treatment": self.median_days_treatment,
             "median_days_to_goal_holdout": self.median_days_holdout,
         }
@@ -101,19 +105,56 @@ class CampaignReport:
     overall: Segment | None
     personas: list[Segment]
     sends_by_day: list[tuple[str, int]]
-    description: str = ""  # the campaign's hypothesis, as written in its YAML
+    description: str = ""  # what the campaign is, as written in its YAML
     holdout_share: float = 0.0  # the configured control-group share (0.1 is 10%)
+    model: Campaign | None = None  # the campaign as configured (its hypothesis, its goal)
+    sensitivity: Sensitivity | None = None  # what these group sizes can detect
+    active: int = 0  # enrolments still running at the report's moment
+
     fit: list[FitShare] = field(default_factory=list)  # the survey's fit answers, "all" first
 
-    def as_dict(self) -> dict[str, Any]:
+    @property
+    def hypothesis_status(self) -> HypothesisStatus | None:
+        """Supported, not supported or undecided; None when there is no hypothesis or goal."""
+        hypothesis = self.model.hypothesis if self.model else None
+        if hypothesis is None or self.overall is None:
+            return None
+        return judge_hypothesis(self.overall.comparison, hypothesis.expected_uplift,
+                                running=self.active > 0)
+
+    def hypothesis_reason(self, words: Words) -> str:
+        """The data behind `hypothesis_status`, in one clause."""
+        hypothesis = self.model.hypothesis if self.model else None
+        if hypothesis is None or self.overall is None:
+            return ""
+        interval = self.overall.comparison.interval
+        if interval is None:
+            return words.t("why_no_data")
+        values = {"interval": words.interval(interval),
+                  "expected": words.pp(hypothesis.expected_uplift)}
+        if interval[1] < hypothesis.expected_uplift and self.active:
+            return words.t("why_running", active=words.count(self.active), **values)
+        return words.t({"supported": "why_supported", "not-supported": "why_smaller"}.get(
+            self.hypothesis_status or "", "why_undecided"), **values)
+
+    def as_dict(self, words: Words) -> dict[str, Any]:
+        hypothesis = self.model.hypothesis if self.model else None
+        found = self.sensitivity
         return {
             "campaign": self.id, "title": self.title, "phase": self.phase, "goal": self.goal,
             "description": self.description, "holdout_share": self.holdout_share,
+            "hypothesis": None if hypothesis is None else {
+                "belief": hypothesis.belief.strip(),
+                "expected_uplift_pp": round(hypothesis.expected_uplift * 100, 2),
+                "baseline": hypothesis.baseline, "kpi": hypothesis.kpi,
+                "status": self.hypothesis_status, "reason": self.hypothesis_reason(words)},
+            "detectable_uplift_pp": None if found is None or found.detectable is None
+            else round(found.detectable * 100, 1),
             "enrolled": self.enrolled, "treatment": self.treatment, "holdout": self.holdout,
             "exits": self.exits,
             "steps": [s.__dict__ for s in self.steps],
-            "conversion": self.overall.as_dict() if self.overall else None,
-            "personas": [p.as_dict() for p in self.personas],
+            "conversion": self.overall.as_dict(words) if self.overall else None,
+            "personas": [p.as_dict(words) for p in self.personas],
             "sends_by_day": [{"day": d, "sent": n} for d, n in self.sends_by_day],
             "fit": [f.as_dict() for f in self.fit],
         }
@@ -124,10 +165,17 @@ class Report:
     generated_at: str
     campaigns: list[CampaignReport] = field(default_factory=list)
     organisation: str = ""
+    language: str = "en"  # the language of the report's words (see report_text)
+
+    @property
+    def words(self) -> Words:
+        return Words(self.language)
 
     def as_dict(self) -> dict[str, Any]:
+        words = self.words
         return {"generated_at": self.generated_at, "organisation": self.organisation,
-                "campaigns": [c.as_dict() for c in self.campaigns]}
+                "language": words.language,
+                "campaigns": [c.as_dict(words) for c in self.campaigns]}
 
 
 def _median_days(deltas: list[float]) -> float | None:
@@ -183,17 +231,20 @@ def _fit_shares(ledger: Ledger, campaign_id: str, model: Campaign,
 
 
 def build_report(project: Project, now: datetime, *, db: Path | None = None,
-                 campaign: str | None = None) -> Report:
-    """Read the ledger (never write it) and compute every campaign's figures."""
-    ids = [campaign] if campaign else list(project.campaigns)
+                 campaign: str | None = None, language: str | None = None) -> Report:
+    """Read the ledger (never write it) and compute every campaign's figures as they stood
+    at `now`, campaigns in phase order (inform, activate, retain)."""
+    ids = [campaign] if campaign else sorted(
+        project.campaigns, key=lambda c: PHASE_ORDER.index(project.campaigns[c].model.phase))
     if campaign:
         project.campaign(campaign)
-    report = Report(generated_at=iso(now), organisation=project.settings.organisation)
+    report = Report(generated_at=iso(now), organisation=project.settings.organisation,
+                    language=language or project.settings.default_language)
     with Ledger.of(project, db, readonly=True) as ledger:
         for campaign_id in ids:
             model = project.campaigns[campaign_id].model
             enrolments = ledger.campaign_enrolments(campaign_id, iso(now))
-            messages = ledger.campaign_messages(campaign_id)
+            messages = ledger.campaign_messages(campaign_id, iso(now))
             goal = model.goal
             converted_at = {} if goal is None else goal_reached_at(ledger, goal, now)
             states = Counter((m.step, m.state) for m in messages)
@@ -207,12 +258,12 @@ def build_report(project: Project, now: datetime, *, db: Path | None = None,
             by_day = Counter(m.sent_at[:10] for m in messages
                              if m.state == MessageState.SENT and m.sent_at)
             personas = sorted({row.persona or "" for row in enrolments})
+            mailed = sum(1 for r in enrolments if r.group != Group.HOLDOUT)
+            held = len(enrolments) - mailed
             report.campaigns.append(CampaignReport(
                 id=campaign_id, title=model.title, phase=model.phase,
                 goal=None if goal is None else f"{goal.event} {goal.object or '(any)'}",
-                enrolled=len(enrolments),
-                treatment=sum(1 for r in enrolments if r.group != Group.HOLDOUT),
-                holdout=sum(1 for r in enrolments if r.group == Group.HOLDOUT),
+                enrolled=len(enrolments), treatment=mailed, holdout=held,
                 exits=dict(Counter(r.exit_reason for r in enrolments if r.exit_reason)),
                 steps=steps,
                 overall=_segment(ALL, enrolments, converted_at) if goal else None,
@@ -221,21 +272,40 @@ def build_report(project: Project, now: datetime, *, db: Path | None = None,
                           for p in personas] if goal else [],
                 sends_by_day=sorted(by_day.items()),
                 description=model.description.strip(), holdout_share=model.holdout,
-                fit=_fit_shares(ledger, campaign_id, model, enrolments, now)))
+                model=model, active=sum(1 for r in enrolments if r.exit_reason is None),
+                fit=_fit_shares(ledger, campaign_id, model, enrolments, now),
+                sensitivity=None if goal is None else sensitivity(campaign_id, model, mailed,
+                                                                  held)))
     return report
 
 
 CSV_FIELDS = ["campaign", "record", "step", "sent", "failed", "unknown", "pending", "segment",
               "treatment_n", "treatment_converted", "treatment_rate", "holdout_n",
               "holdout_converted", "holdout_rate", "uplift_pp", "ci_low_pp", "ci_high_pp",
-              "p_value", "too_small", "verdict", "median_days_to_goal_treatment",
+              "p_value", "outcome", "verdict", "median_days_to_goal_treatment",
               "median_days_to_goal_holdout"]
+# How many decimals each figure keeps: a rate as 0.458, points as 12.5, p as 0.0034.
+DECIMALS = {"treatment_rate": 3, "holdout_rate": 3, "uplift_pp": 1, "ci_low_pp": 1,
+            "ci_high_pp": 1, "p_value": 4, "median_days_to_goal_treatment": 1,
+            "median_days_to_goal_holdout": 1}
+# Languages whose Excel reads `;` as the separator and `,` as the decimal mark.
+DECIMAL_COMMA = ("nl", "de")
 
 
-def to_csv(report: Report) -> str:
-    """One row per step (record=step) and one per conversion segment (record=conversion)."""
+def to_csv(report: Report, *, excel: bool = True) -> str:
+    """One row per step (record=step) and one per conversion segment (record=conversion).
+
+    With `excel` the file opens in columns in Excel of the report's language: a byte order
+    mark (so the UTF-8 is read as such), and for Dutch and German `;` between cells and a
+    decimal comma. Without it: `,`, a decimal point and no mark, for scripts.
+    """
+    words = report.words
+    comma = excel and words.language in DECIMAL_COMMA
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, extrasaction="ignore")
+    if excel:
+        buffer.write("\ufeff")
+    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, extrasaction="ignore",
+                            delimiter=";" if comma else ",", lineterminator="\r\n")
     writer.writeheader()
     rows: list[dict[str, object]] = []
     for campaign in report.campaigns:
@@ -243,9 +313,17 @@ def to_csv(report: Report) -> str:
             rows.append({"campaign": campaign.id, "record": "step", **step.__dict__})
         segments = ([campaign.overall] if campaign.overall else []) + campaign.personas
         for segment in segments:
-            rows.append({"campaign": campaign.id, "record": "conversion", **segment.as_dict()})
-    for row in rows:  # ids and names from the repository must not run as formulas in Excel
-        writer.writerow({key: csv_cell(value) for key, value in row.items()})
+            rows.append({"campaign": campaign.id, "record": "conversion",
+                         **segment.as_dict(words)})
+
+    def figure(key: str, value: object) -> object:
+        if isinstance(value, float) and not isinstance(value, bool):
+            text = f"{round(value, DECIMALS.get(key, 3)):.{DECIMALS.get(key, 3)}f}"
+            return text.replace(".", ",") if comma else text
+        return csv_cell(value)  # ids and names must not run as formulas in Excel
+
+    for row in rows:
+        writer.writerow({key: figure(key, value) for key, value in row.items()})
     return buffer.getvalue()
 
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from html import escape
 
 from .report import ALL, CampaignReport, Report, Segment
-from .stats import MIN_EXPECTED, MIN_GROUP, Z95
+from .report_text import DASH, Words
 
 # Colours: colour-blind safe pairs, readable in print.
 TREATMENT_COLOUR = "#1d4ed8"
@@ -48,7 +48,12 @@ section.card { background: #fff; border: 1px solid var(--line); border-radius: 1
 .campaign-head { display: flex; justify-content: space-between; gap: 24px; flex-wrap: wrap;
                  align-items: flex-start; }
 .campaign-head .meta { color: var(--muted); margin: 2px 0 0; }
-.hypothesis { margin: 10px 0 0; max-width: 680px; color: #374151; font-style: italic; }
+.hypothesis { margin: 10px 0 0; max-width: 680px; color: #374151; }
+.hypothesis p { margin: 0 0 4px; }
+.hypothesis .status { font-weight: 400; }
+.hypothesis .status.supported b { color: var(--good); }
+.hypothesis .status.not-supported b { color: var(--bad); }
+.hypothesis .status.undecided b { color: var(--warn); }
 .badge { display: inline-block; padding: 1px 8px; border-radius: 999px; font-size: 12px;
          font-weight: 600; text-transform: uppercase; letter-spacing: .04em; vertical-align: 2px;
          margin-left: 6px; }
@@ -65,8 +70,9 @@ section.card { background: #fff; border: 1px solid var(--line); border-radius: 1
 .verdict strong { display: block; }
 .verdict.raised { border-color: var(--good); background: #ecfdf5; }
 .verdict.lowered { border-color: var(--bad); background: #fef2f2; }
-.verdict.too-small, .verdict.no-holdout, .verdict.no-goal { border-color: #d97706;
-                                                              background: #fffbeb; }
+.verdict.borderline, .verdict.no-holdout, .verdict.no-goal { border-color: #d97706;
+                                                               background: #fffbeb; }
+.verdict p { margin: 6px 0 0; color: var(--muted); }
 .charts { display: grid; grid-template-columns: 1fr 1fr; gap: 16px; margin-top: 16px; }
 figure { margin: 0; padding: 12px 14px; border: 1px solid var(--line); border-radius: 8px; }
 figure svg { display: block; width: 100%; height: auto; }
@@ -82,42 +88,40 @@ th:first-child, td:first-child, td.text, th.text { text-align: left; }
 tr.total td { font-weight: 600; }
 .tables { display: grid; grid-template-columns: minmax(0, 1fr); gap: 16px; margin-top: 20px; }
 .tables table { width: 100%; }
+.scroll { overflow-x: auto; }
 .note { color: var(--muted); font-size: 12px; }
 footer { color: var(--muted); font-size: 12px; margin-top: 8px; }
 @media (max-width: 820px) { .charts { grid-template-columns: 1fr; } }
-@media print { body { background: #fff; } section.card { border: none; padding: 0; }
-               main { padding: 0; } }
+@media (max-width: 480px) {
+  main { padding: 16px 10px 32px; }
+  section.card { padding: 14px 12px; }
+  header.page h1 { font-size: 21px; }
+  .kpi { min-width: 0; flex: 1 1 40%; padding: 6px 10px; }
+  th, td { padding: 4px 6px; }
+  td.wrap, th.wrap { min-width: 11em; }
+}
+/* Print on A4: every chart stays with its title, tables wrap instead of overflowing, a
+   campaign starts on a new page, and colours print as on screen. */
+@page { size: A4; margin: 14mm 12mm; }
+@media print {
+  body { background: #fff; font-size: 11px; -webkit-print-color-adjust: exact;
+         print-color-adjust: exact; }
+  main { padding: 0; max-width: none; }
+  section.card { border: none; padding: 0; margin: 0 0 12px; break-inside: auto; }
+  section.campaign { break-before: page; }
+  .charts { grid-template-columns: 1fr 1fr; gap: 10px; }
+  figure, .verdict, .kpis, .tables > .block, h2, h3, tr { break-inside: avoid; }
+  figcaption, h3 { break-after: avoid; }
+  th, td { white-space: normal; padding: 3px 6px; }
+  .scroll { overflow: visible; }
+}
 """
 
 
 # -- formatting -------------------------------------------------------------------------------
 
-def _minus(text: str) -> str:
-    return text.replace("-", "\u2212")
-
-
-def _pct(value: float | None, digits: int = 1) -> str:
-    return "\u2013" if value is None else f"{value * 100:.{digits}f}%"
-
-
-def _pp(value: float | None) -> str:
-    """A difference of two fractions as signed percentage points."""
-    return "\u2013" if value is None else _minus(f"{value * 100:+.1f} pp")
-
-
-def _interval(bounds: tuple[float, float] | None) -> str:
-    if bounds is None:
-        return "\u2013"
-    return _minus(f"{bounds[0] * 100:+.1f} to {bounds[1] * 100:+.1f} pp")
-
-
-def _count(value: float) -> str:
-    return f"{value:,.0f}"
-
-
-def _day_label(day: str) -> str:
-    parsed = date.fromisoformat(day)
-    return f"{parsed.day} {parsed.strftime('%b')}"
+def _day_label(words: Words, day: str) -> str:
+    return words.date(date.fromisoformat(day))
 
 
 # -- SVG primitives ---------------------------------------------------------------------------
@@ -274,13 +278,13 @@ def bar_chart(label: str, categories: Sequence[str], series: Sequence[Series], a
 
 # -- the uplift chart (an interval per segment around zero) ------------------------------------
 
-def uplift_chart(label: str, segments: Sequence[Segment]) -> str:
+def uplift_chart(label: str, segments: Sequence[Segment], words: Words) -> str:
     """Treatment vs holdout per segment, and the uplift with its 95% interval as an error bar."""
     bounds = [b * 100 for s in segments for b in (s.comparison.interval or ())]
     low, high = min([0.0, *bounds]), max([0.0, *bounds])
     pad = max((high - low) * 0.04, 1.0)
     ticks = _nice_ticks(low - pad, high + pad, 6)
-    gutter = min(max(len(s.name) for s in segments) * CHAR + 12, 150)
+    gutter = min(max(len(words.segment(s.name)) for s in segments) * CHAR + 12, 150)
     left, right = gutter + 92, CHART_WIDTH - 62  # room for "36% vs 23%" and "+17.5 pp"
     band, top = 30.0, 26.0
     height = top + band * len(segments) + 24
@@ -289,16 +293,17 @@ def uplift_chart(label: str, segments: Sequence[Segment]) -> str:
         return left + (right - left) * (pp - ticks[0]) / (ticks[-1] - ticks[0])
 
     body: list[str] = [
-        _text(gutter, 14, "mailed vs holdout", fill=MUTED, font_size=11),
-        _text((left + right) / 2, 14, "uplift in percentage points, 95% interval", fill=MUTED,
+        _text(gutter, 14, words.t("axis_pair"), fill=MUTED, font_size=11),
+        _text((left + right) / 2, 14, words.t("axis_uplift"), fill=MUTED,
               font_size=11, text_anchor="middle"),
-        _text(CHART_WIDTH - 4, 14, "uplift", fill=MUTED, font_size=11, text_anchor="end"),
+        _text(CHART_WIDTH - 4, 14, words.t("uplift"), fill=MUTED, font_size=11,
+              text_anchor="end"),
     ]
     for tick in ticks:
         x = x_of(tick)
         body.append(_line(x, top - 4, x, height - 20, GRID))
-        body.append(_text(x, height - 6, _minus(f"{tick:+g}") if tick else "0", fill=MUTED,
-                          text_anchor="middle"))
+        body.append(_text(x, height - 6, words.pp(tick / 100, 0).split()[0] if tick else "0",
+                          fill=MUTED, text_anchor="middle"))
     zero = x_of(0.0)
     body.append(_line(zero, top - 4, zero, height - 20, INK, stroke_width=1.5,
                       stroke_dasharray="4 3"))
@@ -306,26 +311,29 @@ def uplift_chart(label: str, segments: Sequence[Segment]) -> str:
         c = segment.comparison
         y = top + i * band + band / 2
         weight = "700" if segment.name == ALL else "400"
-        body.append(_text(gutter - 8, y, segment.name, fill=INK, text_anchor="end",
-                          dominant_baseline="middle", font_weight=weight))
-        body.append(_text(gutter, y, f"{_pct(c.treatment_rate, 0)} vs {_pct(c.holdout_rate, 0)}",
+        body.append(_text(gutter - 8, y, words.segment(segment.name), fill=INK,
+                          text_anchor="end", dominant_baseline="middle", font_weight=weight))
+        body.append(_text(gutter, y, words.t("versus", a=words.pct(c.treatment_rate, 0),
+                                             b=words.pct(c.holdout_rate, 0)),
                           fill=MUTED, dominant_baseline="middle"))
         if c.interval is None or c.uplift is None:
-            body.append(_text(CHART_WIDTH - 4, y, "no holdout", fill=MUTED, text_anchor="end",
-                              dominant_baseline="middle", font_style="italic"))
+            body.append(_text(CHART_WIDTH - 4, y, words.t("no_holdout_short"), fill=MUTED,
+                              text_anchor="end", dominant_baseline="middle",
+                              font_style="italic"))
             continue
         lo, hi = (x_of(b * 100) for b in c.interval)
         colour = {"raised": "#047857", "lowered": "#b91c1c"}.get(c.outcome, TREATMENT_COLOUR)
-        p_text = "" if c.p_value is None else f", p = {c.p_value:.3f}"
-        tip = f"{segment.name}: uplift {_pp(c.uplift)}, 95% interval {_interval(c.interval)}"
-        body.append(f"<g><title>{escape(tip + p_text)}</title>")
+        tip = (f"{words.segment(segment.name)}: {words.t('uplift')} {words.pp(c.uplift)}, "
+               f"{words.t('interval')} {words.interval(c.interval)}, "
+               f"p {words.p_value(c.p_value)}")
+        body.append(f"<g><title>{escape(tip)}</title>")
         body.append(_line(lo, y, hi, y, colour, stroke_width=2))
         body.append(_line(lo, y - 6, lo, y + 6, colour, stroke_width=2))
         body.append(_line(hi, y - 6, hi, y + 6, colour, stroke_width=2))
         radius = 6.0 if segment.name == ALL else 4.5
         body.append(f"<circle {_attrs(cx=x_of(c.uplift * 100), cy=y, r=radius, fill=colour)}/>")
         body.append("</g>")
-        body.append(_text(CHART_WIDTH - 4, y, _pp(c.uplift), fill=INK, text_anchor="end",
+        body.append(_text(CHART_WIDTH - 4, y, words.pp(c.uplift), fill=INK, text_anchor="end",
                           dominant_baseline="middle", font_weight=weight))
     return _svg(CHART_WIDTH, height, label, body)
 
@@ -338,105 +346,137 @@ def _figure(caption: str, note: str, chart: str | None, empty: str) -> str:
             f"{inner}</figure>")
 
 
-def _count_tip(category: str, series: Series, value: float) -> str:
-    return f"{category}: {value:,.0f} {series.name}"
+def _segments(campaign: CampaignReport) -> list[Segment]:
+    return [s for s in (campaign.overall, *campaign.personas) if s is not None]
 
 
-def _whole_pct(value: float) -> str:
-    return _pct(value, 0)
-
-
-def _funnel_chart(campaign: CampaignReport) -> str | None:
+def _funnel_chart(campaign: CampaignReport, words: Words) -> str | None:
     if not campaign.steps:
         return None
     columns = [("sent", SENT_COLOUR), ("failed", FAILED_COLOUR), ("unknown", UNKNOWN_COLOUR),
                ("pending", PENDING_COLOUR)]
-    series = [Series(name, colour, [float(getattr(step, name)) for step in campaign.steps])
+    series = [Series(words.t(name), colour, [float(getattr(step, name))
+                                             for step in campaign.steps])
               for name, colour in columns
               if name in ("sent", "failed") or any(getattr(s, name) for s in campaign.steps)]
-    axis = _axis([v for s in series for v in s.values], _count)
-    return bar_chart(f"{campaign.title}: messages per step", [s.step for s in campaign.steps],
-                     series, axis, horizontal=True, tip=_count_tip)
+    axis = _axis([v for s in series for v in s.values], words.count)
+    return bar_chart(f"{campaign.title}: {words.t('chart_steps')}",
+                     [s.step for s in campaign.steps], series, axis, horizontal=True,
+                     tip=lambda category, series, value:
+                     f"{category}: {words.count(value)} {series.name}")
 
 
-def _persona_chart(campaign: CampaignReport) -> str | None:
-    segments = [s for s in (campaign.overall, *campaign.personas) if s is not None]
+def _persona_chart(campaign: CampaignReport, words: Words) -> str | None:
+    segments = _segments(campaign)
     if not segments:
         return None
+    names = {words.segment(s.name): s.comparison for s in segments}
+    mailed, holdout = words.t("mailed"), words.t("holdout")
 
     def tip(name: str, series: Series, value: float) -> str:
-        segment = next(s for s in segments if s.name == name)
-        c = segment.comparison
-        n, k = ((c.treatment_n, c.treatment_converted) if series.name == "mailed"
+        c = names[name]
+        n, k = ((c.treatment_n, c.treatment_converted) if series.name == mailed
                 else (c.holdout_n, c.holdout_converted))
-        return f"{name}, {series.name}: {k} of {n} reached the goal ({_pct(value)})"
+        return words.t("tip_reached", name=name, group=series.name, k=words.count(k),
+                       n=words.count(n), rate=words.pct(value))
 
-    series = [Series("mailed", TREATMENT_COLOUR, [s.comparison.treatment_rate for s in segments]),
-              Series("holdout", HOLDOUT_COLOUR, [s.comparison.holdout_rate for s in segments])]
-    axis = _axis([v for s in series for v in s.values], _whole_pct, cap=1.0)
-    return bar_chart(f"{campaign.title}: conversion by persona", [s.name for s in segments],
+    series = [Series(mailed, TREATMENT_COLOUR, [s.comparison.treatment_rate for s in segments]),
+              Series(holdout, HOLDOUT_COLOUR, [s.comparison.holdout_rate for s in segments])]
+    axis = _axis([v for s in series for v in s.values], lambda v: words.pct(v, 0), cap=1.0)
+    return bar_chart(f"{campaign.title}: {words.t('chart_personas')}", list(names),
                      series, axis, horizontal=True, tip=tip)
 
 
-def _uplift_figure(campaign: CampaignReport) -> str | None:
-    segments = [s for s in (campaign.overall, *campaign.personas) if s is not None]
+def _uplift_figure(campaign: CampaignReport, words: Words) -> str | None:
+    segments = _segments(campaign)
     if not any(s.comparison.interval is not None for s in segments):
         return None
-    return uplift_chart(f"{campaign.title}: uplift against the holdout", segments)
+    return uplift_chart(f"{campaign.title}: {words.t('chart_uplift')}", segments, words)
 
 
-def _sends_chart(campaign: CampaignReport) -> str | None:
+def _sends_chart(campaign: CampaignReport, words: Words) -> str | None:
     if not campaign.sends_by_day:
         return None
     counts = dict(campaign.sends_by_day)
     first = date.fromisoformat(campaign.sends_by_day[0][0])
     last = date.fromisoformat(campaign.sends_by_day[-1][0])
     days = [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
-    series = [Series("sent", SENT_COLOUR, [float(counts.get(d, 0)) for d in days])]
-    axis = _axis(series[0].values, _count)
-    return bar_chart(f"{campaign.title}: messages sent per day", [_day_label(d) for d in days],
-                     series, axis, horizontal=False, tip=_count_tip)
+    series = [Series(words.t("sent"), SENT_COLOUR, [float(counts.get(d, 0)) for d in days])]
+    axis = _axis(series[0].values, words.count)
+    return bar_chart(f"{campaign.title}: {words.t('chart_days')}",
+                     [_day_label(words, d) for d in days], series, axis, horizontal=False,
+                     tip=lambda category, series, value:
+                     f"{category}: {words.count(value)} {series.name}")
 
 
-def _headline(campaign: CampaignReport) -> str:
+def _headline(campaign: CampaignReport, words: Words) -> str:
     overall = campaign.overall
     if overall is None:
-        return ('<div class="verdict no-goal"><strong>No goal set</strong>Add '
-                "<code>goal: {event: …}</code> to the campaign to measure conversion against "
-                "the holdout.</div>")
+        return (f'<div class="verdict no-goal"><strong>{escape(words.t("no_goal"))}</strong>'
+                f'{escape(words.t("no_goal_hint"))}</div>')
     c = overall.comparison
     if not c.treatment_n and not c.holdout_n:
-        return ('<div class="verdict no-holdout"><strong>Nobody enrolled yet</strong>The '
-                "figures appear after the first <code>ldmail send</code>.</div>")
+        return (f'<div class="verdict no-holdout"><strong>{escape(words.t("nobody_yet"))}'
+                f'</strong>{escape(words.t("nobody_yet_hint"))}</div>')
+    values = {"rate1": words.pct(c.treatment_rate), "k1": words.count(c.treatment_converted),
+              "n1": words.count(c.treatment_n)}
     if c.holdout_n and c.uplift is not None:
-        detail = (f"{_pct(c.treatment_rate)} of mailed people reached the goal "
-                  f"({c.treatment_converted} of {c.treatment_n}), against "
-                  f"{_pct(c.holdout_rate)} of the holdout ({c.holdout_converted} of "
-                  f"{c.holdout_n}): {_pp(c.uplift)}, 95% interval {_interval(c.interval)}.")
+        detail = words.t("detail", rate2=words.pct(c.holdout_rate),
+                         k2=words.count(c.holdout_converted), n2=words.count(c.holdout_n),
+                         uplift=words.pp(c.uplift), interval=words.interval(c.interval),
+                         **values)
     else:
-        detail = (f"{_pct(c.treatment_rate)} of mailed people reached the goal "
-                  f"({c.treatment_converted} of {c.treatment_n}); there is no holdout group, "
-                  "so the effect of the mails cannot be measured.")
-    if c.outcome == "too-small":
-        detail += (f" A conclusion needs at least {MIN_GROUP} people and {MIN_EXPECTED} "
-                   "conversions (and non-conversions) in each group.")
-    verdict = c.verdict[:1].upper() + c.verdict[1:]
+        detail = words.t("detail_no_holdout", **values)
+    verdict = words.verdict(c.outcome, c.p_value)
+    verdict = verdict[:1].upper() + verdict[1:]
+    findings = "".join(f"<p>{escape(line)}</p>" for line in _findings(campaign, words))
     return (f'<div class="verdict {escape(c.outcome)}"><strong>{escape(verdict)}</strong>'
-            f"{escape(detail)}</div>")
+            f"{escape(detail)}{findings}</div>")
 
 
-def _kpis(campaign: CampaignReport) -> str:
-    items = [(campaign.enrolled, "enrolled"), (campaign.treatment, "mailed"),
-             (campaign.holdout, f"holdout ({campaign.holdout_share:.0%})"),
-             (sum(s.sent for s in campaign.steps), "messages sent")]
+def _findings(campaign: CampaignReport, words: Words) -> list[str]:
+    """What the group sizes can detect: said beside the verdict, where it explains it."""
+    found = campaign.sensitivity
+    if found is None or found.holdout_share <= 0:
+        return []
+    values = {"mailed": words.count(found.mailed), "holdout": words.count(found.holdout)}
+    if found.detectable is None:
+        return [words.t("undetectable", **values)]
+    return [words.t("detectable", uplift=words.pp(found.detectable, 0),
+                    baseline=words.pct(found.baseline, 0), **values)]
+
+
+def _hypothesis(campaign: CampaignReport, words: Words) -> str:
+    hypothesis = campaign.model.hypothesis if campaign.model else None
+    if hypothesis is None:
+        return (f'<p class="hypothesis">{escape(campaign.description)}</p>'
+                if campaign.description else "")
+    status = campaign.hypothesis_status
+    kpi = f" · {escape(words.t('kpi', kpi=hypothesis.kpi))}" if hypothesis.kpi else ""
+    judged = ("" if status is None else
+              f'<p class="status {escape(status)}"><b>{escape(words.t(f"status_{status}"))}'
+              f"</b>: {escape(campaign.hypothesis_reason(words))}</p>")
+    return (f'<div class="hypothesis"><p><b>{escape(words.t("hypothesis"))}</b>: '
+            f"{escape(hypothesis.belief.strip())}</p><p class=\"meta\">"
+            f"{escape(words.t('hypothesis_expects', uplift=words.pp(hypothesis.expected_uplift)))}"
+            f"{kpi}</p>{judged}</div>")
+
+
+def _kpis(campaign: CampaignReport, words: Words) -> str:
+    items = [(campaign.enrolled, words.t("enrolled")), (campaign.treatment, words.t("mailed")),
+             (campaign.holdout, words.t("holdout_share",
+                                        share=words.pct(campaign.holdout_share, 0))),
+             (sum(s.sent for s in campaign.steps), words.t("messages_sent"))]
     return '<div class="kpis">' + "".join(
-        f'<div class="kpi"><b>{value:,}</b><span>{escape(name)}</span></div>'
+        f'<div class="kpi"><b>{words.count(value)}</b><span>{escape(name)}</span></div>'
         for value, name in items) + "</div>"
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, total: int | None = None,
            text: Sequence[int] = (0,), wrap: Sequence[int] = ()) -> str:
-    """A table; `text` columns are left-aligned, `wrap` columns may break over lines."""
+    """A table; `text` columns are left-aligned, `wrap` columns may break over lines.
+
+    It scrolls sideways inside its own box where the page is narrower than the table."""
 
     def cell(tag: str, i: int, content: str) -> str:
         classes = [name for name, columns in (("text", text), ("wrap", wrap)) if i in columns]
@@ -448,103 +488,108 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, total: int 
         ('<tr class="total">' if n == total else "<tr>")
         + "".join(cell("td", i, content) for i, content in enumerate(row)) + "</tr>"
         for n, row in enumerate(rows))
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return (f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody>'
+            "</table></div>")
 
 
-def _rate(converted: int, total: int) -> str:
-    return f"{converted}/{total} ({converted / total:.1%})" if total else "\u2013"
+def _rate(words: Words, converted: int, total: int) -> str:
+    if not total:
+        return DASH
+    return f"{words.count(converted)}/{words.count(total)} ({words.pct(converted / total)})"
 
 
-def _tables(campaign: CampaignReport) -> str:
-    parts = ['<div class="tables"><div><h3>Messages per step</h3>',
-             _table(["step", "sent", "failed", "unknown", "pending"],
-                    [[s.step, str(s.sent), str(s.failed), str(s.unknown), str(s.pending)]
+def _tables(campaign: CampaignReport, words: Words) -> str:
+    keys = ("sent", "failed", "unknown", "pending")
+    parts = [f'<div class="tables"><div class="block"><h3>{escape(words.t("chart_steps"))}</h3>',
+             _table([words.t("step"), *(words.t(k) for k in keys)],
+                    [[s.step, *(words.count(getattr(s, k)) for k in keys)]
                      for s in campaign.steps]), "</div>"]
-    segments = [s for s in (campaign.overall, *campaign.personas) if s is not None]
+    segments = _segments(campaign)
     if segments:
         rows = []
         for s in segments:
             c = s.comparison
-            rows.append([s.name, _rate(c.treatment_converted, c.treatment_n),
-                         _rate(c.holdout_converted, c.holdout_n), _pp(c.uplift),
-                         _interval(c.interval),
-                         "\u2013" if c.p_value is None else f"{c.p_value:.3f}",
-                         "\u2013" if s.median_days_treatment is None
-                         else f"{s.median_days_treatment:g}", c.verdict])
-        parts += [f"<div><h3>Goal: {escape(campaign.goal or '')}</h3>",
-                  _table(["segment", "mailed", "holdout", "uplift", "95% interval", "p",
-                          "median days to goal", "verdict"], rows,
-                         total=0, text=(0, 7), wrap=(7,)), "</div>"]
+            rows.append([words.segment(s.name), _rate(words, c.treatment_converted, c.treatment_n),
+                         _rate(words, c.holdout_converted, c.holdout_n), words.pp(c.uplift),
+                         words.interval(c.interval), words.p_value(c.p_value).lstrip("= "),
+                         DASH if s.median_days_treatment is None
+                         else words.number(s.median_days_treatment),
+                         words.verdict(c.outcome, c.p_value)])
+        parts += [f'<div class="block"><h3>{escape(words.t("goal", goal=campaign.goal or ""))}'
+                  "</h3>",
+                  _table([words.t(k) for k in ("segment", "mailed", "holdout", "uplift",
+                                               "interval", "p", "days_to_goal", "verdict")],
+                         rows, total=0, text=(0, 7), wrap=(7,)), "</div>"]
     if campaign.exits:
-        parts += ["<div><h3>Left the sequence</h3>",
-                  _table(["reason", "people"],
-                         [[reason, str(n)] for reason, n in sorted(campaign.exits.items())]),
+        parts += [f'<div class="block"><h3>{escape(words.t("left_sequence"))}</h3>',
+                  _table([words.t("reason"), words.t("people")],
+                         [[words.exit_reason(reason), words.count(n)]
+                          for reason, n in sorted(campaign.exits.items())]),
                   "</div>"]
     parts.append("</div>")
     return "".join(parts)
 
 
-def _campaign(campaign: CampaignReport) -> str:
+def _campaign(campaign: CampaignReport, words: Words) -> str:
     phase = escape(campaign.phase)
-    goal = campaign.goal or "none"
-    description = (f'<p class="hypothesis">{escape(campaign.description)}</p>'
-                   if campaign.description else "")
+    goal = campaign.goal or words.t("no_goal_short")
     charts = [
-        _figure("Messages per step", "sent and failed per step, in sequence order",
-                _funnel_chart(campaign), "No steps."),
-        _figure("Conversion by persona", "share who reached the goal: mailed vs holdout",
-                _persona_chart(campaign), "No goal set, so no conversion to show."),
-        _figure("Uplift against the holdout",
-                "mailed minus holdout, with the 95% interval; left of 0 means no gain",
-                _uplift_figure(campaign), "Nothing to compare: no holdout members yet."),
-        _figure("Messages sent per day", "every calendar day between the first and last send",
-                _sends_chart(campaign), "No messages sent yet."),
+        _figure(words.t("chart_steps"), words.t("chart_steps_note"),
+                _funnel_chart(campaign, words), words.t("empty_steps")),
+        _figure(words.t("chart_personas"), words.t("chart_personas_note"),
+                _persona_chart(campaign, words), words.t("empty_goal")),
+        _figure(words.t("chart_uplift"), words.t("chart_uplift_note"),
+                _uplift_figure(campaign, words), words.t("empty_holdout")),
+        _figure(words.t("chart_days"), words.t("chart_days_note"),
+                _sends_chart(campaign, words), words.t("empty_days")),
     ]
     return (f'<section class="card campaign" id="{escape(campaign.id)}">'
             f'<div class="campaign-head"><div><h2>{escape(campaign.title)}'
-            f'<span class="badge phase-{phase}">{phase}</span></h2>'
-            f'<p class="meta">{escape(campaign.id)} · goal: {escape(goal)}</p>{description}'
-            f"</div>{_kpis(campaign)}</div>{_headline(campaign)}"
-            f'<div class="charts">{"".join(charts)}</div>{_tables(campaign)}</section>')
+            f'<span class="badge phase-{phase}">{escape(words.phase(campaign.phase))}</span></h2>'
+            f'<p class="meta">{escape(words.t("goal", goal=goal))}</p>'
+            f"{_hypothesis(campaign, words)}</div>{_kpis(campaign, words)}</div>"
+            f"{_headline(campaign, words)}"
+            f'<div class="charts">{"".join(charts)}</div>{_tables(campaign, words)}</section>')
 
 
-def _overview(report: Report) -> str:
+def _overview(report: Report, words: Words) -> str:
     rows = []
     for campaign in report.campaigns:
         c = campaign.overall.comparison if campaign.overall else None
-        rows.append([campaign.title, campaign.phase, str(campaign.enrolled),
-                     "\u2013" if c is None else _pct(c.treatment_rate),
-                     "\u2013" if c is None else _pct(c.holdout_rate),
-                     "\u2013" if c is None else _pp(c.uplift),
-                     "no goal set" if c is None else c.verdict])
-    return ('<section class="card overview"><h3>At a glance</h3>'
-            + _table(["campaign", "phase", "enrolled", "mailed converted", "holdout converted",
-                      "uplift", "verdict"], rows, text=(0, 1, 6), wrap=(0, 6)) + "</section>")
+        status = campaign.hypothesis_status
+        rows.append([campaign.title, words.phase(campaign.phase), words.count(campaign.enrolled),
+                     DASH if c is None else words.pct(c.treatment_rate),
+                     DASH if c is None else words.pct(c.holdout_rate),
+                     DASH if c is None else words.pp(c.uplift),
+                     words.t("no_goal_short") if c is None else
+                     words.verdict(c.outcome, c.p_value),
+                     DASH if status is None else words.t(f"status_{status}")])
+    return (f'<section class="card overview"><h3>{escape(words.t("at_a_glance"))}</h3>'
+            + _table([words.t(k) for k in ("campaign", "phase", "enrolled", "mailed_converted",
+                                           "holdout_converted", "uplift", "verdict",
+                                           "hypothesis")],
+                     rows, text=(0, 1, 6, 7), wrap=(0, 6)) + "</section>")
 
 
 def to_html(report: Report) -> str:
     """The whole report as one HTML document that needs nothing but a browser."""
-    organisation = report.organisation or "Learning campaigns"
-    stamp = report.generated_at.replace("T", " ").replace("Z", " UTC")
-    sections = "".join(_campaign(c) for c in report.campaigns) or (
-        '<section class="card"><p class="empty">No campaigns in this report.</p></section>')
+    words = report.words
+    organisation = report.organisation or words.t("default_organisation")
+    stamp = words.moment(datetime.fromisoformat(report.generated_at.replace("Z", "+00:00")))
+    sections = "".join(_campaign(c, words) for c in report.campaigns) or (
+        f'<section class="card"><p class="empty">{escape(words.t("no_campaigns"))}</p>'
+        "</section>")
     return (
         "<!DOCTYPE html>\n"
-        '<html lang="en"><head><meta charset="utf-8">'
+        f'<html lang="{words.language}"><head><meta charset="utf-8">'
         # The page may load nothing at all: only its own inline styles are allowed.
         '<meta http-equiv="Content-Security-Policy" '
         "content=\"default-src 'none'; style-src 'unsafe-inline'\">"
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{escape(organisation)} \u2013 campaign report</title>"
+        f"<title>{escape(organisation)} \u2013 {escape(words.t('report'))}</title>"
         f"<style>{CSS}</style></head><body><main>"
-        f'<header class="page"><h1>{escape(organisation)}: campaign report</h1>'
-        f"<p>Did the drip campaigns move people to their goal, compared with a holdout group "
-        f"that got no mail? Figures as of {escape(stamp)}.</p></header>"
-        f"{_overview(report) if report.campaigns else ''}{sections}"
-        "<footer><p>Mailed: enrolled people in the treatment group; holdout: a deterministic "
-        "control group that is never mailed. Uplift: mailed minus holdout conversion, in "
-        f"percentage points; interval: 95% Wald (z = {Z95:.2f}, unpooled); p: two-sided "
-        f"two-proportion z-test (pooled). Below {MIN_GROUP} people or {MIN_EXPECTED} "
-        "conversions (or non-conversions) in a group the report draws no conclusion. "
-        "Generated by ldmail.</p></footer>"
+        f'<header class="page"><h1>{escape(organisation)}: {escape(words.t("report"))}</h1>'
+        f"<p>{escape(words.t('intro', when=stamp))}</p></header>"
+        f"{_overview(report, words) if report.campaigns else ''}{sections}"
+        f"<footer><p>{escape(words.t('footnote'))} {escape(words.t('generated'))}</p></footer>"
         "</main></body></html>\n")

@@ -60,6 +60,26 @@ def parse_percentage(value: object) -> float:
         f"'{value}' is not a percentage; write it with a % sign, from 0% to 99%, e.g. 10%")
 
 
+def parse_points(value: object) -> float:
+    """`15pp`, `+15 pp` or `15` (percentage points) -> 0.15, a difference of two shares."""
+    text = str(value).strip().lower().removeprefix("+")
+    for unit in ("pp", "%-points", "points"):
+        if text.endswith(unit):
+            text = text[: -len(unit)].strip()
+            break
+    if isinstance(value, bool) or text.endswith("%"):
+        number = -1.0
+    else:
+        try:
+            number = float(text)
+        except ValueError:
+            number = -1.0
+    if 0 < number <= 100:
+        return number / 100
+    raise ValueError(f"'{value}' is not an uplift in percentage points; write e.g. 15pp "
+                     "(from more than 0 to 100)")
+
+
 def parse_weekdays(value: object) -> tuple[int, ...]:
     """`mon-fri`, `mon,wed,fri` or a YAML list -> sorted weekday numbers (Monday is 0)."""
     parts: list[str]

@@ -13,6 +13,7 @@ from .errors import ConfigError, LdmailError, Problem, RenderError
 from .expressions import evaluate
 from .render import MAX_SUBJECT, Renderer
 from .samples import sample_person
+from .sensitivity import Sensitivity, sensitivity
 
 
 @dataclass
@@ -21,6 +22,8 @@ class Report:
     warnings: list[Problem] = field(default_factory=list)
     renders: int = 0
     campaigns: int = 0
+    # Per campaign with a goal, read from the people export: what it can detect.
+    sensitivities: list[Sensitivity] = field(default_factory=list)
 
     def add(self, problem: Problem) -> None:
         if problem not in self.problems:
@@ -155,8 +158,10 @@ def validate(root: Path, today: date, *, sample_people: bool = False) -> Report:
     if not sample_people and not any(p.file == AUDIENCES_FILE for p in project.problems):
         wheres = {file.model.audience.where for file in project.campaigns.values()
                   if file.model.audience.where}
+        measured = [campaign_id for campaign_id, file in project.campaigns.items()
+                    if file.model.goal is not None]
         try:
-            audience = scan_audience(project, today, wheres=sorted(wheres))
+            audience = scan_audience(project, today, wheres=sorted(wheres), campaigns=measured)
         except ConfigError as exc:
             report.problems.extend(exc.problems)
         except LdmailError as exc:
@@ -179,4 +184,18 @@ def validate(root: Path, today: date, *, sample_people: bool = False) -> Report:
             continue
         check_campaign(project, renderer, campaign, audience, today, report)
         check_translations(project, campaign, report)
+        if audience is not None and campaign.id in audience.groups:
+            check_power(campaign, *audience.groups[campaign.id], report)
     return report
+
+
+def check_power(campaign: CampaignFile, mailed: int, holdout: int, report: Report) -> None:
+    """The smallest uplift the campaign can detect; a warning if its hypothesis is smaller."""
+    found = sensitivity(campaign.id, campaign.model, mailed, holdout)
+    report.sensitivities.append(found)
+    advice = found.advice()
+    if advice is not None:
+        report.warnings.append(Problem(
+            campaign.source.display,
+            campaign.source.line_of(("hypothesis", "expected_uplift")),
+            f"hypothesis cannot be decided: {advice}"))

@@ -4,7 +4,6 @@ the MIME builder. The end-to-end tests drive them through the CLI; these pin the
 from __future__ import annotations
 
 import email
-import math
 from datetime import UTC, datetime, time, timedelta
 from email.message import EmailMessage
 from email.policy import default as default_policy
@@ -19,7 +18,6 @@ from ldmail.expressions import evaluate
 from ldmail.models import Campaign, SendWindow, Settings
 from ldmail.render import Rendered
 from ldmail.schedule import StepRecord, anchor_moment, in_holdout, next_window_open, upcoming
-from ldmail.stats import Comparison
 from ldmail.textify import html_to_text
 
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
@@ -150,31 +148,6 @@ def test_holdout_membership_is_stable_and_near_its_share() -> None:
     assert in_holdout("welcome", "Ann@Example.org", 0.5) == \
         in_holdout("welcome", "ann@example.org", 0.5)
     assert not in_holdout("welcome", "ann@example.org", 0.0)
-
-
-# -- stats ------------------------------------------------------------------------------------
-
-
-def test_comparison_by_hand() -> None:
-    """40/200 against 5/50: rates 20% and 10%, uplift 10 points; z by hand."""
-    c = Comparison(200, 40, 50, 5)
-    assert (c.treatment_rate, c.holdout_rate) == (0.2, 0.1)
-    assert c.uplift == pytest.approx(0.1)
-    pooled = 45 / 250
-    z = 0.1 / math.sqrt(pooled * (1 - pooled) * (1 / 200 + 1 / 50))
-    assert c.p_value == pytest.approx(math.erfc(z / math.sqrt(2)))
-    assert c.outcome == "unclear" and "no clear effect" in c.verdict
-
-
-def test_small_groups_and_missing_holdout() -> None:
-    assert Comparison(20, 9, 1, 1).outcome == "too-small"
-    assert Comparison(100, 10, 0, 0).outcome == "no-holdout"
-    assert Comparison(100, 10, 0, 0).interval is None
-
-
-def test_a_clear_effect_in_either_direction() -> None:
-    assert Comparison(500, 150, 500, 50).outcome == "raised"
-    assert Comparison(500, 50, 500, 150).outcome == "lowered"
 
 
 # -- expressions -------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import shutil
 import sqlite3
 import subprocess
@@ -15,7 +14,6 @@ from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default
 from pathlib import Path
-from statistics import NormalDist
 from typing import Any
 
 import pytest
@@ -65,6 +63,31 @@ def import_events(cli: Cli, project: Path, lines: list[str]) -> str:
 def send(cli: Cli, project: Path, now: str, *extra: str) -> None:
     result = cli("send", "--project", project, "--now", now, *extra)
     assert result.exit_code == 0, result.output
+
+
+# -- time travel --------------------------------------------------------------------------------
+
+def test_report_now_counts_only_what_had_happened_by_then(project: Path, cli: Cli) -> None:
+    """Sends and exits after --now are not counted: the second step sent on day 4 is not
+    in a report of day 2, nor are the enrolments that ended with it."""
+    send(cli, project, DAY_1)
+    send(cli, project, DAY_4)
+
+    def figures(now: str) -> dict[str, Any]:
+        result = cli("report", "-c", "welcome", "--project", project, "--now", now,
+                     "--format", "json")
+        assert result.exit_code == 0, result.output
+        campaign: dict[str, Any] = json.loads(result.stdout)["campaigns"][0]
+        return campaign
+
+    before, after = figures("2026-12-02T12:00+01:00"), figures("2026-12-05T12:00+01:00")
+    sent_before = {step["step"]: step["sent"] for step in before["steps"]}
+    sent_after = {step["step"]: step["sent"] for step in after["steps"]}
+    assert sent_before["hello"] == sent_after["hello"] == after["treatment"] > 0
+    assert sent_before["first-course"] == 0 and sent_after["first-course"] == after["treatment"]
+    assert before["exits"] == {} and after["exits"] == {"all steps done": after["treatment"]}
+    assert sum(n for _, n in [(d["day"], d["sent"]) for d in before["sends_by_day"]]) == \
+        sent_before["hello"]
 
 
 # -- goals end the sequence -------------------------------------------------------------------
@@ -140,16 +163,11 @@ TREATMENT_N, TREATMENT_K, HOLDOUT_N, HOLDOUT_K = 200, 40, 50, 5
 REPORT_NOW = "2026-12-20T12:00+01:00"
 
 
-def textbook(n1: int, k1: int, n2: int, k2: int) -> tuple[float, float, float, float]:
-    """Uplift and 95% Wald interval in percentage points, and the pooled z-test p-value."""
-    p1, p2 = k1 / n1, k2 / n2
-    z = NormalDist().inv_cdf(0.975)
-    unpooled = math.sqrt(p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2)
-    pooled_rate = (k1 + k2) / (n1 + n2)
-    pooled = math.sqrt(pooled_rate * (1 - pooled_rate) * (1 / n1 + 1 / n2))
-    p_value = math.erfc(abs(p1 - p2) / pooled / math.sqrt(2))
-    return ((p1 - p2) * 100, (p1 - p2 - z * unpooled) * 100, (p1 - p2 + z * unpooled) * 100,
-            p_value)
+# 40/200 against 5/50, worked by hand. Wilson intervals (z = 1.96): 40/200 -> 0.15045 to
+# 0.26086, 5/50 -> 0.04348 to 0.21360. Newcombe: 0.10 - sqrt(0.04955^2 + 0.11360^2) = -0.02394
+# and 0.10 + sqrt(0.06086^2 + 0.05652^2) = 0.18306.
+# Fisher: the sum of the hypergeometric probabilities no larger than the observed table's.
+TEXTBOOK = {"uplift_pp": 10.0, "ci_low_pp": -2.394, "ci_high_pp": 18.306, "p_value": 0.1478}
 
 
 @pytest.fixture
@@ -178,29 +196,22 @@ def stats_project(project: Path, cli: Cli) -> Path:
     return project
 
 
-def test_textbook_expectation() -> None:
-    uplift, low, high, p_value = textbook(TREATMENT_N, TREATMENT_K, HOLDOUT_N, HOLDOUT_K)
-    assert (round(uplift, 3), round(low, 3), round(high, 3), round(p_value, 3)) == (
-        10.0, 0.006, 19.994, 0.1)
-
-
 def test_report_csv_json_and_table_agree_with_the_textbook(stats_project: Path,
                                                            cli: Cli) -> None:
-    uplift, low, high, p_value = textbook(TREATMENT_N, TREATMENT_K, HOLDOUT_N, HOLDOUT_K)
     base = ("report", "-c", "welcome", "--project", stats_project, "--now", REPORT_NOW)
 
-    result = cli(*base, "--format", "csv")
+    result = cli(*base, "--format", "csv", "--plain")
     assert result.exit_code == 0, result.output
+    assert not result.stdout.startswith("\ufeff")
     records = list(csv.DictReader(io.StringIO(result.stdout)))
     overall = next(r for r in records if r["record"] == "conversion" and r["segment"] == "all")
     assert (int(overall["treatment_n"]), int(overall["treatment_converted"]),
             int(overall["holdout_n"]), int(overall["holdout_converted"])) == (200, 40, 50, 5)
-    assert round(float(overall["uplift_pp"]), 3) == round(uplift, 3) == 10.0
-    assert round(float(overall["ci_low_pp"]), 3) == round(low, 3) == 0.006
-    assert round(float(overall["ci_high_pp"]), 3) == round(high, 3) == 19.994
-    assert round(float(overall["p_value"]), 3) == round(p_value, 3) == 0.1
-    assert overall["too_small"] == "False"
-    assert overall["verdict"].startswith("no clear effect yet (p = 0.100)")
+    assert (overall["uplift_pp"], overall["ci_low_pp"], overall["ci_high_pp"],
+            overall["p_value"], overall["treatment_rate"]) == (
+        "10.0", "-2.4", "18.3", "0.1478", "0.200")
+    assert overall["outcome"] == "unclear"
+    assert overall["verdict"].startswith("no clear effect yet (p = 0.148)")
     personas = [r for r in records if r["record"] == "conversion" and r["segment"] != "all"]
     assert sum(int(r["treatment_converted"]) for r in personas) == 40
     assert sum(int(r["holdout_n"]) for r in personas) == 50
@@ -210,8 +221,7 @@ def test_report_csv_json_and_table_agree_with_the_textbook(stats_project: Path,
     conversion = json.loads(result.stdout)["campaigns"][0]["conversion"]
     assert conversion["treatment_rate"] == pytest.approx(0.2)
     assert conversion["holdout_rate"] == pytest.approx(0.1)
-    for key, expected in (("uplift_pp", uplift), ("ci_low_pp", low), ("ci_high_pp", high),
-                          ("p_value", p_value)):
+    for key, expected in TEXTBOOK.items():
         assert conversion[key] == pytest.approx(expected, abs=5e-4), key
 
     result = cli(*base)
@@ -219,8 +229,38 @@ def test_report_csv_json_and_table_agree_with_the_textbook(stats_project: Path,
     line = next(x for x in result.stdout.splitlines() if x.startswith("│ all "))
     cells = [c.strip() for c in line.strip("│").split("│")]
     assert cells[:6] == ["all", "40/200 (20.0%)", "5/50 (10.0%)", "+10.0 pp",
-                         "+0.0 to +20.0 pp", "0.100"]
+                         "\u22122.4 to +18.3 pp", "0.148"]
     assert "250 enrolled: 200 mailed, 50 holdout" in result.stdout
+
+
+def test_dutch_report_and_a_csv_that_dutch_excel_opens_in_columns(stats_project: Path,
+                                                                 cli: Cli) -> None:
+    base = ("report", "-c", "welcome", "--project", stats_project, "--now", REPORT_NOW,
+            "--lang", "nl")
+    result = cli(*base)
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.stdout.splitlines() if x.startswith("│ iedereen "))
+    cells = [c.strip() for c in line.strip("│").split("│")]
+    assert cells[:6] == ["iedereen", "40/200 (20,0%)", "5/50 (10,0%)", "+10,0 %-punt",
+                         "\u22122,4 tot +18,3 %-punt", "0,148"]
+    result = cli(*base, "--format", "json")
+    conversion = json.loads(result.stdout)["campaigns"][0]["conversion"]
+    assert conversion["verdict"] == ("nog geen duidelijk effect (p = 0,148); blijf meten of "
+                                     "vergroot de doelgroep")
+
+    out = stats_project / "rapport.csv"
+    result = cli(*base, "--out", out)
+    assert result.exit_code == 0, result.output
+    raw = out.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")  # the byte order mark: Excel reads UTF-8
+    rows = list(csv.reader(io.StringIO(raw.decode("utf-8-sig")), delimiter=";"))
+    header = rows[0]
+    assert header[:3] == ["campaign", "record", "step"] and len(header) == 22
+    assert all(len(row) == 22 for row in rows)  # every row splits into the same columns
+    overall = next(dict(zip(header, row, strict=True)) for row in rows[1:]
+                   if row[1] == "conversion" and row[7] == "all")
+    assert (overall["uplift_pp"], overall["ci_low_pp"], overall["p_value"],
+            overall["treatment_rate"]) == ("10,0", "-2,4", "0,1478", "0,200")
 
 
 def test_shipped_example_events_show_the_campaigns_working(example: Path, cli: Cli) -> None:
@@ -270,8 +310,8 @@ def test_html_report_is_self_contained(html_report: Path) -> None:
     assert lowered.count("<svg") == 4
     for label in CHART_LABELS:
         assert f"welcome to the learning platform: {label}" in lowered
-    assert "+10.0 pp" in html and "0.100" in html and "40/200 (20.0%)" in html
-    assert "No clear effect yet (p = 0.100)" in html
+    assert "+10.0 pp" in html and "0.148" in html and "40/200 (20.0%)" in html
+    assert "No clear effect yet (p = 0.148)" in html
 
 
 def test_html_report_escapes_every_text(project: Path, cli: Cli) -> None:

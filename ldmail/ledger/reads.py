@@ -28,19 +28,27 @@ class MessageFacts:
 
 class Reads(LedgerFile):
     def campaign_enrolments(self, campaign: str, until: str) -> list[EnrolmentFacts]:
-        """A campaign's enrolments made up to `until` (ISO UTC)."""
+        """A campaign's enrolments made up to `until` (ISO UTC), as they stood then: an
+        enrolment that ended later had not ended yet."""
         return [EnrolmentFacts(email, stored(Group, group, f"{campaign} for {email}"), persona,
-                               enrolled_at, reason)
-                for email, group, persona, enrolled_at, reason in self.db.conn.execute(
-                    "SELECT email, grp, persona, enrolled_at, exit_reason FROM enrolments"
-                    " WHERE campaign = ? AND enrolled_at <= ?", (campaign, until))]
+                               enrolled_at, reason if exited_at and exited_at <= until else None)
+                for email, group, persona, enrolled_at, reason, exited_at in self.db.conn.execute(
+                    "SELECT email, grp, persona, enrolled_at, exit_reason, exited_at"
+                    " FROM enrolments WHERE campaign = ? AND enrolled_at <= ?", (campaign, until))]
 
-    def campaign_messages(self, campaign: str) -> list[MessageFacts]:
-        return [MessageFacts(step, stored(MessageState, state, f"{campaign}/{step} to {email}"),
-                             sent_at)
-                for step, state, sent_at, email in self.db.conn.execute(
-                    "SELECT step, state, sent_at, email FROM messages WHERE campaign = ?",
-                    (campaign,))]
+    def campaign_messages(self, campaign: str, until: str) -> list[MessageFacts]:
+        """A campaign's messages as they stood at `until` (ISO UTC): one not yet due then is
+        left out; one sent, failed or found unknown after it was still waiting (deferred)."""
+        facts = []
+        for step, state, sent_at, claimed_at, email in self.db.conn.execute(
+                "SELECT step, state, sent_at, claimed_at, email FROM messages"
+                " WHERE campaign = ? AND due_at <= ?", (campaign, until)):
+            known = stored(MessageState, state, f"{campaign}/{step} to {email}")
+            happened = sent_at if known == MessageState.SENT else claimed_at
+            if known != MessageState.DEFERRED and (happened is None or happened > until):
+                known, sent_at = MessageState.DEFERRED, None
+            facts.append(MessageFacts(step, known, sent_at))
+        return facts
 
     def change_counter(self) -> tuple[object, ...]:
         """Counts that change whenever anything that decides who is due changes: the staged
