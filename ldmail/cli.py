@@ -1143,6 +1143,8 @@ def report(
 def _print_report(result: Report, out: Console) -> None:
     from rich.table import Table
 
+    from .report import CampaignReport
+
     words = result.words
     for item in result.campaigns:
         out.print(f"\n[bold]{_escape(item.title)}[/bold] ({item.id}, "
@@ -1176,6 +1178,14 @@ def _print_report(result: Report, out: Console) -> None:
         out.print(table)
         for line in _campaign_findings(item, words):
             out.print(line, soft_wrap=True)
+        if item.fit:
+            fit = Table(title=f"{words.t('fit')} " + words.t(
+                "fit_note", target=words.pct(item.fit[0].target, 0)), title_justify="left")
+            for index, header in enumerate(CampaignReport.fit_headers(words)):
+                fit.add_column(header, justify="right" if 0 < index < 4 else "left")
+            for share in item.fit:
+                fit.add_row(*share.row(words), style="bold" if share.persona == "all" else None)
+            out.print(fit)
     out.print(words.t("footnote"), soft_wrap=True)
 
 

@@ -85,6 +85,16 @@ class FitShare:
         share = self.share
         return None if share is None else share < self.target
 
+    def row(self, words: Words) -> list[str]:
+        """The persona's line in the table and the HTML: answers, did not fit, share, bar."""
+        under = self.under_target
+        return [words.segment(self.persona), words.count(self.answers),
+                words.count(self.did_not_fit), words.pct(self.share),
+                words.t("fit_none") if under is None else
+                words.t("fit_under" if under else "fit_over"),
+                " · ".join(f"{answer} {words.count(n)}" for answer, n in sorted(
+                    self.distribution.items(), key=lambda item: (-item[1], item[0])))]
+
     def as_dict(self) -> dict[str, Any]:
         return {"persona": self.persona, "answers": self.answers,
                 "did_not_fit": self.did_not_fit, "share": self.share, "target": self.target,
@@ -110,6 +120,11 @@ class CampaignReport:
     model: Campaign | None = None  # the campaign as configured (its hypothesis, its goal)
     sensitivity: Sensitivity | None = None  # what these group sizes can detect
     active: int = 0  # enrolments still running at the report's moment
+
+    @staticmethod
+    def fit_headers(words: Words) -> list[str]:
+        return [words.t(key) for key in ("segment", "answers", "did_not_fit", "share_label",
+                                         "bar", "answers_given")]
 
     fit: list[FitShare] = field(default_factory=list)  # the survey's fit answers, "all" first
 
@@ -283,17 +298,19 @@ CSV_FIELDS = ["campaign", "record", "step", "sent", "failed", "unknown", "pendin
               "treatment_n", "treatment_converted", "treatment_rate", "holdout_n",
               "holdout_converted", "holdout_rate", "uplift_pp", "ci_low_pp", "ci_high_pp",
               "p_value", "outcome", "verdict", "median_days_to_goal_treatment",
-              "median_days_to_goal_holdout"]
+              "median_days_to_goal_holdout", "answers", "did_not_fit", "did_not_fit_share",
+              "target", "under_target"]
 # How many decimals each figure keeps: a rate as 0.458, points as 12.5, p as 0.0034.
 DECIMALS = {"treatment_rate": 3, "holdout_rate": 3, "uplift_pp": 1, "ci_low_pp": 1,
             "ci_high_pp": 1, "p_value": 4, "median_days_to_goal_treatment": 1,
-            "median_days_to_goal_holdout": 1}
+            "median_days_to_goal_holdout": 1, "did_not_fit_share": 3, "target": 3}
 # Languages whose Excel reads `;` as the separator and `,` as the decimal mark.
 DECIMAL_COMMA = ("nl", "de")
 
 
 def to_csv(report: Report, *, excel: bool = True) -> str:
-    """One row per step (record=step) and one per conversion segment (record=conversion).
+    """One row per step (record=step), per conversion segment (record=conversion) and per
+    persona's survey answers (record=fit).
 
     With `excel` the file opens in columns in Excel of the report's language: a byte order
     mark (so the UTF-8 is read as such), and for Dutch and German `;` between cells and a
@@ -315,6 +332,11 @@ def to_csv(report: Report, *, excel: bool = True) -> str:
         for segment in segments:
             rows.append({"campaign": campaign.id, "record": "conversion",
                          **segment.as_dict(words)})
+        for fit in campaign.fit:
+            rows.append({"campaign": campaign.id, "record": "fit", "segment": fit.persona,
+                         "answers": fit.answers, "did_not_fit": fit.did_not_fit,
+                         "did_not_fit_share": fit.share, "target": fit.target,
+                         "under_target": fit.under_target})
 
     def figure(key: str, value: object) -> object:
         if isinstance(value, float) and not isinstance(value, bool):

@@ -520,6 +520,12 @@ def _tables(campaign: CampaignReport, words: Words) -> str:
                   _table([words.t(k) for k in ("segment", "mailed", "holdout", "uplift",
                                                "interval", "p", "days_to_goal", "verdict")],
                          rows, total=0, text=(0, 7), wrap=(7,)), "</div>"]
+    if campaign.fit:
+        note = words.t("fit_note", target=words.pct(campaign.fit[0].target, 0))
+        parts += [f'<div class="block fit"><h3>{escape(words.t("fit"))}</h3>'
+                  f'<p class="note">{escape(note)}</p>',
+                  _table(CampaignReport.fit_headers(words), [f.row(words) for f in campaign.fit],
+                         total=0, text=(0, 4, 5), wrap=(5,)), "</div>"]
     if campaign.exits:
         parts += [f'<div class="block"><h3>{escape(words.t("left_sequence"))}</h3>',
                   _table([words.t("reason"), words.t("people")],

@@ -214,6 +214,8 @@ PHRASES: Final[dict[str, tuple[str, str, str]]] = {
     "fit_under": ("under the bar", "onder de grens", "unter der Grenze"),
     "fit_over": ("over the bar", "boven de grens", "über der Grenze"),
     "fit_none": ("no answers yet", "nog geen antwoorden", "noch keine Antworten"),
+    "share_label": ("share", "aandeel", "Anteil"),
+    "bar": ("against the bar", "tegen de grens", "gegenüber der Grenze"),
     "answers_given": ("answers given", "gegeven antwoorden", "gegebene Antworten"),
     # footnote
     "footnote": ("Mailed: enrolled people in the treatment group; holdout: a deterministic "

@@ -182,6 +182,21 @@ def test_report_json_shows_fit_share_per_persona(example: Path, cli: Cli,
     assert fit["broad-developer"]["share"] is None
     assert fit["broad-developer"]["under_target"] is None
 
+    # The table, the HTML and the CSV show the same shares against the bar.
+    base = ("report", "-c", "learning-habit", "--project", example, "--now", "2027-02-05")
+    table = cli(*base, "--lang", "en")
+    compelled_line = next(line for line in table.stdout.splitlines()
+                          if line.startswith("│ compelled ") and "bar" in line)
+    assert [c.strip() for c in compelled_line.strip("│").split("│")][:5] == [
+        "compelled", "4", "1", "25.0%", "over the bar"]
+    html = cli(*base, "--format", "html", "--lang", "nl").stdout
+    assert "Paste het aanbod?" in html and "<td>25,0%</td>" in html and "boven de grens" in html
+    csv_rows = list(csv.DictReader(io.StringIO(cli(*base, "--format", "csv", "--plain").stdout)))
+    skill_row = next(r for r in csv_rows
+                     if r["record"] == "fit" and r["segment"] == "skill-builder")
+    assert (skill_row["answers"], skill_row["did_not_fit"], skill_row["did_not_fit_share"],
+            skill_row["under_target"]) == ("21", "1", "0.048", "True")
+
     # A week later the skill builder's second answer counts instead of the first.
     later = fit_report(cli, example, "2027-02-10")
     assert (later["skill-builder"]["answers"], later["skill-builder"]["did_not_fit"]) == (21, 0)
