@@ -628,6 +628,9 @@ def _print_summary(summary: SendSummary) -> None:
         kind, _, where = summary.destination.partition(" ")
         out.print(f"messages went to the SMTP server {where}" if kind == "smtp" else
                   f"messages went to the outbox folder {where} (one .eml file each)")
+    if summary.dry_run and summary.last_due_at and summary.sent:
+        out.print(f"at the transport's rate the last of these {summary.sent} goes out "
+                  f"{_local(summary.last_due_at)}")
     if summary.waiting_window and summary.window_opens:
         out.print(f"{summary.waiting_window} due message(s) wait for the send window, which "
                   f"opens {_local(summary.window_opens)} for the first of them")
@@ -647,7 +650,9 @@ def _print_summary(summary: SendSummary) -> None:
     if summary.held_by_limit:
         details.append(f"{summary.held_by_limit} held back by --limit")
     if summary.held_by_cap:
-        details.append(f"{summary.held_by_cap} held back by the daily cap")
+        details.append(f"{summary.held_by_cap} held back by the daily cap" + (
+            f" (room again from {_local(summary.cap_frees_at)})" if summary.cap_frees_at
+            else ""))
     if summary.requeued_unknown:
         details.append(f"{summary.requeued_unknown} unknown message(s) queued to resend")
     if details:
@@ -828,7 +833,7 @@ def plan(
     from rich.table import Table
 
     from .config import load_project
-    from .plan import build_plan
+    from .plan import build_plan, pace_notes
 
     with invocation(project, now) as inv:
         loaded = load_project(inv.root)
@@ -874,6 +879,10 @@ def plan(
         out.print(table)
     out.print(f"{result.total} sends planned; {result.new_enrolments} people would be "
               f"enrolled now; {result.holdout} active holdout members are never mailed")
+    transport = loaded.settings.transport
+    for note in pace_notes(result, transport.rate if transport.kind != "outbox" else None,
+                           transport.daily_cap):
+        out.print(note)
     _print_sensitivities(result.sensitivities, out)
     for found in result.sensitivities:
         advice = found.advice()

@@ -13,12 +13,12 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from . import quiet
 from .audience import PeopleStream, Person
-from .clock import iso
+from .clock import from_iso, iso
 from .config import OUTBOX_SETTING, Project
 from .enrolment import Enrolment, active_enrolments, sync
 from .errors import (
@@ -101,6 +101,10 @@ class SendSummary:
     broken: dict[str, str] = field(default_factory=dict)
     held_by_limit: int = 0
     held_by_cap: int = 0
+    # With a rate: when the last of the messages due goes out at that pace (ISO, UTC).
+    last_due_at: str | None = None
+    # With a daily cap that holds messages back: when the cap next makes room (ISO, UTC).
+    cap_frees_at: str | None = None
     stopped: str | None = None
     failures: list[Failure] = field(default_factory=list)
     # Messages that became unknown in this run: a claim a killed run left, or a message whose
@@ -276,6 +280,21 @@ def _label(now: datetime, item: Due, message_id: str) -> str:
             f"-{message_id[1:13]}")
 
 
+
+def _pace_start(ledger: Ledger, rate: float | None) -> float | None:
+    """When (wall-clock seconds) this run's first message may go so that the rate holds
+    across runs: one interval after the newest run that handed a message over finished, or
+    after now if it never finished (killed: its last hand-over was before this run began)."""
+    if not rate:
+        return None
+    handed_over, finished = ledger.last_handover()
+    if not handed_over:
+        return None
+    # The ledger keeps whole seconds: the run finished up to a second after its stamp.
+    since = from_iso(finished).timestamp() + 1 if finished else datetime.now(UTC).timestamp()
+    return since + 1 / rate
+
+
 def send(project: Project, now: datetime, *, db: Path | None = None, dry_run: bool = False,
          campaign: str | None = None, limit: int | None = None, resend_unknown: bool = False,
          wait: float = 0.0, progress: Progress | None = None,
@@ -402,21 +421,27 @@ def _run(project: Project, ledger: Ledger, now: datetime, *, dry_run: bool, camp
         quiet.remember(project, ledger, now, found.next_change, summary.waiting_window,
                        summary.window_opens)
     summary.due = len(due)
-    cap = project.settings.transport.daily_cap
-    if cap is not None:
-        sent_today = ledger.sent_since(iso(now - timedelta(days=1)))
-        allowed = max(cap - sent_today, 0)
+    settings = project.settings.transport
+    if settings.daily_cap is not None:
+        day_ago = iso(now - timedelta(days=1))
+        allowed = max(settings.daily_cap - ledger.sent_since(day_ago), 0)
         summary.held_by_cap = max(len(due) - allowed, 0)
         due = due[:allowed]
+        if summary.held_by_cap:
+            summary.cap_frees_at = ledger.cap_frees_at(day_ago)
     if limit is not None and len(due) > limit:
         summary.held_by_limit = len(due) - limit
         due = due[:limit]
+    not_before = _pace_start(ledger, settings.rate)
+    if settings.rate and due and settings.kind != "outbox":
+        first = max(datetime.now(UTC).timestamp(), not_before or 0.0)
+        summary.last_due_at = iso(datetime.fromtimestamp(
+            first + (len(due) - 1) / settings.rate, UTC))
     if dry_run:
         transports = []
     elif transports is None:
         transports = open_transports(
-            project.settings.transport,
-            project.path(project.settings.transport.outbox, OUTBOX_SETTING), stop)
+            settings, project.path(settings.outbox, OUTBOX_SETTING), stop, not_before)
     sender = Sender(project, ledger, transports, now, run_id, interventions)
     # What is about to go out is validated first: a campaign whose templates do not render is
     # not sent at all (its messages are held), instead of failing person by person.

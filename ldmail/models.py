@@ -138,6 +138,12 @@ class Utm(Strict):
     medium: str = "email"
 
 
+# Sending limits of providers, as (messages a second, messages a day). Exchange Online:
+# 30 messages a minute and 10,000 recipients a day per mailbox (Microsoft's "Exchange Online
+# limits", sending limits).
+PROVIDER_LIMITS: dict[str, tuple[str, int]] = {"exchange-online": ("30/min", 10_000)}
+
+
 class Transport(Strict):
     kind: Literal["outbox", "smtp"] = "outbox"
     outbox: str = Field(".ldmail/outbox", description="Folder for .eml files (outbox transport)")
@@ -152,9 +158,24 @@ class Transport(Strict):
     deadline: Duration = Field(timedelta(minutes=2), description=(
         "Longest a connection set-up, or one message, may take in all (a server that "
         "trickles its replies is cut off)"))
-    rate: Rate | None = Field(None, description="At most this many messages, e.g. 30/min")
-    daily_cap: int | None = Field(None, ge=1, description="At most this many messages a day")
+    limits: Literal["exchange-online"] | None = Field(None, description=(
+        "A provider's sending limits as a preset: exchange-online is 30/min and 10,000 a "
+        "day; rate and daily_cap given beside it win"))
+    rate: Rate | None = Field(None, description=(
+        "At most this many messages, e.g. 30/min; held across runs (cron and ldmail run)"))
+    daily_cap: int | None = Field(None, ge=1, description=(
+        "At most this many messages in any 24 hours, across runs"))
     connections: int = Field(1, ge=1, le=16)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_limits(cls, data: Any) -> Any:
+        """A preset fills in the rate and the cap that are not given beside it."""
+        if isinstance(data, dict) and data.get("limits") in PROVIDER_LIMITS:
+            rate, cap = PROVIDER_LIMITS[data["limits"]]
+            data = {"rate": rate, "daily_cap": cap, **{k: v for k, v in data.items()
+                                                        if v is not None}}
+        return data
 
     @model_validator(mode="after")
     def _smtp_needs_host(self) -> Transport:

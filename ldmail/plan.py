@@ -120,3 +120,24 @@ class _Earliest:
                             enrolment.language, planned.retry)
                 for send_at, _, _, _, enrolment, planned, zone in self.kept]
 
+
+
+def pace_notes(plan: Plan, rate: float | None, cap: int | None) -> list[str]:
+    """What the transport's rate and daily cap do to the plan: days with more sends than the
+    cap allows, and how long the busiest day takes at that rate."""
+    per_day: Counter[date] = Counter()
+    for (day, _, _), count in plan.per_day.items():
+        per_day[day] += count
+    notes = []
+    if cap is not None:
+        notes += [f"{day:%a %Y-%m-%d}: {count:,} sends but the daily cap is {cap:,}; the "
+                  f"other {count - cap:,} wait for the next day(s)"
+                  for day, count in sorted(per_day.items()) if count > cap]
+    if rate and per_day:
+        day, count = max(per_day.items(), key=lambda item: (item[1], item[0]))
+        seconds = (min(count, cap or count) - 1) / rate
+        hours, minutes = divmod(round(seconds / 60), 60)
+        notes.append(f"at {rate * 60:g} a minute the busiest day ({day:%a %Y-%m-%d}, "
+                     f"{min(count, cap or count):,} sends) takes {hours} h {minutes:02d} min "
+                     "from the first to the last")
+    return notes

@@ -357,11 +357,16 @@ def _classify(code: int, text: bytes | str) -> Outcome:
 
 
 class Pacer:
-    """A rate limit (messages a second) shared by the connections of a run."""
+    """A rate limit (messages a second) shared by the connections of a run.
 
-    def __init__(self, rate: float | None) -> None:
+    `not_before` (wall-clock seconds) carries the limit across runs: the first message waits
+    until then, one interval after the previous run's last hand-over.
+    """
+
+    def __init__(self, rate: float | None, not_before: float | None = None) -> None:
         self.interval = 1 / rate if rate else 0.0
-        self.next_slot = 0.0
+        delay = 0.0 if not_before is None else not_before - time.time()
+        self.next_slot = time.monotonic() + max(delay, 0.0) if self.interval else 0.0
         self.lock = threading.Lock()
 
     def wait(self, stop: threading.Event | None = None) -> None:
@@ -530,9 +535,11 @@ class Smtp:
 
 
 def open_transports(settings: TransportSettings, outbox: Path,
-                    stop: threading.Event | None = None) -> list[Transport]:
-    """The transports of one run: `connections` SMTP connections sharing one rate limit."""
+                    stop: threading.Event | None = None,
+                    not_before: float | None = None) -> list[Transport]:
+    """The transports of one run: `connections` SMTP connections sharing one rate limit,
+    whose first message waits until `not_before` (see Pacer)."""
     if settings.kind != "smtp":
         return [Outbox(outbox)]
-    pacer = Pacer(settings.rate)
+    pacer = Pacer(settings.rate, not_before)
     return [Smtp(settings, pacer=pacer, stop=stop) for _ in range(settings.connections)]

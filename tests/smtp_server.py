@@ -39,6 +39,7 @@ from email.policy import default as default_policy
 from functools import cached_property
 from pathlib import Path
 from time import monotonic, sleep
+from time import time as wall_clock
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -59,6 +60,7 @@ class Received:
     mail_from: str
     rcpt_tos: tuple[str, ...]
     data: bytes
+    at: float = 0.0  # when the server accepted it (wall-clock seconds)
 
     @cached_property
     def message(self) -> EmailMessage:
@@ -242,7 +244,8 @@ class SmtpServer:
             data = envelope.original_content or envelope.content
             with self._lock:
                 self._received.append(Received(str(envelope.mail_from),
-                                               tuple(envelope.rcpt_tos), bytes(data)))
+                                               tuple(envelope.rcpt_tos), bytes(data),
+                                               wall_clock()))
                 self._per_session[id(session)] = self._per_session.get(id(session), 0) + 1
         return reply
 

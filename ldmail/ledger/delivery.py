@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
+from datetime import timedelta
 from types import TracebackType
 from typing import NamedTuple
 
+from ..clock import from_iso, iso
 from ..errors import IllegalTransition
 from .core import INTERVENTIONS, LedgerFile
 from .states import (
@@ -352,9 +354,28 @@ class DeliveryMoves(LedgerFile):
             enrolment_move(EnrolmentOp.COMPLETE, self.enrolment_state(campaign, email))
 
     def sent_since(self, since: str) -> int:
-        """Messages sent after `since` (ISO UTC): what counts against the daily cap."""
-        return int(self._value("SELECT count(*) FROM messages WHERE state = ? AND sent_at > ?",
-                               (M.SENT, since)))
+        """Messages handed over after `since` (ISO UTC): what counts against the daily cap.
+        An unknown message may have arrived, so it counts too."""
+        return int(self._value(
+            "SELECT count(*) FROM messages WHERE (state = ? AND sent_at > ?)"
+            " OR (state = ? AND claimed_at > ?)", (M.SENT, since, M.UNKNOWN, since)))
+
+    def cap_frees_at(self, since: str) -> str | None:
+        """When the oldest hand-over counted by `sent_since(since)` leaves the 24-hour window
+        (ISO UTC), making room under the daily cap."""
+        oldest = self._value(
+            "SELECT min(CASE state WHEN ? THEN sent_at ELSE claimed_at END) FROM messages"
+            " WHERE (state = ? AND sent_at > ?) OR (state = ? AND claimed_at > ?)",
+            (M.SENT, M.SENT, since, M.UNKNOWN, since))
+        return None if oldest is None else iso(from_iso(oldest) + timedelta(days=1))
+
+    def last_handover(self) -> tuple[bool, str | None]:
+        """Whether any run has handed a message over, and when the newest such run finished
+        (wall-clock ISO; None when it did not finish: it was killed, or runs still)."""
+        newest = self._value("SELECT max(run_id) FROM messages WHERE claimed_at IS NOT NULL")
+        if not newest:
+            return False, None
+        return True, self._value("SELECT finished_at FROM runs WHERE id = ?", (newest,))
 
     def unknown_count(self) -> int:
         return int(self._value("SELECT count(*) FROM messages WHERE state = ?", (M.UNKNOWN,)))
