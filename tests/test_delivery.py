@@ -436,6 +436,11 @@ def test_time_travel_over_the_scaffold(project: Path, cli: Cli, smtp_server: Smt
 
 def test_time_travel_over_the_shipped_example(example: Path, cli: Cli,
                                               smtp_server: SmtpServer) -> None:
+    # The export's first 200 rows (the example's original people) have every persona, both
+    # zones besides Amsterdam's and newcomers who start during the eight weeks; sending the
+    # eight weeks over SMTP to all 1,000 would take three minutes instead of well under one.
+    export = example / "people.csv"
+    export.write_bytes(b"".join(export.read_bytes().splitlines(keepends=True)[:201]))
     settings = yaml.safe_load((example / "ldmail.yaml").read_text(encoding="utf-8"))
     use_smtp(example, smtp_server.port)
     moments = travel_moments()
