@@ -627,7 +627,8 @@ def _print_summary(summary: SendSummary) -> None:
     if summary.destination and summary.sent:
         kind, _, where = summary.destination.partition(" ")
         out.print(f"messages went to the SMTP server {where}" if kind == "smtp" else
-                  f"messages went to the outbox folder {where} (one .eml file each)")
+                  f"messages went to Microsoft Graph at {where} (sendMail)" if kind == "graph"
+                  else f"messages went to the outbox folder {where} (one .eml file each)")
     if summary.dry_run and summary.last_due_at and summary.sent:
         out.print(f"at the transport's rate the last of these {summary.sent} goes out "
                   f"{_local(summary.last_due_at)}")

@@ -271,6 +271,8 @@ def _destination(project: Project) -> str:
     transport = project.settings.transport
     if transport.kind == "smtp":
         return f"smtp {transport.host}:{transport.port}"
+    if transport.kind == "graph":
+        return f"graph {transport.graph_url}"
     return f"outbox {project.path(transport.outbox, OUTBOX_SETTING)}"
 
 
@@ -441,7 +443,8 @@ def _run(project: Project, ledger: Ledger, now: datetime, *, dry_run: bool, camp
         transports = []
     elif transports is None:
         transports = open_transports(
-            settings, project.path(settings.outbox, OUTBOX_SETTING), stop, not_before)
+            settings, project.path(settings.outbox, OUTBOX_SETTING), stop, not_before,
+            resolve=project.path)
     sender = Sender(project, ledger, transports, now, run_id, interventions)
     # What is about to go out is validated first: a campaign whose templates do not render is
     # not sent at all (its messages are held), instead of failing person by person.
@@ -608,8 +611,10 @@ _INTERRUPTED = "a run was interrupted while sending this; it may or may not have
 def _deliver_each(sender: Sender, due: list[Due], summary: SendSummary, dry_run: bool,
                   progress: Progress | None, stop: threading.Event | None) -> None:
     transports = sender.transports
-    # SMTP waits on the network; its lanes work in threads. The outbox waits on nothing.
-    lanes = _Lanes(transports, threaded=bool(transports) and transports[0].name == "smtp")
+    # SMTP and Graph wait on the network; their lanes work in threads. The outbox waits on
+    # nothing.
+    lanes = _Lanes(transports, threaded=bool(transports) and
+                   transports[0].name in ("smtp", "graph"))
     problem: BaseException | None = None
     stopping = _STOPPING
     try:

@@ -15,6 +15,8 @@
     ├── LedgerBusy               another send holds the send lock
     ├── MassExit                 too many people vanished from the export at once
     ├── TransportFatal           the transport cannot send at all (login, TLS); run stops
+    │   ├── TokenRefused         an OAuth2 token was refused (Entra ID, the server, Graph)
+    │   └── BasicAuthDisabled    the tenant turned password SMTP AUTH off (5.7.30)
     └── TransportUnavailable     the server cannot be reached now; messages wait
     JsonLimit (ValueError)       an event file beyond the JSON limits (a rejected row)
     StopRequested (Exception)    SIGTERM or Ctrl-C while nothing was on the wire; internal
@@ -76,6 +78,18 @@ class LedgerBusy(LdmailError):
 
 class TransportFatal(LdmailError):
     "The transport cannot send at all (login, TLS, configuration); the run stops."
+
+
+class TokenRefused(TransportFatal):
+    """An OAuth2 access token was refused: by Microsoft Entra ID (or the token_command), by
+    the SMTP server's AUTH XOAUTH2, or by Microsoft Graph even after a fresh token.
+
+    The message names the tenant and client id and what to check; never a secret.
+    """
+
+
+class BasicAuthDisabled(TransportFatal):
+    "The server turned password SMTP AUTH off for the tenant (Exchange Online: 550 5.7.30)."
 
 
 class TransportUnavailable(LdmailError):

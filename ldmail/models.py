@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
@@ -144,8 +145,71 @@ class Utm(Strict):
 PROVIDER_LIMITS: dict[str, tuple[str, int]] = {"exchange-online": ("30/min", 10_000)}
 
 
+class OAuth2(Strict):
+    """Where OAuth2 access tokens come from: Microsoft Entra ID's client-credentials flow (an
+    app registration with a client secret or a certificate), or a token_command.
+
+    No secret is ever written here: the client secret is read from an environment variable,
+    the certificate's private key from a file kept out of git.
+    """
+
+    tenant_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]*$", description=(
+        "Directory (tenant) ID of the Microsoft 365 organisation: a GUID, or a domain such "
+        "as contoso.onmicrosoft.com"))
+    client_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description=(
+        "Application (client) ID of the app registration in Microsoft Entra ID"))
+    client_secret_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                                          description=(
+        "Environment variable that holds the app's client secret (its value, never the "
+        "secret's ID); the secret itself is never written in a file or on a command line"))
+    certificate: str | None = Field(None, description=(
+        "Instead of a client secret: PEM file with the app's certificate and private key, "
+        "relative to the project; keep it out of git"))
+    thumbprint: str | None = Field(None, pattern=r"^[0-9A-Fa-f]{40}$", description=(
+        "SHA-1 thumbprint of that certificate, as Entra ID shows it under Certificates"))
+    authority: str = Field("https://login.microsoftonline.com", description=(
+        "Entra ID sign-in address: login.microsoftonline.us for US Government clouds, "
+        "login.partner.microsoftonline.cn for 21Vianet"))
+    token_command: str | None = Field(None, description=(
+        "Instead of tenant_id and client_id: a command (run without a shell) whose output "
+        "is an access token, e.g. for Google Workspace; run again every 5 minutes and "
+        "whenever the server refuses the token"))
+
+    @field_validator("authority")
+    @classmethod
+    def _https_authority(cls, value: str) -> str:
+        if not re.fullmatch(r"https://[A-Za-z0-9.-]+(:\d+)?/?", value):
+            raise ValueError(f"'{value}' must be an https:// address with only a host, e.g. "
+                             "https://login.microsoftonline.com")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> OAuth2:
+        app = [name for name in ("tenant_id", "client_id", "client_secret_env", "certificate",
+                                 "thumbprint") if getattr(self, name) is not None]
+        if self.token_command is not None:
+            if app:
+                raise ValueError(f"give either token_command or an app registration, not "
+                                 f"both (remove {', '.join(app)} or token_command)")
+            if not self.token_command.strip():
+                raise FieldError(("token_command",), "token_command is empty")
+            return self
+        for name in ("tenant_id", "client_id"):
+            if getattr(self, name) is None:
+                raise ValueError(f"oauth2 needs {name} (from the app registration's Overview "
+                                 "page in Entra ID), or a token_command")
+        if (self.client_secret_env is None) == (self.certificate is None):
+            raise ValueError("oauth2 needs either client_secret_env (the environment variable "
+                             "holding the client secret) or certificate and thumbprint, not "
+                             "both")
+        if (self.certificate is None) != (self.thumbprint is None):
+            raise ValueError("certificate and thumbprint go together: give both")
+        return self
+
+
 class Transport(Strict):
-    kind: Literal["outbox", "smtp"] = "outbox"
+    kind: Literal["outbox", "smtp", "graph"] = Field("outbox", description=(
+        "outbox (.eml files), smtp, or graph (Microsoft Graph sendMail, with oauth2)"))
     outbox: str = Field(".ldmail/outbox", description="Folder for .eml files (outbox transport)")
     host: str | None = None
     port: int | None = Field(None, ge=1, le=65535)
@@ -154,6 +218,14 @@ class Transport(Strict):
     password_env: str = Field(
         "LDMAIL_SMTP_PASSWORD", description="Environment variable that holds the SMTP password"
     )
+    auth: Literal["password", "oauth2"] = Field("password", description=(
+        "How smtp logs in as user: password (from password_env), or oauth2 (AUTH XOAUTH2 "
+        "with a token from the oauth2 block; Microsoft 365 after basic auth ends)"))
+    oauth2: OAuth2 | None = Field(None, description=(
+        "Where access tokens come from, for auth: oauth2 and for kind: graph"))
+    graph_url: str = Field("https://graph.microsoft.com", description=(
+        "Microsoft Graph's address (kind: graph): graph.microsoft.us or "
+        "microsoftgraph.chinacloudapi.cn for national clouds"))
     timeout: Duration = timedelta(seconds=30)
     deadline: Duration = Field(timedelta(minutes=2), description=(
         "Longest a connection set-up, or one message, may take in all (a server that "
@@ -177,10 +249,30 @@ class Transport(Strict):
                                                         if v is not None}}
         return data
 
+    @field_validator("graph_url")
+    @classmethod
+    def _https_graph(cls, value: str) -> str:
+        if not re.fullmatch(r"https://[A-Za-z0-9.-]+(:\d+)?/?", value):
+            raise ValueError(f"'{value}' must be an https:// address with only a host, e.g. "
+                             "https://graph.microsoft.com")
+        return value.rstrip("/")
+
     @model_validator(mode="after")
     def _smtp_needs_host(self) -> Transport:
         if self.kind == "smtp" and not self.host:
             raise ValueError("transport kind smtp needs a host, e.g. host: smtp.example.org")
+        if self.kind == "graph" and self.oauth2 is None:
+            raise FieldError(("kind",), "transport kind graph needs an oauth2 block "
+                             "(tenant_id, client_id, client_secret_env); see the README's "
+                             "'Sending from Microsoft 365'")
+        if self.kind == "smtp" and self.auth == "oauth2":
+            if self.oauth2 is None:
+                raise FieldError(("auth",), "auth: oauth2 needs an oauth2 block under "
+                                 "transport (tenant_id, client_id, client_secret_env, or a "
+                                 "token_command); see the README's 'Sending from Microsoft 365'")
+            if not self.user:
+                raise FieldError(("auth",), "auth: oauth2 needs user: the mailbox that sends "
+                                 "(its user principal name, e.g. learning@example.org)")
         return self
 
 

@@ -17,11 +17,13 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from .errors import StopRequested, TransportFatal, TransportUnavailable
+from .errors import BasicAuthDisabled, StopRequested, TransportFatal, TransportUnavailable
 from .models import Transport as TransportSettings
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
+
+    from .oauth import Resolve, Tokens
 
 # "unknown": the whole message went out (the final "." of DATA was sent) but no reply came
 # back; the server may hold it, so it is never resent without --resend-unknown.
@@ -347,6 +349,14 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _basic_auth_off(code: int, text: bytes | str) -> bool:
+    """Exchange Online's answer to a password login once basic auth is off for the tenant:
+    550 5.7.30 (or 535 5.7.139 "basic authentication is disabled")."""
+    said = (text.decode("utf-8", "replace") if isinstance(text, bytes) else text).lower()
+    return "5.7.30" in said or "basic authentication is disabled" in said or \
+        ("basic authentication" in said and "not supported" in said)
+
+
 def _classify(code: int, text: bytes | str) -> Outcome:
     reason = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
     reason = f"{code} {reason}".strip()
@@ -390,8 +400,10 @@ class Smtp:
     name = "smtp"
 
     def __init__(self, settings: TransportSettings, password: str | None = None,
-                 pacer: Pacer | None = None, stop: threading.Event | None = None) -> None:
+                 pacer: Pacer | None = None, stop: threading.Event | None = None,
+                 tokens: Tokens | None = None) -> None:
         self.settings = settings
+        self.tokens = tokens  # auth: oauth2 (AUTH XOAUTH2), shared by the run's connections
         self.stop = stop
         self.deadline = settings.deadline.total_seconds()
         self.host = settings.host or "localhost"
@@ -401,7 +413,7 @@ class Smtp:
                 f"smtp security 'none' is only allowed to a loopback host, not {self.host}; "
                 "use starttls or tls")
         self.password = password
-        if settings.user and password is None:
+        if settings.user and password is None and tokens is None:
             self.password = os.environ.get(settings.password_env)
             if not self.password:
                 raise TransportFatal(
@@ -430,9 +442,18 @@ class Smtp:
                                          "starttls; nothing was sent")
                 connection.starttls(context=context)
                 connection.ehlo()
-            if self.settings.user:
+            if self.tokens is not None:
+                self._login_oauth2(connection, where)
+            elif self.settings.user:
                 connection.login(self.settings.user, self.password or "")
         except smtplib.SMTPAuthenticationError as exc:
+            if _basic_auth_off(exc.smtp_code, exc.smtp_error):
+                said = _classify(exc.smtp_code, exc.smtp_error).reason
+                raise BasicAuthDisabled(
+                    f"smtp {where}: the server has turned password login (basic "
+                    f"authentication) off for this tenant ({said}); switch to OAuth2: 'auth: "
+                    "oauth2' and an 'oauth2:' block under transport in ldmail.yaml, or kind: "
+                    "graph (README: Sending from Microsoft 365); nothing was sent") from None
             raise TransportFatal(f"smtp {where}: login as {self.settings.user} refused "
                                  f"({exc.smtp_code}); check the user and "
                                  f"{self.settings.password_env}; nothing was sent") from None
@@ -451,6 +472,36 @@ class Smtp:
         except (OSError, smtplib.SMTPException) as exc:
             raise TransportUnavailable(f"cannot connect to {where}: {exc}") from None
         return connection
+
+    def _login_oauth2(self, connection: _SMTP, where: str) -> None:
+        """AUTH XOAUTH2 as `user` with the run's token; a refused token that was not fetched
+        just now (it may have been revoked) is replaced once and tried again."""
+        from .oauth import xoauth2
+
+        assert self.tokens is not None and self.settings.user
+        user = self.settings.user
+        try:
+            if "XOAUTH2" not in connection.esmtp_features.get("auth", "").upper().split():
+                raise TransportFatal(f"smtp {where} does not offer AUTH XOAUTH2, which auth: "
+                                     "oauth2 needs; check host and port (Microsoft 365: "
+                                     "smtp.office365.com, port 587, starttls); nothing was "
+                                     "sent")
+            token, fresh = self.tokens.get()
+            while True:
+                try:
+                    # As Microsoft documents it: "AUTH XOAUTH2", then the SASL string on its
+                    # own line after the server's 334.
+                    connection.auth("XOAUTH2", xoauth2(user, token), initial_response_ok=False)
+                    return
+                except smtplib.SMTPAuthenticationError as exc:
+                    if fresh:
+                        raise self.tokens.smtp_refused(
+                            where, user, _classify(exc.smtp_code, exc.smtp_error).reason
+                        ) from None
+                    token, fresh = self.tokens.refresh(token), True
+        except (TransportFatal, TransportUnavailable):
+            connection.close()
+            raise
 
     def open(self) -> None:
         """Connect (and log in) before anything is claimed, so a bad login costs nothing."""
@@ -536,10 +587,25 @@ class Smtp:
 
 def open_transports(settings: TransportSettings, outbox: Path,
                     stop: threading.Event | None = None,
-                    not_before: float | None = None) -> list[Transport]:
-    """The transports of one run: `connections` SMTP connections sharing one rate limit,
-    whose first message waits until `not_before` (see Pacer)."""
-    if settings.kind != "smtp":
+                    not_before: float | None = None,
+                    resolve: Resolve | None = None) -> list[Transport]:
+    """The transports of one run: `connections` SMTP connections (or Graph lanes) sharing one
+    rate limit, whose first message waits until `not_before` (see Pacer).
+
+    `resolve` turns a path from the settings into a file of the project (the oauth2
+    certificate); with auth: oauth2 and kind: graph the lanes share one token source.
+    """
+    if settings.kind == "outbox":
         return [Outbox(outbox)]
     pacer = Pacer(settings.rate, not_before)
-    return [Smtp(settings, pacer=pacer, stop=stop) for _ in range(settings.connections)]
+    if settings.kind == "graph":
+        from .graph import open_graph
+
+        return open_graph(settings, pacer, stop, resolve)
+    tokens = None
+    if settings.auth == "oauth2":
+        from .oauth import SMTP_SCOPE, token_source
+
+        tokens = token_source(settings, SMTP_SCOPE, resolve)
+    return [Smtp(settings, pacer=pacer, stop=stop, tokens=tokens)
+            for _ in range(settings.connections)]
