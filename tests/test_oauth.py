@@ -122,7 +122,10 @@ def test_xoauth2_delivers_everything_and_a_token_that_expires_mid_run_is_renewed
     # Two messages a connection, one a half second: connections at about 0 s, 1 s and 2 s.
     use_xoauth2(project, exchange, standin, rate="120/min")
     exchange.messages_per_connection = 2
-    standin.lifetimes.append(2)  # the first token lives 2 s, the next an hour
+    # The first token lives 1 s (ldmail stops using it after 0.9 s), the next an hour: the
+    # third connection, 2 s after the first message's slot, needs the second token even when
+    # the run took a second to get from its first slot to the first login.
+    standin.lifetimes.append(1)
 
     result = send(cli, project, NOW)
 
