@@ -942,9 +942,15 @@ def history(
                       row["message_id"] or "",
                       _escape(row["error"] or ""))
     out.print(table)
+    for row in found.messages:
+        if row.get("bounced_at"):
+            out.print(f"Bounced {_local(row['bounced_at'])}: {row['campaign']}/{row['step']}: "
+                      f"{_escape(row['error'] or '')}", soft_wrap=True)
     if found.suppression is not None:
+        source = " (a mail in the sender's mailbox)" if found.suppression["source"] == "inbox" \
+            else ""
         out.print(f"Suppressed since {_local(found.suppression['created_at'])}: "
-                  f"{_escape(found.suppression['reason'])}")
+                  f"{_escape(found.suppression['reason'])}{source}", soft_wrap=True)
 
 
 @app.command()
@@ -984,6 +990,41 @@ def run(
         shift = inv.now - datetime.now(UTC) if (now or _global_options().now) else timedelta(0)
         run_forever(inv.root, every, db=db, shift=shift,
                     max_runs=runs)
+
+
+@app.command()
+def inbox(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be applied; "
+                                                             "change and move nothing.")] = False,
+    output: OutputOption = OutputFormat.TABLE,
+    db: DbOption = None,
+    project: ProjectOption = None,
+    now: NowOption = None,
+) -> None:
+    """Apply bounces and unsubscribe mails from the sender's mailbox (cron-safe).
+
+    Reads every mail in the folder named by inbox: in ldmail.yaml. A bounce marks its message
+    bounced (a hard one also suppresses the address); an unsubscribe mail suppresses the
+    person for good. Both are moved to the done folder and applied once; other mails are
+    left alone.
+    """
+    from .config import load_project
+    from .inbox import read_inbox
+
+    with invocation(project, now) as inv:
+        result = read_inbox(load_project(inv.root), inv.now, db=db, dry_run=dry_run)
+    if output == OutputFormat.JSON:
+        sys.stdout.write(result.to_json() + "\n")
+        return
+    out = console()
+    # Cron appends run after run to one log: there each run's summary starts with its time.
+    stamp = "" if out.is_terminal else datetime.now().astimezone().strftime(LOG_TIME) + " "
+    out.print(stamp + _escape(result.summary()), soft_wrap=True)
+    for line in result.lines():
+        out.print("  " + _escape(line), soft_wrap=True)
+    if result.moved:
+        out.print(f"moved {_plural(result.moved, 'mail', 'mails')} to "
+                  f"{_escape(result.done_folder)}", soft_wrap=True)
 
 
 events_app = typer.Typer(help="Import goal events from the LMS or an LRS.",
@@ -1153,7 +1194,7 @@ def report(
 def _print_report(result: Report, out: Console) -> None:
     from rich.table import Table
 
-    from .report import CampaignReport
+    from .report import CampaignReport, StepFunnel
 
     words = result.words
     for item in result.campaigns:
@@ -1162,11 +1203,11 @@ def _print_report(result: Report, out: Console) -> None:
                       "summary", enrolled=words.count(item.enrolled),
                       mailed=words.count(item.treatment), holdout=words.count(item.holdout)))
         steps = Table(title=words.t("chart_steps"), title_justify="left")
-        for key in ("step", "sent", "failed", "unknown", "pending"):
+        for key in ("step", *StepFunnel.COUNTS):
             steps.add_column(words.t(key), justify="left" if key == "step" else "right")
         for step in item.steps:
             steps.add_row(step.step, *(words.count(getattr(step, key))
-                                       for key in ("sent", "failed", "unknown", "pending")))
+                                       for key in StepFunnel.COUNTS))
         out.print(steps)
         if item.overall is None:
             out.print(words.t("no_goal_hint"))
@@ -1265,9 +1306,10 @@ def suppress(
 ) -> None:
     """Opt a person out for good."""
     from .config import load_project
-    from .ledger import Ledger
+    from .ledger import UNSUBSCRIBED, Ledger
+    from .ledger.people import SUPPRESSED
     from .lock import send_lock_path
-    from .privacy import import_suppressions, resolve
+    from .privacy import import_suppressions, is_token, resolve
     from .privacy import suppress as add_suppression
 
     if (who is None) == (file is None):
@@ -1284,8 +1326,10 @@ def suppress(
                 return
             assert who is not None
             email = resolve(ledger, who)
+            # The token is only ever in an unsubscribe mail: that person unsubscribed.
             added = add_suppression(ledger, email, reason, "command", inv.now,
-                                    lock=send_lock_path(ledger.path))
+                                    lock=send_lock_path(ledger.path),
+                                    exit_reason=UNSUBSCRIBED if is_token(who) else SUPPRESSED)
     out.print(f"{email} is {'now' if added else 'already'} suppressed: no campaign mails it.")
 
 

@@ -327,6 +327,10 @@ def _check_paths(project: Project, settings_yaml: LocatedYaml | None,
              (project.settings.ledger, settings_yaml, ("ledger",), LEDGER_SETTING),
              (project.settings.transport.outbox, settings_yaml, ("transport", "outbox"),
               OUTBOX_SETTING)]
+    inbox = project.settings.inbox
+    if inbox is not None and inbox.path:
+        named.append((inbox.path, settings_yaml, ("inbox", "path"),
+                      f"inbox.path in {SETTINGS_FILE}"))
     for value, source, loc, setting in named:
         try:
             project.path(value, setting)

@@ -314,6 +314,65 @@ class RunSettings(Strict):
     interval: Duration = timedelta(minutes=5)
 
 
+def is_loopback(host: str) -> bool:
+    """Whether `host` is this machine (localhost, 127.0.0.0/8, ::1): no TLS needed."""
+    import ipaddress
+
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Inbox(Strict):
+    """The sender's mailbox, read by `ldmail inbox`: bounces (non-delivery reports, DSNs)
+    and unsubscribe mails are applied to the ledger once and moved to `done_folder`."""
+
+    kind: Literal["imap", "maildir", "mbox"] = Field(description=(
+        "imap: a folder on a mail server; maildir or mbox: a local Maildir folder or mbox "
+        "file (an export, or tests)"))
+    host: str | None = Field(None, description="IMAP server, e.g. outlook.office365.com")
+    port: int | None = Field(None, ge=1, le=65535, description=(
+        "IMAP port [default: 993 with tls, 143 with starttls or none]"))
+    security: Literal["tls", "starttls", "none"] = Field("tls", description=(
+        "tls (port 993) or starttls (port 143), the certificate verified; none only to a "
+        "loopback host"))
+    user: str | None = Field(None, description="The mailbox's login, e.g. learning@example.org")
+    auth: Literal["password", "oauth2"] = Field("password", description=(
+        "How to log in as user: password (from password_env), or oauth2 (AUTHENTICATE "
+        "XOAUTH2 with a token from transport.oauth2, the same app registration; Microsoft 365 "
+        "needs the IMAP.AccessAsApp permission and access to the mailbox)"))
+    password_env: str = Field("LDMAIL_IMAP_PASSWORD", description=(
+        "Environment variable that holds the IMAP password (never in a file or on the "
+        "command line)"))
+    folder: str = Field("INBOX", min_length=1, description="The folder to read")
+    done_folder: str = Field("ldmail/processed", min_length=1, description=(
+        "Where handled mails are moved, '/' between levels; created if missing. Mails that "
+        "are not a bounce or an unsubscribe are left where they are"))
+    path: str | None = Field(None, description=(
+        "maildir or mbox: the Maildir folder or mbox file, relative to the project; "
+        "done_folder is then a sibling of it"))
+    timeout: Duration = Field(timedelta(seconds=30), description=(
+        "Longest wait for the IMAP server's answer to one command"))
+
+    @model_validator(mode="after")
+    def _complete(self) -> Inbox:
+        examples = {"host": "imap.example.org", "user": "learning@example.org",
+                    "maildir": "exports/inbox", "mbox": "exports/inbox.mbox"}
+        if self.kind == "imap":
+            for name in ("host", "user"):
+                if not getattr(self, name):
+                    raise FieldError((name,), f"inbox kind imap needs a {name}, e.g. "
+                                     f"{name}: {examples[name]}")
+            if self.security == "none" and not is_loopback(self.host or ""):
+                raise FieldError(("security",), "none (no TLS) is only allowed to a loopback "
+                                 f"host, not {self.host}; use tls or starttls")
+        elif not self.path:
+            raise FieldError(("path",), f"inbox kind {self.kind} needs a path, e.g. "
+                             f"path: {examples[self.kind]}")
+        return self
+
+
 class Settings(Strict):
     """ldmail.yaml: project-wide settings; the file is optional."""
 
@@ -329,6 +388,8 @@ class Settings(Strict):
     exits: Exits = Exits()
     dates: DateLimits = DateLimits()
     run: RunSettings = RunSettings()
+    inbox: Inbox | None = Field(None, description=(
+        "The sender's mailbox, where bounces and unsubscribe mails arrive (ldmail inbox)"))
     vars: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")

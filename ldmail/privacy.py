@@ -12,6 +12,7 @@ from .audience import find_column, normalise_email, read_rows
 from .clock import iso
 from .errors import LdmailError
 from .ledger import FORGOTTEN, Ledger
+from .ledger.people import SUPPRESSED
 from .lock import SendLock, held_elsewhere
 
 # How long suppress waits for a running send to finish a message to the person, and forget
@@ -22,10 +23,15 @@ FORGET_WAIT = 6 * 3600.0
 _TOKEN = re.compile(r"^[0-9a-f]{32}$")
 
 
+def is_token(who: str) -> bool:
+    """Whether `who` is an unsubscribe token (rather than an address)."""
+    return _TOKEN.match(who.strip().lower()) is not None
+
+
 def resolve(ledger: Ledger, who: str) -> str:
     """An address, or the unsubscribe token from a List-Unsubscribe mail, as an address."""
     text = who.strip()
-    if _TOKEN.match(text.lower()):
+    if is_token(text):
         for email in ledger.known_addresses():
             if ledger.address_hash(email) == text.lower():
                 return email
@@ -38,8 +44,9 @@ def resolve(ledger: Ledger, who: str) -> str:
 
 
 def suppress(ledger: Ledger, email: str, reason: str, source: str, now: datetime,
-             lock: Path | None = None) -> bool:
-    """Never mail this address again; ends its active enrolments now. False if already so.
+             lock: Path | None = None, *, exit_reason: str = SUPPRESSED) -> bool:
+    """Never mail this address again; ends its active enrolments now (`exit_reason`: why, as
+    the report shows it). False if already so.
 
     A running send checks suppressions when it claims each message, so none is claimed after
     this; with `lock` (the send lock), it also waits for a message to this person that the
@@ -47,7 +54,7 @@ def suppress(ledger: Ledger, email: str, reason: str, source: str, now: datetime
     """
     if ledger.is_forgotten(email):
         return False  # forgotten: suppressed for good, and the address is not stored again
-    added = ledger.suppress(email, reason, source, iso(now))
+    added = ledger.suppress(email, reason, source, iso(now), exit_reason)
     if lock is not None:
         settle_in_flight(ledger, email, lock)
     return added

@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from .clock import from_iso, iso
 from .config import Project
@@ -34,6 +34,10 @@ class StepFunnel:
     failed: int
     unknown: int
     pending: int
+    bounced: int = 0  # handed over, then a bounce came back for it (ldmail inbox)
+
+    # The figures of a step, in the order the table, the HTML and the CSV show them.
+    COUNTS: ClassVar[tuple[str, ...]] = ("sent", "bounced", "failed", "unknown", "pending")
 
 
 @dataclass(frozen=True)
@@ -263,15 +267,19 @@ def build_report(project: Project, now: datetime, *, db: Path | None = None,
             goal = model.goal
             converted_at = {} if goal is None else goal_reached_at(ledger, goal, now)
             states = Counter((m.step, m.state) for m in messages)
-            ended = (MessageState.SENT, MessageState.FAILED, MessageState.UNKNOWN)
+            ended = (MessageState.SENT, MessageState.FAILED, MessageState.UNKNOWN,
+                     MessageState.BOUNCED)
             steps = [StepFunnel(s.id, states[(s.id, MessageState.SENT)],
                                 states[(s.id, MessageState.FAILED)],
                                 states[(s.id, MessageState.UNKNOWN)],
                                 sum(n for (step, state), n in states.items()
-                                    if step == s.id and state not in ended))
+                                    if step == s.id and state not in ended),
+                                states[(s.id, MessageState.BOUNCED)])
                      for s in model.steps]
+            # A bounced message went out that day too.
             by_day = Counter(m.sent_at[:10] for m in messages
-                             if m.state == MessageState.SENT and m.sent_at)
+                             if m.state in (MessageState.SENT, MessageState.BOUNCED)
+                             and m.sent_at)
             personas = sorted({row.persona or "" for row in enrolments})
             mailed = sum(1 for r in enrolments if r.group != Group.HOLDOUT)
             held = len(enrolments) - mailed
@@ -294,8 +302,8 @@ def build_report(project: Project, now: datetime, *, db: Path | None = None,
     return report
 
 
-CSV_FIELDS = ["campaign", "record", "step", "sent", "failed", "unknown", "pending", "segment",
-              "treatment_n", "treatment_converted", "treatment_rate", "holdout_n",
+CSV_FIELDS = ["campaign", "record", "step", "sent", "bounced", "failed", "unknown", "pending",
+              "segment", "treatment_n", "treatment_converted", "treatment_rate", "holdout_n",
               "holdout_converted", "holdout_rate", "uplift_pp", "ci_low_pp", "ci_high_pp",
               "p_value", "outcome", "verdict", "median_days_to_goal_treatment",
               "median_days_to_goal_holdout", "answers", "did_not_fit", "did_not_fit_share",

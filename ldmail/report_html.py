@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from html import escape
 
-from .report import ALL, CampaignReport, Report, Segment
+from .report import ALL, CampaignReport, Report, Segment, StepFunnel
 from .report_text import DASH, Words
 
 # Colours: colour-blind safe pairs, readable in print.
@@ -21,6 +21,7 @@ TREATMENT_COLOUR = "#1d4ed8"
 HOLDOUT_COLOUR = "#9ca3af"
 SENT_COLOUR = "#0f766e"
 FAILED_COLOUR = "#dc2626"
+BOUNCED_COLOUR = "#7c3aed"
 UNKNOWN_COLOUR = "#d97706"
 PENDING_COLOUR = "#cbd5e1"
 INK, MUTED, GRID = "#111827", "#6b7280", "#e5e7eb"
@@ -353,8 +354,8 @@ def _segments(campaign: CampaignReport) -> list[Segment]:
 def _funnel_chart(campaign: CampaignReport, words: Words) -> str | None:
     if not campaign.steps:
         return None
-    columns = [("sent", SENT_COLOUR), ("failed", FAILED_COLOUR), ("unknown", UNKNOWN_COLOUR),
-               ("pending", PENDING_COLOUR)]
+    columns = [("sent", SENT_COLOUR), ("bounced", BOUNCED_COLOUR), ("failed", FAILED_COLOUR),
+               ("unknown", UNKNOWN_COLOUR), ("pending", PENDING_COLOUR)]
     series = [Series(words.t(name), colour, [float(getattr(step, name))
                                              for step in campaign.steps])
               for name, colour in columns
@@ -466,7 +467,7 @@ def _kpis(campaign: CampaignReport, words: Words) -> str:
     items = [(campaign.enrolled, words.t("enrolled")), (campaign.treatment, words.t("mailed")),
              (campaign.holdout, words.t("holdout_share",
                                         share=words.pct(campaign.holdout_share, 0))),
-             (sum(s.sent for s in campaign.steps), words.t("messages_sent"))]
+             (sum(s.sent + s.bounced for s in campaign.steps), words.t("messages_sent"))]
     return '<div class="kpis">' + "".join(
         f'<div class="kpi"><b>{words.count(value)}</b><span>{escape(name)}</span></div>'
         for value, name in items) + "</div>"
@@ -499,7 +500,7 @@ def _rate(words: Words, converted: int, total: int) -> str:
 
 
 def _tables(campaign: CampaignReport, words: Words) -> str:
-    keys = ("sent", "failed", "unknown", "pending")
+    keys = StepFunnel.COUNTS
     parts = [f'<div class="tables"><div class="block"><h3>{escape(words.t("chart_steps"))}</h3>',
              _table([words.t("step"), *(words.t(k) for k in keys)],
                     [[s.step, *(words.count(getattr(s, k)) for k in keys)]

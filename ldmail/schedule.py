@@ -88,7 +88,7 @@ class Planned:
 
 # A step in one of these states is not planned again.
 DONE_STATES = frozenset({MessageState.SENT, MessageState.FAILED, MessageState.UNKNOWN,
-                         MessageState.CLAIMED})
+                         MessageState.CLAIMED, MessageState.BOUNCED})
 # States whose message row exists and is claimed again (an UPDATE, not an INSERT).
 RETRY_STATES = frozenset(message_sources(MessageOp.CLAIM))
 

@@ -16,6 +16,23 @@ from .errors import LdmailError, TransportFatal
 log = logging.getLogger("ldmail.run")
 
 
+def read_inbox_logged(root: Path, now: datetime, db: Path | None) -> None:
+    """Bounces and unsubscribe mails, when ldmail.yaml has an inbox: block. A failure (a
+    refused login, an unreachable server) is logged, not fatal: sending goes on, and the
+    next interval tries the mailbox again."""
+    from .inbox import read_inbox
+
+    try:
+        project = load_project(root)
+        if project.settings.inbox is None:
+            return
+        result = read_inbox(project, now, db=db)
+    except LdmailError as exc:
+        log.error("inbox failed: %s", exc)
+    else:
+        log.info("%s", result.summary())
+
+
 def run_forever(root: Path, interval: timedelta | None, *, db: Path | None = None,
                 shift: timedelta = timedelta(0), max_runs: int | None = None) -> int:
     """Run `send` now and then every `interval`; returns the number of runs done.
@@ -56,6 +73,8 @@ def run_forever(root: Path, interval: timedelta | None, *, db: Path | None = Non
             log.info("run at %s: sent %d, waiting %d, retry later %d, failed %d, unknown %d",
                      now.isoformat(timespec="seconds"), summary.sent, summary.waiting_window,
                      summary.deferred, summary.failed, summary.unknown_total)
+        if not stop.is_set():
+            read_inbox_logged(root, now, db)
         runs += 1
         if max_runs is not None and runs >= max_runs:
             stop.set()

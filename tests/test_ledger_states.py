@@ -85,12 +85,19 @@ def outcome(op: MessageOp) -> Callable[[Ledger, MessageState], None]:
     return record
 
 
+def bounce(ledger: Ledger, state: MessageState) -> None:
+    """A hard bounce from the sender's mailbox (ldmail inbox): bounced, and suppressed."""
+    ledger.bounce(KEY, "hard bounce: 550 5.1.1 no such user", STAMP, mail="mail <b@mx>",
+                  suppression="bounced: 550 5.1.1 no such user")
+
+
 # Each operation on the one message KEY; set operations act on every message in a state they
 # move from, so for the others they change nothing (they cannot be asked for a single one).
 SINGLE: dict[MessageOp, Callable[[Ledger, MessageState], object]] = {
     MessageOp.CLAIM: claim,
     MessageOp.HOLD: hold,
     MessageOp.RETRY: lambda ledger, state: ledger.retry((state,), STAMP),
+    MessageOp.BOUNCE: bounce,
     **{op: outcome(op) for op in (MessageOp.DELIVER, MessageOp.LOSE_REPLY, MessageOp.PUT_BACK,
                                   MessageOp.DEFER, MessageOp.FAIL)},
 }
@@ -141,6 +148,27 @@ def test_set_message_operation(ledger: Ledger, op: MessageOp, state: MessageStat
     moved = SET[op](ledger)
     assert ledger.message_state(KEY) is (target or state)
     assert moved == (1 if target is not None else 0)
+
+
+@pytest.mark.parametrize("state", [s for s in MessageState
+                                   if MESSAGE_MOVES[MessageOp.BOUNCE].get(s)])
+def test_a_hard_bounce_suppresses_and_ends_the_enrolment_as_bounced(
+        ledger: Ledger, state: MessageState) -> None:
+    put(ledger, state)
+    bounce(ledger, state)
+    assert ledger.is_suppressed(KEY.email)
+    assert ledger.enrolment_state(KEY.campaign, KEY.email) is E.LEFT
+    assert ledger.db.conn.execute("SELECT exit_reason FROM enrolments").fetchone()[0] == \
+        "bounced"
+    assert ledger.mail_applied("mail <b@mx>") == "bounce"
+
+
+def test_an_illegal_bounce_records_no_mail_and_no_suppression(ledger: Ledger) -> None:
+    put(ledger, M.FAILED)
+    with pytest.raises(IllegalTransition):
+        bounce(ledger, M.FAILED)
+    assert ledger.mail_applied("mail <b@mx>") is None
+    assert not ledger.is_suppressed(KEY.email)
 
 
 def test_a_refused_claim_is_not_a_bug(ledger: Ledger) -> None:

@@ -11,6 +11,7 @@ an enrolment's state is an operation here, checked against the table in states.p
     people.py    suppress, forget, goal events; a person's history
     reads.py     what the report and the quiet cron path read
     survey.py    evaluation survey answers: recorded once each, read for the report
+    inbox.py     bounces and unsubscribe mails from the sender's mailbox, each applied once
 """
 
 from .core import (
@@ -23,6 +24,7 @@ from .core import (
     record_identity,
 )
 from .delivery import ALL_STEPS_DONE, FORGOTTEN, Delivery, DeliveryMoves, MessageKey, Recheck
+from .inbox import BOUNCED, INBOX, UNSUBSCRIBED, InboxMoves, SentMessage
 from .people import GoalEvent, PersonHistory, PersonMoves
 from .reads import EnrolmentFacts, MessageFacts, Reads
 from .schema import MIGRATION_SET, MIGRATIONS, m001_initial
@@ -30,14 +32,16 @@ from .states import EnrolmentOp, EnrolmentState, Group, MessageOp, MessageState
 from .survey import StoredAnswer, SurveyAnswer, SurveyMoves
 
 
-class Ledger(DeliveryMoves, PersonMoves, Reads, SurveyMoves):
+class Ledger(DeliveryMoves, InboxMoves, PersonMoves, Reads, SurveyMoves):
     """An open ledger with every operation on it (`with Ledger.of(project) as ledger:`)."""
 
 
 __all__ = [
-    "ALL_STEPS_DONE", "BUSY_TIMEOUT", "FORGOTTEN", "MIGRATIONS", "MIGRATION_SET", "QUIET",
+    "ALL_STEPS_DONE", "BOUNCED", "BUSY_TIMEOUT", "FORGOTTEN", "INBOX", "MIGRATIONS",
+    "MIGRATION_SET", "QUIET", "UNSUBSCRIBED",
     "STAGED", "Delivery", "EnrolmentFacts", "EnrolmentOp", "EnrolmentState", "GoalEvent",
     "Group", "Ledger", "MessageFacts", "MessageKey", "MessageOp", "MessageState",
-    "PersonHistory", "Recheck", "StoredAnswer", "SurveyAnswer", "identity_path", "ledger_path",
+    "PersonHistory", "Recheck", "SentMessage", "StoredAnswer", "SurveyAnswer", "identity_path",
+    "ledger_path",
     "m001_initial", "read_identity", "record_identity",
 ]

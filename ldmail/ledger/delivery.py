@@ -79,6 +79,10 @@ _OUTCOME_SETS = {
 _OUTCOME_SQL = {
     op: f"UPDATE messages SET state = :to, {sets} WHERE campaign = :campaign AND step = :step"
         " AND email = :email AND state = :from" for op, sets in _OUTCOME_SETS.items()}
+# Messages handed over after a moment: sent (or bounced since) when the server accepted them,
+# unknown (or bounced since) when they were claimed; only unknown ones have no sent_at.
+_HANDED_OVER_STATES = (M.SENT, M.UNKNOWN, M.BOUNCED)
+_HANDED_OVER = "state IN (?, ?, ?) AND coalesce(sent_at, claimed_at) > ?"
 _COMPLETE_SQL = ("UPDATE enrolments SET state = ?, exit_reason = ?, exited_at = ? WHERE"
                  " campaign = ? AND email = ? AND state = ?")
 
@@ -355,18 +359,17 @@ class DeliveryMoves(LedgerFile):
 
     def sent_since(self, since: str) -> int:
         """Messages handed over after `since` (ISO UTC): what counts against the daily cap.
-        An unknown message may have arrived, so it counts too."""
-        return int(self._value(
-            "SELECT count(*) FROM messages WHERE (state = ? AND sent_at > ?)"
-            " OR (state = ? AND claimed_at > ?)", (M.SENT, since, M.UNKNOWN, since)))
+        An unknown message may have arrived, so it counts too, and so does one whose bounce
+        came back since (the relay took it)."""
+        return int(self._value(f"SELECT count(*) FROM messages WHERE {_HANDED_OVER}",
+                               (*_HANDED_OVER_STATES, since)))
 
     def cap_frees_at(self, since: str) -> str | None:
         """When the oldest hand-over counted by `sent_since(since)` leaves the 24-hour window
         (ISO UTC), making room under the daily cap."""
         oldest = self._value(
-            "SELECT min(CASE state WHEN ? THEN sent_at ELSE claimed_at END) FROM messages"
-            " WHERE (state = ? AND sent_at > ?) OR (state = ? AND claimed_at > ?)",
-            (M.SENT, M.SENT, since, M.UNKNOWN, since))
+            f"SELECT min(coalesce(sent_at, claimed_at)) FROM messages WHERE {_HANDED_OVER}",
+            (*_HANDED_OVER_STATES, since))
         return None if oldest is None else iso(from_iso(oldest) + timedelta(days=1))
 
     def last_handover(self) -> tuple[bool, str | None]:

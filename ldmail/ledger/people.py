@@ -12,6 +12,7 @@ from .delivery import FORGOTTEN
 from .states import EnrolmentOp, EnrolmentState, MessageState, enrolment_move, enrolment_moves_from
 
 E = EnrolmentState
+SUPPRESSED = "suppressed"  # the exit reason of enrolments a suppression ended
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,9 +36,11 @@ class PersonHistory:
 
 
 class PersonMoves(LedgerFile):
-    def suppress(self, email: str, reason: str, source: str, at: str) -> bool:
-        """Never mail this address again, and end its active enrolments; False if it already
-        was suppressed."""
+    def suppress(self, email: str, reason: str, source: str, at: str,
+                 exit_reason: str = SUPPRESSED) -> bool:
+        """Never mail this address again, and end its active enrolments (`exit_reason` says
+        why: the report tells "unsubscribed" and "bounced" from other suppressions); False if
+        it already was suppressed."""
         with self.transaction(immediate=True) as db:
             added = db.conn.execute(
                 "INSERT OR IGNORE INTO suppressions (email, reason, source, created_at) "
@@ -46,7 +49,7 @@ class PersonMoves(LedgerFile):
                 db.conn.execute(
                     "UPDATE enrolments SET state = ?, exit_reason = ?, exited_at = ? "
                     "WHERE email = ? AND state = ?",
-                    (enrolment_move(EnrolmentOp.SUPPRESS, state), "suppressed", at, email, state))
+                    (enrolment_move(EnrolmentOp.SUPPRESS, state), exit_reason, at, email, state))
         self.note_intervention()
         return added
 

@@ -38,13 +38,16 @@ class Reads(LedgerFile):
 
     def campaign_messages(self, campaign: str, until: str) -> list[MessageFacts]:
         """A campaign's messages as they stood at `until` (ISO UTC): one not yet due then is
-        left out; one sent, failed or found unknown after it was still waiting (deferred)."""
+        left out; one sent, failed or found unknown after it was still waiting (deferred); one
+        whose bounce came back after it was sent (or unknown) then."""
         facts = []
-        for step, state, sent_at, claimed_at, email in self.db.conn.execute(
-                "SELECT step, state, sent_at, claimed_at, email FROM messages"
+        for step, state, sent_at, claimed_at, bounced_at, email in self.db.conn.execute(
+                "SELECT step, state, sent_at, claimed_at, bounced_at, email FROM messages"
                 " WHERE campaign = ? AND due_at <= ?", (campaign, until)):
             known = stored(MessageState, state, f"{campaign}/{step} to {email}")
-            happened = sent_at if known == MessageState.SENT else claimed_at
+            if known == M.BOUNCED and (bounced_at is None or bounced_at > until):
+                known = M.SENT if sent_at else M.UNKNOWN
+            happened = sent_at or claimed_at if known in (M.SENT, M.BOUNCED) else claimed_at
             if known != MessageState.DEFERRED and (happened is None or happened > until):
                 known, sent_at = MessageState.DEFERRED, None
             facts.append(MessageFacts(step, known, sent_at))

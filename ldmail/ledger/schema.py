@@ -91,11 +91,23 @@ def m005_survey_answers(db: Database) -> None:
     db.execute("CREATE INDEX survey_answers_email ON survey_answers (email)")
 
 
+def m006_inbox(db: Database) -> None:
+    # `ldmail inbox`: a bounce finds its message by the Message-ID the send gave it, and says
+    # when it came back. `inbox_mails` holds each applied mail of the sender's mailbox as the
+    # keyed hash of its Message-ID, so a mail left in the folder is never applied twice.
+    db.execute("ALTER TABLE messages ADD COLUMN bounced_at TEXT")
+    db.execute("CREATE INDEX messages_message_id ON messages (message_id)")
+    db.execute("""
+        CREATE TABLE inbox_mails (
+            mail TEXT PRIMARY KEY, outcome TEXT NOT NULL, applied_at TEXT NOT NULL)
+        WITHOUT ROWID""")
+
+
 # The schema's versions, in order. sqlite-utils applies them (and records each in its
 # _sqlite_migrations table); it is only imported when one is pending, because importing it
 # costs more than a whole cron run that finds nothing to do.
 MIGRATIONS = [m001_initial, m002_streamed_sync, m003_missing_since, m004_staged_rejected,
-              m005_survey_answers]
+              m005_survey_answers, m006_inbox]
 MIGRATION_SET = "ldmail"
 
 

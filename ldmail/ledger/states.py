@@ -20,6 +20,8 @@ it yet; it is never stored.
     interrupt       claimed                     unknown    a later send finds a dead run's claim
     resend_unknown  unknown                     deferred   send --resend-unknown
     retry           held, failed                deferred   ldmail retry [--failed]
+    bounce          sent, unknown               bounced    its bounce arrived (ldmail inbox); a
+                                                           bounce shows an unknown one arrived
 
 An enrolment is one person in one campaign (`new`: not enrolled; never stored). "stays" rows
 are written down on purpose: an enrolment that ended for another reason meanwhile keeps its
@@ -31,7 +33,8 @@ state (a person suppressed while their last step was on the wire stays `left`).
                     completed, converted, left  stays
     reach_goal      active                      converted
     leave           active                      left       (not in the export or audience)
-    suppress        active                      left
+    suppress        active                      left       (the reason: suppressed, or
+                                                           unsubscribed or bounced by mail)
                     new, completed, converted,  stays
                     left
     reopen          completed                   active     (its last step is sent again)
@@ -58,6 +61,7 @@ class MessageState(StrEnum):
     DEFERRED = "deferred"  # waiting for its next attempt (next_attempt_at)
     HELD = "held"  # could not be rendered or built: nothing was claimed or sent
     FAILED = "failed"
+    BOUNCED = "bounced"  # handed over, then a bounce (hard or soft) came back for it
 
 
 class EnrolmentState(StrEnum):
@@ -84,6 +88,7 @@ class MessageOp(StrEnum):
     INTERRUPT = "interrupt"
     RESEND_UNKNOWN = "resend_unknown"
     RETRY = "retry"
+    BOUNCE = "bounce"
 
 
 class EnrolmentOp(StrEnum):
@@ -109,6 +114,7 @@ MESSAGE_MOVES: Mapping[MessageOp, Mapping[MessageState, MessageState]] = {
     MessageOp.INTERRUPT: {M.CLAIMED: M.UNKNOWN},
     MessageOp.RESEND_UNKNOWN: {M.UNKNOWN: M.DEFERRED},
     MessageOp.RETRY: {M.HELD: M.DEFERRED, M.FAILED: M.DEFERRED},
+    MessageOp.BOUNCE: {M.SENT: M.BOUNCED, M.UNKNOWN: M.BOUNCED},
 }
 
 _ENDED = (E.COMPLETED, E.CONVERTED, E.LEFT)

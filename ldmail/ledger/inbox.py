@@ -1,0 +1,106 @@
+"""What `ldmail inbox` writes: a bounce of a message that was handed over, an unsubscribe by
+mail, and each mail of the sender's mailbox once applied, so that a mail left in the folder
+(a move that failed, a second reader) is never applied twice."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import IllegalTransition
+from .core import _Db
+from .delivery import MessageKey
+from .people import PersonMoves
+from .states import MessageOp, MessageState, message_move, message_sources, stored
+
+M = MessageState
+BOUNCED = "bounced"  # the exit reason of enrolments a hard bounce ended
+UNSUBSCRIBED = "unsubscribed"  # the exit reason of enrolments an unsubscribe mail ended
+INBOX = "inbox"  # the source of suppressions ldmail inbox writes
+
+
+@dataclass(frozen=True, slots=True)
+class SentMessage:
+    """A message of the ledger a bounce may be about."""
+
+    key: MessageKey
+    state: MessageState
+
+
+class InboxMoves(PersonMoves):
+    def _message(self, where: str, params: tuple[str, ...]) -> SentMessage | None:
+        row = self.db.conn.execute(
+            f"SELECT campaign, step, email, state FROM messages WHERE {where}", params).fetchone()
+        if row is None:
+            return None
+        key = MessageKey(*row[:3])
+        return SentMessage(key, stored(MessageState, row[3], str(key)))
+
+    def message_with_id(self, message_id: str) -> SentMessage | None:
+        """The message a send gave this Message-ID (`<…@…>`), in whatever state it is."""
+        return self._message("message_id = ?", (message_id,))
+
+    def last_bounceable_to(self, email: str) -> SentMessage | None:
+        """The most recently handed-over message to `email` that a bounce could be about."""
+        sources = message_sources(MessageOp.BOUNCE)
+        marks = ", ".join("?" for _ in sources)
+        return self._message(f"email = ? AND state IN ({marks}) ORDER BY"
+                             " coalesce(sent_at, claimed_at) DESC, id DESC LIMIT 1",
+                             (email, *sources))
+
+    def mail_applied(self, mail: str) -> str | None:
+        """What an earlier run made of this mail (its keyed id), or None if it was not applied."""
+        value = self._value("SELECT outcome FROM inbox_mails WHERE mail = ?", (mail,))
+        return None if value is None else str(value)
+
+    def bounce(self, key: MessageKey, reason: str, at: str, *, mail: str | None,
+               suppression: str | None) -> bool:
+        """The message bounced: `bounced` with the reason; with `suppression` (a hard bounce)
+        the address is suppressed and its enrolments end as "bounced". The mail is recorded
+        as applied in the same transaction. Returns whether the address is newly suppressed.
+
+        IllegalTransition (nothing written) for a message the table does not let bounce.
+        """
+        sources = message_sources(MessageOp.BOUNCE)
+        marks = ", ".join("?" for _ in sources)
+        with self.transaction(immediate=True) as db:
+            changed = db.conn.execute(
+                "UPDATE messages SET state = ?, error = ?, bounced_at = ? WHERE campaign = ?"
+                f" AND step = ? AND email = ? AND state IN ({marks})",
+                (message_move(MessageOp.BOUNCE, M.SENT), reason, at, *key, *sources)).rowcount
+            if changed != 1:
+                found = self._message("campaign = ? AND step = ? AND email = ?", tuple(key))
+                raise IllegalTransition("message", MessageOp.BOUNCE,
+                                        M.NEW if found is None else found.state, str(key))
+            added = self._suppress_for(db, key.email, suppression, BOUNCED, at)
+            self._applied(db, mail, "bounce", at)
+        return added
+
+    def bounced_again(self, email: str, at: str, *, mail: str | None,
+                      suppression: str | None) -> bool:
+        """Another bounce of a message already `bounced` (a delay warning, then the failure):
+        no move; a hard one suppresses the address. Returns whether newly suppressed."""
+        with self.transaction(immediate=True) as db:
+            added = self._suppress_for(db, email, suppression, BOUNCED, at)
+            self._applied(db, mail, "bounce", at)
+        return added
+
+    def unsubscribed(self, email: str, reason: str, at: str, *, mail: str) -> bool:
+        """An unsubscribe mail: suppressed for good, enrolments end as "unsubscribed"; the
+        mail recorded as applied. Returns whether the address is newly suppressed."""
+        with self.transaction(immediate=True) as db:
+            added = self._suppress_for(db, email, reason, UNSUBSCRIBED, at)
+            self._applied(db, mail, "unsubscribe", at)
+        return added
+
+    def _suppress_for(self, db: _Db, email: str, reason: str | None, exit_reason: str,
+                      at: str) -> bool:
+        if reason is None or self.is_suppressed(email):
+            return False  # a forgotten person's rows hold only a hash: suppressed already
+        return self.suppress(email, reason, INBOX, at, exit_reason=exit_reason)
+
+    @staticmethod
+    def _applied(db: _Db, mail: str | None, outcome: str, at: str) -> None:
+        """Record the mail as applied (None: a later change of the same mail records it)."""
+        if mail is not None:
+            db.conn.execute("INSERT OR IGNORE INTO inbox_mails (mail, outcome, applied_at)"
+                            " VALUES (?, ?, ?)", (mail, outcome, at))
