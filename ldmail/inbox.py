@@ -551,11 +551,8 @@ class ImapFolder:
             pass
 
     def close(self) -> None:
-        try:
-            if self.conn.state == "SELECTED":
-                self.conn.close()
-        except (OSError, imaplib.IMAP4.error):
-            pass
+        # LOGOUT only: CLOSE would expunge every mail marked \Deleted in the folder, also
+        # those someone else marked and did not mean to remove yet.
         self._quit()
 
 

@@ -206,6 +206,32 @@ def test_inbox_over_imap_applies_bounces_and_unsubscribes_once(
         sent, "SELECT email FROM messages WHERE step = 'first-course'")} == {CHLOE}
 
 
+def test_without_move_handled_mails_are_copied_and_only_they_expunged(
+        sent: Path, cli: Cli, dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server without MOVE: COPY, STORE \\Deleted and UID EXPUNGE of those mails alone, so
+    a mail someone else marked deleted (and did not expunge yet) stays."""
+    from ldmail.inbox import ImapFolder
+
+    def without_move(folder: ImapFolder) -> set[str]:
+        return original_capabilities(folder) - {"MOVE"}
+
+    original_capabilities = ImapFolder._capabilities
+    monkeypatch.setattr(ImapFolder, "_capabilities", without_move)
+    use_dovecot(sent, dovecot, monkeypatch)
+    dovecot.append(unrelated_mail())
+    conn = dovecot.client()
+    conn.select("INBOX")
+    conn.store("1", "+FLAGS", r"(\Deleted)")  # a colleague deleted it in their mail client
+    conn.logout()
+    dovecot.append(exchange_ndr(original(sent, ANN), ANN))
+    result = inbox(cli, sent)
+    assert result.exit_code == 0, result.output
+    assert summary(result.stdout).startswith("inbox: 1 bounce (1 hard, 0 soft)")
+    assert [message_id(m) for m in dovecot.messages()] == [message_id(unrelated_mail())]
+    done = dovecot.separator().join(("ldmail", "processed"))
+    assert len(dovecot.messages(done)) == 1
+
+
 @pytest.mark.slow  # Dovecot delays the next login after a refused one by a few seconds
 def test_a_refused_imap_login_is_one_clear_line(
         sent: Path, cli: Cli, dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch) -> None:
