@@ -31,6 +31,7 @@ import secrets
 import ssl
 import threading
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.policy import default as default_policy
@@ -359,6 +360,16 @@ def trust(standin: MsStandin, monkeypatch: Any) -> None:
         monkeypatch.setenv(name, str(standin.ca_file))
     monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
     monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+
+
+def serve(tmp_path: Path, monkeypatch: Any) -> Iterator[MsStandin]:
+    """Body of the `standin` fixture the test modules declare: a stand-in with a fresh client
+    secret in the environment, trusted by ldmail, stopped afterwards."""
+    secret = "s3cr3t~" + secrets.token_urlsafe(18)
+    monkeypatch.setenv(SECRET_ENV, secret)
+    with MsStandin(tmp_path / "standin", client_secret=secret) as server:
+        trust(server, monkeypatch)
+        yield server
 
 
 def oauth2_block(standin: MsStandin, **extra: Any) -> dict[str, Any]:

@@ -6,7 +6,6 @@ exactly once through throttling, and every answer mapped to the ledger as SMTP's
 from __future__ import annotations
 
 import os
-import secrets
 import threading
 import time
 from collections import Counter
@@ -28,6 +27,7 @@ from .ms_standin import (
     oauth2_block,
     trust,
 )
+from .ms_standin import serve as serve_standin
 from .smtp_server import (
     BACKOFF,
     LEDGER,
@@ -45,11 +45,7 @@ SENDER = "learning@example.org"
 
 @pytest.fixture
 def standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MsStandin]:
-    secret = "s3cr3t~" + secrets.token_urlsafe(18)
-    monkeypatch.setenv(SECRET_ENV, secret)
-    with MsStandin(tmp_path / "standin", client_secret=secret) as server:
-        trust(server, monkeypatch)
-        yield server
+    yield from serve_standin(tmp_path, monkeypatch)
 
 
 def use_graph(project: Path, standin: MsStandin, **extra: Any) -> None:

@@ -20,7 +20,8 @@ import pytest
 from aiosmtpd.smtp import MISSING, AuthResult
 
 from .conftest import Cli, summary_line
-from .ms_standin import CLIENT, SECRET_ENV, SMTP_SCOPE, TENANT, MsStandin, oauth2_block, trust
+from .ms_standin import CLIENT, SECRET_ENV, SMTP_SCOPE, TENANT, MsStandin, oauth2_block
+from .ms_standin import serve as serve_standin
 from .smtp_server import (
     NOW,
     PEOPLE,
@@ -88,11 +89,7 @@ def exchange() -> Iterator[Exchange]:
 
 @pytest.fixture
 def standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MsStandin]:
-    secret = "s3cr3t~" + secrets.token_urlsafe(18)
-    monkeypatch.setenv(SECRET_ENV, secret)
-    with MsStandin(tmp_path / "standin", client_secret=secret) as server:
-        trust(server, monkeypatch)
-        yield server
+    yield from serve_standin(tmp_path, monkeypatch)
 
 
 def use_xoauth2(project: Path, exchange: Exchange, standin: MsStandin | None,
