@@ -1122,7 +1122,7 @@ def report(
         "--format", help="Output format [default: table, or from the --out extension].")]
     = ReportFormat.TABLE,
     out_file: Annotated[Path | None, typer.Option("--out", help="Write to this file.",
-                                                  dir_okay=False)] = None,
+                                                  dir_okay=False, metavar="FILE")] = None,
     language: Annotated[ReportLanguage | None, typer.Option(
         "--lang", help="Language of the report [default: default_language in ldmail.yaml, "
         "or English when that is not en, nl or de].")] = None,
