@@ -20,6 +20,7 @@ import typer
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from .config import Project
     from .deliver import SendSummary
     from .errors import Problem
     from .models import Campaign
@@ -711,6 +712,20 @@ def stop_on_signals() -> Iterator[threading.Event]:
             signal.signal(sig, handler)
 
 
+def _pull_before_send(loaded: Project, db: Path | None, err: Console) -> None:
+    """send --pull: goal events from the LRS first; a failure is said, and sending goes on."""
+    from .errors import LdmailError
+    from .lrs import pull_project
+
+    try:
+        result = pull_project(loaded, db=db)
+    except LdmailError as exc:
+        err.print(f"warning: lrs pull failed, sending anyway: {_escape(str(exc))}",
+                  soft_wrap=True)
+    else:
+        err.print(_escape(result.summary()), soft_wrap=True)
+
+
 @app.command()
 def send(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be sent; change "
@@ -731,6 +746,9 @@ def send(
         "is mailed again from the first step).")] = False,
     show: Annotated[int, typer.Option(
         help="With --dry-run, list the first N people who would get a message.", min=0)] = 0,
+    pull: Annotated[bool, typer.Option(
+        "--pull", help="First record new goal events from the LRS (lrs: in ldmail.yaml); a "
+        "failed pull is reported, not fatal.")] = False,
     output: OutputOption = OutputFormat.TABLE,
     db: DbOption = None,
     project: ProjectOption = None,
@@ -752,6 +770,8 @@ def send(
     with invocation(project, now) as inv:
         loaded = load_project(inv.root)
         err = console(stderr=True)
+        if pull and not dry_run:
+            _pull_before_send(loaded, db, err)
         with Progress(TextColumn("sending"), BarColumn(), MofNCompleteColumn(), console=err,
                       transient=True, disable=not err.is_terminal) as bar:
             task = bar.add_task("send", total=None)
@@ -1065,6 +1085,34 @@ def events_import(
         console(stderr=True).print(f"error: no row of {result.source} could be imported; fix "
                                    "the file (see the reasons above) and import it again")
         raise typer.Exit(1)
+
+
+@events_app.command("pull")
+def events_pull(
+    db: DbOption = None,
+    project: ProjectOption = None,
+    now: NowOption = None,
+) -> None:
+    """Record goal events from the Learning Record Store named by lrs: in ldmail.yaml.
+
+    Reads only the statements stored since the last pull (cron-safe); a statement already
+    recorded is not added twice, malformed ones are listed by position and id. Exits 1 when
+    the LRS refuses the credentials or keeps failing (the cursor then stays where it was).
+    """
+    from .config import load_project
+    from .lrs import pull_project
+
+    with invocation(project, now) as inv:
+        result = pull_project(load_project(inv.root), db=db)
+    out = console()
+    out.print(_escape(result.summary()), soft_wrap=True)
+    for skipped in result.skipped[:50]:
+        out.print(f"  {_escape(skipped.position)}: {_escape(skipped.reason)}", soft_wrap=True)
+    if len(result.skipped) > 50:
+        out.print(f"  … and {len(result.skipped) - 50} more")
+    if result.voided:
+        out.print(f"  {len(result.voided)} voiding statement(s) not applied: the ledger keeps "
+                  "no statement ids, so a voided goal event stays recorded", soft_wrap=True)
 
 
 survey_app = typer.Typer(help="Import answers to a campaign's evaluation survey.",

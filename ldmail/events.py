@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
@@ -103,19 +103,26 @@ def _from_csv(path: Path, display: str) -> Iterator[tuple[str, Event | str]]:
             yield where, str(exc)
 
 
-def _actor_email(actor: Any) -> str:
+# Finds the address of an actor without a mailto: mbox (by mbox_sha1sum or account), or None.
+ActorLookup = Callable[[dict[str, Any]], str | None]
+
+
+def _actor_email(actor: Any, lookup: ActorLookup | None = None) -> str:
     if not isinstance(actor, dict):
         raise ValueError("no actor")
     mbox = actor.get("mbox")
     if isinstance(mbox, str) and mbox.lower().startswith("mailto:"):
         return normalise_email(mbox[7:])
+    found = lookup(actor) if lookup is not None else None
+    if found:
+        return found
     account = actor.get("account")
     if isinstance(account, dict) and "@" in str(account.get("name", "")):
         return normalise_email(str(account["name"]))
     raise ValueError("actor has no mbox (mailto:) and no account named by an e-mail address")
 
 
-def statement_event(statement: Any) -> Event:
+def statement_event(statement: Any, lookup: ActorLookup | None = None) -> Event:
     """One xAPI statement as a goal event; raises ValueError naming what is missing."""
     if not isinstance(statement, dict):
         raise ValueError("not a JSON object")
@@ -130,8 +137,8 @@ def statement_event(statement: Any) -> Event:
     stamp = statement.get("timestamp") or statement.get("stored")
     if not isinstance(stamp, str):
         raise ValueError("no timestamp")
-    return Event(_actor_email(statement.get("actor")), verb_name(verb_id), object_id.strip(),
-                 parse_timestamp(stamp))
+    return Event(_actor_email(statement.get("actor"), lookup), verb_name(verb_id),
+                 object_id.strip(), parse_timestamp(stamp))
 
 
 _LINES = object()  # marks a file that is not one JSON document: JSON Lines

@@ -373,6 +373,42 @@ class Inbox(Strict):
         return self
 
 
+class Lrs(Strict):
+    """A Learning Record Store read by `ldmail events pull`: new xAPI statements become goal
+    events, recorded as `ldmail events import` records them."""
+
+    endpoint: str = Field(description=(
+        "The LRS's xAPI endpoint, e.g. https://lrs.example.org/xAPI (the statements resource "
+        "is <endpoint>/statements); https, or http only to a loopback host"))
+    user: str = Field(min_length=1, description=(
+        "The read-only key or user name for HTTP Basic auth"))
+    password_env: str = Field("LDMAIL_LRS_PASSWORD", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                              description=(
+        "Environment variable that holds the secret (never in a file or on the command line)"))
+    version: str = Field("1.0.3", pattern=r"^[12]\.0(\.\d+)?$", description=(
+        "The X-Experience-API-Version sent with every request"))
+    verbs: list[str] = Field(default_factory=list, description=(
+        "Only statements with one of these verb ids (empty: every verb)"))
+    activities: list[str] = Field(default_factory=list, description=(
+        "Only statements about one of these activity ids (empty: every activity)"))
+    page_size: int = Field(500, ge=1, le=10000, description="Statements asked for per request")
+    timeout: Duration = Field(timedelta(seconds=30), description=(
+        "Longest wait for one answer of the LRS"))
+
+    @model_validator(mode="after")
+    def _secure(self) -> Lrs:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.endpoint)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise FieldError(("endpoint",), f"{self.endpoint!r} is not an http(s) URL; e.g. "
+                             "endpoint: https://lrs.example.org/xAPI")
+        if parts.scheme == "http" and not is_loopback(parts.hostname):
+            raise FieldError(("endpoint",), f"http (no TLS) is only allowed to a loopback host, "
+                             f"not {parts.hostname}; use https")
+        return self
+
+
 class Settings(Strict):
     """ldmail.yaml: project-wide settings; the file is optional."""
 
@@ -390,6 +426,8 @@ class Settings(Strict):
     run: RunSettings = RunSettings()
     inbox: Inbox | None = Field(None, description=(
         "The sender's mailbox, where bounces and unsubscribe mails arrive (ldmail inbox)"))
+    lrs: Lrs | None = Field(None, description=(
+        "The Learning Record Store that `ldmail events pull` reads goal events from"))
     vars: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")

@@ -12,6 +12,7 @@ from types import FrameType
 from .config import load_project
 from .deliver import send
 from .errors import LdmailError, TransportFatal
+from .lrs import pull_logged
 
 log = logging.getLogger("ldmail.run")
 
@@ -58,6 +59,7 @@ def run_forever(root: Path, interval: timedelta | None, *, db: Path | None = Non
         now = datetime.now(UTC) + shift
         try:
             project = load_project(root)  # re-read: campaigns may change between runs
+            pull_logged(project, log, db=db)  # goals from the LRS first, when lrs: is set
             summary = send(project, now, db=db, stop=stop)
         except TransportFatal as exc:
             # A refused login or a missing password does not mend itself: stop, and say so

@@ -112,13 +112,19 @@ class PersonMoves(LedgerFile):
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return changed
 
-    def record_events(self, events: Iterable[GoalEvent], source: str) -> tuple[int, int]:
+    def record_events(self, events: Iterable[GoalEvent], source: str, *,
+                      cursor: tuple[str, str] | None = None) -> tuple[int, int]:
         """Record goal events; returns how many were new and how many already known.
 
-        A new one makes a running send re-check goals at its next claim.
+        `cursor` (a meta key and value, e.g. how far an LRS was read) is written in the same
+        transaction: the events and the point they were read up to are kept together or not
+        at all. A new event makes a running send re-check goals at its next claim.
         """
         added = known = 0
         with self.transaction() as db:
+            if cursor is not None:
+                db.conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key)"
+                                " DO UPDATE SET value = excluded.value", cursor)
             for event in events:
                 if db.conn.execute(
                         "INSERT OR IGNORE INTO events (email, event, object, occurred_at,"

@@ -1,0 +1,202 @@
+"""`ldmail events pull` against a real Learning Record Store (Ralph, file-system backend) and,
+for what Ralph cannot produce (a 429), a tiny stand-in."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from .conftest import Cli
+from .test_events import events, statement
+
+PASSWORD = "s3cret-reader"
+ENV = "LDMAIL_TEST_LRS_PASSWORD"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Ralph:
+    endpoint: str
+    data: Path
+
+    def post(self, statements: list[dict[str, Any]]) -> None:
+        answer = httpx.post(f"{self.endpoint}/statements", json=statements,
+                            auth=("reader", PASSWORD),
+                            headers={"X-Experience-API-Version": "1.0.3"}, timeout=30)
+        assert answer.status_code == 200, answer.text
+
+    def append(self, statements: list[dict[str, Any]]) -> None:
+        """Ralph's fs backend takes one POST per data file: later statements are appended."""
+        with (self.data / "fs_lrs.jsonl").open("a", encoding="utf-8") as file:
+            for item in statements:
+                file.write(json.dumps(item) + "\n")
+
+
+@pytest.fixture
+def ralph(tmp_path: Path) -> Iterator[Ralph]:
+    program = shutil.which("ralph")
+    if program is None:
+        pytest.skip("ralph is not installed (pip install 'ralph-malph[cli,lrs]', part of "
+                    "./install.sh test)")
+    data = tmp_path / "ralph-data"
+    env = {**os.environ, "RALPH_APP_DIR": str(tmp_path / "ralph-app"),
+           "RALPH_RUNSERVER_BACKEND": "fs",
+           "RALPH_BACKENDS__LRS__FS__DEFAULT_DIRECTORY_PATH": str(data),
+           "RALPH_BACKENDS__DATA__FS__DEFAULT_DIRECTORY_PATH": str(data)}
+    subprocess.run([program, "auth", "-u", "reader", "-p", PASSWORD, "-s", "statements/read",
+                    "-s", "statements/write", "-M", "mailto:reader@example.org", "-w"],
+                   env=env, check=True, capture_output=True, timeout=120)
+    port = free_port()
+    log = (tmp_path / "ralph.log").open("wb")
+    server = subprocess.Popen([program, "runserver", "-b", "fs", "--host", "127.0.0.1",
+                               "--port", str(port)], env=env, stdout=log,
+                              stderr=subprocess.STDOUT)
+    endpoint = f"http://127.0.0.1:{port}/xAPI"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/__heartbeat__", timeout=1)
+                break
+            except httpx.TransportError:
+                assert server.poll() is None, (tmp_path / "ralph.log").read_text()
+                assert time.monotonic() < deadline, "ralph did not start in 60 s"
+                time.sleep(0.2)
+        yield Ralph(endpoint, data)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+
+
+def configure(project: Path, endpoint: str, monkeypatch: pytest.MonkeyPatch,
+              password: str = PASSWORD, page_size: int = 10) -> None:
+    monkeypatch.setenv(ENV, password)
+    with (project / "ldmail.yaml").open("a", encoding="utf-8") as file:
+        file.write(f"\nlrs:\n  endpoint: {endpoint}\n  user: reader\n  password_env: {ENV}\n"
+                   f"  page_size: {page_size}\n")
+
+
+def registrations(first: int, count: int) -> list[dict[str, Any]]:
+    return [{**statement(f"learner{n}@example.org", "registered", "course:excel",
+                         f"2026-11-{1 + n % 28:02d}T09:00:{n % 60:02d}Z"),
+             "id": str(uuid.uuid4())} for n in range(first, first + count)]
+
+
+def test_two_batches_each_event_once(project: Path, cli: Cli, ralph: Ralph,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    configure(project, ralph.endpoint, monkeypatch)
+    ralph.post(registrations(0, 35))  # four pages of ten, through Ralph's relative `more`
+    first = cli("events", "pull", "--project", project)
+    assert first.exit_code == 0, first.output
+    assert "pulled 35 statements: 35 goal events recorded (0 already known), 0 skipped" \
+        in first.stdout
+    later = registrations(35, 15)
+    for n, item in enumerate(later):
+        # Ralph 5.1's fs backend compares `since` with each statement's timestamp (not its
+        # stored time): appended statements are stored, and happened, after the cursor.
+        item["timestamp"] = f"2099-01-01T00:00:{n:02d}+00:00"
+        item["stored"] = "2099-01-01T00:00:30.000000+00:00"
+    ralph.append(later)
+    second = cli("events", "pull", "--project", project)
+    assert second.exit_code == 0, second.output
+    assert "pulled 15 statements: 15 goal events recorded (0 already known), 0 skipped; " \
+        "cursor now 2099-01-01T00:00:30" in second.stdout
+    again = cli("events", "pull", "--project", project)
+    assert again.exit_code == 0, again.output
+    assert "pulled 0 statements: 0 goal events recorded" in again.stdout
+    recorded = events(project)
+    assert len(recorded) == 50 == len(set(recorded))
+    assert {e[0] for e in recorded} == {f"learner{n}@example.org" for n in range(50)}
+
+
+def test_malformed_statement_skipped_by_id(project: Path, cli: Cli, ralph: Ralph,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    configure(project, ralph.endpoint, monkeypatch)
+    ralph.post(registrations(0, 2))
+    bad = {**registrations(2, 1)[0], "id": str(uuid.uuid4()),
+           "timestamp": "2099-01-01T00:00:00+00:00", "stored": "2099-01-01T00:00:00+00:00"}
+    bad["object"] = {"objectType": "Activity"}  # no object.id
+    ralph.append([bad])
+    result = cli("events", "pull", "--project", project)
+    assert result.exit_code == 0, result.output
+    assert "pulled 3 statements: 2 goal events recorded (0 already known), 1 skipped" \
+        in result.stdout
+    # Ralph 5.1 answers a page newest first: the position is where the statement stood.
+    assert re.search(rf"page 1 statement \d \(id {bad['id']}\): no object.id", result.stdout)
+
+
+def test_refused_credentials_one_clear_line(project: Path, cli: Cli, ralph: Ralph,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    configure(project, ralph.endpoint, monkeypatch, password="wrong")
+    result = cli("events", "pull", "--project", project)
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    assert ralph.endpoint in lines[0] and "'reader'" in lines[0] and ENV in lines[0]
+
+
+class _Busy(BaseHTTPRequestHandler):
+    """429 with Retry-After: 1 to the first request, then one page of one statement."""
+
+    calls: list[float] = []
+
+    def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
+        self.calls.append(time.monotonic())
+        if len(self.calls) == 1:
+            self.send_response(429)
+            self.send_header("Retry-After", "1")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        item = {**statement("ann@example.org", "registered", "course:excel",
+                            "2026-11-02T09:00:00Z"), "id": str(uuid.uuid4()),
+                "stored": "2026-11-02T09:00:01Z"}
+        body = json.dumps({"statements": [item], "more": ""}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("X-Experience-API-Consistent-Through", "2026-11-02T09:00:00Z")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_429_is_retried_after_retry_after(project: Path, cli: Cli,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    _Busy.calls = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Busy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        configure(project, f"http://127.0.0.1:{server.server_address[1]}/xAPI", monkeypatch)
+        result = cli("events", "pull", "--project", project)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.exit_code == 0, result.output
+    assert len(_Busy.calls) == 2 and _Busy.calls[1] - _Busy.calls[0] >= 0.9
+    # The cursor is capped at X-Experience-API-Consistent-Through.
+    assert "pulled 1 statements: 1 goal events recorded (0 already known), 0 skipped; " \
+        "cursor now 2026-11-02T09:00:00Z" in result.stdout
