@@ -66,4 +66,13 @@ runpy.run_module("pip", run_name="__main__")
 EOF
 fi
 .venv/bin/python -m pip install -qq --disable-pip-version-check -e ".$extras"
+if [ -n "$extras" ] && [ ! -x .venv/ralph/bin/ralph ]; then
+  # Ralph, the real Learning Record Store of tests/test_lrs.py, in a venv of its own inside
+  # .venv: its command line pins click below what sqlite-utils needs (and its OIDC module
+  # imports requests without declaring it).
+  rm -rf .venv/ralph
+  "$python" -m venv --without-pip .venv/ralph
+  .venv/bin/python -m pip --python .venv/ralph/bin/python install -qq \
+    --disable-pip-version-check "ralph-malph[cli,lrs]==5.1.*" requests
+fi
 echo "ldmail is installed in $(pwd)/.venv: run .venv/bin/ldmail (or 'source .venv/bin/activate')" >&2

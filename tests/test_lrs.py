@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import Cli
+from .conftest import REPO, Cli
 from .test_events import events, statement
 
 PASSWORD = "s3cret-reader"
@@ -52,20 +52,31 @@ class Ralph:
                 file.write(json.dumps(item) + "\n")
 
 
+def ralph_program() -> str | None:
+    """Ralph lives in a venv of its own (.venv/ralph, made by ./install.sh test): its CLI
+    pins click below what sqlite-utils needs, so it cannot share ldmail's environment."""
+    for candidate in (os.environ.get("LDMAIL_RALPH"), str(REPO / ".venv/ralph/bin/ralph")):
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    return shutil.which("ralph")
+
+
 @pytest.fixture
 def ralph(tmp_path: Path) -> Iterator[Ralph]:
-    program = shutil.which("ralph")
+    program = ralph_program()
     if program is None:
-        pytest.skip("ralph is not installed (pip install 'ralph-malph[cli,lrs]', part of "
-                    "./install.sh test)")
+        pytest.skip("ralph is not installed: run ./install.sh test (it puts Ralph in "
+                    ".venv/ralph), or set LDMAIL_RALPH to a ralph program")
     data = tmp_path / "ralph-data"
     env = {**os.environ, "RALPH_APP_DIR": str(tmp_path / "ralph-app"),
            "RALPH_RUNSERVER_BACKEND": "fs",
            "RALPH_BACKENDS__LRS__FS__DEFAULT_DIRECTORY_PATH": str(data),
            "RALPH_BACKENDS__DATA__FS__DEFAULT_DIRECTORY_PATH": str(data)}
-    subprocess.run([program, "auth", "-u", "reader", "-p", PASSWORD, "-s", "statements/read",
-                    "-s", "statements/write", "-M", "mailto:reader@example.org", "-w"],
-                   env=env, check=True, capture_output=True, timeout=120)
+    made = subprocess.run([program, "auth", "-u", "reader", "-p", PASSWORD, "-s",
+                           "statements/read", "-s", "statements/write", "-M",
+                           "mailto:reader@example.org", "-w"],
+                          env=env, check=False, capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, f"ralph auth failed: {made.stderr[-2000:]}"
     port = free_port()
     log = (tmp_path / "ralph.log").open("wb")
     server = subprocess.Popen([program, "runserver", "-b", "fs", "--host", "127.0.0.1",
