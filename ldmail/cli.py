@@ -1110,9 +1110,6 @@ def events_pull(
         out.print(f"  {_escape(skipped.position)}: {_escape(skipped.reason)}", soft_wrap=True)
     if len(result.skipped) > 50:
         out.print(f"  … and {len(result.skipped) - 50} more")
-    if result.voided:
-        out.print(f"  {len(result.voided)} voiding statement(s) not applied: the ledger keeps "
-                  "no statement ids, so a voided goal event stays recorded", soft_wrap=True)
 
 
 survey_app = typer.Typer(help="Import answers to a campaign's evaluation survey.",

@@ -47,13 +47,16 @@ class PullResult:
     added: int = 0
     already_known: int = 0
     skipped: list[Skipped] = field(default_factory=list)
-    voided: list[str] = field(default_factory=list)  # ids of statements voided (not applied)
+    voided: int = 0  # voiding statements read
+    revoked: int = 0  # goal events they revoked
     requests: int = 0
     cursor: str | None = None
 
     def summary(self) -> str:
         return (f"pulled {self.statements} statements: {self.added} goal events recorded "
-                f"({self.already_known} already known), {len(self.skipped)} skipped; "
+                f"({self.already_known} already known), "
+                + (f"{self.revoked} revoked by voiding statements, " if self.voided else "")
+                + f"{len(self.skipped)} skipped; "
                 f"cursor now {self.cursor or '(none)'}")
 
 
@@ -163,6 +166,7 @@ def pull(ledger: Ledger, lrs: Lrs, *, limits: DateLimits | None = None,
                 raise LrsError(f"{url}: the answer holds no statements list; is "
                                f"{lrs.endpoint} the xAPI endpoint?")
             good: list[GoalEvent] = []
+            voided: list[str] = []
             last: datetime | None = None
             last_text: str | None = None
             for number, statement in enumerate(body["statements"], start=1):
@@ -184,8 +188,11 @@ def pull(ledger: Ledger, lrs: Lrs, *, limits: DateLimits | None = None,
                     verb_id = verb.get("id") if isinstance(verb, dict) else None
                     if verb_id == VOIDED:
                         target = statement.get("object")
-                        result.voided.append(str(target.get("id")) if isinstance(target, dict)
-                                             else "?")
+                        ref = target.get("id") if isinstance(target, dict) else None
+                        if not isinstance(ref, str) or not ref:
+                            raise ValueError("a voiding statement without object.id (the "
+                                             "statement it voids)")
+                        voided.append(ref)
                         continue
                     target = statement.get("object")
                     if (verbs and verb_id not in verbs) or (activities and not (
@@ -198,8 +205,8 @@ def pull(ledger: Ledger, lrs: Lrs, *, limits: DateLimits | None = None,
                 except ValueError as exc:
                     result.skipped.append(Skipped(where, str(exc)))
                     continue
-                good.append(GoalEvent(event.email, event.event,
-                                      event.object, iso(event.occurred_at)))
+                good.append(GoalEvent(event.email, event.event, event.object,
+                                      iso(event.occurred_at), sid))
             cursor = result.cursor
             if last is not None and last_text is not None:
                 cursor = last_text
@@ -210,8 +217,10 @@ def pull(ledger: Ledger, lrs: Lrs, *, limits: DateLimits | None = None,
                             cursor = through
                     except ValueError:
                         pass
-            added, known = ledger.record_events(
-                good, "lrs", cursor=(CURSOR, cursor) if cursor else None)
+            added, known, revoked = ledger.record_pulled(
+                good, "lrs", voided=voided, cursor=(CURSOR, cursor) if cursor else None)
+            result.voided += len(voided)
+            result.revoked += revoked
             result.added += added
             result.already_known += known
             result.cursor = cursor

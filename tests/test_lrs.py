@@ -211,3 +211,23 @@ def test_429_is_retried_after_retry_after(project: Path, cli: Cli,
     # The cursor is capped at X-Experience-API-Consistent-Through.
     assert "pulled 1 statements: 1 goal events recorded (0 already known), 0 skipped; " \
         "cursor now 2026-11-02T09:00:00Z" in result.stdout
+
+
+def test_voiding_statement_revokes_goal_event(project: Path, cli: Cli, ralph: Ralph,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    configure(project, ralph.endpoint, monkeypatch)
+    posted = registrations(0, 3)
+    ralph.post(posted)
+    assert cli("events", "pull", "--project", project).exit_code == 0
+    assert len(events(project)) == 3
+    void = {"id": str(uuid.uuid4()),
+            "actor": {"objectType": "Agent", "mbox": "mailto:lms@example.org"},
+            "verb": {"id": "http://adlnet.gov/expapi/verbs/voided"},
+            "object": {"objectType": "StatementRef", "id": posted[1]["id"]},
+            "timestamp": "2099-01-01T00:00:00+00:00", "stored": "2099-01-01T00:00:00+00:00"}
+    ralph.append([void])
+    result = cli("events", "pull", "--project", project)
+    assert result.exit_code == 0, result.output
+    assert "pulled 1 statements: 0 goal events recorded (0 already known), 1 revoked by " \
+        "voiding statements, 0 skipped" in result.stdout
+    assert {e[0] for e in events(project)} == {"learner0@example.org", "learner2@example.org"}

@@ -21,6 +21,7 @@ class GoalEvent:
     event: str
     object: str
     occurred_at: str  # ISO UTC
+    statement: str | None = None  # the xAPI statement id, for events pulled from an LRS
 
 
 @dataclass(frozen=True)
@@ -112,31 +113,47 @@ class PersonMoves(LedgerFile):
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return changed
 
-    def record_events(self, events: Iterable[GoalEvent], source: str, *,
-                      cursor: tuple[str, str] | None = None) -> tuple[int, int]:
+    def record_events(self, events: Iterable[GoalEvent], source: str) -> tuple[int, int]:
         """Record goal events; returns how many were new and how many already known.
 
-        `cursor` (a meta key and value, e.g. how far an LRS was read) is written in the same
-        transaction: the events and the point they were read up to are kept together or not
-        at all. A new event makes a running send re-check goals at its next claim.
+        A new one makes a running send re-check goals at its next claim.
         """
-        added = known = 0
+        added, known, _ = self.record_pulled(events, source)
+        return added, known
+
+    def record_pulled(self, events: Iterable[GoalEvent], source: str, *,
+                      voided: Iterable[str] = (), cursor: tuple[str, str] | None = None
+                      ) -> tuple[int, int, int]:
+        """Record goal events, revoke those of the `voided` statement ids, and write `cursor`
+        (a meta key and value: how far an LRS was read), all in one transaction: the events
+        and the point they were read up to are kept together or not at all. Returns how many
+        events were new, already known, and revoked.
+        """
+        added = known = revoked = 0
         with self.transaction() as db:
-            if cursor is not None:
-                db.conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key)"
-                                " DO UPDATE SET value = excluded.value", cursor)
             for event in events:
+                row = (event.email, event.event, event.object, event.occurred_at)
                 if db.conn.execute(
                         "INSERT OR IGNORE INTO events (email, event, object, occurred_at,"
-                        " source) VALUES (?, ?, ?, ?, ?)",
-                        (event.email, event.event, event.object, event.occurred_at, source)
-                        ).rowcount:
+                        " source, statement) VALUES (?, ?, ?, ?, ?, ?)",
+                        (*row, source, event.statement)).rowcount:
                     added += 1
                 else:
                     known += 1
-        if added:
+                    if event.statement is not None:  # known from a file: now voidable too
+                        db.conn.execute(
+                            "UPDATE events SET statement = ? WHERE email = ? AND event = ? AND"
+                            " object = ? AND occurred_at = ? AND statement IS NULL",
+                            (event.statement, *row))
+            for statement in voided:
+                revoked += db.conn.execute("DELETE FROM events WHERE statement = ?",
+                                           (statement,)).rowcount
+            if cursor is not None:
+                db.conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key)"
+                                " DO UPDATE SET value = excluded.value", cursor)
+        if added or revoked:
             self.note_intervention()
-        return added, known
+        return added, known, revoked
 
     def goal_events(self, event: str, until: str) -> list[GoalEvent]:
         """Events of one kind up to `until` (ISO UTC), earliest first."""

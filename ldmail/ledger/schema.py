@@ -103,11 +103,18 @@ def m006_inbox(db: Database) -> None:
         WITHOUT ROWID""")
 
 
+def m007_event_statements(db: Database) -> None:
+    # `ldmail events pull`: the xAPI statement id an event came from, so a voiding statement
+    # of the LRS finds the goal event it revokes.
+    db.execute("ALTER TABLE events ADD COLUMN statement TEXT")
+    db.execute("CREATE INDEX events_statement ON events (statement) WHERE statement IS NOT NULL")
+
+
 # The schema's versions, in order. sqlite-utils applies them (and records each in its
 # _sqlite_migrations table); it is only imported when one is pending, because importing it
 # costs more than a whole cron run that finds nothing to do.
 MIGRATIONS = [m001_initial, m002_streamed_sync, m003_missing_since, m004_staged_rejected,
-              m005_survey_answers, m006_inbox]
+              m005_survey_answers, m006_inbox, m007_event_statements]
 MIGRATION_SET = "ldmail"
 
 
