@@ -231,3 +231,110 @@ def test_voiding_statement_revokes_goal_event(project: Path, cli: Cli, ralph: Ra
     assert "pulled 1 statements: 0 goal events recorded (0 already known), 1 revoked by " \
         "voiding statements, 0 skipped" in result.stdout
     assert {e[0] for e in events(project)} == {"learner0@example.org", "learner2@example.org"}
+
+
+Reply = tuple[int, dict[str, str], dict[str, Any] | None]
+
+
+class _Scripted(BaseHTTPRequestHandler):
+    """Answers from `script` in order (the last one again once it runs out); `seen` keeps
+    each request's path and query."""
+
+    script: list[Reply] = []
+    seen: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
+        self.seen.append(self.path)
+        status, headers, document = self.script[min(len(self.seen), len(self.script)) - 1]
+        body = json.dumps(document).encode() if document is not None else b""
+        self.send_response(status)
+        for name, value in {"Content-Type": "application/json", **headers}.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def scripted(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[type[_Scripted], str]]:
+    import ldmail.lrs
+
+    monkeypatch.setattr(ldmail.lrs, "MAX_WAIT", 0.01)  # retries without the real pauses
+    _Scripted.script, _Scripted.seen = [], []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Scripted)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield _Scripted, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def page(n: int, more: str) -> dict[str, Any]:
+    return {"more": more, "statements": [
+        {**statement(f"p{n}@example.org", "registered", "course:excel",
+                     f"2026-11-0{n}T09:00:00Z"), "id": str(uuid.uuid4()),
+         "stored": f"2026-11-0{n}T09:00:01Z"}]}
+
+
+def test_absolute_more_followed_and_a_loop_stopped(
+        project: Path, cli: Cli, scripted: tuple[type[_Scripted], str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    lrs, base = scripted
+    lrs.script = [(200, {}, page(1, f"{base}/xAPI/statements?page=2")),
+                  (200, {}, page(2, "/xAPI/statements?page=3")),
+                  (200, {}, page(3, "/xAPI/statements?page=3"))]
+    configure(project, f"{base}/xAPI", monkeypatch)
+    result = cli("events", "pull", "--project", project)
+    assert result.exit_code == 1
+    assert "the same 'more' link twice" in result.output
+    assert lrs.seen[1:] == ["/xAPI/statements?page=2", "/xAPI/statements?page=3"]
+    # What was read before the loop showed is recorded, the cursor after it.
+    assert [e[0] for e in events(project)] == ["p1@example.org", "p2@example.org",
+                                               "p3@example.org"]
+
+
+def test_failing_lrs_keeps_cursor_after_recorded_pages(
+        project: Path, cli: Cli, scripted: tuple[type[_Scripted], str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    lrs, base = scripted
+    lrs.script = [(200, {}, page(1, "/xAPI/statements?page=2")), (503, {}, None)]
+    configure(project, f"{base}/xAPI", monkeypatch)
+    failed = cli("events", "pull", "--project", project)
+    assert failed.exit_code == 1
+    assert "HTTP 503 after 5 attempts" in failed.output
+    assert len(lrs.seen) == 6
+    assert [e[0] for e in events(project)] == ["p1@example.org"]
+    # The next pull starts after page 1: nothing twice, nothing lost.
+    lrs.script, lrs.seen = [(200, {}, page(2, ""))], []
+    again = cli("events", "pull", "--project", project)
+    assert again.exit_code == 0, again.output
+    assert "since=2026-11-01T09%3A00%3A01Z" in lrs.seen[0]
+    assert [e[0] for e in events(project)] == ["p1@example.org", "p2@example.org"]
+
+
+def test_send_pull_goes_on_when_the_lrs_fails(
+        project: Path, cli: Cli, scripted: tuple[type[_Scripted], str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    lrs, base = scripted
+    lrs.script = [(401, {}, None)]
+    configure(project, f"{base}/xAPI", monkeypatch)
+    result = cli("send", "--pull", "--project", project)
+    assert "warning: lrs pull failed, sending anyway" in result.output
+    assert "refused user 'reader' (HTTP 401)" in result.output
+    assert re.search(r"^(?:\S+ )?sent \d+ ", result.output, re.M), result.output
+
+
+def test_run_pulls_before_sending(project: Path, cli: Cli,
+                                  scripted: tuple[type[_Scripted], str],
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    lrs, base = scripted
+    lrs.script = [(200, {}, page(1, ""))]
+    configure(project, f"{base}/xAPI", monkeypatch)
+    result = cli("run", "--runs", "1", "--interval", "1s", "--project", project)
+    assert result.exit_code == 0, result.output
+    assert len(lrs.seen) == 1
+    assert [e[0] for e in events(project)] == ["p1@example.org"]
