@@ -387,6 +387,10 @@ class Lrs(Strict):
         "Environment variable that holds the secret (never in a file or on the command line)"))
     version: str = Field("1.0.3", pattern=r"^[12]\.0(\.\d+)?$", description=(
         "The X-Experience-API-Version sent with every request"))
+    account_column: str | None = Field(None, description=(
+        "People attribute (or export column) that holds actor.account.name, for statements "
+        "without an mbox; without it an account matches only when its name is an e-mail "
+        "address"))
     verbs: list[str] = Field(default_factory=list, description=(
         "Only statements with one of these verb ids (empty: every verb)"))
     activities: list[str] = Field(default_factory=list, description=(

@@ -338,3 +338,20 @@ def test_run_pulls_before_sending(project: Path, cli: Cli,
     assert result.exit_code == 0, result.output
     assert len(lrs.seen) == 1
     assert [e[0] for e in events(project)] == ["p1@example.org"]
+
+
+def test_account_matched_through_a_people_column(
+        project: Path, cli: Cli, scripted: tuple[type[_Scripted], str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    lrs, base = scripted
+    item = {**statement("x@example.org", "registered", "course:excel", "2026-11-02T09:00:00Z"),
+            "id": str(uuid.uuid4()), "stored": "2026-11-02T09:00:01Z"}
+    item["actor"] = {"objectType": "Agent",
+                     "account": {"homePage": "https://lms.example.org", "name": "Smith"}}
+    lrs.script = [(200, {}, {"more": "", "statements": [item]})]
+    configure(project, f"{base}/xAPI", monkeypatch)
+    with (project / "ldmail.yaml").open("a", encoding="utf-8") as file:
+        file.write("  account_column: last_name\n")
+    result = cli("events", "pull", "--project", project)
+    assert result.exit_code == 0, result.output
+    assert [e[0] for e in events(project)] == ["bob.smith@example.org"]
