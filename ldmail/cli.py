@@ -1239,7 +1239,7 @@ def report(
 def _print_report(result: Report, out: Console) -> None:
     from rich.table import Table
 
-    from .report import CampaignReport, StepFunnel
+    from .report import CampaignReport, Segment, StepFunnel
 
     words = result.words
     for item in result.campaigns:
@@ -1258,19 +1258,10 @@ def _print_report(result: Report, out: Console) -> None:
             out.print(words.t("no_goal_hint"))
             continue
         table = Table(title=words.t("goal", goal=item.goal), title_justify="left")
-        for key in ("segment", "mailed", "holdout", "uplift", "interval", "p", "days_to_goal",
-                    "verdict"):
+        for key in Segment.HEADERS:
             table.add_column(words.t(key))
         for segment in [item.overall, *item.personas]:
-            c = segment.comparison
-            table.add_row(
-                words.segment(segment.name), _rate(words, c.treatment_converted, c.treatment_n),
-                _rate(words, c.holdout_converted, c.holdout_n), words.pp(c.uplift),
-                words.interval(c.interval), words.p_value(c.p_value).lstrip("= "),
-                "–" if segment.median_days_treatment is None else
-                words.number(segment.median_days_treatment),
-                words.verdict(c.outcome, c.p_value),
-                style="bold" if segment.name == "all" else None)
+            table.add_row(*segment.row(words), style="bold" if segment.name == "all" else None)
         out.print(table)
         for line in _campaign_findings(item, words):
             out.print(line, soft_wrap=True)
@@ -1285,12 +1276,6 @@ def _print_report(result: Report, out: Console) -> None:
     out.print(words.t("footnote"), soft_wrap=True)
 
 
-def _rate(words: Words, converted: int, total: int) -> str:
-    if not total:
-        return "–"
-    return f"{words.count(converted)}/{words.count(total)} ({words.pct(converted / total)})"
-
-
 def _campaign_findings(item: CampaignReport, words: Words) -> list[str]:
     """The hypothesis's status and what the group sizes can detect, as plain lines."""
     lines = []
@@ -1298,12 +1283,9 @@ def _campaign_findings(item: CampaignReport, words: Words) -> list[str]:
     if status is not None:
         lines.append(words.t("status_line", status=words.t(f"status_{status}"),
                              reason=item.hypothesis_reason(words)))
-    found = item.sensitivity
-    if found is not None and found.holdout_share > 0:
-        values = {"mailed": words.count(found.mailed), "holdout": words.count(found.holdout)}
-        lines.append(words.t("undetectable", **values) if found.detectable is None else
-                     words.t("detectable", uplift=words.pp(found.detectable, 0),
-                             baseline=words.pct(found.baseline, 0), **values))
+    detectable = item.detectable_line(words)
+    if detectable is not None:
+        lines.append(detectable)
     if item.exits:
         lines.append(words.t("left_sequence") + ": " + ", ".join(
             f"{words.exit_reason(reason)} {words.count(n)}"

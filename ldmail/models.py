@@ -145,6 +145,14 @@ class Utm(Strict):
 PROVIDER_LIMITS: dict[str, tuple[str, int]] = {"exchange-online": ("30/min", 10_000)}
 
 
+def _https_host(value: str, example: str) -> str:
+    """An https:// address with only a host (and port): where a token or Graph lives."""
+    if not re.fullmatch(r"https://[A-Za-z0-9.-]+(:\d+)?/?", value):
+        raise ValueError(f"'{value}' must be an https:// address with only a host, e.g. "
+                         f"{example}")
+    return value.rstrip("/")
+
+
 class OAuth2(Strict):
     """Where OAuth2 access tokens come from: Microsoft Entra ID's client-credentials flow (an
     app registration with a client secret or a certificate), or a token_command.
@@ -178,10 +186,7 @@ class OAuth2(Strict):
     @field_validator("authority")
     @classmethod
     def _https_authority(cls, value: str) -> str:
-        if not re.fullmatch(r"https://[A-Za-z0-9.-]+(:\d+)?/?", value):
-            raise ValueError(f"'{value}' must be an https:// address with only a host, e.g. "
-                             "https://login.microsoftonline.com")
-        return value.rstrip("/")
+        return _https_host(value, "https://login.microsoftonline.com")
 
     @model_validator(mode="after")
     def _one_way(self) -> OAuth2:
@@ -252,10 +257,7 @@ class Transport(Strict):
     @field_validator("graph_url")
     @classmethod
     def _https_graph(cls, value: str) -> str:
-        if not re.fullmatch(r"https://[A-Za-z0-9.-]+(:\d+)?/?", value):
-            raise ValueError(f"'{value}' must be an https:// address with only a host, e.g. "
-                             "https://graph.microsoft.com")
-        return value.rstrip("/")
+        return _https_host(value, "https://graph.microsoft.com")
 
     @model_validator(mode="after")
     def _smtp_needs_host(self) -> Transport:

@@ -18,7 +18,7 @@ from .enrolment import goal_reached_at
 from .hygiene import csv_cell
 from .ledger import EnrolmentFacts, Group, Ledger, MessageState
 from .models import Campaign
-from .report_text import Words
+from .report_text import DASH, Words
 from .sensitivity import Sensitivity, sensitivity
 from .stats import Comparison, HypothesisStatus, judge_hypothesis
 
@@ -48,6 +48,19 @@ class Segment:
     comparison: Comparison
     median_days_treatment: float | None
     median_days_holdout: float | None
+
+    HEADERS = ("segment", "mailed", "holdout", "uplift", "interval", "p", "days_to_goal",
+               "verdict")  # phrase keys of `row`'s columns
+
+    def row(self, words: Words) -> list[str]:
+        """The segment's line in the goal table, as the terminal and the HTML show it."""
+        c = self.comparison
+        return [words.segment(self.name), words.rate(c.treatment_converted, c.treatment_n),
+                words.rate(c.holdout_converted, c.holdout_n), words.pp(c.uplift),
+                words.interval(c.interval), words.p_value(c.p_value).lstrip("= "),
+                DASH if self.median_days_treatment is None
+                else words.number(self.median_days_treatment),
+                words.verdict(c.outcome, c.p_value)]
 
     def as_dict(self, words: Words) -> dict[str, Any]:
         c = self.comparison
@@ -124,6 +137,17 @@ class CampaignReport:
     model: Campaign | None = None  # the campaign as configured (its hypothesis, its goal)
     sensitivity: Sensitivity | None = None  # what these group sizes can detect
     active: int = 0  # enrolments still running at the report's moment
+
+    def detectable_line(self, words: Words) -> str | None:
+        """What these group sizes can detect, in one sentence; None without a holdout."""
+        found = self.sensitivity
+        if found is None or found.holdout_share <= 0:
+            return None
+        values = {"mailed": words.count(found.mailed), "holdout": words.count(found.holdout)}
+        if found.detectable is None:
+            return words.t("undetectable", **values)
+        return words.t("detectable", uplift=words.pp(found.detectable, 0),
+                       baseline=words.pct(found.baseline, 0), **values)
 
     @staticmethod
     def fit_headers(words: Words) -> list[str]:

@@ -430,21 +430,10 @@ def _headline(campaign: CampaignReport, words: Words) -> str:
         detail = words.t("detail_no_holdout", **values)
     verdict = words.verdict(c.outcome, c.p_value)
     verdict = verdict[:1].upper() + verdict[1:]
-    findings = "".join(f"<p>{escape(line)}</p>" for line in _findings(campaign, words))
+    detectable = campaign.detectable_line(words)
+    findings = "" if detectable is None else f"<p>{escape(detectable)}</p>"
     return (f'<div class="verdict {escape(c.outcome)}"><strong>{escape(verdict)}</strong>'
             f"{escape(detail)}{findings}</div>")
-
-
-def _findings(campaign: CampaignReport, words: Words) -> list[str]:
-    """What the group sizes can detect: said beside the verdict, where it explains it."""
-    found = campaign.sensitivity
-    if found is None or found.holdout_share <= 0:
-        return []
-    values = {"mailed": words.count(found.mailed), "holdout": words.count(found.holdout)}
-    if found.detectable is None:
-        return [words.t("undetectable", **values)]
-    return [words.t("detectable", uplift=words.pp(found.detectable, 0),
-                    baseline=words.pct(found.baseline, 0), **values)]
 
 
 def _hypothesis(campaign: CampaignReport, words: Words) -> str:
@@ -493,12 +482,6 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, total: int 
             "</table></div>")
 
 
-def _rate(words: Words, converted: int, total: int) -> str:
-    if not total:
-        return DASH
-    return f"{words.count(converted)}/{words.count(total)} ({words.pct(converted / total)})"
-
-
 def _tables(campaign: CampaignReport, words: Words) -> str:
     keys = StepFunnel.COUNTS
     parts = [f'<div class="tables"><div class="block"><h3>{escape(words.t("chart_steps"))}</h3>',
@@ -507,19 +490,10 @@ def _tables(campaign: CampaignReport, words: Words) -> str:
                      for s in campaign.steps]), "</div>"]
     segments = _segments(campaign)
     if segments:
-        rows = []
-        for s in segments:
-            c = s.comparison
-            rows.append([words.segment(s.name), _rate(words, c.treatment_converted, c.treatment_n),
-                         _rate(words, c.holdout_converted, c.holdout_n), words.pp(c.uplift),
-                         words.interval(c.interval), words.p_value(c.p_value).lstrip("= "),
-                         DASH if s.median_days_treatment is None
-                         else words.number(s.median_days_treatment),
-                         words.verdict(c.outcome, c.p_value)])
+        rows = [s.row(words) for s in segments]
         parts += [f'<div class="block"><h3>{escape(words.t("goal", goal=campaign.goal or ""))}'
                   "</h3>",
-                  _table([words.t(k) for k in ("segment", "mailed", "holdout", "uplift",
-                                               "interval", "p", "days_to_goal", "verdict")],
+                  _table([words.t(k) for k in Segment.HEADERS],
                          rows, total=0, text=(0, 7), wrap=(7,)), "</div>"]
     if campaign.fit:
         note = words.t("fit_note", target=words.pct(campaign.fit[0].target, 0))

@@ -299,6 +299,12 @@ class Words:
             return DASH
         return f"{self._signed(fraction * 100, digits)} {POINTS_UNIT[self.language]}"
 
+    def rate(self, converted: int, total: int) -> str:
+        """'40/200 (20.0%)': how many of a group reached the goal."""
+        if not total:
+            return DASH
+        return f"{self.count(converted)}/{self.count(total)} ({self.pct(converted / total)})"
+
     def interval(self, bounds: tuple[float, float] | None) -> str:
         if bounds is None:
             return DASH
