@@ -712,13 +712,13 @@ def stop_on_signals() -> Iterator[threading.Event]:
             signal.signal(sig, handler)
 
 
-def _pull_before_send(loaded: Project, db: Path | None, err: Console) -> None:
+def _pull_before_send(loaded: Project, db: Path | None, err: Console, now: datetime) -> None:
     """send --pull: goal events from the LRS first; a failure is said, and sending goes on."""
     from .errors import LdmailError
     from .lrs import pull_project
 
     try:
-        result = pull_project(loaded, db=db)
+        result = pull_project(loaded, now, db=db)
     except LdmailError as exc:
         err.print(f"warning: lrs pull failed, sending anyway: {_escape(str(exc))}",
                   soft_wrap=True)
@@ -771,7 +771,7 @@ def send(
         loaded = load_project(inv.root)
         err = console(stderr=True)
         if pull and not dry_run:
-            _pull_before_send(loaded, db, err)
+            _pull_before_send(loaded, db, err, inv.now)
         with Progress(TextColumn("sending"), BarColumn(), MofNCompleteColumn(), console=err,
                       transient=True, disable=not err.is_terminal) as bar:
             task = bar.add_task("send", total=None)
@@ -962,6 +962,16 @@ def history(
                       row["message_id"] or "",
                       _escape(row["error"] or ""))
     out.print(table)
+    if found.events:
+        table = Table(title=f"Learning events of {address}", title_justify="left")
+        for column in ("event", "object", "when", "source", "voided"):
+            table.add_column(column, overflow="fold")
+        for row in found.events:
+            table.add_row(row["event"], row["object"], _local(row["occurred_at"]),
+                          row["source"] or "",
+                          f"voided by the LRS, recorded {_local(row['voided_at'])}"
+                          if row["voided_at"] else "")
+        out.print(table)
     for row in found.messages:
         if row.get("bounced_at"):
             out.print(f"Bounced {_local(row['bounced_at'])}: {row['campaign']}/{row['step']}: "
@@ -1103,7 +1113,7 @@ def events_pull(
     from .lrs import pull_project
 
     with invocation(project, now) as inv:
-        result = pull_project(load_project(inv.root), db=db)
+        result = pull_project(load_project(inv.root), inv.now, db=db)
     out = console()
     out.print(_escape(result.summary()), soft_wrap=True)
     for skipped in result.skipped[:50]:

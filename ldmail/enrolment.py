@@ -159,6 +159,23 @@ def goal_reached_at(ledger: Ledger, goal: Goal, now: datetime) -> dict[str, date
     return reached
 
 
+def _resume_voided(project: Project, ledger: Ledger, now: datetime, only: str | None) -> None:
+    """Campaigns whose goal says resume_when_voided take back the enrolments a goal event
+    ended when an LRS voided that event and no other event reaches the goal."""
+    for campaign_id, file in project.campaigns.items():
+        goal = file.model.goal
+        if goal is None or not goal.resume_when_voided or only not in (None, campaign_id):
+            continue
+        voided = {event.email for event in ledger.voided_goal_events(goal.event)
+                  if goal.object is None or fnmatchcase(event.object, goal.object)}
+        if voided:
+            resumed = ledger.resume_voided(campaign_id,
+                                           voided - set(goal_reached_at(ledger, goal, now)))
+            if resumed:
+                log.info("%s: %d enrolment(s) resumed: their goal event was voided",
+                         campaign_id, resumed)
+
+
 def _group(campaign_id: str, email: str, share: float) -> str:
     return Group.HOLDOUT if in_holdout(campaign_id, email, share) else Group.TREATMENT
 
@@ -330,6 +347,8 @@ def sync(project: Project, ledger: Ledger, now: datetime, *, persist: bool,
         _stage_export(project, ledger, now, "main" if persist else "temp")
     # The changes themselves are one transaction; one that writes holds the lock from its
     # first read, so nothing it read can change before it writes.
+    if persist:
+        _resume_voided(project, ledger, now, only)
     grace = project.settings.exits.grace
     params: dict[str, Any] = {**states, "grace_cut": iso(now - grace), "no_grace": not grace}
     with ledger.transaction(immediate=persist):

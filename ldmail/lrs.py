@@ -161,7 +161,7 @@ def people_accounts(project: Project, column: str) -> dict[str, str]:
     return found
 
 
-def pull(ledger: Ledger, lrs: Lrs, *, limits: DateLimits | None = None,
+def pull(ledger: Ledger, lrs: Lrs, now: datetime, *, limits: DateLimits | None = None,
          client: httpx.Client | None = None, sleep: Callable[[float], None] = time.sleep,
          max_pages: int = MAX_PAGES, accounts: Accounts | None = None) -> PullResult:
     """Record the statements stored since the last pull; see the module's docstring."""
@@ -254,7 +254,8 @@ def pull(ledger: Ledger, lrs: Lrs, *, limits: DateLimits | None = None,
                     except ValueError:
                         pass
             added, known, revoked = ledger.record_pulled(
-                good, "lrs", voided=voided, cursor=(CURSOR, cursor) if cursor else None)
+                good, "lrs", voided=voided, cursor=(CURSOR, cursor) if cursor else None,
+                at=iso(now))
             result.voided += len(voided)
             result.revoked += revoked
             result.added += added
@@ -282,7 +283,7 @@ def pull(ledger: Ledger, lrs: Lrs, *, limits: DateLimits | None = None,
     return result
 
 
-def pull_project(project: Project, *, db: Path | None = None,
+def pull_project(project: Project, now: datetime, *, db: Path | None = None,
                  client: httpx.Client | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> PullResult:
     """`pull` with the project's lrs: settings and ledger."""
@@ -293,16 +294,17 @@ def pull_project(project: Project, *, db: Path | None = None,
     column = lrs.account_column
     accounts = (lambda: people_accounts(project, column)) if column else None
     with Ledger.of(project, db) as ledger:
-        return pull(ledger, lrs, limits=project.settings.dates, client=client, sleep=sleep,
+        return pull(ledger, lrs, now, limits=project.settings.dates, client=client, sleep=sleep,
                     accounts=accounts)
 
 
-def pull_logged(project: Project, log: logging.Logger, *, db: Path | None = None) -> None:
+def pull_logged(project: Project, log: logging.Logger, now: datetime, *,
+                db: Path | None = None) -> None:
     """Pull before a send when lrs: is configured; a failure is logged, never fatal."""
     if project.settings.lrs is None:
         return
     try:
-        result = pull_project(project, db=db)
+        result = pull_project(project, now, db=db)
     except LdmailError as exc:
         log.error("lrs pull failed: %s", exc)
     else:

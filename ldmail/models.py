@@ -509,6 +509,10 @@ class AudienceFilter(Strict):
 class Goal(Strict):
     event: str
     object: str | None = Field(None, description="course id; may use * wildcards; empty: any")
+    resume_when_voided: bool = Field(False, description=(
+        "When the LRS voids the goal event that ended a person's sequence (a registration "
+        "taken back), go on with the steps they have not had. Off: the sequence stays ended; "
+        "the report counts them as not converted either way"))
 
 
 class Hypothesis(Strict):

@@ -59,7 +59,7 @@ def run_forever(root: Path, interval: timedelta | None, *, db: Path | None = Non
         now = datetime.now(UTC) + shift
         try:
             project = load_project(root)  # re-read: campaigns may change between runs
-            pull_logged(project, log, db=db)  # goals from the LRS first, when lrs: is set
+            pull_logged(project, log, now, db=db)  # goals from the LRS first, when lrs: is set
             summary = send(project, now, db=db, stop=stop)
         except TransportFatal as exc:
             # A refused login or a missing password does not mend itself: stop, and say so

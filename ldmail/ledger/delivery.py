@@ -192,7 +192,7 @@ class Delivery:
                                    FORGOTTEN + recheck.token)
         if recheck.goal_event is not None:
             sql += (" AND NOT EXISTS (SELECT 1 FROM events WHERE email = ? AND event = ?"
-                    " AND occurred_at <= ? AND object GLOB ?)")
+                    " AND occurred_at <= ? AND object GLOB ? AND voided_at IS NULL)")
             params += (key.email, recheck.goal_event, self.stamp, recheck.goal_object)
         return (f"((SELECT value FROM meta WHERE key = ?) IS ? OR ({sql}))",
                 (INTERVENTIONS, self.interventions, *params))

@@ -31,9 +31,10 @@ class PersonHistory:
     enrolments: list[dict[str, Any]]
     messages: list[dict[str, Any]]
     suppression: dict[str, Any] | None
+    events: list[dict[str, Any]]  # learning events, voided ones with their voided_at
 
     def __bool__(self) -> bool:
-        return bool(self.enrolments or self.messages or self.suppression)
+        return bool(self.enrolments or self.messages or self.suppression or self.events)
 
 
 class PersonMoves(LedgerFile):
@@ -122,9 +123,10 @@ class PersonMoves(LedgerFile):
         return added, known
 
     def record_pulled(self, events: Iterable[GoalEvent], source: str, *,
-                      voided: Iterable[str] = (), cursor: tuple[str, str] | None = None
-                      ) -> tuple[int, int, int]:
-        """Record goal events, revoke those of the `voided` statement ids, and write `cursor`
+                      voided: Iterable[str] = (), cursor: tuple[str, str] | None = None,
+                      at: str = "") -> tuple[int, int, int]:
+        """Record goal events, revoke (mark voided at `at`) those of the `voided` statement
+        ids, and write `cursor`
         (a meta key and value: how far an LRS was read), all in one transaction: the events
         and the point they were read up to are kept together or not at all. Returns how many
         events were new, already known, and revoked.
@@ -146,8 +148,9 @@ class PersonMoves(LedgerFile):
                             " object = ? AND occurred_at = ? AND statement IS NULL",
                             (event.statement, *row))
             for statement in voided:
-                revoked += db.conn.execute("DELETE FROM events WHERE statement = ?",
-                                           (statement,)).rowcount
+                revoked += db.conn.execute(
+                    "UPDATE events SET voided_at = ? WHERE statement = ? AND voided_at IS NULL",
+                    (at, statement)).rowcount
             if cursor is not None:
                 db.conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key)"
                                 " DO UPDATE SET value = excluded.value", cursor)
@@ -159,7 +162,27 @@ class PersonMoves(LedgerFile):
         """Events of one kind up to `until` (ISO UTC), earliest first."""
         return [GoalEvent(*row) for row in self.db.conn.execute(
             "SELECT email, event, object, occurred_at FROM events WHERE event = ? "
-            "AND occurred_at <= ? ORDER BY occurred_at", (event, until))]
+            "AND occurred_at <= ? AND voided_at IS NULL ORDER BY occurred_at", (event, until))]
+
+    def voided_goal_events(self, event: str) -> list[GoalEvent]:
+        """Events of one kind an LRS voided."""
+        return [GoalEvent(*row) for row in self.db.conn.execute(
+            "SELECT email, event, object, occurred_at FROM events WHERE event = ? "
+            "AND voided_at IS NOT NULL ORDER BY occurred_at", (event,))]
+
+    def resume_voided(self, campaign: str, emails: Iterable[str]) -> int:
+        """Enrolments a goal ended that a voiding statement took back go on where they
+        stopped; returns how many did."""
+        before = EnrolmentState.CONVERTED
+        with self.transaction(immediate=True) as db:
+            resumed = sum(db.conn.execute(
+                "UPDATE enrolments SET state = ?, exit_reason = NULL, exited_at = NULL"
+                " WHERE campaign = ? AND email = ? AND state = ?",
+                (enrolment_move(EnrolmentOp.RESUME, before), campaign, email, before)
+            ).rowcount for email in emails)
+        if resumed:
+            self.note_intervention()
+        return resumed
 
     def history(self, email: str) -> PersonHistory:
         suppression = self._rows("SELECT * FROM suppressions WHERE email = ?", (email,))
@@ -168,4 +191,6 @@ class PersonMoves(LedgerFile):
                        (email,)),
             self._rows("SELECT * FROM messages WHERE email = ? ORDER BY"
                        " coalesce(sent_at, claimed_at), id", (email,)),
-            suppression[0] if suppression else None)
+            suppression[0] if suppression else None,
+            self._rows("SELECT event, object, occurred_at, source, statement, voided_at"
+                       " FROM events WHERE email = ? ORDER BY occurred_at", (email,)))

@@ -64,11 +64,14 @@ class Reads(LedgerFile):
             " (SELECT count(*) FROM messages), (SELECT max(id) FROM messages),"
             " (SELECT count(*) FROM messages WHERE state IN (?, ?, ?)),"
             " (SELECT count(*) FROM suppressions), (SELECT count(*) FROM events),"
-            " (SELECT max(id) FROM events)", (EnrolmentState.ACTIVE, *open_states)).fetchone()
+            " (SELECT max(id) FROM events),"
+            " (SELECT count(*) FROM events WHERE voided_at IS NOT NULL)",
+            (EnrolmentState.ACTIVE, *open_states)).fetchone()
         return tuple(row)
 
     def next_event_after(self, moment: str) -> str | None:
         """The earliest goal event dated after `moment` (ISO UTC): it starts to count then."""
-        value = self._value("SELECT min(occurred_at) FROM events WHERE occurred_at > ?",
+        value = self._value("SELECT min(occurred_at) FROM events WHERE occurred_at > ?"
+                            " AND voided_at IS NULL",
                             (moment,))
         return None if value is None else str(value)

@@ -110,11 +110,18 @@ def m007_event_statements(db: Database) -> None:
     db.execute("CREATE INDEX events_statement ON events (statement) WHERE statement IS NOT NULL")
 
 
+def m008_voided_events(db: Database) -> None:
+    # A voiding statement no longer deletes the goal event it points at: the event stays,
+    # marked, so history shows what the LRS revoked and when, and no read counts it.
+    db.execute("ALTER TABLE events ADD COLUMN voided_at TEXT")
+
+
 # The schema's versions, in order. sqlite-utils applies them (and records each in its
 # _sqlite_migrations table); it is only imported when one is pending, because importing it
 # costs more than a whole cron run that finds nothing to do.
 MIGRATIONS = [m001_initial, m002_streamed_sync, m003_missing_since, m004_staged_rejected,
-              m005_survey_answers, m006_inbox, m007_event_statements]
+              m005_survey_answers, m006_inbox, m007_event_statements,
+              m008_voided_events]
 MIGRATION_SET = "ldmail"
 
 

@@ -40,6 +40,9 @@ state (a person suppressed while their last step was on the wire stays `left`).
     reopen          completed                   active     (its last step is sent again)
                     new, active, converted,     stays      (nothing of theirs is requeued)
                     left
+    resume          converted                   active     (the LRS voided the goal event and
+                                                           the campaign's goal says
+                                                           resume_when_voided)
 """
 
 from __future__ import annotations
@@ -98,6 +101,7 @@ class EnrolmentOp(StrEnum):
     LEAVE = "leave"
     SUPPRESS = "suppress"
     REOPEN = "reopen"
+    RESUME = "resume"  # the goal event that ended it was voided, and the campaign resumes
 
 
 M, E = MessageState, EnrolmentState
@@ -127,6 +131,7 @@ ENROLMENT_MOVES: Mapping[EnrolmentOp, Mapping[EnrolmentState, frozenset[Enrolmen
     EnrolmentOp.LEAVE: {E.ACTIVE: frozenset({E.LEFT})},
     EnrolmentOp.SUPPRESS: {E.ACTIVE: frozenset({E.LEFT}),
                            **{state: frozenset({state}) for state in (E.NEW, *_ENDED)}},
+    EnrolmentOp.RESUME: {E.CONVERTED: frozenset({E.ACTIVE})},
     EnrolmentOp.REOPEN: {E.COMPLETED: frozenset({E.ACTIVE}),
                          **{state: frozenset({state}) for state in (E.NEW, E.ACTIVE, E.CONVERTED,
                                                                     E.LEFT)}},
