@@ -1077,13 +1077,14 @@ def events_import(
     Re-importing a file adds nothing twice; bad rows and statements are listed by position.
     """
     from .config import load_project
-    from .events import import_events
+    from .events import actor_lookup, import_events
     from .ledger import Ledger
 
     with invocation(project, now) as inv:
         loaded = load_project(inv.root)
         with Ledger.of(loaded, db) as ledger:
-            result = import_events(ledger, file, kind=kind, limits=loaded.settings.dates)
+            result = import_events(ledger, file, kind=kind, limits=loaded.settings.dates,
+                                   lookup=actor_lookup(loaded, ledger))
     out = console()
     out.print(f"{result.source} ({result.kind}): {result.added} event(s) added, "
               f"{result.already_known} already recorded, {len(result.skipped)} skipped")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .audience import find_column, normalise_email, read_rows
 from .clock import iso
@@ -17,6 +18,9 @@ from .errors import JsonLimit, LdmailError
 from .hygiene import excerpt
 from .ledger import GoalEvent, Ledger
 from .models import DateLimits
+
+if TYPE_CHECKING:
+    from .config import Project
 
 # Header names we recognise in LMS exports (English, Dutch and German), lower-cased.
 CSV_COLUMNS = {
@@ -107,6 +111,84 @@ def _from_csv(path: Path, display: str) -> Iterator[tuple[str, Event | str]]:
 ActorLookup = Callable[[dict[str, Any]], str | None]
 
 
+def actor_lookup(project: Project, ledger: Ledger) -> ActorLookup:
+    """How `events import` and `events pull` both find the person of an actor without a
+    mailto: mbox: an mbox_sha1sum against every address the ledger knows or the people export
+    holds, and an account name through lrs.account_column. The export is read the first time
+    a statement needs it, and only then."""
+    lrs = project.settings.lrs
+    column = lrs.account_column if lrs is not None else None
+    hashes: dict[str, str] = {}
+    export: PeopleIndex | None = None
+
+    def people() -> PeopleIndex:
+        nonlocal export
+        if export is None:
+            export = people_index(project, column)
+            hashes.update(_hashed(export.addresses))
+        return export
+
+    def lookup(actor: dict[str, Any]) -> str | None:
+        digest = actor.get("mbox_sha1sum")
+        if isinstance(digest, str):
+            if not hashes:
+                hashes.update(_hashed(ledger.known_addresses()))
+            digest = digest.strip().lower()
+            if digest not in hashes:
+                people()
+            return hashes.get(digest)
+        account = actor.get("account")
+        if column is not None and isinstance(account, dict) and \
+                isinstance(account.get("name"), str):
+            return people().accounts.get(account["name"].strip())
+        return None
+
+    return lookup
+
+
+def _hashed(addresses: Iterable[str]) -> dict[str, str]:
+    """xAPI's mbox_sha1sum (the SHA-1 of "mailto:" and the address, in hex) -> address."""
+    return {hashlib.sha1(f"mailto:{a}".encode()).hexdigest(): a for a in addresses}
+
+
+@dataclass(frozen=True)
+class PeopleIndex:
+    addresses: list[str]
+    accounts: dict[str, str]  # account name -> address, through lrs.account_column
+
+
+def people_index(project: Project, column: str | None) -> PeopleIndex:
+    """The export's addresses, and its account names when `column` (an attribute of
+    people.columns or a header of the export) is given."""
+    from .config import PEOPLE_SOURCE
+
+    source = project.audiences.people
+    header, rows = read_rows(project.path(source.source, PEOPLE_SOURCE), source.source,
+                             source.encoding, source.delimiter)
+    lowered = {h.strip().lower(): i for i, h in enumerate(header)}
+    mail = lowered.get(source.columns["email"].strip().lower())
+    at = None
+    if column is not None:
+        at = lowered.get(source.columns.get(column, column).strip().lower())
+        if at is None:
+            raise LdmailError(f"lrs.account_column: no column {column!r} in {source.source} "
+                              f"(found: {', '.join(header)})")
+    index = PeopleIndex([], {})
+    if mail is None:
+        return index
+    for _, cells in rows:
+        try:
+            address = normalise_email(cells[mail]) if mail < len(cells) else None
+        except ValueError:
+            continue
+        if address is None:
+            continue
+        index.addresses.append(address)
+        if at is not None and at < len(cells) and cells[at].strip():
+            index.accounts[cells[at].strip()] = address
+    return index
+
+
 def _actor_email(actor: Any, lookup: ActorLookup | None = None) -> str:
     if not isinstance(actor, dict):
         raise ValueError("no actor")
@@ -119,6 +201,12 @@ def _actor_email(actor: Any, lookup: ActorLookup | None = None) -> str:
     account = actor.get("account")
     if isinstance(account, dict) and "@" in str(account.get("name", "")):
         return normalise_email(str(account["name"]))
+    if isinstance(actor.get("mbox_sha1sum"), str):
+        raise ValueError("actor's mbox_sha1sum matches no one in the people export or the "
+                         "ledger")
+    if isinstance(account, dict):
+        raise ValueError("actor's account matches no one in the people export (lrs."
+                         "account_column in ldmail.yaml names the column of account names)")
     raise ValueError("actor has no mbox (mailto:) and no account named by an e-mail address")
 
 
@@ -190,7 +278,8 @@ def load_json(text: str) -> Any:
         raise JsonLimit(exc.reason, line) from None
 
 
-def _from_xapi(path: Path, display: str) -> Iterator[tuple[str, Event | str]]:
+def _from_xapi(path: Path, display: str, lookup: ActorLookup | None
+               ) -> Iterator[tuple[str, Event | str]]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
@@ -239,7 +328,7 @@ def _from_xapi(path: Path, display: str) -> Iterator[tuple[str, Event | str]]:
             yield where, statement.reason
             continue
         try:
-            yield where, statement_event(statement)
+            yield where, statement_event(statement, lookup)
         except ValueError as exc:
             yield where, str(exc)
 
@@ -261,12 +350,14 @@ def require_file(path: Path) -> None:
 
 
 def import_events(ledger: Ledger, path: Path, *, kind: str = "auto",
-                  display: str | None = None, limits: DateLimits | None = None) -> ImportResult:
-    """Add the file's events to the ledger; events already recorded are not added again."""
+                  display: str | None = None, limits: DateLimits | None = None,
+                  lookup: ActorLookup | None = None) -> ImportResult:
+    """Add the file's events to the ledger; events already recorded are not added again.
+    `lookup` finds the people of xAPI actors without an mbox (see actor_lookup)."""
     require_file(path)
     display = display or str(path)
     kind = detect_kind(path) if kind == "auto" else kind
-    source = _from_xapi(path, display) if kind == "xapi" else _from_csv(path, display)
+    source = _from_xapi(path, display, lookup) if kind == "xapi" else _from_csv(path, display)
     result = ImportResult(display, kind)
     good: list[Event] = []
     limits = limits or DateLimits()

@@ -8,7 +8,6 @@ committed in one transaction: a pull killed at any point repeats nothing and los
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import time
@@ -16,14 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 
 from .clock import iso
 from .errors import LdmailError
-from .events import Skipped, load_json, parse_timestamp, statement_event
+from .events import ActorLookup, Skipped, actor_lookup, load_json, parse_timestamp, statement_event
 from .ledger import GoalEvent, Ledger
 from .models import DateLimits, Lrs
 
@@ -109,61 +108,9 @@ class _Reader:
                        "where it was, the next pull tries again")
 
 
-Accounts = Callable[[], dict[str, str]]  # account name -> address, read when first needed
-
-
-def _actor_lookup(ledger: Ledger, accounts: Accounts | None
-                  ) -> Callable[[dict[str, Any]], str | None]:
-    hashes: dict[str, str] | None = None
-    names: dict[str, str] | None = None
-
-    def lookup(actor: dict[str, Any]) -> str | None:
-        nonlocal hashes, names
-        digest = actor.get("mbox_sha1sum")
-        if isinstance(digest, str):
-            if hashes is None:
-                hashes = {hashlib.sha1(f"mailto:{a}".encode()).hexdigest(): a
-                          for a in ledger.known_addresses()}
-            return hashes.get(digest.lower())
-        account = actor.get("account")
-        if accounts is not None and isinstance(account, dict) and \
-                isinstance(account.get("name"), str):
-            if names is None:
-                names = accounts()
-            return names.get(account["name"].strip())
-        return None
-
-    return lookup
-
-
-def people_accounts(project: Project, column: str) -> dict[str, str]:
-    """Account name -> address from the people export; `column` is an attribute of
-    people.columns or a header of the export."""
-    from .audience import normalise_email, read_rows
-    from .config import PEOPLE_SOURCE
-
-    source = project.audiences.people
-    header, rows = read_rows(project.path(source.source, PEOPLE_SOURCE), source.source,
-                             source.encoding, source.delimiter)
-    lowered = {h.strip().lower(): i for i, h in enumerate(header)}
-    wanted = source.columns.get(column, column).strip().lower()
-    if wanted not in lowered:
-        raise LrsError(f"lrs.account_column: no column {column!r} in {source.source} "
-                       f"(found: {', '.join(header)})")
-    at, mail = lowered[wanted], lowered[source.columns["email"].strip().lower()]
-    found: dict[str, str] = {}
-    for _, cells in rows:
-        if max(at, mail) < len(cells) and cells[at].strip():
-            try:
-                found[cells[at].strip()] = normalise_email(cells[mail])
-            except ValueError:
-                continue
-    return found
-
-
 def pull(ledger: Ledger, lrs: Lrs, now: datetime, *, limits: DateLimits | None = None,
          client: httpx.Client | None = None, sleep: Callable[[float], None] = time.sleep,
-         max_pages: int = MAX_PAGES, accounts: Accounts | None = None) -> PullResult:
+         max_pages: int = MAX_PAGES, lookup: ActorLookup | None = None) -> PullResult:
     """Record the statements stored since the last pull; see the module's docstring."""
     password = os.environ.get(lrs.password_env)
     if not password:
@@ -176,7 +123,6 @@ def pull(ledger: Ledger, lrs: Lrs, now: datetime, *, limits: DateLimits | None =
     http.headers["X-Experience-API-Version"] = lrs.version
     reader = _Reader(lrs, http, sleep)
     result = PullResult(cursor=ledger.meta(CURSOR))
-    lookup = _actor_lookup(ledger, accounts)
     forgotten = ledger.forgotten_hashes()
     verbs, activities = set(lrs.verbs), set(lrs.activities)
     base = lrs.endpoint.rstrip("/") + "/"
@@ -291,11 +237,9 @@ def pull_project(project: Project, now: datetime, *, db: Path | None = None,
     if lrs is None:
         raise LdmailError("ldmail.yaml has no lrs: block; add one (see the README, "
                           "'Goals from a Learning Record Store')")
-    column = lrs.account_column
-    accounts = (lambda: people_accounts(project, column)) if column else None
     with Ledger.of(project, db) as ledger:
         return pull(ledger, lrs, now, limits=project.settings.dates, client=client, sleep=sleep,
-                    accounts=accounts)
+                    lookup=actor_lookup(project, ledger))
 
 
 def pull_logged(project: Project, log: logging.Logger, now: datetime, *,

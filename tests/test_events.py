@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import sqlite3
@@ -192,3 +193,29 @@ def test_shipped_example_events_import_cleanly(example: Path, cli: Cli, tmp_path
     assert {verb for _, verb, _, _ in recorded} == {"registered", "completed"}
     assert min(at for *_, at in recorded) >= "2026-12-02"
     assert max(at for *_, at in recorded) <= "2027-01-26"
+
+
+def test_import_matches_actors_as_pull_does(project: Path, cli: Cli, tmp_path: Path) -> None:
+    """An actor without an mbox is found by mbox_sha1sum (against the people export, before
+    any send) and by account name through lrs.account_column, as `events pull` finds it."""
+    with (project / "ldmail.yaml").open("a", encoding="utf-8") as file:
+        file.write("\nlrs:\n  endpoint: https://lrs.example.org/xAPI\n  user: reader\n"
+                   "  account_column: last_name\n")
+    hashed = statement("x@example.org", "registered", "course:excel", "2026-12-02T09:15:00Z")
+    hashed["actor"] = {"objectType": "Agent", "mbox_sha1sum": hashlib.sha1(
+        b"mailto:ann.devries@example.org").hexdigest().upper()}
+    account = statement("x@example.org", "completed", "course:gdpr", "2026-12-03T10:00:00Z")
+    account["actor"] = {"objectType": "Agent",
+                        "account": {"homePage": "https://lms.example.org", "name": "Smith"}}
+    stranger = statement("x@example.org", "registered", "course:excel", "2026-12-04T10:00:00Z")
+    stranger["actor"] = {"objectType": "Agent",
+                         "mbox_sha1sum": hashlib.sha1(b"mailto:nobody@example.org").hexdigest()}
+    path = tmp_path / "statements.json"
+    path.write_text(json.dumps([hashed, account, stranger]), encoding="utf-8")
+    result = cli("events", "import", path, "--project", project)
+    assert "2 event(s) added, 0 already recorded, 1 skipped" in result.stdout, result.output
+    assert "statement 3: actor's mbox_sha1sum matches no one in the people export" \
+        in result.stdout
+    assert events(project) == [
+        ("ann.devries@example.org", "registered", "course:excel", "2026-12-02T09:15:00Z"),
+        ("bob.smith@example.org", "completed", "course:gdpr", "2026-12-03T10:00:00Z")]
