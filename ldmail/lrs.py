@@ -13,7 +13,8 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
@@ -65,10 +66,19 @@ def _same_origin(a: str, b: str) -> bool:
 
 
 def _wait(response: httpx.Response | None, attempt: int) -> float:
-    if response is not None:
-        after = response.headers.get("Retry-After", "").strip()
-        if after.isdigit():
-            return min(float(after), MAX_WAIT)
+    """Seconds before the next attempt: what Retry-After says (seconds, or an HTTP date),
+    else an exponential back-off; never more than MAX_WAIT."""
+    after = response.headers.get("Retry-After", "").strip() if response is not None else ""
+    if after.isdigit():
+        return min(float(after), MAX_WAIT)
+    if after:
+        try:
+            until = parsedate_to_datetime(after)
+        except (TypeError, ValueError):
+            pass
+        else:
+            if until.tzinfo is not None:
+                return min(max((until - datetime.now(UTC)).total_seconds(), 0.0), MAX_WAIT)
     return min(0.5 * 2.0 ** attempt, MAX_WAIT)
 
 

@@ -14,6 +14,8 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -171,15 +173,16 @@ def test_refused_credentials_one_clear_line(project: Path, cli: Cli, ralph: Ralp
 
 
 class _Busy(BaseHTTPRequestHandler):
-    """429 with Retry-After: 1 to the first request, then one page of one statement."""
+    """429 with Retry-After (`after`) to the first request, then one page of one statement."""
 
     calls: list[float] = []
+    after = "1"
 
     def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
         self.calls.append(time.monotonic())
         if len(self.calls) == 1:
             self.send_response(429)
-            self.send_header("Retry-After", "1")
+            self.send_header("Retry-After", self.after)
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
@@ -198,9 +201,14 @@ class _Busy(BaseHTTPRequestHandler):
         pass
 
 
+@pytest.mark.parametrize("form", ["seconds", "http-date"])
 def test_429_is_retried_after_retry_after(project: Path, cli: Cli,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+                                          monkeypatch: pytest.MonkeyPatch, form: str) -> None:
     _Busy.calls = []
+    # Retry-After is a number of seconds or an HTTP date (RFC 9110, 10.2.3); a date two
+    # seconds ahead, cut to whole seconds, is one to two seconds away.
+    _Busy.after = "1" if form == "seconds" else format_datetime(
+        datetime.now(UTC) + timedelta(seconds=2), usegmt=True)
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Busy)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
@@ -264,12 +272,12 @@ def test_voided_registration_ends_the_goal(project: Path, cli: Cli, ralph: Ralph
                      else [("converted", "goal reached")])
 
 
-Reply = tuple[int, dict[str, str], dict[str, Any] | None]
+Reply = tuple[int, dict[str, str], dict[str, Any] | bytes | None]
 
 
 class _Scripted(BaseHTTPRequestHandler):
     """Answers from `script` in order (the last one again once it runs out); `seen` keeps
-    each request's path and query."""
+    each request's path and query. A document given as bytes is sent as it is."""
 
     script: list[Reply] = []
     seen: list[str] = []
@@ -277,7 +285,8 @@ class _Scripted(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
         self.seen.append(self.path)
         status, headers, document = self.script[min(len(self.seen), len(self.script)) - 1]
-        body = json.dumps(document).encode() if document is not None else b""
+        body = document if isinstance(document, bytes) else \
+            json.dumps(document).encode() if document is not None else b""
         self.send_response(status)
         for name, value in {"Content-Type": "application/json", **headers}.items():
             self.send_header(name, value)
@@ -386,3 +395,47 @@ def test_account_matched_through_a_people_column(
     result = cli("events", "pull", "--project", project)
     assert result.exit_code == 0, result.output
     assert [e[0] for e in events(project)] == ["bob.smith@example.org"]
+
+
+def cursor(project: Path) -> str | None:
+    found = rows(project, "SELECT value FROM meta WHERE key = 'lrs_cursor'")
+    return found[0][0] if found else None
+
+
+def test_an_answer_that_is_not_json_loses_nothing(
+        project: Path, cli: Cli, scripted: tuple[type[_Scripted], str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    lrs, base = scripted
+    lrs.script = [(200, {}, page(1, "/xAPI/statements?page=2")),
+                  (200, {"Content-Type": "text/html"}, b"<html><h1>502 Bad Gateway</h1>")]
+    configure(project, f"{base}/xAPI", monkeypatch)
+    failed = cli("events", "pull", "--project", project)
+    assert failed.exit_code == 1
+    assert "/xAPI/statements?page=2: the answer is not JSON" in failed.output
+    assert "Traceback" not in failed.output
+    # Page 1 is kept with the cursor after it; the page that was not JSON is asked again.
+    assert cursor(project) == "2026-11-01T09:00:01Z"
+    lrs.script, lrs.seen = [(200, {}, page(2, ""))], []
+    again = cli("events", "pull", "--project", project)
+    assert again.exit_code == 0, again.output
+    assert "since=2026-11-01T09%3A00%3A01Z" in lrs.seen[0]
+    assert [e[0] for e in events(project)] == ["p1@example.org", "p2@example.org"]
+
+
+def test_a_statement_without_actor_is_skipped_and_the_rest_kept(
+        project: Path, cli: Cli, scripted: tuple[type[_Scripted], str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    lrs, base = scripted
+    document = page(1, "")
+    nameless = {**page(2, "")["statements"][0]}
+    del nameless["actor"]
+    document["statements"].append(nameless)
+    document["statements"].append(page(3, "")["statements"][0])
+    lrs.script = [(200, {}, document)]
+    configure(project, f"{base}/xAPI", monkeypatch)
+    result = cli("events", "pull", "--project", project)
+    assert result.exit_code == 0, result.output
+    assert "pulled 3 statements: 2 goal events recorded (0 already known), 1 skipped; " \
+        "cursor now 2026-11-03T09:00:01Z" in result.stdout
+    assert f"page 1 statement 2 (id {nameless['id']}): no actor" in result.stdout
+    assert [e[0] for e in events(project)] == ["p1@example.org", "p3@example.org"]
