@@ -527,15 +527,16 @@ def preview(
         model = loaded.campaign(campaign)
     terminal = console()
     with invocation(project, now):  # writing a preview file can fail (a link in its place)
-        _show_previews(terminal, items, campaign, model, inv.root if html else None)
+        _show_previews(terminal, items, campaign, model, inv.root if html else None,
+                       for_person=person is not None)
 
 
 def _show_previews(terminal: Console, items: list[PreviewItem], campaign: str, model: Campaign,
-                   html_root: Path | None) -> None:
+                   html_root: Path | None, *, for_person: bool = False) -> None:
     from rich.panel import Panel
 
     from .hygiene import file_name_part, private_folder, write_private
-    from .preview import invite_summary
+    from .preview import invite_summary, variant_summary
 
     if items and items[0].outside:
         console(stderr=True).print(
@@ -547,14 +548,18 @@ def _show_previews(terminal: Console, items: list[PreviewItem], campaign: str, m
                   f"Subject:   {item.rendered.subject}\nPreheader: {item.rendered.preheader}")
         if invite := invite_summary(model, item.step):
             header += f"\nInvite:    {invite}"
-        title = (f"{campaign} · step {item.step.id} · persona {item.persona or '(none)'} · "
-                 f"{item.language}")
+        if variant := variant_summary(item.step, item.variant, assigned=for_person):
+            header += f"\nVariant:   {variant}"
+        title = (f"{campaign} · step {item.step.id}"
+                 f"{f' · variant {item.variant.id}' if item.variant else ''} · "
+                 f"persona {item.persona or '(none)'} · {item.language}")
         terminal.print(Panel(_escape(header + "\n\n" + item.rendered.text.rstrip()),
                              title=_escape(title), title_align="left", expand=False))
         if html_root is not None:
             folder = private_folder(html_root / ".ldmail" / "preview")
             name = "-".join(file_name_part(part) for part in (
-                campaign, item.step.id, item.persona or "none", item.language)) + ".html"
+                campaign, item.step.id, *([item.variant.id] if item.variant else []),
+                item.persona or "none", item.language)) + ".html"
             path = folder / name
             write_private(path, item.rendered.html)
             terminal.print(f"HTML written to {path}")
@@ -957,7 +962,8 @@ def history(
                    "error"):
         table.add_column(column, overflow="fold")
     for row in found.messages:
-        table.add_row(row["campaign"], row["step"], row["state"], str(row["attempts"]),
+        step = row["step"] + (f" (variant {row['variant']})" if row.get("variant") else "")
+        table.add_row(row["campaign"], step, row["state"], str(row["attempts"]),
                       _local(row["due_at"]), _local(row["sent_at"]) if row["sent_at"] else "",
                       row["message_id"] or "",
                       _escape(row["error"] or ""))
@@ -1250,7 +1256,7 @@ def report(
 def _print_report(result: Report, out: Console) -> None:
     from rich.table import Table
 
-    from .report import CampaignReport, Segment, StepFunnel
+    from .report import CampaignReport, Segment, StepFunnel, VariantArm
 
     words = result.words
     for item in result.campaigns:
@@ -1276,6 +1282,14 @@ def _print_report(result: Report, out: Console) -> None:
         out.print(table)
         for line in _campaign_findings(item, words):
             out.print(line, soft_wrap=True)
+        if item.variants:
+            variants = Table(title=f"{words.t('variants')}: {words.t('variants_note')}",
+                             title_justify="left")
+            for index, key in enumerate(VariantArm.HEADERS):
+                variants.add_column(words.t(key), justify="right" if 1 < index < 7 else "left")
+            for arm in item.variants:
+                variants.add_row(*arm.row(words))
+            out.print(variants)
         if item.fit:
             fit = Table(title=f"{words.t('fit')} " + words.t(
                 "fit_note", target=words.pct(item.fit[0].target, 0)), title_justify="left")

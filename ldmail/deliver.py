@@ -44,8 +44,9 @@ from .ledger import (
 )
 from .lock import SendLock, held_elsewhere, send_lock_path
 from .message import Built, MessageBuilder, new_message_id, unsubscribe_links
+from .models import Variant
 from .render import Renderer
-from .schedule import Planned
+from .schedule import Planned, assign_variant
 from .transport import Outcome, Transport, open_transports
 from .validate import broken_campaigns
 
@@ -59,6 +60,7 @@ class Due:
     person: Person
     planned: Planned
     last_step: bool
+    variant: Variant | None = None  # the step's A/B variant this person gets
 
 
 @dataclass(frozen=True)
@@ -174,7 +176,8 @@ def find_due(project: Project, ledger: Ledger, now: datetime) -> DueNow:
         for enrolment, planned, last in found:
             person = people.get(enrolment.row)
             if person is not None and person.email == enrolment.email:
-                due.append(Due(enrolment, person, planned, last))
+                due.append(Due(enrolment, person, planned, last, assign_variant(
+                    enrolment.campaign, planned.step, enrolment.email)))
             else:
                 next_change = now  # due, but not sent now: the next run must look again
     due.sort(key=lambda d: (d.planned.due_at, d.enrolment.campaign, d.person.row))
@@ -213,7 +216,8 @@ class Sender:
                                           self.builder.sender(enrolment.campaign, campaign), token)
         rendered = self.renderer.render(enrolment.campaign, campaign, step, person.attributes,
                                         person.persona, persona, person.language,
-                                        unsubscribe_url=https or mailto, token=token)
+                                        unsubscribe_url=https or mailto, token=token,
+                                        variant=item.variant)
         return self.builder.build(rendered=rendered, campaign_id=enrolment.campaign,
                                   campaign=campaign, step=step, recipient=person.email,
                                   recipient_name=person.display_name, token=token,
@@ -228,7 +232,8 @@ class Sender:
         recheck = Recheck(token) if goal is None else \
             Recheck(token, goal.event, goal.object or "*")
         return self.delivery.claim(_key(item), iso(item.planned.due_at), message_id,
-                                   retry=item.planned.retry, recheck=recheck)
+                                   retry=item.planned.retry, recheck=recheck,
+                                   variant=None if item.variant is None else item.variant.id)
 
     def hold(self, item: Due, reason: str, token: str) -> None:
         self.delivery.hold(_key(item), iso(item.planned.due_at), reason, token)

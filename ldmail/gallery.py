@@ -1,4 +1,5 @@
-"""`ldmail preview --out DIR`: a static gallery of every campaign × step × persona × language.
+"""`ldmail preview --out DIR`: a static gallery of every campaign × step (each A/B variant) ×
+persona × language.
 
 Every page is plain HTML with inline CSS and relative links, so the folder works offline and as
 a CI artefact.
@@ -15,7 +16,7 @@ from pathlib import Path
 from .config import Project
 from .errors import LdmailError
 from .hygiene import private_folder, write_private
-from .preview import PreviewItem, build_preview, invite_summary
+from .preview import PreviewItem, build_preview, invite_summary, variant_summary
 from .units import format_duration
 
 _STYLE = """
@@ -88,6 +89,9 @@ def _message_page(project: Project, entry: GalleryEntry) -> str:
     invite = invite_summary(campaign, item.step)
     if invite:
         facts.append(("Invite", invite))
+    variant = variant_summary(item.step, item.variant, assigned=False)
+    if variant:
+        facts.insert(2, ("Variant", variant))
     rows = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in facts)
     body = (f'<header><h1>{html.escape(rendered.subject)}</h1><p><a style="color:#fff" '
             f'href="index.html">← all messages</a></p></header><main><dl>{rows}</dl>'
@@ -112,9 +116,12 @@ def _index(project: Project, entries: list[GalleryEntry]) -> str:
         mine = [entry for entry in entries if entry.campaign == campaign_id]
         timeline = "".join(
             f"<span>day {e(format_duration(s.after))} · {e(s.id)}"
-            f"{' · calendar invite' if s.calendar else ''}</span>" for s in campaign.steps)
+            f"{' · calendar invite' if s.calendar else ''}"
+            f"{f' · {len(s.variants)} variants' if s.variants else ''}</span>"
+            for s in campaign.steps)
         rows = "".join(
-            f"<tr><td>{e(entry.item.step.id)}</td>"
+            f"<tr><td>{e(entry.item.step.id)}"
+            f"{f' · {e(entry.item.variant.id)}' if entry.item.variant else ''}</td>"
             f"<td>{e(format_duration(entry.item.step.after))}</td>"
             f"<td>{e(entry.item.persona or '')}</td><td>{e(entry.item.language)}</td>"
             f'<td><a href="{e(entry.page)}">{e(entry.item.rendered.subject)}</a></td>'
@@ -156,11 +163,13 @@ def write_gallery(project: Project, folder: Path, today: date, *,
             for language in project.settings.languages:
                 for item in build_preview(project, campaign_id, today, persona_id=persona,
                                           language=language, sample_people=sample_people):
-                    stem = f"{campaign_id}--{item.step.id}--{persona}--{language}"
+                    variant = f"--{item.variant.id}" if item.variant else ""
+                    stem = f"{campaign_id}--{item.step.id}{variant}--{persona}--{language}"
                     entry = GalleryEntry(campaign_id, item, f"{stem}.html", f"mail/{stem}.html")
                     write_private(folder / entry.mail, offline(item.rendered.html))
                     entries.append(entry)
-    entries.sort(key=lambda e: (e.campaign, e.item.step.after, e.item.persona or "",
+    entries.sort(key=lambda e: (e.campaign, e.item.step.after,
+                                e.item.step.choices.index(e.item.variant), e.item.persona or "",
                                 e.item.language))
     for entry in entries:
         write_private(folder / entry.page, _message_page(project, entry))

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -542,19 +543,82 @@ class Calendar(Strict):
     description: str = ""
 
 
+def _inside_templates(value: str) -> str:
+    if value.startswith("/") or ".." in value.split("/"):
+        raise ValueError(f"template '{value}' leaves templates/; name a file below "
+                         "templates/<language>/ without '..', e.g. welcome/hello")
+    return value
+
+
+TemplateName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_./-]+$"),
+                         AfterValidator(_inside_templates)]
+
+
+class Variant(Strict):
+    """One version of a step in an A/B test: its own template, and how often it is sent."""
+
+    id: Slug = Field(description="names the variant in the ledger and the report, e.g. story")
+    template: TemplateName = Field(description="the variant's template, e.g. welcome/hello-b")
+    weight: float = Field(1.0, description=(
+        "how often this variant is sent, relative to the step's other variants: weights 70 "
+        "and 30 send it to 70% and 30% of people [default: 1, an equal split]"),
+        json_schema_extra={"exclusiveMinimum": 0})
+
+    @field_validator("weight")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if not value > 0 or value == float("inf"):
+            raise ValueError(f"{value:g} is not a usable weight; give a number above 0 (weights "
+                             "are relative: 70 and 30 send 70% and 30%), or remove the variant")
+        return value
+
+
 class Step(Strict):
+    # Editors are told the either-or too: exactly one of template and variants.
+    model_config = ConfigDict(json_schema_extra={"oneOf": [{"required": ["template"]},
+                                                           {"required": ["variants"]}]})
+
     id: Slug
     after: Duration
-    template: str = Field(pattern=r"^[A-Za-z0-9_./-]+$")
+    template: TemplateName | None = Field(None, description=(
+        "the step's template below templates/<language>/, without .md; or give variants"))
+    variants: list[Variant] | None = Field(None, min_length=2, description=(
+        "instead of template: an A/B test, each person getting one variant (the same one "
+        "every time, drawn from campaign, step and address); the report compares each with "
+        "the first"))
     calendar: Calendar | None = None
 
-    @field_validator("template")
-    @classmethod
-    def _inside_templates(cls, value: str) -> str:
-        if value.startswith("/") or ".." in value.split("/"):
-            raise ValueError(f"template '{value}' leaves templates/; name a file below "
-                             "templates/<language>/ without '..', e.g. welcome/hello")
-        return value
+    @model_validator(mode="after")
+    def _template_or_variants(self) -> Step:
+        if self.template is not None and self.variants is not None:
+            raise FieldError(("variants",), f"step '{self.id}' has both template and "
+                             "variants; give one: template for one message, or variants, each "
+                             "with its own template, for an A/B test")
+        if self.template is None and self.variants is None:
+            raise FieldError(("template",), "missing required key 'template'; add it (or "
+                             "variants:, each with its own template, for an A/B test)")
+        seen: dict[str, int] = {}
+        for index, variant in enumerate(self.variants or ()):
+            if variant.id in seen:
+                raise FieldError(("variants", index, "id"), f"variant id '{variant.id}' is "
+                                 f"used twice in step '{self.id}' (also variant "
+                                 f"{seen[variant.id]}); variant ids must be unique")
+            seen[variant.id] = index + 1
+        return self
+
+    @property
+    def choices(self) -> list[Variant | None]:
+        """What a person may get: each variant, or (None) the step's one template."""
+        return list(self.variants) if self.variants else [None]
+
+    def template_of(self, variant: Variant | None) -> str:
+        """The template a person gets with `variant` (None: the step's own)."""
+        template = variant.template if variant is not None else self.template
+        assert template is not None  # the model requires template or variants
+        return template
+
+    def variant(self, variant_id: str) -> Variant | None:
+        return next((v for v in self.variants or () if v.id == variant_id), None)
 
 
 class Survey(Strict):

@@ -10,9 +10,10 @@ from .audience import AudienceScan, scan_audience
 from .config import Project
 from .errors import LdmailError
 from .expressions import evaluate
-from .models import Campaign, Step
+from .models import Campaign, Step, Variant
 from .render import Rendered, Renderer
 from .samples import sample_person
+from .schedule import assign_variant
 from .units import format_duration
 
 WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
@@ -28,6 +29,8 @@ class PreviewItem:
     rendered: Rendered
     # Why the campaign would not send this to the person asked for (--person), if it would not.
     outside: str | None = None
+    # The step's A/B variant shown: the one the person gets (--person), or each in turn.
+    variant: Variant | None = None
 
 
 def build_preview(project: Project, campaign_id: str, today: date, *, step_id: str | None = None,
@@ -35,7 +38,8 @@ def build_preview(project: Project, campaign_id: str, today: date, *, step_id: s
                   language: str | None = None, sample_people: bool = False
                   ) -> list[PreviewItem]:
     """Render the chosen steps for the chosen personas (or one person); with `sample_people`,
-    for stand-ins only, without reading the people export."""
+    for stand-ins only, without reading the people export. A step with A/B variants is shown
+    in the variant a person gets, and for a persona in every variant."""
     campaign = project.campaign(campaign_id)
     if language is not None and language not in project.settings.languages:
         raise LdmailError(f"--lang {language}: not one of this project's languages "
@@ -63,6 +67,7 @@ def build_preview(project: Project, campaign_id: str, today: date, *, step_id: s
         targets.append((person.persona, language or person.language, person.attributes,
                         person.email, True))
         outside = _outside(campaign, person.persona, person.attributes)
+        chosen: str | None = person.email
     else:
         personas = [persona_id] if persona_id else (campaign.audience.personas
                                                      or list(project.audiences.personas))
@@ -75,14 +80,18 @@ def build_preview(project: Project, campaign_id: str, today: date, *, step_id: s
             attributes: Mapping[str, object] = real.attributes if real else \
                 sample_person(project, lang, today, name)
             targets.append((name, lang, attributes, str(attributes["email"]), real is not None))
-        outside = None
+        outside = chosen = None
     items: list[PreviewItem] = []
     for step in steps:
-        for persona, lang, attributes, recipient, is_real in targets:
-            model = project.audiences.personas.get(persona) if persona else None
-            rendered = renderer.render(campaign_id, campaign, step, attributes, persona, model,
-                                       lang)
-            items.append(PreviewItem(step, persona, lang, recipient, is_real, rendered, outside))
+        variants = step.choices if chosen is None else \
+            [assign_variant(campaign_id, step, chosen)]
+        for variant in variants:
+            for persona, lang, attributes, recipient, is_real in targets:
+                model = project.audiences.personas.get(persona) if persona else None
+                rendered = renderer.render(campaign_id, campaign, step, attributes, persona,
+                                           model, lang, variant=variant)
+                items.append(PreviewItem(step, persona, lang, recipient, is_real, rendered,
+                                         outside, variant))
     return items
 
 
@@ -113,3 +122,14 @@ def invite_summary(campaign: Campaign, step: Step) -> str | None:
     return (f"{invite.title}: every {day} at {invite.time:%H:%M} for "
             f"{format_duration(invite.duration)}, {invite.weeks} weeks "
             f"({campaign.send_window.timezone.key}{where}); sent as a meeting request")
+
+
+def variant_summary(step: Step, variant: Variant | None, *, assigned: bool) -> str | None:
+    """Which A/B variant is shown, and its share of the step's weights, in one line."""
+    if variant is None or not step.variants:
+        return None
+    share = variant.weight / sum(v.weight for v in step.variants)
+    others = [v.id for v in step.variants if v is not variant]
+    plural = "s" if len(others) > 1 else ""
+    line = f"{variant.id}, sent to {share:.0%} of people (the other{plural}: {', '.join(others)})"
+    return line + "; this person gets it" if assigned else line

@@ -33,7 +33,7 @@ from .config import TEMPLATES_DIR, Project
 from .confine import MAX_TEMPLATE_BYTES, confined, read_regular_text
 from .errors import BudgetExceeded, OutsideProject, Problem, RenderError
 from .expressions import Sandbox, unsafe_access
-from .models import Campaign, Persona, Step
+from .models import Campaign, Persona, Step, Variant
 from .textify import html_to_text
 from .units import format_duration
 
@@ -178,7 +178,7 @@ _SOURCES = {"vars": "define it under vars: in ldmail.yaml",
             "person": "map the column under people.columns in audiences.yaml",
             "persona": "personas have id, label and wiifm",
             "campaign": "campaigns have id, title, phase, sender and description",
-            "step": "steps have id, after and template"}
+            "step": "steps have id, after, template and variant"}
 
 
 def _undefined(exc: UndefinedError, template: Template, line: int | None) -> str:
@@ -466,7 +466,7 @@ class Renderer:
 
     def context(self, campaign_id: str, campaign: Campaign, step: Step,
                 person: Mapping[str, Any], persona_id: str | None, persona: Persona | None,
-                language: str) -> dict[str, Any]:
+                language: str, variant: Variant | None = None) -> dict[str, Any]:
         settings = self.project.settings
         return {
             "person": dict(person),
@@ -478,7 +478,8 @@ class Renderer:
             "campaign": {"id": campaign_id, "title": campaign.title, "phase": campaign.phase,
                          "sender": campaign.sender, "description": campaign.description},
             "step": {"id": step.id, "after": format_duration(step.after),
-                     "template": step.template},
+                     "template": step.template_of(variant),
+                     "variant": variant.id if variant is not None else ""},
             "vars": settings.vars,
             "organisation": settings.organisation,
             "language": language,
@@ -486,16 +487,18 @@ class Renderer:
 
     def render(self, campaign_id: str, campaign: Campaign, step: Step,
                person: Mapping[str, Any], persona_id: str | None, persona: Persona | None,
-               language: str, unsubscribe_url: str = "#", token: str | None = None) -> Rendered:
-        """The parts of one message; `token` is the person's token in `unsubscribe_url`.
+               language: str, unsubscribe_url: str = "#", token: str | None = None,
+               variant: Variant | None = None) -> Rendered:
+        """The parts of one message; `token` is the person's token in `unsubscribe_url`;
+        `variant`: which of the step's variants (its template) the person gets.
 
         All of it (the template, Markdown, the layout, CSS inlining) within one budget.
         """
-        name, _ = self.resolve(step.template, language)
+        name, _ = self.resolve(step.template_of(variant), language)
         try:
             with self.env.budget.running():
                 return self._render(campaign_id, campaign, step, person, persona_id, persona,
-                                    language, unsubscribe_url, token)
+                                    language, unsubscribe_url, token, variant)
         except BudgetExceeded as exc:  # after the template: in Markdown or the layout
             error = RenderError(f"{TEMPLATES_DIR}/{name}", None, str(exc), security=True)
             self._over_budget[name] = error
@@ -503,12 +506,13 @@ class Renderer:
 
     def _render(self, campaign_id: str, campaign: Campaign, step: Step,
                 person: Mapping[str, Any], persona_id: str | None, persona: Persona | None,
-                language: str, unsubscribe_url: str, token: str | None) -> Rendered:
-        name, used_language = self.resolve(step.template, language)
+                language: str, unsubscribe_url: str, token: str | None,
+                variant: Variant | None) -> Rendered:
+        name, used_language = self.resolve(step.template_of(variant), language)
         display = f"{TEMPLATES_DIR}/{name}"
         template = self._load(name)
         values = self.context(campaign_id, campaign, step, person, persona_id, persona,
-                              used_language)
+                              used_language, variant)
         failed = self._over_budget.get(name)
         if failed is not None:
             raise failed  # it ran out of time or space before: not another 2 s per person
@@ -531,8 +535,10 @@ class Renderer:
                 parts[block] = "".join(render_block(context)).strip()
 
         settings = self.project.settings
+        # utm_content is the analytics field meant for telling versions of content apart.
+        content = step.id if variant is None else f"{step.id}.{variant.id}"
         utm = (("utm_source", settings.utm.source), ("utm_medium", settings.utm.medium),
-               ("utm_campaign", campaign_id), ("utm_content", step.id)) \
+               ("utm_campaign", campaign_id), ("utm_content", content)) \
             if settings.utm.enabled else ()
         stand_ins = self._stand_ins(person, parts) if token is not None else ()
         if stand_ins:

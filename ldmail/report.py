@@ -16,8 +16,8 @@ from .clock import from_iso, iso
 from .config import Project
 from .enrolment import goal_reached_at
 from .hygiene import csv_cell
-from .ledger import EnrolmentFacts, Group, Ledger, MessageState
-from .models import Campaign
+from .ledger import EnrolmentFacts, Group, Ledger, MessageFacts, MessageState
+from .models import Campaign, Step
 from .report_text import DASH, Words
 from .sensitivity import Sensitivity, sensitivity
 from .stats import Comparison, HypothesisStatus, judge_hypothesis
@@ -80,6 +80,97 @@ class Segment:
             "median_days_to_goal_treatment": self.median_days_treatment,
             "median_days_to_goal_holdout": self.median_days_holdout,
         }
+
+
+@dataclass(frozen=True)
+class VariantArm:
+    """One A/B variant of a step: who received it, and how many reached the goal after it.
+
+    Each variant is compared with its step's first listed variant, the reference, by the
+    holdout comparison's statistics (`comparison`: this variant in the place of the mailed
+    group, the reference in the place of the holdout; None for the reference itself). The
+    first listed is the one an author usually writes first: the current text, the others
+    the challengers.
+    """
+
+    step: str
+    variant: str
+    reference: str
+    share: float  # its share of the step's weights as configured (0: no longer listed)
+    received: int  # people whose message of the step, in this variant, was sent
+    converted: int  # of them, who reached the goal after it was sent
+    comparison: Comparison | None
+
+    HEADERS = ("step", "variant", "variant_weight", "variant_reached", "difference",
+               "interval", "p", "verdict")  # phrase keys of `row`'s columns
+
+    def verdict(self, words: Words) -> str:
+        c = self.comparison
+        if c is None:
+            return words.t("variant_reference")
+        return words.t(f"variant_{c.outcome}", p=words.p_value(c.p_value),
+                       variant=self.variant, reference=self.reference)
+
+    def row(self, words: Words) -> list[str]:
+        """The variant's line in the table and the HTML."""
+        c = self.comparison
+        return [self.step, self.variant, words.pct(self.share, 0),
+                words.rate(self.converted, self.received),
+                DASH if c is None else words.pp(c.uplift),
+                DASH if c is None else words.interval(c.interval),
+                DASH if c is None else words.p_value(c.p_value).lstrip("= "),
+                self.verdict(words)]
+
+    def as_dict(self, words: Words) -> dict[str, Any]:
+        """Its figures by the CSV's column names; the reference's own are its reference_*."""
+        c = self.comparison
+        ref_n, ref_k = (self.received, self.converted) if c is None else \
+            (c.holdout_n, c.holdout_converted)
+        interval = None if c is None else c.interval
+        uplift = None if c is None else c.uplift
+        return {
+            "step": self.step, "variant": self.variant, "variant_share": self.share,
+            "variant_n": self.received, "variant_converted": self.converted,
+            "variant_rate": self.converted / self.received if self.received else None,
+            "reference": self.reference, "reference_n": ref_n, "reference_converted": ref_k,
+            "reference_rate": ref_k / ref_n if ref_n else None,
+            "uplift_pp": None if uplift is None else uplift * 100,
+            "ci_low_pp": None if interval is None else interval[0] * 100,
+            "ci_high_pp": None if interval is None else interval[1] * 100,
+            "p_value": None if c is None else c.p_value,
+            "outcome": "reference" if c is None else c.outcome,
+            "verdict": self.verdict(words),
+        }
+
+
+def variant_arms(step: Step, messages: list[MessageFacts],
+                 converted_at: dict[str, datetime]) -> list[VariantArm]:
+    """The A/B comparison of one step: per variant, the people whose message was sent in it
+    (as the ledger recorded it) and who of them reached the goal afterwards; each variant
+    against the first listed. Variants the ledger holds but the step no longer lists come
+    last, with a share of 0."""
+    if not step.variants:
+        return []
+    counts: dict[str, list[int]] = {}
+    for message in messages:
+        if message.step != step.id or message.variant is None or \
+                message.state != MessageState.SENT or message.sent_at is None:
+            continue
+        tally = counts.setdefault(message.variant, [0, 0])
+        tally[0] += 1
+        reached = converted_at.get(message.email)
+        if reached is not None and reached > from_iso(message.sent_at):
+            tally[1] += 1
+    total = sum(v.weight for v in step.variants)
+    shares = {v.id: v.weight / total for v in step.variants}
+    reference = step.variants[0].id
+    ref_n, ref_k = counts.get(reference, [0, 0])
+    arms = []
+    for variant in [*shares, *sorted(set(counts) - set(shares))]:
+        n, k = counts.get(variant, [0, 0])
+        arms.append(VariantArm(step.id, variant, reference, shares.get(variant, 0.0), n, k,
+                               None if variant == reference else Comparison(n, k, ref_n, ref_k)))
+    return arms
 
 
 @dataclass(frozen=True)
@@ -155,6 +246,8 @@ class CampaignReport:
                                          "bar", "answers_given")]
 
     fit: list[FitShare] = field(default_factory=list)  # the survey's fit answers, "all" first
+    # The A/B variants of its steps on the goal, step by step, each step's reference first.
+    variants: list[VariantArm] = field(default_factory=list)
 
     @property
     def hypothesis_status(self) -> HypothesisStatus | None:
@@ -200,6 +293,7 @@ class CampaignReport:
             "personas": [p.as_dict(words) for p in self.personas],
             "sends_by_day": [{"day": d, "sent": n} for d, n in self.sends_by_day],
             "fit": [f.as_dict() for f in self.fit],
+            "variants": [v.as_dict(words) for v in self.variants],
         }
 
 
@@ -321,6 +415,9 @@ def build_report(project: Project, now: datetime, *, db: Path | None = None,
                 description=model.description.strip(), holdout_share=model.holdout,
                 model=model, active=sum(1 for r in enrolments if r.exit_reason is None),
                 fit=_fit_shares(ledger, campaign_id, model, enrolments, now),
+                variants=[] if goal is None else [
+                    arm for step in model.steps if step.variants
+                    for arm in variant_arms(step, messages, converted_at)],
                 sensitivity=None if goal is None else sensitivity(campaign_id, model, mailed,
                                                                   held)))
     return report
@@ -331,18 +428,22 @@ CSV_FIELDS = ["campaign", "record", "step", "sent", "bounced", "failed", "unknow
               "holdout_converted", "holdout_rate", "uplift_pp", "ci_low_pp", "ci_high_pp",
               "p_value", "outcome", "verdict", "median_days_to_goal_treatment",
               "median_days_to_goal_holdout", "answers", "did_not_fit", "did_not_fit_share",
-              "target", "under_target"]
+              "target", "under_target", "variant", "variant_share", "variant_n",
+              "variant_converted", "variant_rate", "reference", "reference_n",
+              "reference_converted", "reference_rate"]
 # How many decimals each figure keeps: a rate as 0.458, points as 12.5, p as 0.0034.
 DECIMALS = {"treatment_rate": 3, "holdout_rate": 3, "uplift_pp": 1, "ci_low_pp": 1,
             "ci_high_pp": 1, "p_value": 4, "median_days_to_goal_treatment": 1,
-            "median_days_to_goal_holdout": 1, "did_not_fit_share": 3, "target": 3}
+            "median_days_to_goal_holdout": 1, "did_not_fit_share": 3, "target": 3,
+            "variant_share": 3, "variant_rate": 3, "reference_rate": 3}
 # Languages whose Excel reads `;` as the separator and `,` as the decimal mark.
 DECIMAL_COMMA = ("nl", "de")
 
 
 def to_csv(report: Report, *, excel: bool = True) -> str:
-    """One row per step (record=step), per conversion segment (record=conversion) and per
-    persona's survey answers (record=fit).
+    """One row per step (record=step), per conversion segment (record=conversion), per
+    persona's survey answers (record=fit) and per A/B variant of a step (record=variant: its
+    figures against the step's reference variant in uplift_pp, ci_*, p_value and verdict).
 
     With `excel` the file opens in columns in Excel of the report's language: a byte order
     mark (so the UTF-8 is read as such), and for Dutch and German `;` between cells and a
@@ -369,6 +470,8 @@ def to_csv(report: Report, *, excel: bool = True) -> str:
                          "answers": fit.answers, "did_not_fit": fit.did_not_fit,
                          "did_not_fit_share": fit.share, "target": fit.target,
                          "under_target": fit.under_target})
+        for arm in campaign.variants:
+            rows.append({"campaign": campaign.id, "record": "variant", **arm.as_dict(words)})
 
     def figure(key: str, value: object) -> object:
         if isinstance(value, float) and not isinstance(value, bool):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from html import escape
 
-from .report import ALL, CampaignReport, Report, Segment, StepFunnel
+from .report import ALL, CampaignReport, Report, Segment, StepFunnel, VariantArm
 from .report_text import DASH, Words
 
 # Colours: colour-blind safe pairs, readable in print.
@@ -495,6 +495,12 @@ def _tables(campaign: CampaignReport, words: Words) -> str:
                   "</h3>",
                   _table([words.t(k) for k in Segment.HEADERS],
                          rows, total=0, text=(0, 7), wrap=(7,)), "</div>"]
+    if campaign.variants:
+        parts += [f'<div class="block variants"><h3>{escape(words.t("variants"))}</h3>'
+                  f'<p class="note">{escape(words.t("variants_note"))}</p>',
+                  _table([words.t(k) for k in VariantArm.HEADERS],
+                         [arm.row(words) for arm in campaign.variants], text=(0, 1, 7),
+                         wrap=(7,)), "</div>"]
     if campaign.fit:
         note = words.t("fit_note", target=words.pct(campaign.fit[0].target, 0))
         parts += [f'<div class="block fit"><h3>{escape(words.t("fit"))}</h3>'

@@ -164,6 +164,44 @@ PHRASES: Final[dict[str, tuple[str, str, str]]] = {
                         "doelgroep",
                         "noch keine klare Wirkung (p {p}); weiter messen oder Zielgruppe "
                         "vergrößern"),
+    # A/B variants (each against the step's first listed variant; the same rules)
+    "variants": ("A/B variants on the goal", "A/B-varianten op het doel",
+                 "A/B-Varianten beim Ziel"),
+    "variants_note": ("each variant against the step's first one, the reference: of the people "
+                      "who received it, the share who reached the goal afterwards; interval, "
+                      "test and verdict as for the holdout",
+                      "elke variant tegenover de eerste van de stap, de referentie: van wie hem "
+                      "ontving, het aandeel dat daarna het doel bereikte; interval, toets en "
+                      "oordeel als bij de controlegroep",
+                      "jede Variante gegenüber der ersten des Schritts, der Referenz: von "
+                      "denen, die sie erhielten, der Anteil, der danach das Ziel erreichte; "
+                      "Intervall, Test und Ergebnis wie bei der Kontrollgruppe"),
+    "variant": ("variant", "variant", "Variante"),
+    "variant_weight": ("planned share", "gepland aandeel", "geplanter Anteil"),
+    "variant_reached": ("received: goal reached", "ontvangen: doel bereikt",
+                        "erhalten: Ziel erreicht"),
+    "difference": ("difference", "verschil", "Unterschied"),
+    "variant_reference": ("the reference: the other variants are compared with it",
+                          "de referentie: de andere varianten worden ermee vergeleken",
+                          "die Referenz: die anderen Varianten werden mit ihr verglichen"),
+    "variant_no-holdout": ("nothing to compare yet: {variant} and {reference} have not both "
+                           "been sent",
+                           "nog niets te vergelijken: {variant} en {reference} zijn nog niet "
+                           "allebei verstuurd",
+                           "noch nichts zu vergleichen: {variant} und {reference} wurden noch "
+                           "nicht beide versendet"),
+    "variant_raised": ("{variant} converted more than {reference} (p {p})",
+                       "{variant} converteerde meer dan {reference} (p {p})",
+                       "{variant} konvertierte häufiger als {reference} (p {p})"),
+    "variant_lowered": ("{variant} converted less than {reference} (p {p})",
+                        "{variant} converteerde minder dan {reference} (p {p})",
+                        "{variant} konvertierte seltener als {reference} (p {p})"),
+    "variant_borderline": ("borderline (p {p}): keep measuring before choosing a variant",
+                           "grensgeval (p {p}): blijf meten voor u een variant kiest",
+                           "Grenzfall (p {p}): weiter messen, bevor Sie eine Variante wählen"),
+    "variant_unclear": ("no clear difference from {reference} yet (p {p})",
+                        "nog geen duidelijk verschil met {reference} (p {p})",
+                        "noch kein klarer Unterschied zu {reference} (p {p})"),
     # hypotheses
     "hypothesis": ("Hypothesis", "Hypothese", "Hypothese"),
     "hypothesis_expects": ("expects {uplift} on the goal", "verwacht {uplift} op het doel",

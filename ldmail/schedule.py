@@ -9,7 +9,7 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from .ledger.states import MessageOp, MessageState, message_sources
-from .models import Campaign, SendWindow, Step
+from .models import Campaign, SendWindow, Step, Variant
 
 
 def in_holdout(campaign_id: str, email: str, share: float) -> bool:
@@ -18,6 +18,25 @@ def in_holdout(campaign_id: str, email: str, share: float) -> bool:
         return False
     digest = hashlib.sha256(f"{campaign_id}\x00{email.lower()}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < share
+
+
+def assign_variant(campaign_id: str, step: Step, email: str) -> Variant | None:
+    """The variant of `step` one person gets (None for a step without variants).
+
+    Deterministic, like the holdout: the same person gets the same variant in every run. The
+    hash is salted with the step, so the draw is independent of the holdout's and of the
+    other steps' variants; each variant's share of the range is its share of the weights.
+    """
+    if not step.variants:
+        return None
+    digest = hashlib.sha256(
+        f"variant\x00{campaign_id}\x00{step.id}\x00{email.lower()}".encode()).digest()
+    point = int.from_bytes(digest[:8], "big") / 2**64 * sum(v.weight for v in step.variants)
+    for variant in step.variants:
+        point -= variant.weight
+        if point < 0:
+            return variant
+    return step.variants[-1]  # rounding at the very top of the range
 
 
 def _local(day: date, at: time, zone: ZoneInfo) -> datetime:

@@ -11,6 +11,7 @@ from .audience import AudienceScan, scan_audience
 from .config import AUDIENCES_FILE, TEMPLATES_DIR, CampaignFile, Project, load_project
 from .errors import ConfigError, LdmailError, Problem, RenderError
 from .expressions import evaluate
+from .models import Campaign, Step, Variant
 from .render import MAX_SUBJECT, Renderer
 from .samples import sample_person
 from .sensitivity import Sensitivity, sensitivity
@@ -67,7 +68,7 @@ def check_campaign(project: Project, renderer: Renderer, campaign: CampaignFile,
     model, source = campaign.model, campaign.source
     check_where(project, campaign, audience, today, report)
     personas = model.audience.personas or list(project.audiences.personas)
-    for index, step in enumerate(model.steps):
+    for index, step, variant in _templates(model):
         for persona_id in personas:
             persona = project.audiences.personas.get(persona_id)
             for language in project.settings.languages:
@@ -76,11 +77,11 @@ def check_campaign(project: Project, renderer: Renderer, campaign: CampaignFile,
                     sample_person(project, language, today, persona_id)
                 try:
                     rendered = renderer.render(campaign.id, model, step, attributes, persona_id,
-                                               persona, language)
+                                               persona, language, variant=variant)
                 except RenderError as exc:
                     if exc.line is None and "not found" in exc.reason:
                         report.add(Problem(source.display,
-                                           source.line_of(("steps", index, "template")),
+                                           source.line_of(_template_key(step, index, variant)),
                                            exc.reason))
                     else:
                         report.add(Problem(exc.file, exc.line, exc.reason))
@@ -88,6 +89,8 @@ def check_campaign(project: Project, renderer: Renderer, campaign: CampaignFile,
                 report.renders += 1
                 template_path = project.root / rendered.template_file
                 who = f"persona '{persona_id}' ({language})"
+                if variant is not None:
+                    who += f" in variant '{variant.id}'"
                 if not rendered.wiifm.strip():
                     cause = ""
                     if persona is not None and not persona.wiifm_for(
@@ -117,16 +120,32 @@ def check_translations(project: Project, campaign: CampaignFile, report: Report)
     hold a campaign for this; the fallback still reads well.)
     """
     default = project.settings.default_language
-    for index, step in enumerate(campaign.model.steps):
-        fallback = f"{TEMPLATES_DIR}/{default}/{step.template}.md"
+    for index, step, variant in _templates(campaign.model):
+        template = step.template_of(variant)
+        fallback = f"{TEMPLATES_DIR}/{default}/{template}.md"
+        which = f"step '{step.id}'" if variant is None else \
+            f"variant '{variant.id}' of step '{step.id}'"
         for language in project.settings.languages:
-            path = f"{TEMPLATES_DIR}/{language}/{step.template}.md"
+            path = f"{TEMPLATES_DIR}/{language}/{template}.md"
             if language != default and not (project.root / path).is_file() and \
                     (project.root / fallback).is_file():
                 report.add(Problem(campaign.source.display,
-                                   campaign.source.line_of(("steps", index, "template")),
-                                   f"step '{step.id}' has no '{language}' template: create "
+                                   campaign.source.line_of(_template_key(step, index, variant)),
+                                   f"{which} has no '{language}' template: create "
                                    f"{path} (its readers would get {fallback})"))
+
+
+def _templates(campaign: Campaign) -> list[tuple[int, Step, Variant | None]]:
+    """(step index, step, variant) of every template a campaign sends: each variant's."""
+    return [(index, step, variant) for index, step in enumerate(campaign.steps)
+            for variant in step.choices]
+
+
+def _template_key(step: Step, index: int, variant: Variant | None) -> tuple[str | int, ...]:
+    """Where the YAML names the template of `step` (with `variant`)."""
+    if variant is None:
+        return ("steps", index, "template")
+    return ("steps", index, "variants", step.choices.index(variant), "template")
 
 
 def broken_campaigns(project: Project, renderer: Renderer, campaign_ids: list[str],

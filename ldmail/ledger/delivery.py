@@ -111,12 +111,12 @@ class Delivery:
     # -- the moves ---------------------------------------------------------------------------
 
     def claim(self, key: MessageKey, due_at: str, message_id: str, *, retry: bool,
-              recheck: Recheck) -> bool:
+              recheck: Recheck, variant: str | None = None) -> bool:
         """Record the message as being handed over; False when it must not go (any more).
 
         `retry`: the message has a row already (deferred or held); else it has none. The claim
         checks again, in its own transaction, what may have changed since the run worked out
-        who is due (see Recheck).
+        who is due (see Recheck). `variant`: the step's A/B variant the message carries.
         """
         allowed, allowed_params = self._still_allowed(key, recheck)
         to = message_move(MessageOp.CLAIM, M.DEFERRED if retry else M.NEW)
@@ -125,16 +125,18 @@ class Delivery:
             marks = ", ".join("?" for _ in sources)
             changed = self._commit_with(
                 "UPDATE messages SET state = ?, attempts = attempts + 1, message_id = ?,"
-                " claimed_at = ?, run_id = ?, error = NULL WHERE campaign = ? AND step = ? AND"
-                f" email = ? AND state IN ({marks}) AND {allowed}",
-                (to, message_id, self.stamp, self.run_id, *key, *sources, *allowed_params),
+                " claimed_at = ?, run_id = ?, error = NULL, variant = ? WHERE campaign = ? AND"
+                f" step = ? AND email = ? AND state IN ({marks}) AND {allowed}",
+                (to, message_id, self.stamp, self.run_id, variant, *key, *sources,
+                 *allowed_params),
                 key, MessageOp.CLAIM)
         else:
             changed = self._commit_with(
                 "INSERT INTO messages (campaign, step, email, due_at, state, attempts,"
-                " message_id, claimed_at, run_id) SELECT ?, ?, ?, ?, ?, 1, ?, ?, ?"
+                " message_id, claimed_at, run_id, variant) SELECT ?, ?, ?, ?, ?, 1, ?, ?, ?, ?"
                 f" WHERE {allowed}",
-                (*key, due_at, to, message_id, self.stamp, self.run_id, *allowed_params),
+                (*key, due_at, to, message_id, self.stamp, self.run_id, variant,
+                 *allowed_params),
                 key, MessageOp.CLAIM)
         return changed == 1
 

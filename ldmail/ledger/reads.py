@@ -24,6 +24,8 @@ class MessageFacts:
     step: str
     state: MessageState
     sent_at: str | None
+    email: str = ""
+    variant: str | None = None  # the step's A/B variant it carried
 
 
 class Reads(LedgerFile):
@@ -41,16 +43,16 @@ class Reads(LedgerFile):
         left out; one sent, failed or found unknown after it was still waiting (deferred); one
         whose bounce came back after it was sent (or unknown) then."""
         facts = []
-        for step, state, sent_at, claimed_at, bounced_at, email in self.db.conn.execute(
-                "SELECT step, state, sent_at, claimed_at, bounced_at, email FROM messages"
-                " WHERE campaign = ? AND due_at <= ?", (campaign, until)):
+        for step, state, sent_at, claimed_at, bounced_at, email, variant in self.db.conn.execute(
+                "SELECT step, state, sent_at, claimed_at, bounced_at, email, variant FROM"
+                " messages WHERE campaign = ? AND due_at <= ?", (campaign, until)):
             known = stored(MessageState, state, f"{campaign}/{step} to {email}")
             if known == M.BOUNCED and (bounced_at is None or bounced_at > until):
                 known = M.SENT if sent_at else M.UNKNOWN
             happened = sent_at or claimed_at if known in (M.SENT, M.BOUNCED) else claimed_at
             if known != MessageState.DEFERRED and (happened is None or happened > until):
                 known, sent_at = MessageState.DEFERRED, None
-            facts.append(MessageFacts(step, known, sent_at))
+            facts.append(MessageFacts(step, known, sent_at, email, variant))
         return facts
 
     def change_counter(self) -> tuple[object, ...]:

@@ -116,12 +116,18 @@ def m008_voided_events(db: Database) -> None:
     db.execute("ALTER TABLE events ADD COLUMN voided_at TEXT")
 
 
+def m009_message_variants(db: Database) -> None:
+    # A/B variants: which variant of its step a message carried (NULL for a step without
+    # variants), written with the claim, so the report compares what people really received.
+    db.execute("ALTER TABLE messages ADD COLUMN variant TEXT")
+
+
 # The schema's versions, in order. sqlite-utils applies them (and records each in its
 # _sqlite_migrations table); it is only imported when one is pending, because importing it
 # costs more than a whole cron run that finds nothing to do.
 MIGRATIONS = [m001_initial, m002_streamed_sync, m003_missing_since, m004_staged_rejected,
               m005_survey_answers, m006_inbox, m007_event_statements,
-              m008_voided_events]
+              m008_voided_events, m009_message_variants]
 MIGRATION_SET = "ldmail"
 
 
