@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, cast
 from zoneinfo import ZoneInfo
 
+from .business_days import Region, parse_region
 from .config import AUDIENCES_FILE, PEOPLE_SOURCE, Project
 from .errors import ConfigError, LdmailError, Problem
 from .expressions import evaluate, free_names
@@ -84,6 +85,7 @@ class Person(NamedTuple):  # a tuple: one is made per row of a million-row expor
     persona: str | None
     language: str
     timezone: ZoneInfo | None
+    country: Region | None = None  # whose public holidays close their send window
 
     @property
     def display_name(self) -> str:
@@ -457,12 +459,14 @@ class AudienceLoader:
         self.slots = {name: self.index[name] for name in ("email", "language", "tenure_days",
                                                            "today")}
         self.timezone_at = self.index.get("timezone")
+        self.country_at = self.index.get("country")
         self.start_at = self.index.get("start_date")
         self.persona_at = self.index.get("persona")
         # One object per distinct value (names, departments, dates, tenures repeat across
         # thousands of rows): memory for a million people.
         self.shared: dict[Any, Any] = {}
         self.zones: dict[str, ZoneInfo] = {}
+        self.countries: dict[str, Region] = {}
         self.tenures: dict[date, int] = {}
         # Kept per persona: the product of all their rules' values is not small.
         self.rules = [(name, self.rule(persona.match))
@@ -518,6 +522,15 @@ class AudienceLoader:
                         parse_timezone(values[self.timezone_at])
                 except ValueError as exc:
                     raise _RowError(f"timezone: {exc}") from None
+        country: Region | None = None
+        if self.country_at is not None and values[self.country_at]:
+            country = self.countries.get(values[self.country_at])
+            if country is None:
+                try:
+                    country = self.countries[values[self.country_at]] = \
+                        parse_region(values[self.country_at])
+                except ValueError as exc:
+                    raise _RowError(f"country: {exc}") from None
         start = values[self.start_at] if self.start_at is not None else None
         tenure: int | None = None
         if isinstance(start, date):
@@ -528,7 +541,7 @@ class AudienceLoader:
         values[slots["today"]] = self.today
         attributes = Attributes(self.index, tuple(values))
         persona = self.assign_persona(attributes)
-        return Person(email, row, attributes, persona, language, zone)
+        return Person(email, row, attributes, persona, language, zone, country)
 
     def note(self, row: int, email: str, message: str) -> None:
         self.note_count += 1

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from .business_days import BusinessCalendar
 from .confine import confined, escaping_links
 from .errors import ConfigError, OutsideProject, Problem, ProjectNotFound
 from .hygiene import one_line
@@ -50,6 +51,7 @@ class Project:
     campaigns: dict[str, CampaignFile]
     audiences_source: LocatedYaml | None = None
     problems: list[Problem] = field(default_factory=list)
+    _calendars: dict[str, BusinessCalendar] = field(default_factory=dict, repr=False)
 
     def path(self, relative: str, setting: str) -> Path:
         """A path from a setting, relative to the project root unless absolute.
@@ -62,6 +64,16 @@ class Project:
         full = candidate if candidate.is_absolute() else self.root / candidate
         confined(full, self.root, setting, data=True)
         return full
+
+    def business_calendar(self, campaign_id: str) -> BusinessCalendar:
+        """The days no send window of the campaign opens: its own `holidays:` or the
+        project's."""
+        found = self._calendars.get(campaign_id)
+        if found is None:
+            own = self.campaigns[campaign_id].model.holidays
+            found = self._calendars[campaign_id] = \
+                (own if own is not None else self.settings.holidays).calendar()
+        return found
 
     @property
     def templates_dir(self) -> Path:

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 from . import __version__
 from .audience import AudienceLoader, PeopleStream, Person, Targeting, export_digest
+from .business_days import BusinessCalendar, parse_region
 from .clock import from_iso, iso
 from .config import Project
 from .errors import MassExit
@@ -210,9 +211,10 @@ class _Stager:
         self.targeted: list[tuple[Any, ...]] = []
 
     def add(self, person: Person) -> None:
-        email, zone = person.email, person.timezone
+        email, zone, country = person.email, person.timezone, person.country
         self.people.append((person.row, email, person.display_name, person.language,
-                            person.persona, zone.key if zone else None))
+                            person.persona, zone.key if zone else None,
+                            str(country) if country else None))
         for campaign_id, campaign, targets in self.campaigns:
             if not targets(person):
                 continue
@@ -234,7 +236,7 @@ class _Stager:
     def flush(self) -> None:
         with self.ledger.transaction(immediate=self.schema == "main"):
             self.conn.executemany(f"INSERT INTO {self.schema}.staged_people"
-                                  " VALUES (?, ?, ?, ?, ?, ?)", self.people)
+                                  " VALUES (?, ?, ?, ?, ?, ?, ?)", self.people)
             self.conn.executemany(f"INSERT INTO {self.schema}.staged_targets"
                                   " VALUES (?, ?, ?, ?, ?, ?)", self.targeted)
         self.people.clear()
@@ -283,7 +285,7 @@ def _stage_export(project: Project, ledger: Ledger, now: datetime, schema: str) 
     with ledger.transaction(immediate=immediate):
         # Covering: the walk over active enrolments finds all it needs in the index.
         conn.execute(f"CREATE INDEX {schema}.staged_people_email"
-                     " ON staged_people (email, row, timezone, persona, language)")
+                     " ON staged_people (email, row, timezone, persona, language, country)")
     with ledger.transaction(immediate=immediate):
         duplicates = conn.execute(
             f"SELECT x.row, x.email, f.first FROM {schema}.staged_people x JOIN (SELECT email,"
@@ -466,12 +468,14 @@ class Enrolment(NamedTuple):  # a tuple: made for every active enrolment of ever
     persona: str | None
     language: str
     timezone: ZoneInfo | None
+    country: str | None = None  # the export's country or region code (NL, DE-BY)
 
 
 # Every active enrolment after the sync, with the history of its steps as one string
 # (fields split by \x1f, steps by \x1e): SQLite groups it faster than Python could.
 _ACTIVE = """
-SELECT s.campaign, s.email, s.grp, x.row, x.persona, x.language, x.timezone, s.anchor_at,
+SELECT s.campaign, s.email, s.grp, x.row, x.persona, x.language, x.timezone, x.country,
+    s.anchor_at,
     (SELECT group_concat(m.step || char(31) || m.state || char(31)
             || coalesce(m.sent_at, m.claimed_at, '') || char(31)
             || coalesce(m.next_attempt_at, '') || char(31) || m.attempts, char(30))
@@ -493,26 +497,34 @@ def active_enrolments(project: Project, ledger: Ledger, now: datetime
                       ) -> Iterator[tuple[Enrolment, tuple[Planned, ...]]]:
     """Each active enrolment after the sync, with its steps still to go (none for holdout).
 
-    People whose campaign, day 0, time zone and history are the same have the same steps
-    at the same moments: those are worked out once (most people share them with thousands).
+    People whose campaign, day 0, time zone, country and history are the same have the same
+    steps at the same moments: those are worked out once (most people share them with
+    thousands).
     """
-    schedules: dict[tuple[str, str, str | None, str | None], tuple[Planned, ...]] = {}
+    schedules: dict[tuple[str, str, str | None, str | None, str | None],
+                    tuple[Planned, ...]] = {}
     zones: dict[str | None, ZoneInfo | None] = {None: None}
-    for campaign_id, email, group, row, persona, language, zone_key, anchor_at, history \
-            in ledger.db.conn.execute(_ACTIVE):
+    calendars: dict[tuple[str, str | None], BusinessCalendar] = {}
+    for campaign_id, email, group, row, persona, language, zone_key, country, anchor_at, \
+            history in ledger.db.conn.execute(_ACTIVE):
         zone = zones.get(zone_key)
         if zone is None and zone_key is not None:
             zone = zones[zone_key] = ZoneInfo(zone_key)
-        enrolment = Enrolment(campaign_id, email, group, row, persona, language, zone)
+        enrolment = Enrolment(campaign_id, email, group, row, persona, language, zone, country)
         if group != Group.TREATMENT:
             yield enrolment, ()
             continue
-        key = (campaign_id, anchor_at, zone_key, history)
+        key = (campaign_id, anchor_at, zone_key, country, history)
         plans = schedules.get(key)
         if plans is None:
             if len(schedules) >= 100_000:  # distinct histories: keep the memo bounded
                 schedules.clear()
+            closed = calendars.get((campaign_id, country))
+            if closed is None:
+                closed = calendars[(campaign_id, country)] = \
+                    project.business_calendar(campaign_id).for_person(
+                        parse_region(country) if country else None)
             plans = schedules[key] = tuple(upcoming(
                 project.campaigns[campaign_id].model, from_iso(anchor_at), _history(history),
-                zone, now))
+                zone, now, closed))
         yield enrolment, plans

@@ -14,6 +14,7 @@
     ├── LedgerReplaced           the ledger is missing, another one, or an older copy
     ├── LedgerBusy               another send holds the send lock
     ├── MassExit                 too many people vanished from the export at once
+    ├── NoSendDay                holidays and blackout close every day of a send window
     ├── TransportFatal           the transport cannot send at all (login, TLS); run stops
     │   ├── TokenRefused         an OAuth2 token was refused (Entra ID, the server, Graph)
     │   └── BasicAuthDisabled    the tenant turned password SMTP AUTH off (5.7.30)
@@ -159,6 +160,10 @@ class LedgerReplaced(LdmailError):
 
 class MassExit(LdmailError):
     "The export lacks so many people that it is more likely broken than true."
+
+
+class NoSendDay(LdmailError):
+    "The holidays and blackout days leave a send window no day to open on."
 
 
 class JsonLimit(ValueError):

@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from . import units
+from .business_days import Blackout, BusinessCalendar, Region, parse_blackout, parse_region
 from .errors import ExpressionError
 from .expressions import compile_expression
 
@@ -72,6 +73,21 @@ Rate = Annotated[
     WithJsonSchema({"type": "string", "examples": ["30/min"]}),
 ]
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+HolidayRegion = Annotated[
+    Region,
+    BeforeValidator(parse_region),
+    PlainSerializer(str),
+    WithJsonSchema({"type": "string", "pattern": r"^[A-Za-z]{2}(-[A-Za-z0-9]+)?$",
+                    "examples": ["NL", "DE-BY"]}),
+]
+BlackoutRange = Annotated[
+    Blackout,
+    BeforeValidator(parse_blackout),
+    PlainSerializer(str),
+    WithJsonSchema({"type": "string",
+                    "pattern": r"^\d{4}-\d{2}-\d{2}(\.\.\d{4}-\d{2}-\d{2})?$",
+                    "examples": ["2026-12-24..2027-01-01"]}),
+]
 
 
 def _check_expression(source: str) -> str:
@@ -416,6 +432,47 @@ class Lrs(Strict):
         return self
 
 
+def _listed(value: object) -> object:
+    """One value where a list is expected: a list of one."""
+    return [value] if isinstance(value, str | bool | date) else value
+
+
+class Holidays(Strict):
+    """The business calendar: days on which no send window opens. `holidays: NL` and
+    `holidays: [NL, DE-BY]` are short for the countries alone."""
+
+    countries: Annotated[list[HolidayRegion], BeforeValidator(
+        _listed, json_schema_input_type=HolidayRegion | list[HolidayRegion])] = Field(
+        default_factory=list, description=(
+            "Countries (ISO code, e.g. NL) or regions (country-region, e.g. DE-BY) whose "
+            "public holidays, from the holidays package, close the send window; a person's "
+            "own country (the export's country column) takes their place for that person"))
+    blackout: Annotated[list[BlackoutRange], BeforeValidator(
+        _listed, json_schema_input_type=BlackoutRange | list[BlackoutRange])] = Field(
+        default_factory=list, description=(
+            "Dates or ranges on which nothing is sent, both days included, e.g. "
+            "2026-12-24..2027-01-01 for a year-end freeze"))
+
+    def calendar(self) -> BusinessCalendar:
+        """The hashable value a run's schedules are worked out with."""
+        return BusinessCalendar(tuple(dict.fromkeys(self.countries)),
+                                tuple(dict.fromkeys(self.blackout)))
+
+
+def _holidays_shorthand(value: object) -> object:
+    """`holidays: NL` or `holidays: [NL, DE-BY]`: the countries, without a blackout."""
+    if isinstance(value, str | list | bool):
+        return {"countries": value}
+    return value
+
+
+HolidaysSetting = Annotated[
+    Holidays,
+    BeforeValidator(_holidays_shorthand, json_schema_input_type=(
+        HolidayRegion | list[HolidayRegion] | Holidays)),
+]
+
+
 class Settings(Strict):
     """ldmail.yaml: project-wide settings; the file is optional."""
 
@@ -435,6 +492,9 @@ class Settings(Strict):
         "The sender's mailbox, where bounces and unsubscribe mails arrive (ldmail inbox)"))
     lrs: Lrs | None = Field(None, description=(
         "The Learning Record Store that `ldmail events pull` reads goal events from"))
+    holidays: HolidaysSetting = Field(default_factory=Holidays, description=(
+        "The business calendar: public holidays and blackout days on which no send window "
+        "opens, e.g. NL, or {countries: [NL, DE-BY], blackout: [2026-12-24..2027-01-01]}"))
     vars: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -659,6 +719,9 @@ class Campaign(Strict):
     steps: list[Step] = Field(min_length=1)
     survey: Survey | None = Field(None, description=(
         "The evaluation survey's fit question, for 'ldmail survey import' and the report"))
+    holidays: HolidaysSetting | None = Field(None, description=(
+        "This campaign's business calendar, in place of the one in ldmail.yaml (countries "
+        "and blackout both): e.g. [] to send on holidays too"))
 
     @model_validator(mode="after")
     def _unique_steps(self) -> Campaign:

@@ -2,10 +2,11 @@
 
 A `send` that found nothing due records a marker in the ledger: a fingerprint of everything
 that decides who is enrolled and what is due (the project's settings, audiences and campaigns,
-the people export's bytes, today's date here and in each campaign's time zone, the ledger's
-counts of enrolments, messages, suppressions and goal events) and the earliest moment at which
-anything could become due (a step's due time or send-window opening, or a goal event dated in
-the future). A later run with the same fingerprint before that moment would do all the work of
+holidays and blackout days included, the people export's bytes, today's date here and in each
+campaign's time zone, the ledger's counts of enrolments, messages, suppressions and goal
+events, the holidays package's version) and the earliest moment at which anything could become
+due (a step's due time or send-window opening on an open day, or a goal event dated in the
+future). A later run with the same fingerprint before that moment would do all the work of
 loading the export and walking every enrolment only to find nothing again: it reports the same
 summary and stops. Any change (a new export, an edited campaign, `suppress`, `events import`,
 a new day) changes the fingerprint, and the run does everything as usual.
@@ -19,6 +20,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
+from .business_days import holidays_version
 from .clock import from_iso, iso
 from .config import Project
 from .enrolment import export_mark
@@ -41,6 +43,11 @@ def fingerprint(project: Project, ledger: Ledger, now: datetime) -> str:
     for _, file in sorted(project.campaigns.items()):
         digest.update(now.astimezone(file.model.send_window.timezone).date().isoformat().encode())
     digest.update(repr(ledger.change_counter()).encode())
+    # The holidays closing a send window come from the holidays package: a new version may
+    # know other days, and so move the moment the marker waits for.
+    if "country" in project.audiences.people.columns or \
+            any(project.business_calendar(c).countries for c in project.campaigns):
+        digest.update(holidays_version().encode())
     return digest.hexdigest()
 
 

@@ -1,4 +1,5 @@
-"""When a step is due, and when it may go out: send windows in the reader's own time zone."""
+"""When a step is due, and when it may go out: send windows in the reader's own time zone,
+never on a day the business calendar closes."""
 
 from __future__ import annotations
 
@@ -8,8 +9,14 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+from .business_days import OPEN, BusinessCalendar
+from .errors import NoSendDay
 from .ledger.states import MessageOp, MessageState, message_sources
 from .models import Campaign, SendWindow, Step, Variant
+
+# How far ahead a send window is looked for before the calendar is called closed for good
+# (blackout ranges chained end to end, or holidays on every day of the window).
+HORIZON = timedelta(days=3660)
 
 
 def in_holdout(campaign_id: str, email: str, share: float) -> bool:
@@ -49,22 +56,48 @@ def _local(day: date, at: time, zone: ZoneInfo) -> datetime:
 
 
 @lru_cache(maxsize=65536)
-def next_window_open(moment: datetime, window: SendWindow,
-                     zone: ZoneInfo | None = None) -> datetime:
-    """The earliest instant at or after `moment` that falls inside the send window (in UTC)."""
+def next_window_open(moment: datetime, window: SendWindow, zone: ZoneInfo | None = None,
+                     closed: BusinessCalendar = OPEN) -> datetime:
+    """The earliest instant at or after `moment` that falls inside the send window (in UTC),
+    on a day the business calendar `closed` leaves open."""
     zone = zone or window.timezone
     start, end = window.hours
     local = moment.astimezone(zone)
-    for offset in range(8):
-        day = local.date() + timedelta(days=offset)
-        if day.weekday() not in window.days:
-            continue
-        opens, closes = _local(day, start, zone), _local(day, end, zone)
-        if offset == 0 and opens <= local < closes:
-            return moment.astimezone(UTC)
-        if local < opens:
-            return opens.astimezone(UTC)
-    raise AssertionError("a send window has at least one day a week")  # pragma: no cover
+    today = day = local.date()
+    while True:
+        if closed:
+            day = closed.first_open(day)
+        if day - today > HORIZON:
+            raise NoSendDay(f"no send window opens in the ten years after {today}: the "
+                            "holidays and blackout in ldmail.yaml (or the campaign) close "
+                            "every day of it")
+        if day.weekday() in window.days:
+            opens, closes = _local(day, start, zone), _local(day, end, zone)
+            if day == today and opens <= local < closes:
+                return moment.astimezone(UTC)
+            if local < opens:
+                return opens.astimezone(UTC)
+        day += timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Shift:
+    """A send the business calendar moved: where the window would have opened, and why not."""
+
+    was: datetime  # UTC
+    reason: str
+
+
+def window_shift(moment: datetime, window: SendWindow, zone: ZoneInfo | None,
+                 closed: BusinessCalendar, send_at: datetime) -> Shift | None:
+    """Whether the closed days moved a send that would otherwise go at an earlier opening."""
+    if not closed:
+        return None
+    was = next_window_open(moment, window, zone)
+    if was == send_at:
+        return None
+    reason = closed.closed(was.astimezone(zone or window.timezone).date())
+    return Shift(was, reason or "closed")
 
 
 def anchor_moment(campaign: Campaign, anchor_value: object, enrolled_at: datetime,
@@ -103,6 +136,7 @@ class Planned:
     send_at: datetime
     retry: bool = False
     attempts: int = 0
+    shift: Shift | None = None  # the business calendar moved it from an earlier opening
 
 
 # A step in one of these states is not planned again.
@@ -113,11 +147,13 @@ RETRY_STATES = frozenset(message_sources(MessageOp.CLAIM))
 
 
 def upcoming(campaign: Campaign, anchor_at: datetime, history: dict[str, StepRecord],
-             zone: ZoneInfo | None, now: datetime) -> list[Planned]:
+             zone: ZoneInfo | None, now: datetime, closed: BusinessCalendar = OPEN
+             ) -> list[Planned]:
     """Every step not yet sent, in order, with the moment each will go out.
 
     A step is due at day 0 + `after`, but never sooner than `min_gap` after the step
-    before it went out, so a person who joins late catches up one message at a time.
+    before it went out, so a person who joins late catches up one message at a time. It
+    goes out when the send window next opens on a day `closed` leaves open.
     """
     planned: list[Planned] = []
     previous: datetime | None = None
@@ -132,7 +168,10 @@ def upcoming(campaign: Campaign, anchor_at: datetime, history: dict[str, StepRec
         retry = record is not None and record.state in RETRY_STATES
         if retry and record is not None and record.next_attempt_at is not None:
             due = max(due, record.next_attempt_at)
-        send_at = next_window_open(max(due, now), campaign.send_window, zone)
-        planned.append(Planned(step, due, send_at, retry, record.attempts if record else 0))
+        earliest = max(due, now)
+        send_at = next_window_open(earliest, campaign.send_window, zone, closed)
+        planned.append(Planned(step, due, send_at, retry, record.attempts if record else 0,
+                               window_shift(earliest, campaign.send_window, zone, closed,
+                                            send_at)))
         previous = send_at
     return planned

@@ -122,12 +122,19 @@ def m009_message_variants(db: Database) -> None:
     db.execute("ALTER TABLE messages ADD COLUMN variant TEXT")
 
 
+def m010_staged_country(db: Database) -> None:
+    # A person's own country (the export's `country` column), whose public holidays close
+    # their send window. Rows staged before it have none: the next sync reads the export again.
+    db.execute("ALTER TABLE staged_people ADD COLUMN country TEXT")
+    db.execute("DELETE FROM meta WHERE key = 'staged'")
+
+
 # The schema's versions, in order. sqlite-utils applies them (and records each in its
 # _sqlite_migrations table); it is only imported when one is pending, because importing it
 # costs more than a whole cron run that finds nothing to do.
 MIGRATIONS = [m001_initial, m002_streamed_sync, m003_missing_since, m004_staged_rejected,
               m005_survey_answers, m006_inbox, m007_event_statements,
-              m008_voided_events, m009_message_variants]
+              m008_voided_events, m009_message_variants, m010_staged_country]
 MIGRATION_SET = "ldmail"
 
 
