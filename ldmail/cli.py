@@ -859,7 +859,7 @@ def plan(
     from rich.table import Table
 
     from .config import load_project
-    from .plan import build_plan, pace_notes
+    from .plan import build_plan, moved_line, pace_notes, short_day
 
     with invocation(project, now) as inv:
         loaded = load_project(inv.root)
@@ -875,8 +875,15 @@ def plan(
                         in sorted(result.per_day.items())],
             "first": [{"at": item.local.isoformat(), "campaign": item.campaign,
                        "step": item.step, "email": item.email, "persona": item.persona,
-                       "language": item.language, "retry": item.retry}
+                       "language": item.language, "retry": item.retry,
+                       "moved_from": None if item.shift is None
+                       else item.shift.was.astimezone(item.local.tzinfo).isoformat(),
+                       "moved_because": None if item.shift is None else item.shift.reason}
                       for item in result.first],
+            "moved": [{"campaign": campaign_id, "step": step_id, "from": was.isoformat(),
+                       "to": to.isoformat(), "because": reason, "messages": count}
+                      for (campaign_id, step_id, was, to, reason), count
+                      in sorted(result.moved.items())],
             "sensitivity": [_sensitivity_dict(s) for s in result.sensitivities]},
             indent=2, ensure_ascii=False) + "\n")
         return
@@ -899,10 +906,16 @@ def plan(
         for column in ("when (local)", "campaign", "step", "person", "persona", "lang"):
             table.add_column(column)
         for item in result.first:
+            moved = "" if item.shift is None else _escape(
+                f" (moved from {short_day(item.shift.was.astimezone(item.local.tzinfo))}: "
+                f"{item.shift.reason})")
             table.add_row(item.local.strftime("%a %d %b %H:%M %Z"), item.campaign,
-                          item.step + (" (retry)" if item.retry else ""), item.email,
+                          item.step + (" (retry)" if item.retry else "") + moved, item.email,
                           item.persona or "", item.language)
         out.print(table)
+    for (campaign_id, step_id, was, to, reason), count in sorted(result.moved.items()):
+        out.print(f"{campaign_id}/{step_id}: {count} send{'s' if count != 1 else ''} "
+                  f"{_escape(moved_line(was, to, reason))}", soft_wrap=True)
     out.print(f"{result.total} sends planned; {result.new_enrolments} people would be "
               f"enrolled now; {result.holdout} active holdout members are never mailed")
     transport = loaded.settings.transport

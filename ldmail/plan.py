@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from .config import Project
 from .enrolment import Enrolment, active_enrolments, group_sizes, sync
 from .ledger import Group, Ledger
-from .schedule import Planned
+from .schedule import Planned, Shift
 from .sensitivity import Sensitivity, sensitivity
 
 
@@ -27,6 +27,22 @@ class PlannedSend:
     persona: str | None
     language: str
     retry: bool
+    shift: Shift | None = None  # the business calendar moved it from an earlier opening
+
+
+# A step moved by the business calendar: campaign, step, the local day it would have gone,
+# the local day it goes, and why.
+Move = tuple[str, str, date, date, str]
+
+
+def moved_line(was: date, to: date, reason: str) -> str:
+    """`moved from Fri 25 Dec (Christmas Day) to Mon 28 Dec`."""
+    return f"moved from {short_day(was)} ({reason}) to {short_day(to)}"
+
+
+def short_day(day: date) -> str:
+    """`Fri 25 Dec`."""
+    return f"{day:%a} {day.day} {day:%b}"
 
 
 @dataclass
@@ -39,6 +55,8 @@ class Plan:
     until: datetime
     # What each measured campaign can detect with the people it is mailing and holding out.
     sensitivities: list[Sensitivity]
+    # Sends the business calendar moved (holidays, blackout days), counted like per_day.
+    moved: Counter[Move]
 
 
 def build_plan(project: Project, now: datetime, days: int, *, db: Path | None = None,
@@ -74,18 +92,22 @@ def build_plan(project: Project, now: datetime, days: int, *, db: Path | None = 
                     break
                 first.add(planned.send_at, enrolment, position, planned, zone)
     per_day: Counter[tuple[date, str, str]] = Counter()
+    moved: Counter[Move] = Counter()
     for (campaign_id, steps_id, zone), people in tally.items():
         for planned in schedules[steps_id]:
             if planned.send_at >= until:
                 break
-            per_day[(planned.send_at.astimezone(zone).date(), campaign_id,
-                     planned.step.id)] += people
+            day = planned.send_at.astimezone(zone).date()
+            per_day[(day, campaign_id, planned.step.id)] += people
+            if planned.shift is not None:
+                moved[(campaign_id, planned.step.id, planned.shift.was.astimezone(zone).date(),
+                       day, planned.shift.reason)] += people
     measured = [sensitivity(campaign_id, model, mailed, held)
                 for campaign_id, (mailed, held) in sorted(groups.items())
                 if campaign in (None, campaign_id) and campaign_id in project.campaigns
                 and (model := project.campaigns[campaign_id].model).goal is not None]
     return Plan(first.sends(), per_day, sum(per_day.values()), synced.enrolled, holdout, until,
-                measured)
+                measured, moved)
 
 
 # Time, campaign, address and position: never all equal for two sends.
@@ -117,7 +139,7 @@ class _Earliest:
     def sends(self) -> list[PlannedSend]:
         return [PlannedSend(send_at, send_at.astimezone(zone), enrolment.campaign,
                             planned.step.id, enrolment.email, enrolment.persona,
-                            enrolment.language, planned.retry)
+                            enrolment.language, planned.retry, planned.shift)
                 for send_at, _, _, _, enrolment, planned, zone in self.kept]
 
 
