@@ -28,6 +28,7 @@ import yaml
 from icalendar import Calendar, vRecur
 
 from .conftest import Cli
+from .public_holidays import closed_days
 from .smtp_server import (
     AMSTERDAM,
     START,
@@ -91,10 +92,20 @@ class Spec:
     window: Window
     min_gap: timedelta
     anchor: str | None
+    # Public holidays and blackout days (the campaign's `holidays:` or ldmail.yaml's).
+    closed: frozenset[date] = frozenset()
+
+    def opens(self, moment: datetime, zone: ZoneInfo) -> bool:
+        """Whether a message may go at `moment`: inside the window, on an open day."""
+        return self.window.contains(moment, zone) and \
+            moment.astimezone(zone).date() not in self.closed
 
 
 def load_campaigns(project: Path) -> dict[str, Spec]:
     specs: dict[str, Spec] = {}
+    settings_file = project / "ldmail.yaml"
+    settings = (yaml.safe_load(settings_file.read_text(encoding="utf-8")) or {}) \
+        if settings_file.exists() else {}
     for path in sorted((project / "campaigns").glob("*.yaml")):
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         window = data.get("send_window") or {}
@@ -110,7 +121,9 @@ def load_campaigns(project: Path) -> dict[str, Spec]:
                           time.fromisoformat(closes),
                           ZoneInfo(window.get("timezone", "Europe/Amsterdam"))),
             min_gap=parse_duration(data.get("min_gap", "1d")),
-            anchor=data.get("anchor"))
+            anchor=data.get("anchor"),
+            closed=closed_days(data["holidays"] if "holidays" in data
+                               else settings.get("holidays")))
     return specs
 
 
@@ -356,6 +369,8 @@ def check_travel(cli: Cli, project: Path, server: SmtpServer, moments: list[date
         zone = people[email].zone or spec.window.zone
         assert sent in moments, f"{item.key}: Date {sent} is not a moment we ran at"
         assert spec.window.contains(sent, zone), f"{item.key}: {sent} outside the send window"
+        assert sent.astimezone(zone).date() not in spec.closed, \
+            f"{item.key}: {sent} is a public holiday or blackout day"
         invite = calendar_part(message)
         assert (invite is not None) == (step in spec.calendars), item.key
         if invite is not None:
@@ -393,8 +408,7 @@ def check_travel(cli: Cli, project: Path, server: SmtpServer, moments: list[date
             due = anchor + after
             if previous is not None:
                 due = max(due, previous + spec.min_gap)
-            expected = next((m for m in moments if m >= due and spec.window.contains(m, zone)),
-                            None)
+            expected = next((m for m in moments if m >= due and spec.opens(m, zone)), None)
             if key in arrived:
                 assert arrived[key] == expected, f"{key}: sent {arrived[key]}, due {expected}"
                 previous = arrived[key]
