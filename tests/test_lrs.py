@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import shutil
 import socket
+import sqlite3
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -117,6 +120,91 @@ def registrations(first: int, count: int) -> list[dict[str, Any]]:
     return [{**statement(f"learner{n}@example.org", "registered", "course:excel",
                          f"2026-11-{1 + n % 28:02d}T09:00:{n % 60:02d}Z"),
              "id": str(uuid.uuid4())} for n in range(first, first + count)]
+
+
+def stored_later(first: int, count: int) -> list[dict[str, Any]]:
+    """Registrations for the JSONL file, stored (and, for Ralph 5.1's fs backend, which
+    compares `since` with timestamps, happened) one second apart from 2099-01-01 on."""
+    start = datetime(2099, 1, 1, tzinfo=UTC)
+    made = registrations(first, count)
+    for n, item in zip(range(first, first + count), made, strict=True):
+        item["timestamp"] = item["stored"] = (start + timedelta(seconds=n)).isoformat()
+    return made
+
+
+def statement_requests(tmp_path: Path) -> int:
+    """GET requests for statements in Ralph's access log."""
+    return (tmp_path / "ralph.log").read_text().count('"GET /xAPI/statements')
+
+
+@pytest.mark.slow
+def test_a_thousand_statements_in_batches(project: Path, cli: Cli, ralph: Ralph,
+                                          monkeypatch: pytest.MonkeyPatch,
+                                          tmp_path: Path) -> None:
+    """1,000 statements in four batches with pulls in between: each goal event exactly once,
+    and a pull with nothing new makes one request and adds nothing."""
+    configure(project, ralph.endpoint, monkeypatch, page_size=100)
+    ralph.post(registrations(0, 250))  # the first batch through Ralph's xAPI API
+    expected = {"pulled 250 statements: 250 goal events recorded (0 already known)"}
+    assert next(iter(expected)) in cli("events", "pull", "--project", project).stdout
+    ralph.append(stored_later(250, 250))
+    second = cli("events", "pull", "--project", project)
+    assert "pulled 250 statements: 250 goal events recorded (0 already known), 0 skipped; " \
+        "cursor now 2099-01-01T00:08:19+00:00" in second.stdout, second.output
+    ralph.append(stored_later(500, 250))
+    ralph.append(stored_later(750, 250))  # two batches before one pull: five pages of 100
+    third = cli("events", "pull", "--project", project)
+    assert "pulled 500 statements: 500 goal events recorded (0 already known), 0 skipped; " \
+        "cursor now 2099-01-01T00:16:39+00:00" in third.stdout, third.output
+    recorded = events(project)
+    assert len(recorded) == 1000 == len(set(recorded))
+    assert {e[0] for e in recorded} == {f"learner{n}@example.org" for n in range(1000)}
+
+    before = statement_requests(tmp_path)
+    idle = cli("events", "pull", "--project", project)
+    assert "pulled 0 statements: 0 goal events recorded (0 already known), 0 skipped" \
+        in idle.stdout, idle.output
+    assert statement_requests(tmp_path) == before + 1
+    assert len(events(project)) == 1000
+
+
+@pytest.mark.slow
+def test_a_pull_killed_mid_page_repeats_nothing_and_loses_nothing(
+        project: Path, ralph: Ralph, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ldmail events pull` killed (SIGKILL) at random moments while it reads 100 pages of
+    10, then run to the end: the ledger holds each of the 1,000 events exactly once."""
+    configure(project, ralph.endpoint, monkeypatch, page_size=10)
+    ralph.append(stored_later(0, 1000))
+    command = [sys.executable, "-m", "ldmail", "events", "pull", "--project", str(project)]
+    chance = random.Random(17)
+
+    def recorded_now() -> int:
+        try:
+            return len(events(project))
+        except sqlite3.OperationalError:  # the ledger does not have its tables yet
+            return 0
+
+    counts: list[int] = []
+    while len(counts) < 5 and recorded_now() < 1000:
+        before = recorded_now()
+        puller = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # Killed once this pull has recorded a page, a random moment later: mid-way through
+        # reading, checking or recording one of the pages that follow.
+        deadline = time.monotonic() + 60
+        while recorded_now() == before and puller.poll() is None:
+            assert time.monotonic() < deadline, "the pull recorded nothing in 60 s"
+            time.sleep(0.01)
+        time.sleep(chance.uniform(0.0, 0.3))
+        puller.kill()
+        puller.wait(timeout=30)
+        counts.append(recorded_now())
+    assert len([n for n in counts if 0 < n < 1000]) >= 3, counts
+    last = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert last.returncode == 0, last.stderr
+    assert "0 skipped; cursor now 2099-01-01T00:16:39+00:00" in last.stdout, last.stdout
+    recorded = events(project)
+    assert len(recorded) == 1000 == len(set(recorded))
+    assert {e[0] for e in recorded} == {f"learner{n}@example.org" for n in range(1000)}
 
 
 def test_two_batches_each_event_once(project: Path, cli: Cli, ralph: Ralph,
