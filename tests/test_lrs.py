@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,6 +30,7 @@ import pytest
 from ldmail.schedule import in_holdout
 
 from .conftest import REPO, Cli
+from .smtp_server import PEOPLE, SmtpServer, edit_yaml, ldmail_running, ledger_rows
 from .test_events import events, statement
 from .test_report import DAY_1, DAY_4, SCAFFOLD_PEOPLE, rows, send
 
@@ -527,3 +529,40 @@ def test_a_statement_without_actor_is_skipped_and_the_rest_kept(
         "cursor now 2026-11-03T09:00:01Z" in result.stdout
     assert f"page 1 statement 2 (id {nameless['id']}): no actor" in result.stdout
     assert [e[0] for e in events(project)] == ["p1@example.org", "p3@example.org"]
+
+
+@pytest.mark.slow
+def test_registered_between_run_ticks_get_no_further_step(
+        mailing: Path, ralph: Ralph, smtp_server: SmtpServer,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ldmail run` every 2 s over a drip of three steps 4 s apart: two people register in
+    the LRS after the first step went out, and get nothing more; the others get all three."""
+    def drip(campaign: dict[str, Any]) -> None:
+        campaign.update(min_gap="1s", goal={"event": "registered"},
+                        send_window={"days": "mon-sun", "hours": "00:00-23:59",
+                                     "timezone": "UTC"},
+                        steps=[{"id": "first", "after": "0s", "template": "welcome/hello"},
+                               {"id": "second", "after": "4s",
+                                "template": "welcome/first-course"},
+                               {"id": "third", "after": "8s", "template": "welcome/hello"}])
+
+    edit_yaml(mailing / "campaigns/welcome.yaml", drip)
+    configure(mailing, ralph.endpoint, monkeypatch)
+    registered = ["ann@example.org", "bob@example.org"]
+    with ldmail_running("run", "--interval", "2s", "--runs", "6", "--project", mailing) as run:
+        deadline = time.monotonic() + 60
+        while len(smtp_server.received) < len(PEOPLE):  # the first tick's step
+            assert run.poll() is None and time.monotonic() < deadline, run.communicate()
+            time.sleep(0.05)
+        ralph.post([{**statement(email, "registered", "course:excel",
+                                 datetime.now(UTC).isoformat()), "id": str(uuid.uuid4())}
+                    for email in registered])
+        _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 0, stderr
+    assert "pulled 2 statements: 2 goal events recorded" in stderr
+    received = Counter(r.rcpt_tos[0] for r in smtp_server.received)
+    assert received == {email: 1 if email in registered else 3 for email in PEOPLE}, received
+    ended = ledger_rows(mailing, "SELECT email, state, exit_reason FROM enrolments "
+                                 "WHERE state != 'completed' ORDER BY email")
+    assert [(r["email"], r["state"], r["exit_reason"]) for r in ended] == \
+        [(email, "converted", "goal reached") for email in registered]
