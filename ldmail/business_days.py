@@ -77,18 +77,23 @@ def parse_region(value: object) -> Region:
                          "holidays: [] for no holidays at all)")
     if not isinstance(value, str):
         raise ValueError(f"{value!r} is not a country code; write one such as NL or DE-BY")
-    return _region(value)
+    found = _region(value)
+    if isinstance(found, str):
+        raise ValueError(found)
+    return found
 
 
+# Remembered for wrong values too: an export can repeat one a million times.
 @lru_cache(maxsize=1024)
-def _region(value: str) -> Region:
+def _region(value: str) -> Region | str:
+    """The region `value` names, or why it names none."""
     text = value.strip()
     country, _, subdiv = text.partition("-")
     country = country.strip().upper()
     if not re.fullmatch(r"[A-Z]{2}", country) or country not in _countries():
-        raise ValueError(f"'{text}' is not a country code the holidays package knows"
-                         f"{_suggestion(text)}; write a two-letter ISO 3166 code such as NL, "
-                         "or a country and region such as DE-BY")
+        return (f"'{text}' is not a country code the holidays package knows"
+                f"{_suggestion(text)}; write a two-letter ISO 3166 code such as NL, or a "
+                "country and region such as DE-BY")
     if not subdiv.strip():
         return Region(country)
     known = _public_holidays(Region(country))
@@ -102,8 +107,8 @@ def _region(value: str) -> Region:
         shown = ", ".join(listed[:20]) + (f" and {len(listed) - 20} more" if len(listed) > 20
                                           else "")
         regions = f"its regions are {shown}" if listed else "it has no regions; write " + country
-        raise ValueError(f"'{text}': {_countries()[country]} ({country}) has no region "
-                         f"'{subdiv.strip()}' in the holidays package; {regions}")
+        return (f"'{text}': {_countries()[country]} ({country}) has no region "
+                f"'{subdiv.strip()}' in the holidays package; {regions}")
     return Region(country, found)
 
 
