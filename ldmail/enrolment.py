@@ -14,7 +14,7 @@ import hashlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, time
 from fnmatch import fnmatchcase
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
@@ -41,6 +41,7 @@ _RUN_TABLES = """
 DROP VIEW IF EXISTS temp.synced;
 DROP TABLE IF EXISTS temp.scope;
 DROP TABLE IF EXISTS temp.reached;
+DROP TABLE IF EXISTS temp.triggered;
 DROP TABLE IF EXISTS temp.forgotten;
 DROP TABLE IF EXISTS temp.exits;
 DROP TABLE IF EXISTS temp.new;
@@ -49,7 +50,10 @@ DROP TABLE IF EXISTS temp.staged_targets;
 DROP TABLE IF EXISTS temp.staged_rejected;
 DROP TABLE IF EXISTS temp.vanished;
 CREATE TEMP TABLE vanished (id INTEGER PRIMARY KEY);
-CREATE TEMP TABLE scope (id TEXT PRIMARY KEY, open INTEGER NOT NULL, holdout REAL NOT NULL);
+CREATE TEMP TABLE scope (id TEXT PRIMARY KEY, open INTEGER NOT NULL, holdout REAL NOT NULL,
+    triggered INTEGER NOT NULL);
+CREATE TEMP TABLE triggered (campaign TEXT NOT NULL, email TEXT NOT NULL, at TEXT NOT NULL,
+    PRIMARY KEY (campaign, email)) WITHOUT ROWID;
 CREATE TEMP TABLE reached (campaign TEXT NOT NULL, email TEXT NOT NULL,
     PRIMARY KEY (campaign, email)) WITHOUT ROWID;
 CREATE TEMP TABLE forgotten (email TEXT PRIMARY KEY) WITHOUT ROWID;
@@ -110,22 +114,26 @@ WHERE e.state = 'active' AND e.campaign IN (SELECT id FROM temp.scope)
   AND NOT EXISTS (SELECT 1 FROM temp.exits q WHERE q.campaign = e.campaign AND q.email = e.email)
 """
 
-# Who joins: targeted by an open campaign, never enrolled in it before, not suppressed.
+# Who joins: targeted by an open campaign (one with a trigger: once a matching event
+# arrived), never enrolled in it before, not suppressed.
 _JOINING = """
 FROM staged_targets t JOIN temp.scope c ON c.id = t.campaign AND c.open
 LEFT JOIN temp.reached r ON r.campaign = t.campaign AND r.email = t.email
-WHERE NOT EXISTS (SELECT 1 FROM main.enrolments e
+LEFT JOIN temp.triggered g ON g.campaign = t.campaign AND g.email = t.email
+WHERE (NOT c.triggered OR g.email IS NOT NULL)
+  AND NOT EXISTS (SELECT 1 FROM main.enrolments e
                   WHERE e.campaign = t.campaign AND e.email = t.email)
   AND NOT EXISTS (SELECT 1 FROM main.suppressions s WHERE s.email = t.email)
   AND NOT EXISTS (SELECT 1 FROM temp.forgotten f WHERE f.email = t.email)
 """
 
 # The enrolments that begin: into the ledger, or (writing nothing) into temp.new. Day 0 is
-# an anchor date, or (staged as '') the moment of enrolment.
+# the triggering event's time, an anchor date, or (staged as '') the moment of enrolment.
 _NEW = """
 INSERT INTO {target} (campaign, email, anchor_at, grp, persona, language, state, {reason},
     {stamps})
-SELECT t.campaign, t.email, CASE t.anchor_at WHEN '' THEN :now ELSE t.anchor_at END,
+SELECT t.campaign, t.email,
+    CASE WHEN c.triggered THEN g.at WHEN t.anchor_at = '' THEN :now ELSE t.anchor_at END,
     CASE WHEN c.holdout > 0 THEN ldmail_group(t.campaign, t.email, c.holdout)
          ELSE :treatment END, t.persona, t.language,
     CASE WHEN r.email IS NULL THEN :active ELSE :converted END,
@@ -158,6 +166,21 @@ def goal_reached_at(ledger: Ledger, goal: Goal, now: datetime) -> dict[str, date
         if goal.object is None or fnmatchcase(event.object, goal.object):
             reached.setdefault(event.email, from_iso(event.occurred_at))
     return reached
+
+
+def triggered_at(ledger: Ledger, campaign: Campaign, now: datetime) -> dict[str, datetime]:
+    """When each address first had the campaign's triggering event, from the day the
+    campaign starts (in its time zone) up to `now`."""
+    trigger = campaign.trigger
+    assert trigger is not None
+    since = datetime.combine(campaign.starts, time(0), tzinfo=campaign.send_window.timezone)
+    found: dict[str, datetime] = {}
+    for event in ledger.goal_events(trigger.event, iso(now)):
+        if trigger.object is None or fnmatchcase(event.object, trigger.object):
+            moment = from_iso(event.occurred_at)
+            if moment >= since:
+                found.setdefault(event.email, moment)
+    return found
 
 
 def _resume_voided(project: Project, ledger: Ledger, now: datetime, only: str | None) -> None:
@@ -307,10 +330,14 @@ def _fill_run_tables(project: Project, ledger: Ledger, now: datetime, only: str 
     conn = ledger.db.conn
     scope = [(campaign_id, file.model) for campaign_id, file in project.campaigns.items()
              if only is None or campaign_id == only]
-    conn.executemany("INSERT INTO temp.scope VALUES (?, ?, ?)",
-                     [(campaign_id, campaign_is_open(campaign, now), campaign.holdout)
-                      for campaign_id, campaign in scope])
+    conn.executemany("INSERT INTO temp.scope VALUES (?, ?, ?, ?)",
+                     [(campaign_id, campaign_is_open(campaign, now), campaign.holdout,
+                       campaign.trigger is not None) for campaign_id, campaign in scope])
     for campaign_id, campaign in scope:
+        if campaign.trigger is not None:
+            conn.executemany("INSERT INTO temp.triggered VALUES (?, ?, ?)",
+                             ((campaign_id, email, iso(at)) for email, at
+                              in triggered_at(ledger, campaign, now).items()))
         if campaign.goal is not None:
             conn.executemany("INSERT INTO temp.reached VALUES (?, ?)",
                              ((campaign_id, email)

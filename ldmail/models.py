@@ -576,6 +576,15 @@ class Goal(Strict):
         "the report counts them as not converted either way"))
 
 
+class Trigger(Strict):
+    """A learning event that enrols a person: day 0 is the moment it happened."""
+
+    event: str = Field(min_length=1, description=(
+        "the event that enrols, e.g. completed (an xAPI verb's last part, or a CSV event name)"))
+    object: str | None = Field(None, description=(
+        "the course or activity id; may use * wildcards, e.g. course:*; empty: any"))
+
+
 class Hypothesis(Strict):
     """What the campaign is meant to prove, measured on its `goal:` against the holdout."""
 
@@ -710,6 +719,9 @@ class Campaign(Strict):
     starts: date
     ends: date | None = None
     anchor: str | None = None
+    trigger: Trigger | None = Field(None, description=(
+        "enrol people (of the audience) when a matching learning event arrives, with day 0 at "
+        "the event's time; events before `starts` do not enrol; one enrolment per person"))
     holdout: Percentage = 0.0
     goal: Goal | None = None
     sender: str
@@ -742,4 +754,8 @@ class Campaign(Strict):
             seen[step.id] = index + 1
         if self.ends and self.ends < self.starts:
             raise FieldError(("ends",), f"{self.ends} is before starts ({self.starts})")
+        if self.trigger is not None and self.anchor is not None:
+            raise FieldError(("trigger",), "a campaign has either anchor (day 0 is a date in "
+                             "the people export) or trigger (day 0 is a learning event); "
+                             "remove one")
         return self
