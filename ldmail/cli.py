@@ -641,6 +641,16 @@ def _print_summary(summary: SendSummary) -> None:
     if summary.waiting_window and summary.window_opens:
         out.print(f"{summary.waiting_window} due message(s) wait for the send window, which "
                   f"opens {_local(summary.window_opens)} for the first of them")
+    if summary.skipped:
+        verb = "would skip" if summary.dry_run else "skipped"
+        out.print(f"{verb} {_plural(summary.skipped, 'step', 'steps')} whose when: condition "
+                  "is false (ldmail history shows each with its reason)")
+        for skip in summary.skips[:5]:
+            out.print(f"  {_escape(skip.campaign)}/{_escape(skip.step)} for {skip.email}: "
+                      f"{_escape(skip.reason)}", soft_wrap=True)
+    if summary.waiting_condition:
+        out.print(f"{summary.waiting_condition} due message(s) wait for their when: condition "
+                  "(wait_until)")
     details = []
     if summary.enrolled or summary.exited:
         people = _plural(summary.people_enrolled, "person", "people")

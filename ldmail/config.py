@@ -17,6 +17,7 @@ from .business_days import BusinessCalendar
 from .confine import confined, escaping_links
 from .errors import ConfigError, OutsideProject, Problem, ProjectNotFound
 from .hygiene import one_line
+from .journeys import HELPERS
 from .models import DERIVED_ATTRIBUTES, Audiences, Campaign, FieldError, Settings
 from .yamlfile import Loc, LocatedYaml, load_yaml
 
@@ -283,6 +284,10 @@ def _cross_check(project: Project, problems: list[Problem]) -> None:
         if model.audience.where:
             _check_names(model.audience.where, columns, source,
                          ("audience", "where"), problems)
+        for index, step in enumerate(model.steps):
+            if step.when:
+                _check_names(step.when, columns | HELPERS, source, ("steps", index, "when"),
+                             problems, helpers=True)
     if project.audiences_source is not None:
         for name, persona in personas.items():
             _check_names(persona.match, columns, project.audiences_source,
@@ -305,17 +310,19 @@ def _check_personas(names: object, personas: dict[str, Any], source: LocatedYaml
 
 
 def _check_names(expression: str, columns: set[str], source: LocatedYaml, loc: Loc,
-                 problems: list[Problem]) -> None:
+                 problems: list[Problem], *, helpers: bool = False) -> None:
     from .expressions import free_names
 
     known = columns | set(DERIVED_ATTRIBUTES)
     for name in sorted(free_names(expression) - known):
         close = difflib.get_close_matches(name, list(known), n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
+        what = "helper or attribute" if helpers else "attribute"
+        also = f"helpers: {', '.join(sorted(HELPERS))}; " if helpers else ""
         problems.append(Problem(
             source.display, source.line_of(loc),
-            f"expression uses unknown attribute '{name}'; {hint}attributes: "
-            f"{', '.join(sorted(known))} (map more columns under people.columns)"))
+            f"expression uses unknown {what} '{name}'; {hint}{also}attributes: "
+            f"{', '.join(sorted(known - HELPERS))} (map more columns under people.columns)"))
 
 
 def _load(root: Path, path: Path, display: str, problems: list[Problem]) -> LocatedYaml | None:

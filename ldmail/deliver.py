@@ -31,6 +31,7 @@ from .errors import (
     TransportFatal,
     TransportUnavailable,
 )
+from .journeys import LearningEvent, condition_holds
 from .ledger import (
     Group,
     Ledger,
@@ -48,6 +49,7 @@ from .models import Variant
 from .render import Renderer
 from .schedule import Planned, assign_variant
 from .transport import Outcome, Transport, open_transports
+from .units import format_duration
 from .validate import broken_campaigns
 
 log = logging.getLogger("ldmail.send")
@@ -102,6 +104,9 @@ class SendSummary:
     # Campaigns whose templates fail to render, by id: the first problem of each.
     broken: dict[str, str] = field(default_factory=dict)
     held_by_limit: int = 0
+    skipped: int = 0  # steps skipped because their when: condition was false
+    skips: list[Failure] = field(default_factory=list)  # the first 100 of them, with reasons
+    waiting_condition: int = 0  # steps due that wait (wait_until) for their condition
     held_by_cap: int = 0
     # With a rate: when the last of the messages due goes out at that pace (ISO, UTC).
     last_due_at: str | None = None
@@ -139,6 +144,9 @@ class DueNow:
     window_opens: datetime | None  # when the first of those may go
     complete: list[Enrolment]  # enrolments with no step left
     next_change: datetime | None  # the earliest later moment a step becomes due or may go
+    # Steps due whose when: is false: skipped with the reason (see _decide_conditions).
+    skipped: list[tuple[Due, str]] = field(default_factory=list)
+    waiting_condition: int = 0  # steps due that wait (wait_until) for their condition
 
 
 def find_due(project: Project, ledger: Ledger, now: datetime) -> DueNow:
@@ -181,7 +189,49 @@ def find_due(project: Project, ledger: Ledger, now: datetime) -> DueNow:
             else:
                 next_change = now  # due, but not sent now: the next run must look again
     due.sort(key=lambda d: (d.planned.due_at, d.enrolment.campaign, d.person.row))
-    return DueNow(due, waiting, window_opens, complete, next_change)
+    found_now = DueNow(due, waiting, window_opens, complete, next_change)
+    _decide_conditions(project, ledger, now, found_now)
+    return found_now
+
+
+# How often a step that waits for its condition (wait_until) is looked at again, at most:
+# conditions also change with time (days_since), which no ledger change announces.
+CONDITION_RECHECK = timedelta(hours=1)
+
+
+def _decide_conditions(project: Project, ledger: Ledger, now: datetime, found: DueNow) -> None:
+    """Steps due with a when: condition go only when it holds; otherwise they wait (wait_until,
+    until their timeout) or are skipped with the reason."""
+    conditional = [item for item in found.due if item.planned.step.when is not None]
+    if not conditional:
+        return
+    history = ledger.events_of((item.enrolment.email for item in conditional), iso(now))
+    keep: list[Due] = []
+    for item in found.due:
+        step = item.planned.step
+        if step.when is None:
+            keep.append(item)
+            continue
+        events = [LearningEvent(e.event, e.object, from_iso(e.occurred_at))
+                  for e in history.get(item.enrolment.email, ())]
+        try:
+            holds = condition_holds(step.when, item.person.attributes, events, now)
+        except LdmailError as exc:  # validate catches these; a person's values may not
+            found.skipped.append((item, f"condition failed: {exc}"))
+            continue
+        if holds:
+            keep.append(item)
+        elif step.wait_until and now < item.planned.due_at + step.timeout:
+            found.waiting_condition += 1
+            recheck = min(item.planned.due_at + step.timeout, now + CONDITION_RECHECK)
+            found.next_change = recheck if found.next_change is None else \
+                min(found.next_change, recheck)
+        elif step.wait_until:
+            found.skipped.append((item, f"condition still false after "
+                                        f"{format_duration(step.timeout)}: {step.when}"))
+        else:
+            found.skipped.append((item, f"condition false: {step.when}"))
+    found.due = keep
 
 
 class Sender:
@@ -418,6 +468,24 @@ def _run(project: Project, ledger: Ledger, now: datetime, *, dry_run: bool, camp
     summary.people_enrolled = synced.people
     summary.missing = synced.vanished
     found = find_due(project, ledger, now)
+    # A skipped step lets the person's next one be decided in the same run; each pass skips
+    # at least one step of someone, so there are at most as many passes as steps.
+    for _ in range(max((len(file.model.steps) for file in project.campaigns.values()),
+                       default=0)):
+        if not found.skipped:
+            break
+        summary.skipped += len(found.skipped)
+        summary.skips += [Failure(item.enrolment.email, item.enrolment.campaign,
+                                  item.planned.step.id, reason)
+                          for item, reason in found.skipped[:100 - len(summary.skips)]]
+        if dry_run:
+            break
+        with ledger.delivery(run_id, iso(now), interventions) as delivery:
+            for item, reason in found.skipped:
+                delivery.skip(_key(item), iso(item.planned.due_at), reason,
+                              ledger.address_hash(item.enrolment.email))
+        found = find_due(project, ledger, now)
+    summary.waiting_condition = found.waiting_condition
     due = found.due
     summary.waiting_window = found.waiting
     summary.window_opens = None if found.window_opens is None else iso(found.window_opens)

@@ -206,6 +206,19 @@ def free_names(source: str) -> frozenset[str]:
     return frozenset(meta.find_undeclared_variables(parsed))
 
 
+def calls(source: str, functions: frozenset[str]) -> list[tuple[str, Any]]:
+    """Each call of one of `functions` in an expression, with its first argument when that
+    is a constant (None otherwise): what validate checks a condition's event names with."""
+    try:
+        parsed = _environment().parse("{{ (" + source + ") }}")
+    except TemplateSyntaxError:
+        return []
+    return [(node.node.name, node.args[0].value if node.args and
+             isinstance(node.args[0], nodes.Const) else None)
+            for node in parsed.find_all(nodes.Call)
+            if isinstance(node.node, nodes.Name) and node.node.name in functions]
+
+
 def evaluate(source: str, names: Mapping[str, Any]) -> bool:
     """Evaluate an expression over `names`, as a yes/no answer.
 

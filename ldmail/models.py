@@ -656,6 +656,24 @@ class Step(Strict):
         "every time, drawn from campaign, step and address); the report compares each with "
         "the first"))
     calendar: Calendar | None = None
+    when: Expression | None = Field(None, description=(
+        "send this step only when the condition holds, else skip it (the next step goes "
+        "on): a Jinja expression over the person's attributes and learning events, e.g. "
+        "\"reached('registered', 'course:sales-*') and not reached('completed', "
+        "'course:sales-*')\"; helpers: reached(event, object), count(event, object), "
+        "days_since(event, object)"))
+    wait_until: bool = Field(False, description=(
+        "with when: instead of skipping at once, wait until the condition holds, at most "
+        "`timeout` past the step's due time, then skip"))
+    timeout: Duration = Field(timedelta(days=14), description=(
+        "with wait_until: how long past its due time the step waits for its condition"))
+
+    @model_validator(mode="after")
+    def _condition(self) -> Step:
+        if self.wait_until and self.when is None:
+            raise FieldError(("wait_until",), f"step '{self.id}' has wait_until but no when: "
+                             "condition to wait for; add when: or remove wait_until")
+        return self
 
     @model_validator(mode="after")
     def _template_or_variants(self) -> Step:

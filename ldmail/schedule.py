@@ -141,7 +141,7 @@ class Planned:
 
 # A step in one of these states is not planned again.
 DONE_STATES = frozenset({MessageState.SENT, MessageState.FAILED, MessageState.UNKNOWN,
-                         MessageState.CLAIMED, MessageState.BOUNCED})
+                         MessageState.CLAIMED, MessageState.BOUNCED, MessageState.SKIPPED})
 # States whose message row exists and is claimed again (an UPDATE, not an INSERT).
 RETRY_STATES = frozenset(message_sources(MessageOp.CLAIM))
 
@@ -160,7 +160,8 @@ def upcoming(campaign: Campaign, anchor_at: datetime, history: dict[str, StepRec
     for step in campaign.steps:
         record = history.get(step.id)
         if record is not None and record.state in DONE_STATES:
-            previous = record.at or previous
+            if record.state != MessageState.SKIPPED:  # a skipped step sent nothing to space
+                previous = record.at or previous
             continue
         due = anchor_at + step.after
         if previous is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 from datetime import date
@@ -10,11 +11,14 @@ from pathlib import Path
 from .audience import AudienceScan, scan_audience
 from .config import AUDIENCES_FILE, TEMPLATES_DIR, CampaignFile, Project, load_project
 from .errors import ConfigError, LdmailError, Problem, RenderError
+from .events import verb_name
 from .expressions import evaluate
+from .journeys import COMMON_EVENTS, events_named
 from .models import Campaign, Step, Variant
 from .render import MAX_SUBJECT, Renderer
 from .samples import sample_person
 from .sensitivity import Sensitivity, sensitivity
+from .yamlfile import Loc
 
 
 @dataclass
@@ -203,9 +207,48 @@ def validate(root: Path, today: date, *, sample_people: bool = False) -> Report:
             continue
         check_campaign(project, renderer, campaign, audience, today, report)
         check_translations(project, campaign, report)
+        check_events(project, campaign, report)
         if audience is not None and campaign.id in audience.groups:
             check_power(campaign, *audience.groups[campaign.id], report)
     return report
+
+
+def known_events(project: Project) -> set[str]:
+    """Event names a project can expect: common xAPI verbs, every goal and trigger, and the
+    verbs the LRS is read for."""
+    known = set(COMMON_EVENTS)
+    for file in project.campaigns.values():
+        known |= {rule.event for rule in (file.model.goal, file.model.trigger) if rule}
+    if project.settings.lrs is not None:
+        known |= {verb_name(verb) for verb in project.settings.lrs.verbs}
+    return known
+
+
+def check_events(project: Project, campaign: CampaignFile, report: Report) -> None:
+    """Warnings for a condition or trigger that names an event nothing seems to produce."""
+    known = known_events(project)
+    lrs = project.settings.lrs
+    pulled = {verb_name(verb) for verb in lrs.verbs} if lrs is not None and lrs.verbs else None
+    named: list[tuple[Loc, str]] = []
+    trigger = campaign.model.trigger
+    if trigger is not None:
+        named.append((("trigger", "event"), trigger.event))
+    for index, step in enumerate(campaign.model.steps):
+        named += [(("steps", index, "when"), event) for event in events_named(step.when or "")]
+    for loc, event in named:
+        line = campaign.source.line_of(loc)
+        if event not in known:
+            close = difflib.get_close_matches(event, sorted(known), n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            report.warnings.append(Problem(
+                campaign.source.display, line,
+                f"event '{event}' is not a goal, trigger or common xAPI verb; {hint}check its "
+                "spelling (an event is the last part of an xAPI verb id, e.g. completed)"))
+        elif pulled is not None and event not in pulled and loc[0] == "trigger":
+            report.warnings.append(Problem(
+                campaign.source.display, line,
+                f"trigger event '{event}' is not among lrs.verbs, so 'ldmail events pull' "
+                "never records it; only 'ldmail events import' can start this campaign"))
 
 
 def check_power(campaign: CampaignFile, mailed: int, holdout: int, report: Report) -> None:

@@ -3,6 +3,7 @@ real CLI, the outbox and the ledger."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -58,3 +59,95 @@ def test_a_completion_starts_recognition_and_evaluation(project: Path, cli: Cli)
                          "'recognition'") == [
         ("bob.smith@example.org", "2026-12-02T15:00:00Z", "completed")]
     assert outbox(project)["recognition"] == {"bob.smith@example.org"}
+
+
+def branching_project(project: Path) -> Path:
+    """The welcome campaign as a journey: a nudge only for who registered, the course tip
+    only for who did not, and a last step that waits up to 3 days for a registration."""
+    def journey(campaign: dict[str, Any]) -> None:
+        campaign.update(holdout="0%", goal={"event": "completed"}, steps=[
+            {"id": "hello", "after": "0d", "template": "welcome/hello"},
+            {"id": "finish", "after": "2d", "template": "welcome/hello",
+             "when": "reached('registered', 'course:*') and not reached('completed')"},
+            {"id": "first-course", "after": "3d", "template": "welcome/first-course",
+             "when": "not reached('registered')"},
+            {"id": "well-begun", "after": "4d", "template": "welcome/hello",
+             "when": "count('registered') >= 1 and days_since('registered') < 30",
+             "wait_until": True, "timeout": "3d"}])
+    edit_yaml(project / "campaigns" / "welcome.yaml", journey)
+    return project
+
+
+def steps_of(project: Path) -> dict[str, list[tuple[str, str]]]:
+    found: dict[str, list[tuple[str, str]]] = {}
+    for email, step, state in rows(project, "SELECT email, step, state FROM messages "
+                                            "ORDER BY email, id"):
+        found.setdefault(email, []).append((step, state))
+    return found
+
+
+def test_conditions_branch_skip_and_wait(project: Path, cli: Cli) -> None:
+    branching_project(project)
+    send(cli, project, "2026-12-01T10:00+01:00")  # Tuesday: everyone gets hello
+    import_events(cli, project, [
+        "bob.smith@example.org;registered;course:gdpr;2026-12-01T12:00:00Z",
+        "dirk.jansen@example.org;registered;course:excel;2026-12-08T07:00:00Z"])
+    for day in (2, 3, 4):
+        send(cli, project, f"2026-12-{day:02d}T10:00+01:00")
+    # Monday: the last step (due Saturday) waits for seven of the eight.
+    monday = cli("send", "--project", project, "--now", "2026-12-07T10:00+01:00")
+    assert "7 due message(s) wait for their when: condition (wait_until)" in monday.stdout, \
+        monday.output
+    for day in (8, 9, 10, 11):
+        send(cli, project, f"2026-12-{day:02d}T10:00+01:00")
+    found = steps_of(project)
+    # Bob registered on day 0: the nudge, no course tip, and the last step at once.
+    assert found["bob.smith@example.org"] == [
+        ("hello", "sent"), ("finish", "sent"), ("first-course", "skipped"),
+        ("well-begun", "sent")]
+    # Dirk registered on Tuesday 8 Dec, while the last step waited for it (due Sat 5 Dec).
+    assert found["dirk.jansen@example.org"] == [
+        ("hello", "sent"), ("finish", "skipped"), ("first-course", "sent"),
+        ("well-begun", "sent")]
+    # The others never registered: the last step waited its three days, then was skipped.
+    assert found["ann.devries@example.org"] == [
+        ("hello", "sent"), ("finish", "skipped"), ("first-course", "sent"),
+        ("well-begun", "skipped")]
+    reasons = dict(rows(project, "SELECT step, error FROM messages WHERE email = ? AND "
+                                 "state = 'skipped'", "ann.devries@example.org"))
+    assert reasons == {
+        "finish": "condition false: reached('registered', 'course:*') and not "
+                  "reached('completed')",
+        "well-begun": "condition still false after 3d: count('registered') >= 1 and "
+                      "days_since('registered') < 30"}
+    history = cli("history", "ann.devries@example.org", "--project", project)
+    assert "skipped" in history.stdout and "condition false" in history.stdout
+
+
+def test_validate_names_a_bad_condition_and_an_unknown_event(project: Path, cli: Cli) -> None:
+    def typo(campaign: dict[str, Any]) -> None:
+        campaign["steps"][1]["when"] = "reachd('registered')"
+    edit_yaml(project / "campaigns" / "welcome.yaml", typo)
+    result = cli("validate", "--project", project)
+    assert result.exit_code == 1
+    assert re.search(r"campaigns/welcome\.yaml:\d+: expression uses unknown helper or attribute "
+                     r"'reachd'; did you mean 'reached'\?", result.output), result.output
+
+    def misspelt(campaign: dict[str, Any]) -> None:
+        campaign["steps"][1]["when"] = "not reached('regsitered', 'course:*')"
+    edit_yaml(project / "campaigns" / "welcome.yaml", misspelt)
+    result = cli("validate", "--project", project)
+    assert result.exit_code == 0, result.output
+    assert re.search(r"warning: campaigns/welcome\.yaml:\d+: event 'regsitered' is not a goal, "
+                     r"trigger or common xAPI verb; did you mean 'registered'\?", result.output)
+
+
+def test_validate_warns_of_a_trigger_the_lrs_is_not_read_for(project: Path, cli: Cli) -> None:
+    recognition_project(project)
+    with (project / "ldmail.yaml").open("a", encoding="utf-8") as file:
+        file.write("\nlrs:\n  endpoint: https://lrs.example.org/xAPI\n  user: reader\n"
+                   "  verbs: [http://adlnet.gov/expapi/verbs/registered]\n")
+    result = cli("validate", "--project", project)
+    assert result.exit_code == 0, result.output
+    assert re.search(r"warning: campaigns/recognition\.yaml:5: trigger event 'completed' is not "
+                     r"among lrs\.verbs", result.output), result.output

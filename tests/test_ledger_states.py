@@ -69,6 +69,11 @@ def hold(ledger: Ledger, state: MessageState) -> None:
         delivery.hold(KEY, STAMP, "a template error", TOKEN)
 
 
+def skip(ledger: Ledger, state: MessageState) -> None:
+    with ledger.delivery(1, STAMP, None) as delivery:
+        delivery.skip(KEY, STAMP, "condition false: reached('registered')", TOKEN)
+
+
 def outcome(op: MessageOp) -> Callable[[Ledger, MessageState], None]:
     def record(ledger: Ledger, state: MessageState) -> None:
         with ledger.delivery(1, STAMP, None) as delivery:
@@ -96,6 +101,7 @@ def bounce(ledger: Ledger, state: MessageState) -> None:
 SINGLE: dict[MessageOp, Callable[[Ledger, MessageState], object]] = {
     MessageOp.CLAIM: claim,
     MessageOp.HOLD: hold,
+    MessageOp.SKIP: skip,
     MessageOp.RETRY: lambda ledger, state: ledger.retry((state,), STAMP),
     MessageOp.BOUNCE: bounce,
     **{op: outcome(op) for op in (MessageOp.DELIVER, MessageOp.LOSE_REPLY, MessageOp.PUT_BACK,

@@ -146,7 +146,16 @@ class Delivery:
         Nothing was claimed or sent; a later run renders it again and sends it once the
         project is fixed. Not written for a person suppressed or forgotten meanwhile.
         """
-        sources = message_sources(MessageOp.HOLD)
+        self._set_aside(MessageOp.HOLD, key, due_at, reason, token)
+
+    def skip(self, key: MessageKey, due_at: str, reason: str, token: str) -> None:
+        """A message whose step's condition is false: skipped with the reason, never sent;
+        the person's next step goes on. Not written for a person suppressed or forgotten."""
+        self._set_aside(MessageOp.SKIP, key, due_at, reason, token)
+
+    def _set_aside(self, op: MessageOp, key: MessageKey, due_at: str, reason: str,
+                   token: str) -> None:
+        sources = message_sources(op)
         marks = ", ".join("?" for _ in sources)
         self._commit_with(
             "INSERT INTO messages (campaign, step, email, due_at, state, attempts, error,"
@@ -154,9 +163,9 @@ class Delivery:
             " FROM suppressions WHERE email IN (?, ?)) ON CONFLICT (campaign, step, email) DO"
             " UPDATE SET state = excluded.state, error = excluded.error,"
             f" next_attempt_at = NULL WHERE messages.state IN ({marks})",
-            (*key, due_at, message_move(MessageOp.HOLD, M.NEW), reason, self.stamp,
+            (*key, due_at, message_move(op, M.NEW), reason, self.stamp,
              self.run_id, key.email, FORGOTTEN + token, *sources),
-            key, MessageOp.HOLD)
+            key, op)
 
     def delivered(self, key: MessageKey, *, last_step: bool) -> None:
         self.pending.append(_Outcome(MessageOp.DELIVER, key, last_step=last_step))

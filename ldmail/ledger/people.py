@@ -164,6 +164,19 @@ class PersonMoves(LedgerFile):
             "SELECT email, event, object, occurred_at FROM events WHERE event = ? "
             "AND occurred_at <= ? AND voided_at IS NULL ORDER BY occurred_at", (event, until))]
 
+    def events_of(self, emails: Iterable[str], until: str) -> dict[str, list[GoalEvent]]:
+        """Each address's learning events up to `until` (ISO UTC), voided ones left out."""
+        found: dict[str, list[GoalEvent]] = {}
+        wanted = sorted(set(emails))
+        for start in range(0, len(wanted), 500):  # SQLite's limit on bound parameters
+            chunk = wanted[start:start + 500]
+            for row in self.db.conn.execute(
+                    "SELECT email, event, object, occurred_at FROM events WHERE email IN"
+                    f" ({', '.join('?' for _ in chunk)}) AND occurred_at <= ? AND voided_at IS"
+                    " NULL ORDER BY occurred_at", (*chunk, until)):
+                found.setdefault(row[0], []).append(GoalEvent(*row))
+        return found
+
     def voided_goal_events(self, event: str) -> list[GoalEvent]:
         """Events of one kind an LRS voided."""
         return [GoalEvent(*row) for row in self.db.conn.execute(

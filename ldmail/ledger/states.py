@@ -12,6 +12,8 @@ it yet; it is never stored.
     operation       from                        to         when
     claim           new, deferred, held         claimed    a send is about to hand it over
     hold            new, deferred, held         held       it cannot be rendered or built
+    skip            new, deferred, held         skipped    its step's when: is false (or still
+                                                           false when wait_until timed out)
     deliver         claimed                     sent       the server accepted it
     lose_reply      claimed                     unknown    all of it went out, no reply came
     put_back        claimed                     deferred   stopped before any of it went out
@@ -65,6 +67,7 @@ class MessageState(StrEnum):
     HELD = "held"  # could not be rendered or built: nothing was claimed or sent
     FAILED = "failed"
     BOUNCED = "bounced"  # handed over, then a bounce (hard or soft) came back for it
+    SKIPPED = "skipped"  # its step's condition (when:) was false: never sent, the next goes on
 
 
 class EnrolmentState(StrEnum):
@@ -92,6 +95,7 @@ class MessageOp(StrEnum):
     RESEND_UNKNOWN = "resend_unknown"
     RETRY = "retry"
     BOUNCE = "bounce"
+    SKIP = "skip"
 
 
 class EnrolmentOp(StrEnum):
@@ -110,6 +114,7 @@ _WAITING = {M.NEW: M.CLAIMED, M.DEFERRED: M.CLAIMED, M.HELD: M.CLAIMED}
 MESSAGE_MOVES: Mapping[MessageOp, Mapping[MessageState, MessageState]] = {
     MessageOp.CLAIM: _WAITING,
     MessageOp.HOLD: dict.fromkeys(_WAITING, M.HELD),
+    MessageOp.SKIP: dict.fromkeys(_WAITING, M.SKIPPED),
     MessageOp.DELIVER: {M.CLAIMED: M.SENT},
     MessageOp.LOSE_REPLY: {M.CLAIMED: M.UNKNOWN},
     MessageOp.PUT_BACK: {M.CLAIMED: M.DEFERRED},

@@ -1,0 +1,74 @@
+"""Step conditions: `when:` over a person's attributes and learning events.
+
+A condition is a Jinja expression in the same sandbox as personas and audiences, with three
+helpers over the person's goal events (voided ones left out, none dated after the moment
+the run is for):
+
+    reached(event, object='*')     did it happen at least once?
+    count(event, object='*')       how often
+    days_since(event, object='*')  days since the latest one; none: a missing value, and any
+                                   comparison with it is false (as in SQL)
+
+`object` may use * wildcards, as goals and triggers do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from fnmatch import fnmatchcase
+from typing import Any
+
+from .expressions import calls, evaluate
+
+HELPERS = frozenset({"reached", "count", "days_since"})
+
+# The verbs of ADL's vocabulary an LMS or LRS commonly sends (their last part is the event
+# name); with the goals, triggers and LRS verbs of the project, the events a condition may
+# name without a warning.
+COMMON_EVENTS = frozenset({
+    "registered", "completed", "passed", "failed", "attempted", "launched", "initialized",
+    "terminated", "experienced", "answered", "progressed", "scored", "mastered",
+    "satisfied", "waived", "enrolled", "attended"})
+
+
+def events_named(condition: str) -> list[str]:
+    """The event names a condition's helpers are called with (constants only)."""
+    return [str(event) for _, event in calls(condition, HELPERS) if isinstance(event, str)]
+
+
+@dataclass(frozen=True, slots=True)
+class LearningEvent:
+    event: str
+    object: str
+    at: datetime
+
+
+def _helpers(events: Sequence[LearningEvent], now: datetime) -> dict[str, Callable[..., Any]]:
+    def matching(event: str, pattern: str) -> list[LearningEvent]:
+        if not isinstance(event, str) or not isinstance(pattern, str):
+            raise ValueError("event and object are text, e.g. reached('completed', 'course:*')")
+        return [e for e in events
+                if e.event == event and e.at <= now and fnmatchcase(e.object, pattern)]
+
+    def reached(event: str, object: str = "*") -> bool:  # noqa: A002 (the YAML's word)
+        return bool(matching(event, object))
+
+    def count(event: str, object: str = "*") -> int:  # noqa: A002
+        return len(matching(event, object))
+
+    def days_since(event: str, object: str = "*") -> float | None:  # noqa: A002
+        found = matching(event, object)
+        if not found:
+            return None
+        return (now - max(e.at for e in found)).total_seconds() / 86400
+
+    return {"reached": reached, "count": count, "days_since": days_since}
+
+
+def condition_holds(condition: str, attributes: Mapping[str, Any],
+                    events: Sequence[LearningEvent], now: datetime) -> bool:
+    """The answer of a step's `when:` for one person at `now`; raises LdmailError (an
+    ExpressionError or SecurityError) as persona expressions do."""
+    return evaluate(condition, {**attributes, **_helpers(events, now)})
