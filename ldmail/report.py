@@ -35,9 +35,11 @@ class StepFunnel:
     unknown: int
     pending: int
     bounced: int = 0  # handed over, then a bounce came back for it (ldmail inbox)
+    skipped: int = 0  # its when: condition was false: never sent, on purpose
 
     # The figures of a step, in the order the table, the HTML and the CSV show them.
-    COUNTS: ClassVar[tuple[str, ...]] = ("sent", "bounced", "failed", "unknown", "pending")
+    COUNTS: ClassVar[tuple[str, ...]] = ("sent", "bounced", "failed", "unknown", "pending",
+                                         "skipped")
 
 
 @dataclass(frozen=True)
@@ -386,13 +388,14 @@ def build_report(project: Project, now: datetime, *, db: Path | None = None,
             converted_at = {} if goal is None else goal_reached_at(ledger, goal, now)
             states = Counter((m.step, m.state) for m in messages)
             ended = (MessageState.SENT, MessageState.FAILED, MessageState.UNKNOWN,
-                     MessageState.BOUNCED)
+                     MessageState.BOUNCED, MessageState.SKIPPED)
             steps = [StepFunnel(s.id, states[(s.id, MessageState.SENT)],
                                 states[(s.id, MessageState.FAILED)],
                                 states[(s.id, MessageState.UNKNOWN)],
                                 sum(n for (step, state), n in states.items()
                                     if step == s.id and state not in ended),
-                                states[(s.id, MessageState.BOUNCED)])
+                                states[(s.id, MessageState.BOUNCED)],
+                                states[(s.id, MessageState.SKIPPED)])
                      for s in model.steps]
             # A bounced message went out that day too.
             by_day = Counter(m.sent_at[:10] for m in messages
@@ -424,6 +427,7 @@ def build_report(project: Project, now: datetime, *, db: Path | None = None,
 
 
 CSV_FIELDS = ["campaign", "record", "step", "sent", "bounced", "failed", "unknown", "pending",
+              "skipped",
               "segment", "treatment_n", "treatment_converted", "treatment_rate", "holdout_n",
               "holdout_converted", "holdout_rate", "uplift_pp", "ci_low_pp", "ci_high_pp",
               "p_value", "outcome", "verdict", "median_days_to_goal_treatment",

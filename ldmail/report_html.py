@@ -24,6 +24,7 @@ FAILED_COLOUR = "#dc2626"
 BOUNCED_COLOUR = "#7c3aed"
 UNKNOWN_COLOUR = "#d97706"
 PENDING_COLOUR = "#cbd5e1"
+SKIPPED_COLOUR = "#64748b"
 INK, MUTED, GRID = "#111827", "#6b7280", "#e5e7eb"
 
 CHART_WIDTH = 520
@@ -355,7 +356,8 @@ def _funnel_chart(campaign: CampaignReport, words: Words) -> str | None:
     if not campaign.steps:
         return None
     columns = [("sent", SENT_COLOUR), ("bounced", BOUNCED_COLOUR), ("failed", FAILED_COLOUR),
-               ("unknown", UNKNOWN_COLOUR), ("pending", PENDING_COLOUR)]
+               ("unknown", UNKNOWN_COLOUR), ("pending", PENDING_COLOUR),
+               ("skipped", SKIPPED_COLOUR)]
     series = [Series(words.t(name), colour, [float(getattr(step, name))
                                              for step in campaign.steps])
               for name, colour in columns

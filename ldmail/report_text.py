@@ -55,6 +55,7 @@ PHRASES: Final[dict[str, tuple[str, str, str]]] = {
     "step": ("step", "stap", "Schritt"),
     "sent": ("sent", "verstuurd", "versendet"),
     "bounced": ("bounced", "onbestelbaar", "unzustellbar"),
+    "skipped": ("skipped", "overgeslagen", "übersprungen"),
     "failed": ("failed", "mislukt", "fehlgeschlagen"),
     "unknown": ("unknown", "onbekend", "unbekannt"),
     "pending": ("pending", "gepland", "geplant"),

@@ -3,6 +3,7 @@ real CLI, the outbox and the ledger."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,13 @@ def test_conditions_branch_skip_and_wait(project: Path, cli: Cli) -> None:
                       "days_since('registered') < 30"}
     history = cli("history", "ann.devries@example.org", "--project", project)
     assert "skipped" in history.stdout and "condition false" in history.stdout
+    # The report counts skipped steps apart from sent and pending ones.
+    report = json.loads(cli("report", "-c", "welcome", "--project", project, "--now",
+                            "2026-12-11T12:00+01:00", "--format", "json").stdout)
+    funnel = {s["step"]: (s["sent"], s["skipped"], s["pending"])
+              for s in report["campaigns"][0]["steps"]}
+    assert funnel == {"hello": (8, 0, 0), "finish": (1, 7, 0), "first-course": (7, 1, 0),
+                      "well-begun": (2, 6, 0)}
 
 
 def test_validate_names_a_bad_condition_and_an_unknown_event(project: Path, cli: Cli) -> None:
