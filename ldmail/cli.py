@@ -860,6 +860,9 @@ def plan(
                                       metavar="N")] = 14,
     campaign: CampaignOption = None,
     show: Annotated[int, typer.Option(help="List at most this many sends.", metavar="N")] = 100,
+    person: Annotated[str | None, typer.Option(
+        help="One person's journey instead: each step sent, skipped or to come, with each "
+             "condition (when:) answered for them now.", metavar="EMAIL")] = None,
     output: OutputOption = OutputFormat.TABLE,
     db: DbOption = None,
     project: ProjectOption = None,
@@ -871,6 +874,9 @@ def plan(
     from .config import load_project
     from .plan import build_plan, moved_line, pace_notes, short_day
 
+    if person is not None:
+        _plan_person(person, output, db, project, now)
+        return
     with invocation(project, now) as inv:
         loaded = load_project(inv.root)
         result = build_plan(loaded, inv.now, days, db=db, campaign=campaign, show=show)
@@ -938,6 +944,43 @@ def plan(
         if advice is not None:
             out.print(f"[yellow]warning[/yellow]: {found.campaign}: hypothesis cannot be "
                       f"decided: {_escape(advice)}", soft_wrap=True)
+
+
+def _plan_person(who: str, output: OutputFormat, db: Path | None, project: Path | None,
+                 now: str | None) -> None:
+    """plan --person: one person's journey through every campaign they are or were in."""
+    from rich.table import Table
+
+    from .config import load_project
+    from .ledger import Ledger
+    from .plan import person_journey
+    from .privacy import resolve
+
+    with invocation(project, now) as inv:
+        loaded = load_project(inv.root)
+        with Ledger.of(loaded, db, readonly=True) as ledger:
+            address = resolve(ledger, who)
+        journey = person_journey(loaded, inv.now, address, db=db)
+    if output == OutputFormat.JSON:
+        import json
+
+        sys.stdout.write(json.dumps([
+            {"campaign": s.campaign, "step": s.step, "status": s.status,
+             "at": None if s.at is None else s.at.isoformat(), "note": s.note,
+             "variant": s.variant} for s in journey], indent=2, ensure_ascii=False) + "\n")
+        return
+    out = console()
+    if not journey:
+        out.print("No campaign has or plans anything for this address.")
+        return
+    table = Table(title=f"Journey of {address}", title_justify="left")
+    for column in ("campaign", "step", "status", "when", "why / condition"):
+        table.add_column(column, overflow="fold")
+    for item in journey:
+        step = item.step + (f" (variant {item.variant})" if item.variant else "")
+        table.add_row(item.campaign, step, item.status,
+                      _local(item.at.isoformat()) if item.at else "", _escape(item.note))
+    out.print(table)
 
 
 @app.command()

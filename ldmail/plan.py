@@ -163,3 +163,60 @@ def pace_notes(plan: Plan, rate: float | None, cap: int | None) -> list[str]:
                      f"{min(count, cap or count):,} sends) takes {hours} h {minutes:02d} min "
                      "from the first to the last")
     return notes
+
+
+@dataclass(frozen=True, slots=True)
+class JourneyStep:
+    """One step of one campaign for one person: what happened, or what is planned."""
+
+    campaign: str
+    step: str
+    status: str  # a message state (sent, skipped, ...), or planned
+    at: datetime | None  # when it went out or was decided; when it is planned to go
+    note: str = ""  # a skip's reason; a planned step's condition and its answer now
+    variant: str | None = None
+
+
+def person_journey(project: Project, now: datetime, email: str, *,
+                   db: Path | None = None) -> list[JourneyStep]:
+    """Every step of every campaign one person is or was in: the ledger's messages as they
+    are, then the steps still to come, each condition (when:) answered for them now."""
+    from .audience import PeopleStream
+    from .clock import from_iso, iso
+    from .journeys import LearningEvent, condition_holds
+    from .schedule import assign_variant
+
+    journey: list[JourneyStep] = []
+    with Ledger.of(project, db, readonly=True) as ledger:
+        known = ledger.history(email)
+        for row in known.messages:
+            moment = row["sent_at"] or row["claimed_at"]
+            journey.append(JourneyStep(row["campaign"], row["step"], row["state"],
+                                       from_iso(moment) if moment else None,
+                                       row["error"] or "", row.get("variant")))
+        sync(project, ledger, now, persist=False)
+        mine = [(enrolment, steps) for enrolment, steps in active_enrolments(project, ledger, now)
+                if enrolment.email == email]
+        events = [LearningEvent(e.event, e.object, from_iso(e.occurred_at))
+                  for e in ledger.events_of([email], iso(now)).get(email, [])]
+    rows = {enrolment.row for enrolment, _ in mine}
+    person = next(iter(PeopleStream(project, now.date(), rows=rows)), None) if rows else None
+    for enrolment, steps in mine:
+        if enrolment.group == Group.HOLDOUT:
+            journey.append(JourneyStep(enrolment.campaign, "", "holdout", None,
+                                       "in the control group: never mailed"))
+            continue
+        for planned in steps:
+            note = ""
+            if planned.step.when is not None:
+                answer = person is not None and condition_holds(
+                    planned.step.when, person.attributes, events, now)
+                wait = " (it waits for it)" if planned.step.wait_until else ""
+                note = (f"if {planned.step.when}: true now" if answer else
+                        f"if {planned.step.when}: false now, so skipped unless it "
+                        f"changes{wait}")
+            variant = assign_variant(enrolment.campaign, planned.step, email)
+            journey.append(JourneyStep(enrolment.campaign, planned.step.id, "planned",
+                                       planned.send_at, note,
+                                       None if variant is None else variant.id))
+    return journey

@@ -159,3 +159,26 @@ def test_validate_warns_of_a_trigger_the_lrs_is_not_read_for(project: Path, cli:
     assert result.exit_code == 0, result.output
     assert re.search(r"warning: campaigns/recognition\.yaml:5: trigger event 'completed' is not "
                      r"among lrs\.verbs", result.output), result.output
+
+
+def test_plan_shows_a_persons_branches(project: Path, cli: Cli) -> None:
+    branching_project(project)
+    send(cli, project, "2026-12-01T10:00+01:00")
+    import_events(cli, project, ["bob.smith@example.org;registered;course:gdpr;"
+                                 "2026-12-01T12:00:00Z"])
+    def journey(email: str) -> list[tuple[str, str, str]]:
+        result = cli("plan", "--person", email, "--project", project, "--now",
+                     "2026-12-02T09:00+01:00", "--format", "json")
+        assert result.exit_code == 0, result.output
+        return [(s["step"], s["status"], s["note"]) for s in json.loads(result.stdout)]
+
+    finish = "reached('registered', 'course:*') and not reached('completed')"
+    assert journey("bob.smith@example.org")[:3] == [
+        ("hello", "sent", ""), ("finish", "planned", f"if {finish}: true now"),
+        ("first-course", "planned",
+         "if not reached('registered'): false now, so skipped unless it changes")]
+    assert journey("ann.devries@example.org")[1] == (
+        "finish", "planned", f"if {finish}: false now, so skipped unless it changes")
+    table = cli("plan", "--person", "ann.devries@example.org", "--project", project, "--now",
+                "2026-12-02T09:00+01:00")
+    assert "Journey of ann.devries@example.org" in table.stdout and "false now" in table.stdout
