@@ -14,6 +14,12 @@ server received:
 
 The overlap trial starts three `ldmail send` at once per repetition and checks for duplicates.
 Only loopback traffic; every repetition is bounded by time-outs and the script stops itself.
+
+With `--journeys` the project is a journey: half the people registered for a course an hour
+before the send (an imported event), the welcome campaign's second and third steps are
+conditions on that (each person gets one, the other is `skipped`), and a second campaign is
+started by the registration. A due message must then end `sent` or `unknown`, a step whose
+condition is false `skipped`, and the triggered campaign must reach exactly the registered.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.smtp_server import SmtpServer, use_smtp  # noqa: E402
+from tests.smtp_server import SmtpServer, edit_yaml, use_smtp  # noqa: E402
 
 NOW = "2026-12-01T10:00+01:00"
 HEADER = "Email;First name;Last name;Language;Department;Start date;Certification"
@@ -54,14 +60,56 @@ def ldmail(*args: str | Path) -> list[str]:
     return [sys.executable, "-m", "ldmail", *(str(a) for a in args)]
 
 
-def make_project(root: Path, people: int, port: int) -> Path:
+JOURNEY = {  # the welcome campaign as a journey: every step due at once, two of them branches
+    "holdout": "0%", "min_gap": "0s", "goal": {"event": "completed"}, "steps": [
+        {"id": "hello", "after": "0d", "template": "welcome/hello"},
+        {"id": "nudge", "after": "0d", "template": "welcome/first-course",
+         "when": "reached('registered')"},
+        {"id": "tip", "after": "0d", "template": "welcome/first-course",
+         "when": "not reached('registered')"}]}
+WELCOME_BACK = """title: Welcome back
+phase: activate
+starts: 2026-11-01
+trigger: {event: registered}
+sender: "Learning Team <learning@example.org>"
+send_window: {days: mon-fri, hours: "09:00-17:00", timezone: Europe/Amsterdam}
+steps:
+  - {id: thanks, after: 0d, template: welcome/hello}
+"""
+
+
+def make_project(root: Path, people: int, port: int, journeys: bool = False) -> Path:
     project = root / "p"
     subprocess.run(ldmail("init", project), check=True, capture_output=True, timeout=60)
     rows = [HEADER] + [f"learner{i}@example.org;L{i};T{i};EN;IT;01-01-2015;"
                        for i in range(people)]
     (project / "people.csv").write_text("\r\n".join(rows) + "\r\n", encoding="utf-8")
     use_smtp(project, port)
+    if journeys:
+        edit_yaml(project / "campaigns" / "welcome.yaml", lambda c: c.update(JOURNEY))
+        (project / "campaigns" / "welcome-back.yaml").write_text(WELCOME_BACK, "utf-8")
+        events = project / "registrations.csv"
+        events.write_text("E-mail;Event;Course;Timestamp\n" + "".join(
+            f"learner{i}@example.org;registered;course:excel;2026-12-01T08:00:00Z\n"
+            for i in range(0, people, 2)), encoding="utf-8")
+        subprocess.run(ldmail("events", "import", events, "--project", project), check=True,
+                       capture_output=True, timeout=60)
     return project
+
+
+def expected(project: Path, journeys: bool) -> dict[tuple[str, str, str], set[str]]:
+    """The states each message may end in once sends ran to completion."""
+    allowed = {"sent", "unknown"}
+    found: dict[tuple[str, str, str], set[str]] = {}
+    for email in treatment(project, "welcome"):
+        found[("welcome", "hello", email)] = allowed
+        if journeys:
+            registered = int(email.removeprefix("learner").split("@")[0]) % 2 == 0
+            found[("welcome", "nudge", email)] = allowed if registered else {"skipped"}
+            found[("welcome", "tip", email)] = {"skipped"} if registered else allowed
+            if registered:
+                found[("welcome-back", "thanks", email)] = allowed
+    return found
 
 
 def ledger(project: Path) -> list[dict[str, Any]]:
@@ -78,10 +126,11 @@ def ledger(project: Path) -> list[dict[str, Any]]:
             return []
 
 
-def treatment(project: Path) -> set[str]:
+def treatment(project: Path, campaign: str) -> set[str]:
     with sqlite3.connect(project / ".ldmail" / "ledger.db") as db:
         return {r[0] for r in db.execute(
-            "SELECT email FROM enrolments WHERE grp = 'treatment'")}
+            "SELECT email FROM enrolments WHERE grp = 'treatment' AND campaign = ?",
+            (campaign,))}
 
 
 def kill_point(rows: list[dict[str, Any]], received: Counter[tuple[str, str, str]]) -> str:
@@ -94,12 +143,12 @@ def kill_point(rows: list[dict[str, Any]], received: Counter[tuple[str, str, str
         "after the claim, before or during DATA"
 
 
-def kill_trial(repetitions: int, people: int) -> dict[str, Any]:
+def kill_trial(repetitions: int, people: int, journeys: bool) -> dict[str, Any]:
     points: Counter[str] = Counter()
-    duplicates = lost = unknown = 0
+    duplicates = lost = unknown = wrong = 0
     for _ in range(repetitions):
         with JitteryServer() as server, tempfile.TemporaryDirectory() as tmp:
-            project = make_project(Path(tmp), people, server.port)
+            project = make_project(Path(tmp), people, server.port, journeys)
             process = subprocess.Popen(ldmail("send", "--project", project, "--now", NOW),
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(random.uniform(0.25, 1.4))  # start-up is ~0.3 s; sends follow
@@ -108,8 +157,10 @@ def kill_trial(repetitions: int, people: int) -> dict[str, Any]:
             received = Counter(r.key for r in server.received)
             rows = ledger(project)
             points[kill_point(rows, received)] += 1
-            subprocess.run(ldmail("send", "--project", project, "--now", NOW),
-                           capture_output=True, timeout=120, check=False)
+            # One step a person per run: a journey's three steps need three more runs.
+            for _ in range(4 if journeys else 1):
+                subprocess.run(ldmail("send", "--project", project, "--now", NOW),
+                               capture_output=True, timeout=120, check=False)
             received = Counter(r.key for r in server.received)
             rows = ledger(project)
             duplicates += sum(1 for n in received.values() if n > 1)
@@ -118,17 +169,21 @@ def kill_trial(repetitions: int, people: int) -> dict[str, Any]:
             for key, state in states.items():
                 if state == "sent" and received[key] != 1:
                     lost += 1
-            due = {("welcome", "hello", email) for email in treatment(project)}
-            lost += sum(1 for key in due if states.get(key) not in ("sent", "unknown"))
+            for key, ends in expected(project, journeys).items():
+                if states.get(key) not in ends:
+                    lost += ends != {"skipped"}  # a due message neither sent nor unknown
+                    wrong += ends == {"skipped"}  # a false condition not recorded as such
+            wrong += sum(1 for key in states if key[0] == "welcome-back"
+                         and int(key[2].removeprefix("learner").split("@")[0]) % 2)
     return {"repetitions": repetitions, "duplicates": duplicates, "silently_lost": lost,
-            "reported_unknown": unknown, "kill_points": dict(points)}
+            "reported_unknown": unknown, "wrong_branch": wrong, "kill_points": dict(points)}
 
 
-def overlap_trial(repetitions: int, people: int) -> dict[str, Any]:
+def overlap_trial(repetitions: int, people: int, journeys: bool) -> dict[str, Any]:
     duplicates = busy_lines = delivered = 0
     for _ in range(repetitions):
         with JitteryServer() as server, tempfile.TemporaryDirectory() as tmp:
-            project = make_project(Path(tmp), people, server.port)
+            project = make_project(Path(tmp), people, server.port, journeys)
             runs = [subprocess.Popen(ldmail("send", "--project", project, "--now", NOW),
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                     for _ in range(3)]
@@ -150,20 +205,24 @@ def main() -> int:
     parser.add_argument("--people", type=int, default=40)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--journeys", action="store_true",
+                        help="a project with a trigger and step conditions (see above)")
     args = parser.parse_args()
     if shutil.which(sys.executable) is None:
         return 2
     random.seed(args.seed)
     started = time.monotonic()
-    results = {"kill": kill_trial(args.kills, args.people),
-               "overlap": overlap_trial(args.overlaps, args.people),
+    results = {"project": "journeys" if args.journeys else "welcome",
+               "kill": kill_trial(args.kills, args.people, args.journeys),
+               "overlap": overlap_trial(args.overlaps, args.people, args.journeys),
                "seconds": round(time.monotonic() - started, 1),
                "date": time.strftime("%Y-%m-%d")}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "trials.json").write_text(json.dumps(results, indent=2) + "\n", "utf-8")
+    name = "trials-journeys.json" if args.journeys else "trials.json"
+    (args.out / name).write_text(json.dumps(results, indent=2) + "\n", "utf-8")
     print(json.dumps(results, indent=2))
     bad = results["kill"]["duplicates"] or results["kill"]["silently_lost"] or \
-        results["overlap"]["duplicates"]
+        results["kill"]["wrong_branch"] or results["overlap"]["duplicates"]
     return 1 if bad else 0
 
 
