@@ -88,7 +88,9 @@ class Graph:
         """Get the token before anything is claimed, so a refused credential costs nothing."""
         self.session.tokens.get()
 
-    def send(self, data: bytes, sender: str, recipient: str, label: str) -> Outcome:
+    def send(self, data: bytes, sender: str, recipient: str, label: str,
+             cc: tuple[str, ...] = ()) -> Outcome:
+        """Post the MIME message: Graph takes its recipients from its To and Cc headers."""
         import httpx
 
         session = self.session

@@ -112,16 +112,25 @@ def calendar_invite(calendar: Calendar, uid: str, organizer: Address, attendee: 
     return bytes(cal.to_ical())
 
 
+def _address(header: str, name: str, address: str) -> Address:
+    local, _, domain = address.partition("@")
+    return Address(display_name=_clean(header, name), username=local, domain=domain)
+
+
 def build_message(*, rendered: Rendered, campaign_id: str, campaign: Campaign, step: Step,
                   recipient: str, recipient_name: str, settings: Settings, token: str,
-                  message_id: str, now: datetime, zone: ZoneInfo | None) -> EmailMessage:
-    """One multipart/alternative message; raises HeaderInjection for CR/LF in any value."""
+                  message_id: str, now: datetime, zone: ZoneInfo | None,
+                  cc: tuple[str, str] | None = None) -> EmailMessage:
+    """One multipart/alternative message; raises HeaderInjection for CR/LF in any value.
+
+    `cc`: (name, address) of a person copied in (a learner's manager).
+    """
     sender = parse_sender(campaign.sender)
-    local, _, domain = recipient.partition("@")
-    to = Address(display_name=_clean("To", recipient_name), username=local, domain=domain)
     message = EmailMessage(policy=_POLICY)
     message["From"] = sender
-    message["To"] = to
+    message["To"] = _address("To", recipient_name, recipient)
+    if cc is not None:
+        message["Cc"] = _address("Cc", *cc)
     if campaign.reply_to:
         message["Reply-To"] = _clean("Reply-To", campaign.reply_to)
     message["Subject"] = _clean("Subject", rendered.subject)
@@ -173,6 +182,7 @@ class Built:
     data: bytes
     sender: str
     recipient: str
+    cc: tuple[str, ...] = ()  # envelope recipients besides `recipient` (the Cc header's)
 
 
 def _fold(line: str) -> str:
@@ -305,26 +315,32 @@ class MessageBuilder:
 
     def build(self, *, rendered: Rendered, campaign_id: str, campaign: Campaign, step: Step,
               recipient: str, recipient_name: str, token: str, message_id: str,
-              zone: ZoneInfo | None, links: tuple[str, str | None] | None = None) -> Built:
+              zone: ZoneInfo | None, links: tuple[str, str | None] | None = None,
+              cc: tuple[str, str] | None = None) -> Built:
         """One multipart/alternative message; raises HeaderInjection for CR/LF in any value.
 
-        `links` are unsubscribe_links() for this token, when the caller has them already.
+        `links` are unsubscribe_links() for this token, when the caller has them already;
+        `cc` the (name, address) of a person copied in.
         """
         shared = self._campaign(campaign_id, campaign)
         mailto, https = links or unsubscribe_links(self.settings, shared.sender, token)
         targets = [f"<{_clean('List-Unsubscribe', mailto)}>"]
         if https:
             targets.append(f"<{_clean('List-Unsubscribe', https)}>")
+        copied = () if cc is None else (cc[1],)
         simple = shared.ascii_only and _PLAIN_ADDRESS.fullmatch(recipient) is not None and \
+            all(_PLAIN_ADDRESS.fullmatch(address) for address in copied) and \
             all(_PRINTABLE_ASCII.fullmatch(t) for t in targets) and rendered.language.isascii()
         if not simple:
             message = build_message(
                 rendered=rendered, campaign_id=campaign_id, campaign=campaign, step=step,
                 recipient=recipient, recipient_name=recipient_name, settings=self.settings,
-                token=token, message_id=message_id, now=self.now, zone=zone)
+                token=token, message_id=message_id, now=self.now, zone=zone, cc=cc)
             data = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
-            return Built(data, shared.sender.addr_spec, recipient)
+            return Built(data, shared.sender.addr_spec, recipient, copied)
         headers = [shared.from_header, _address_header("To", recipient_name, recipient)]
+        if cc is not None:
+            headers.append(_address_header("Cc", *cc))
         if shared.reply_to:
             headers.append(shared.reply_to)
         headers += [_text_header("Subject", rendered.subject), self.date,
@@ -353,4 +369,4 @@ class MessageBuilder:
         separator = b"\r\n--" + marker + b"\r\n"
         data = ("\r\n".join(headers) + "\r\n\r\n").encode("ascii") + separator[2:] + \
             separator.join(parts) + b"\r\n--" + marker + b"--\r\n"
-        return Built(data, shared.sender.addr_spec, recipient)
+        return Built(data, shared.sender.addr_spec, recipient, copied)

@@ -45,7 +45,11 @@ class Transport(Protocol):
 
     def open(self) -> None: ...
 
-    def send(self, data: bytes, sender: str, recipient: str, label: str) -> Outcome: ...
+    def send(self, data: bytes, sender: str, recipient: str, label: str,
+             cc: tuple[str, ...] = ()) -> Outcome:
+        """Hand one message over to `recipient` and the addresses `cc` (its Cc header's); the
+        outcome is the recipient's: a refused copy does not stop the message."""
+        ...
 
     def close(self) -> None: ...
 
@@ -75,7 +79,8 @@ class Outbox:
     def open(self) -> None:
         return None
 
-    def send(self, data: bytes, sender: str, recipient: str, label: str) -> Outcome:
+    def send(self, data: bytes, sender: str, recipient: str, label: str,
+             cc: tuple[str, ...] = ()) -> Outcome:
         final = os.path.join(self.folder, f"{label}.eml")
         partial = os.path.join(self.folder, f".{label}.eml.part")
         try:
@@ -123,12 +128,15 @@ class MemoryTransport:
         self.script = {recipient: list(answers) for recipient, answers in (script or {}).items()}
         self.accepted: list[tuple[str, bytes]] = []  # (recipient, message) in order
         self.attempts: list[str] = []  # every recipient handed over, accepted or not
+        self.copies: list[tuple[str, ...]] = []  # the cc of each attempt, in the same order
 
     def open(self) -> None:
         return None
 
-    def send(self, data: bytes, sender: str, recipient: str, label: str) -> Outcome:
+    def send(self, data: bytes, sender: str, recipient: str, label: str,
+             cc: tuple[str, ...] = ()) -> Outcome:
         self.attempts.append(recipient)
+        self.copies.append(cc)
         answers = self.script.get(recipient, [])
         answer = (answers.pop(0) if len(answers) > 1 else answers[0]) if answers \
             else Outcome("sent")
@@ -274,8 +282,10 @@ class _SMTP(smtplib.SMTP):
         self.send(body + b".\r\n")
         self.end_sent = True
 
-    def deliver(self, sender: str, recipient: str, data: bytes) -> None:
-        """Send one message's bytes to one recipient; raises smtplib's exceptions as sendmail.
+    def deliver(self, sender: str, recipient: str, data: bytes,
+                copies: tuple[str, ...] = ()) -> None:
+        """Send one message's bytes to one recipient (and `copies`, its Cc); raises smtplib's
+        exceptions as sendmail does, for the recipient: a copy the server refuses is left out.
 
         With PIPELINING (RFC 2920; Postfix, Exchange and most relays offer it) MAIL, RCPT and
         DATA go out in one write and their replies are read together: two round trips a message
@@ -283,7 +293,7 @@ class _SMTP(smtplib.SMTP):
         """
         self.ehlo_or_helo_if_needed()
         options: list[str] = []
-        if not (sender + recipient).isascii():
+        if not (sender + recipient + "".join(copies)).isascii():
             if not self.has_extn("smtputf8"):
                 raise smtplib.SMTPNotSupportedError("the server does not accept internationalised"
                                                     " addresses (no SMTPUTF8)")
@@ -295,10 +305,14 @@ class _SMTP(smtplib.SMTP):
         if not self.does_esmtp:
             options = []
         if not self.has_extn("pipelining"):
-            self.sendmail(sender, [recipient], data, options)
+            if copies:
+                self._deliver_stepwise(sender, recipient, copies, data, options)
+            else:
+                self.sendmail(sender, [recipient], data, options)
             return
         extra = "".join(" " + option for option in options)
-        self.send(f"MAIL FROM:<{sender}>{extra}\r\nRCPT TO:<{recipient}>\r\nDATA\r\n")
+        rcpts = "".join(f"RCPT TO:<{address}>\r\n" for address in (recipient, *copies))
+        self.send(f"MAIL FROM:<{sender}>{extra}\r\n{rcpts}DATA\r\n")
         mail = self.getreply()
         if mail[0] == 421:
             self.close()
@@ -307,12 +321,23 @@ class _SMTP(smtplib.SMTP):
         if rcpt[0] == 421:
             self.close()
             raise smtplib.SMTPRecipientsRefused({recipient: rcpt})
+        for copy in copies:
+            said = self.getreply()
+            if said[0] == 421:
+                self.close()
+                raise smtplib.SMTPRecipientsRefused({copy: said})
         answer = self.getreply()
         if answer[0] == 354:
             if mail[0] != 250 or rcpt[0] not in (250, 251):
-                # DATA accepted although the envelope was not: end it empty, at once.
-                self.send(".\r\n")
-                self.getreply()
+                if copies:
+                    # A copy was accepted: even an empty message would reach it. Dropping
+                    # the connection in DATA makes the server discard the transaction.
+                    self.close()
+                    answer = (421, b"closed: the recipient was refused")
+                else:
+                    # DATA accepted although the envelope was not: end it empty, at once.
+                    self.send(".\r\n")
+                    self.getreply()
             else:
                 self.data_started = True
                 self.send_content(data)
@@ -331,6 +356,38 @@ class _SMTP(smtplib.SMTP):
         if rcpt[0] not in (250, 251):
             raise smtplib.SMTPRecipientsRefused({recipient: rcpt})
         raise smtplib.SMTPDataError(answer[0], answer[1])
+
+    def _deliver_stepwise(self, sender: str, recipient: str, copies: tuple[str, ...],
+                          data: bytes, options: list[str]) -> None:
+        """deliver() one command at a time, for a server without PIPELINING: the copies get
+        the message only once the recipient was accepted (smtplib's sendmail sends it to
+        whoever was accepted)."""
+        def refused(code: int) -> None:
+            if code == 421:
+                self.close()
+            else:
+                try:
+                    self.rset()
+                except smtplib.SMTPServerDisconnected:
+                    pass
+
+        code, said = self.mail(sender, options)
+        if code != 250:
+            refused(code)
+            raise smtplib.SMTPSenderRefused(code, said, sender)
+        code, said = self.rcpt(recipient)
+        if code not in (250, 251):
+            refused(code)
+            raise smtplib.SMTPRecipientsRefused({recipient: (code, said)})
+        for copy in copies:
+            code, said = self.rcpt(copy)
+            if code == 421:
+                refused(code)
+                raise smtplib.SMTPRecipientsRefused({copy: (code, said)})
+        code, said = self.data(data)
+        if code != 250:
+            refused(code)
+            raise smtplib.SMTPDataError(code, said)
 
 
 _LEADING_DOT = re.compile(rb"^\.", re.M)  # dot-stuffing (RFC 5321 4.5.2)
@@ -508,7 +565,8 @@ class Smtp:
         if self.connection is None:
             self.connection = self._connect()
 
-    def send(self, data: bytes, sender: str, recipient: str, label: str) -> Outcome:
+    def send(self, data: bytes, sender: str, recipient: str, label: str,
+             cc: tuple[str, ...] = ()) -> Outcome:
         self.pacer.wait(self.stop)
         reused = self.connection is not None
         while True:
@@ -523,7 +581,7 @@ class Smtp:
             connection = self.connection
             connection.start_message(self.deadline)
             try:
-                connection.deliver(sender, recipient, data)
+                connection.deliver(sender, recipient, data, cc)
             except StopRequested as exc:
                 self._drop()
                 return Outcome("stopped", str(exc))
