@@ -31,7 +31,7 @@ from .config import AUDIENCES_FILE, PEOPLE_SOURCE, Project
 from .errors import ConfigError, LdmailError, Problem
 from .expressions import evaluate, free_names
 from .hygiene import excerpt
-from .models import Audiences, Campaign, DateLimits, Persona
+from .models import MANAGER_EMAIL, Audiences, Campaign, DateLimits, Persona
 from .schedule import in_holdout
 from .units import parse_timezone
 
@@ -462,6 +462,8 @@ class AudienceLoader:
         self.country_at = self.index.get("country")
         self.start_at = self.index.get("start_date")
         self.persona_at = self.index.get("persona")
+        self.manager_at = self.index.get(MANAGER_EMAIL)
+        self.managers: dict[str, str] = {}  # as written -> checked (managers repeat)
         # One object per distinct value (names, departments, dates, tenures repeat across
         # thousands of rows): memory for a million people.
         self.shared: dict[Any, Any] = {}
@@ -531,6 +533,8 @@ class AudienceLoader:
                         parse_region(values[self.country_at])
                 except ValueError as exc:
                     raise _RowError(f"country: {exc}") from None
+        if self.manager_at is not None and values[self.manager_at]:
+            values[self.manager_at] = self.manager(row, email, values[self.manager_at])
         start = values[self.start_at] if self.start_at is not None else None
         tenure: int | None = None
         if isinstance(start, date):
@@ -542,6 +546,20 @@ class AudienceLoader:
         attributes = Attributes(self.index, tuple(values))
         persona = self.assign_persona(attributes)
         return Person(email, row, attributes, persona, language, zone, country)
+
+    def manager(self, row: int, email: str, written: str) -> str:
+        """A manager's address checked as a person's own is; a bad one is noted and left
+        out (their manager steps are skipped), without rejecting the person's row."""
+        checked = self.managers.get(written)
+        if checked is None:
+            try:
+                checked = normalise_email(written)
+            except ValueError as exc:
+                self.note(row, email, f"{MANAGER_EMAIL}: {exc}; no mail goes to this "
+                          "person's manager until it is fixed")
+                return ""
+            self.managers[written] = checked
+        return checked
 
     def note(self, row: int, email: str, message: str) -> None:
         self.note_count += 1

@@ -545,7 +545,8 @@ def _show_previews(terminal: Console, items: list[PreviewItem], campaign: str, m
     for item in items:
         who = item.recipient if item.real_person else f"{item.recipient} (sample person)"
         header = (f"From:      {model.sender}\nTo:        {who}\n"
-                  f"Subject:   {item.rendered.subject}\nPreheader: {item.rendered.preheader}")
+                  + (f"Cc:        {item.cc}\n" if item.cc else "")
+                  + f"Subject:   {item.rendered.subject}\nPreheader: {item.rendered.preheader}")
         if invite := invite_summary(model, item.step):
             header += f"\nInvite:    {invite}"
         if variant := variant_summary(item.step, item.variant, assigned=for_person):
@@ -644,7 +645,8 @@ def _print_summary(summary: SendSummary) -> None:
     if summary.skipped:
         verb = "would skip" if summary.dry_run else "skipped"
         out.print(f"{verb} {_plural(summary.skipped, 'step', 'steps')} whose when: condition "
-                  "is false (ldmail history shows each with its reason)")
+                  "is false or whose manager cannot be mailed (ldmail history shows each with "
+                  "its reason)")
         for skip in summary.skips[:5]:
             out.print(f"  {_escape(skip.campaign)}/{_escape(skip.step)} for {skip.email}: "
                       f"{_escape(skip.reason)}", soft_wrap=True)
@@ -997,6 +999,7 @@ def history(
 
     from .config import load_project
     from .ledger import Ledger
+    from .plan import manager_note
     from .privacy import resolve
 
     with invocation(project, now) as inv:
@@ -1028,7 +1031,9 @@ def history(
                    "error"):
         table.add_column(column, overflow="fold")
     for row in found.messages:
-        step = row["step"] + (f" (variant {row['variant']})" if row.get("variant") else "")
+        note = manager_note(row, address)
+        step = row["step"] + (f" (variant {row['variant']})" if row.get("variant") else "") \
+            + (f" ({note})" if note else "")
         table.add_row(row["campaign"], step, row["state"], str(row["attempts"]),
                       _local(row["due_at"]), _local(row["sent_at"]) if row["sent_at"] else "",
                       row["message_id"] or "",
@@ -1334,8 +1339,8 @@ def _print_report(result: Report, out: Console) -> None:
         for key in ("step", *StepFunnel.COUNTS):
             steps.add_column(words.t(key), justify="left" if key == "step" else "right")
         for step in item.steps:
-            steps.add_row(step.step, *(words.count(getattr(step, key))
-                                       for key in StepFunnel.COUNTS))
+            steps.add_row(words.step(step.step, step.to),
+                          *(words.count(getattr(step, key)) for key in StepFunnel.COUNTS))
         out.print(steps)
         if item.overall is None:
             out.print(words.t("no_goal_hint"))

@@ -18,7 +18,7 @@ from .confine import confined, escaping_links
 from .errors import ConfigError, OutsideProject, Problem, ProjectNotFound
 from .hygiene import one_line
 from .journeys import HELPERS
-from .models import DERIVED_ATTRIBUTES, Audiences, Campaign, FieldError, Settings
+from .models import DERIVED_ATTRIBUTES, MANAGER_EMAIL, Audiences, Campaign, FieldError, Settings
 from .yamlfile import Loc, LocatedYaml, load_yaml
 
 SETTINGS_FILE = "ldmail.yaml"
@@ -285,6 +285,15 @@ def _cross_check(project: Project, problems: list[Problem]) -> None:
             _check_names(model.audience.where, columns, source,
                          ("audience", "where"), problems)
         for index, step in enumerate(model.steps):
+            if step.involves_manager and MANAGER_EMAIL not in columns:
+                what = "goes to the manager" if step.to == "manager" else \
+                    "copies the manager in"
+                problems.append(Problem(
+                    source.display, source.line_of(
+                        ("steps", index, "to" if step.to == "manager" else "cc_manager")),
+                    f"step '{step.id}' {what}, but people.columns in {AUDIENCES_FILE} maps no "
+                    f"{MANAGER_EMAIL}: add the export's column with each person's manager's "
+                    f"address, e.g. {MANAGER_EMAIL}: Manager e-mail"))
             if step.when:
                 _check_names(step.when, columns | HELPERS, source, ("steps", index, "when"),
                              problems, helpers=True)

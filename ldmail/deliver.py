@@ -12,7 +12,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -45,7 +45,7 @@ from .ledger import (
 )
 from .lock import SendLock, held_elsewhere, send_lock_path
 from .message import Built, MessageBuilder, new_message_id, unsubscribe_links
-from .models import Variant
+from .models import MANAGER_EMAIL, Variant
 from .render import Renderer
 from .schedule import Planned, assign_variant
 from .transport import Outcome, Transport, open_transports
@@ -57,12 +57,37 @@ Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True, slots=True)
+class Manager:
+    """A person's manager, as a step to the manager (or copying them in) needs them."""
+
+    email: str
+    token: str  # their keyed address hash: their own unsubscribe links
+    name: str = ""  # from their own row of the export ('' when they are not in it)
+    first_name: str = ""
+    language: str | None = None  # their own; None: not in the export (the person's is used)
+
+    def context(self) -> dict[str, str]:
+        """What a template to the manager sees as `manager`."""
+        return {"email": self.email, "name": self.name, "first_name": self.first_name}
+
+
+@dataclass(frozen=True, slots=True)
 class Due:
     enrolment: Enrolment
     person: Person
     planned: Planned
     last_step: bool
     variant: Variant | None = None  # the step's A/B variant this person gets
+    manager: Manager | None = None  # who gets the step (to: manager) or a copy (cc_manager)
+
+    @property
+    def to_manager(self) -> bool:
+        return self.manager is not None and self.planned.step.to == "manager"
+
+    @property
+    def copied(self) -> Manager | None:
+        """The manager copied in on the person's message, if any."""
+        return self.manager if self.planned.step.cc_manager else None
 
 
 @dataclass(frozen=True)
@@ -191,7 +216,60 @@ def find_due(project: Project, ledger: Ledger, now: datetime) -> DueNow:
     due.sort(key=lambda d: (d.planned.due_at, d.enrolment.campaign, d.person.row))
     found_now = DueNow(due, waiting, window_opens, complete, next_change)
     _decide_conditions(project, ledger, now, found_now)
+    _decide_managers(project, ledger, now, found_now)
     return found_now
+
+
+def _decide_managers(project: Project, ledger: Ledger, now: datetime, found: DueNow) -> None:
+    """Steps to the manager, or copying them in, find the manager in the person's row (and
+    the manager's own row, for their name and language). A step to a manager with no address,
+    whose address is the person's own or is suppressed, is skipped with the reason; a copy to
+    such a manager is left out and the person's message goes."""
+    involved = [item for item in found.due if item.planned.step.involves_manager]
+    if not involved:
+        return
+    addresses = {_manager_address(item) for item in involved} - {""}
+    blocked = ledger.suppressed_among(addresses)
+    managers = _managers(project, ledger, now, addresses - blocked)
+    keep: list[Due] = []
+    for item in found.due:
+        step = item.planned.step
+        if not step.involves_manager:
+            keep.append(item)
+            continue
+        address = _manager_address(item)
+        problem = (f"the export gives no {MANAGER_EMAIL} for this person" if not address else
+                   "the manager's address is the person's own" if address == item.person.email
+                   else "the manager's address is suppressed (unsubscribed, bounced or "
+                   "forgotten)" if address in blocked else None)
+        if problem is None:
+            keep.append(replace(item, manager=managers[address]))
+        elif step.to == "manager":
+            found.skipped.append((item, f"not sent to the manager: {problem}"))
+        else:
+            keep.append(item)  # the person's message goes, without the copy
+    found.due = keep
+
+
+def _manager_address(item: Due) -> str:
+    """The manager's address as the export gives it (checked and lower-cased when read)."""
+    return str(item.person.attributes.get(MANAGER_EMAIL) or "")
+
+
+def _managers(project: Project, ledger: Ledger, now: datetime, addresses: set[str]
+              ) -> dict[str, Manager]:
+    """Each manager, with their name and language from their own row when the export has one
+    (those rows are read in a pass of their own, only when a step involving them is due)."""
+    managers = {address: Manager(address, ledger.address_hash(address))
+                for address in addresses}
+    rows = ledger.staged_rows(addresses)
+    if rows:
+        for person in PeopleStream(project, now.date(), rows=set(rows.values())):
+            if person.email in managers:
+                managers[person.email] = Manager(
+                    person.email, managers[person.email].token, person.display_name,
+                    str(person.attributes.get("first_name") or ""), person.language)
+    return managers
 
 
 # How often a step that waits for its condition (wait_until) is looked at again, at most:
@@ -258,32 +336,53 @@ class Sender:
         return new_message_id(self.builder.sender(campaign_id, self.project.campaign(campaign_id)))
 
     def compose(self, item: Due, message_id: str, token: str) -> Built:
-        """The message's bytes; `token` is the person's keyed address hash."""
+        """The message's bytes; `token` is the person's keyed address hash.
+
+        A step to the manager is rendered with the person's data, in the manager's language,
+        and its unsubscribe links carry the manager's token: they unsubscribe the manager.
+        """
         enrolment, person, step = item.enrolment, item.person, item.planned.step
         campaign = self.project.campaign(enrolment.campaign)
         persona = self.project.audiences.personas.get(person.persona or "")
+        reader = item.manager if item.to_manager else None
+        if reader is not None:
+            token = reader.token
+            recipient, name = reader.email, reader.name
+            language = reader.language or person.language
+        else:
+            recipient, name, language = person.email, person.display_name, person.language
         mailto, https = unsubscribe_links(self.project.settings,
                                           self.builder.sender(enrolment.campaign, campaign), token)
         rendered = self.renderer.render(enrolment.campaign, campaign, step, person.attributes,
-                                        person.persona, persona, person.language,
+                                        person.persona, persona, language,
                                         unsubscribe_url=https or mailto, token=token,
-                                        variant=item.variant)
+                                        variant=item.variant,
+                                        manager=reader.context() if reader else None)
+        copied = item.copied
         return self.builder.build(rendered=rendered, campaign_id=enrolment.campaign,
-                                  campaign=campaign, step=step, recipient=person.email,
-                                  recipient_name=person.display_name, token=token,
+                                  campaign=campaign, step=step, recipient=recipient,
+                                  recipient_name=name, token=token,
                                   message_id=message_id, zone=person.timezone,
-                                  links=(mailto, https))
+                                  links=(mailto, https),
+                                  cc=(copied.name, copied.email) if copied else None)
 
     def claim(self, item: Due, message_id: str, token: str) -> bool:
         """Record the message as being sent; False when it must not go (any more): the
         person was suppressed or forgotten (`token` is their keyed hash), left the campaign,
         or reached its goal since this run worked out who is due."""
         goal = self.project.campaign(item.enrolment.campaign).goal
-        recheck = Recheck(token) if goal is None else \
-            Recheck(token, goal.event, goal.object or "*")
+        manager = item.manager
+        recheck = Recheck(token, None if goal is None else goal.event,
+                          "*" if goal is None else goal.object or "*",
+                          None if manager is None else manager.email,
+                          "" if manager is None else manager.token)
+        copied = item.copied
         return self.delivery.claim(_key(item), iso(item.planned.due_at), message_id,
                                    retry=item.planned.retry, recheck=recheck,
-                                   variant=None if item.variant is None else item.variant.id)
+                                   variant=None if item.variant is None else item.variant.id,
+                                   recipient=manager.email if manager and item.to_manager
+                                   else None,
+                                   cc=None if copied is None else copied.email)
 
     def hold(self, item: Due, reason: str, token: str) -> None:
         self.delivery.hold(_key(item), iso(item.planned.due_at), reason, token)
@@ -309,8 +408,18 @@ class Sender:
         reason = outcome.reason if outcome.status == "permanent" else \
             f"gave up after {attempts + 1} attempts: {outcome.reason}"
         self.delivery.fail(key, reason, last_step=last, bounce=(
-            f"address rejected: {outcome.reason}" if outcome.user_unknown else None))
+            f"address rejected: {outcome.reason}" if outcome.user_unknown else None),
+            address=item.manager.email if item.manager and item.to_manager else None)
         return MessageState.FAILED
+
+
+def _recipient(item: Due) -> Recipient:
+    """Who a dry run says gets the message: the person, or their manager."""
+    e, person, step = item.enrolment, item.person, item.planned.step
+    if item.manager is not None and item.to_manager:
+        return Recipient(item.manager.email, e.campaign, f"{step.id} (to manager)",
+                         f"{item.manager.name or 'the manager'} of {person.display_name}")
+    return Recipient(person.email, e.campaign, step.id, person.display_name)
 
 
 def _key(item: Due) -> MessageKey:
@@ -527,9 +636,7 @@ def _run(project: Project, ledger: Ledger, now: datetime, *, dry_run: bool, camp
     summary.broken = {campaign_id: str(problem) for campaign_id, problem in
                       sender.broken.items()}
     if dry_run:
-        summary.first = [Recipient(item.person.email, item.enrolment.campaign,
-                                   item.planned.step.id, item.person.display_name)
-                         for item in due[:show]]
+        summary.first = [_recipient(item) for item in due[:show]]
     try:
         _deliver(sender, due, summary, dry_run, progress, stop)
     finally:
@@ -593,7 +700,8 @@ class _Lane:
 
     def _send(self, item: Due, message: Built, label: str) -> Outcome | BaseException:
         try:
-            return self.transport.send(message.data, message.sender, item.enrolment.email, label)
+            return self.transport.send(message.data, message.sender, message.recipient, label,
+                                       cc=message.cc)
         except (TransportUnavailable, TransportFatal) as exc:
             return exc
 

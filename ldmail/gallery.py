@@ -84,6 +84,7 @@ def _message_page(project: Project, entry: GalleryEntry) -> str:
              ("Sent", f"{format_duration(item.step.after)} after day 0"),
              ("Persona", item.persona or "(none)"), ("Language", item.language),
              ("From", campaign.sender), ("To", item.recipient),
+             *([("Cc", item.cc)] if item.cc else []),
              ("Subject", rendered.subject), ("Preheader", rendered.preheader),
              ("Template", rendered.template_file)]
     invite = invite_summary(campaign, item.step)

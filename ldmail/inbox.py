@@ -689,11 +689,30 @@ class _Reader:
         applied = False
         for index, (sent, failure) in enumerate(targets):
             last = index == len(targets) - 1
-            applied |= self._apply_bounce(sent, failure, mail if last else None)
+            copy = _copy_failure(sent, failures)
+            if copy is not None:
+                applied |= self._apply_copy_bounce(sent, copy, mail if last else None)
+            else:
+                applied |= self._apply_bounce(sent, failure, mail if last else None)
         return applied
 
+    def _apply_copy_bounce(self, sent: SentMessage, failure: Failure, mail: str | None) -> bool:
+        """Only the copy to the person's manager bounced: the message stays as it is, and a
+        hard bounce suppresses the manager's address."""
+        address = sent.cc
+        assert address is not None  # _copy_failure found the copy's failure
+        suppression = f"bounced: {failure.reason}" if failure.hard else None
+        if self.dry_run:
+            added = suppression is not None and not self.ledger.is_suppressed(address)
+        else:
+            added = self.ledger.bounced_again(address, self.at, mail=mail,
+                                              suppression=suppression)
+        self.result.handled.append(Handled("bounce", address, failure.reason, failure.hard,
+                                           sent.key.campaign, sent.key.step, added))
+        return True
+
     def _apply_bounce(self, sent: SentMessage, failure: Failure, mail: str | None) -> bool:
-        key, email_address = sent.key, sent.key.email
+        key, email_address = sent.key, sent.recipient
         forgotten = email_address.startswith(FORGOTTEN)
         suppression = f"bounced: {failure.reason}" if failure.hard and not forgotten else None
         kind = "hard" if failure.hard else "soft"
@@ -710,7 +729,8 @@ class _Reader:
                                                       suppression=suppression)
                 else:
                     added = self.ledger.bounce(key, f"{kind} bounce: {failure.reason}",
-                                               self.at, mail=mail, suppression=suppression)
+                                               self.at, mail=mail, suppression=suppression,
+                                               address=email_address)
             except IllegalTransition as exc:  # changed meanwhile (a resend of an unknown one)
                 self.result.left_alone[f"a bounce of a message the ledger has as "
                                        f"{exc.state}"] += 1
@@ -754,6 +774,16 @@ class _Reader:
                 UNSUBSCRIBED_BY_MAIL, suppressed=added))
             moved.append(item.key)
         return moved
+
+
+def _copy_failure(sent: SentMessage, failures: list[Failure]) -> Failure | None:
+    """The failure of the copy to a manager, when the bounce names that address alone."""
+    if sent.cc is None:
+        return None
+    named = {f.address.lower() for f in failures if f.address}
+    if named != {sent.cc}:
+        return None
+    return _worst([f for f in failures if f.address and f.address.lower() == sent.cc])
 
 
 def _worst(failures: list[Failure]) -> Failure:

@@ -509,12 +509,16 @@ class Settings(Strict):
 
 # Attributes ldmail computes for every person, usable in expressions and templates.
 DERIVED_ATTRIBUTES = ("tenure_days", "today")
+# The attribute with a person's manager's address: where `to: manager` steps go and whom
+# `cc_manager` copies in (map it under people.columns, e.g. manager_email: Manager e-mail).
+MANAGER_EMAIL = "manager_email"
 
 
 class PeopleSource(Strict):
     source: str = Field(description="CSV export of people, relative to the project")
     columns: dict[str, str] = Field(
-        description="attribute name -> CSV header; 'email' is required"
+        description="attribute name -> CSV header; 'email' is required; 'manager_email' is "
+                    "each person's manager's address, for steps to (or copying) the manager"
     )
     dates: list[str] = Field(default_factory=list, description="attributes parsed as dates")
     delimiter: Literal[",", ";", "\t"] | None = None
@@ -667,6 +671,30 @@ class Step(Strict):
         "`timeout` past the step's due time, then skip"))
     timeout: Duration = Field(timedelta(days=14), description=(
         "with wait_until: how long past its due time the step waits for its condition"))
+    to: Literal["person", "manager"] = Field("person", description=(
+        "who receives the step: the person [default], or their manager (the address in the "
+        "export's manager_email column), in a message about the person, rendered with the "
+        "person's data; at most once per person, never once the person reached the goal"))
+    cc_manager: bool = Field(False, description=(
+        "copy the person's manager (manager_email) in on this step's message, unless the "
+        "manager is suppressed or has no address in the export"))
+
+    @model_validator(mode="after")
+    def _recipient(self) -> Step:
+        if self.to == "manager" and self.cc_manager:
+            raise FieldError(("cc_manager",), f"step '{self.id}' goes to the manager already; "
+                             "remove cc_manager (it copies the manager in on a step to the "
+                             "person)")
+        if self.to == "manager" and self.calendar is not None:
+            raise FieldError(("calendar",), f"step '{self.id}' goes to the manager, whose "
+                             "calendar the learning moment is not for; remove calendar or "
+                             "to: manager")
+        return self
+
+    @property
+    def involves_manager(self) -> bool:
+        """Whether the manager gets this step's message, or a copy of it."""
+        return self.to == "manager" or self.cc_manager
 
     @model_validator(mode="after")
     def _condition(self) -> Step:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from operator import itemgetter
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from .config import Project
@@ -177,6 +178,18 @@ class JourneyStep:
     variant: str | None = None
 
 
+def manager_note(row: dict[str, Any], address: str) -> str:
+    """How a message of the ledger involves a manager, as seen from `address` (the person's
+    or the manager's): history and plan --person show it beside the step."""
+    if row.get("recipient"):
+        return f"to the manager {row['recipient']}" if row["email"] == address else \
+            f"to you as the manager of {row['email']}"
+    if row.get("cc"):
+        return f"cc the manager {row['cc']}" if row["email"] == address else \
+            f"a copy to you as the manager of {row['email']}"
+    return ""
+
+
 def person_journey(project: Project, now: datetime, email: str, *,
                    db: Path | None = None) -> list[JourneyStep]:
     """Every step of every campaign one person is or was in: the ledger's messages as they
@@ -191,9 +204,11 @@ def person_journey(project: Project, now: datetime, email: str, *,
         known = ledger.history(email)
         for row in known.messages:
             moment = row["sent_at"] or row["claimed_at"]
+            note = "; ".join(part for part in (manager_note(row, email), row["error"] or "")
+                             if part)
             journey.append(JourneyStep(row["campaign"], row["step"], row["state"],
                                        from_iso(moment) if moment else None,
-                                       row["error"] or "", row.get("variant")))
+                                       note, row.get("variant")))
         sync(project, ledger, now, persist=False)
         mine = [(enrolment, steps) for enrolment, steps in active_enrolments(project, ledger, now)
                 if enrolment.email == email]
@@ -215,6 +230,10 @@ def person_journey(project: Project, now: datetime, email: str, *,
                 note = (f"if {planned.step.when}: true now" if answer else
                         f"if {planned.step.when}: false now, so skipped unless it "
                         f"changes{wait}")
+            if planned.step.to == "manager":
+                note = "; ".join(part for part in ("to the manager", note) if part)
+            elif planned.step.cc_manager:
+                note = "; ".join(part for part in ("cc the manager", note) if part)
             variant = assign_variant(enrolment.campaign, planned.step, email)
             journey.append(JourneyStep(enrolment.campaign, planned.step.id, "planned",
                                        planned.send_at, note,

@@ -6,11 +6,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 
-from .audience import AudienceScan, scan_audience
+from .audience import AudienceScan, Person, scan_audience
 from .config import Project
 from .errors import LdmailError
 from .expressions import evaluate
-from .models import Campaign, Step, Variant
+from .models import MANAGER_EMAIL, Campaign, Step, Variant
 from .render import Rendered, Renderer
 from .samples import sample_person
 from .schedule import assign_variant
@@ -31,6 +31,7 @@ class PreviewItem:
     outside: str | None = None
     # The step's A/B variant shown: the one the person gets (--person), or each in turn.
     variant: Variant | None = None
+    cc: str | None = None  # the manager copied in (cc_manager)
 
 
 def build_preview(project: Project, campaign_id: str, today: date, *, step_id: str | None = None,
@@ -58,6 +59,7 @@ def build_preview(project: Project, campaign_id: str, today: date, *, step_id: s
     audience = AudienceScan("sample people", []) if sample_people else \
         scan_audience(project, today, email=wanted)
     renderer = Renderer(project)
+    manager: _Manager | None = None
     targets: list[tuple[str | None, str, Mapping[str, object], str, bool]] = []
     if email is not None:
         person = audience.found
@@ -68,6 +70,8 @@ def build_preview(project: Project, campaign_id: str, today: date, *, step_id: s
                         person.email, True))
         outside = _outside(campaign, person.persona, person.attributes)
         chosen: str | None = person.email
+        if any(step.involves_manager for step in steps):
+            manager = _manager_of(project, today, person)
     else:
         personas = [persona_id] if persona_id else (campaign.audience.personas
                                                      or list(project.audiences.personas))
@@ -88,11 +92,47 @@ def build_preview(project: Project, campaign_id: str, today: date, *, step_id: s
         for variant in variants:
             for persona, lang, attributes, recipient, is_real in targets:
                 model = project.audiences.personas.get(persona) if persona else None
+                cc = None
+                context = None
+                if step.to == "manager":
+                    recipient = f"the manager of {attributes['email']}" if manager is None \
+                        else f"{manager.shown} (the manager of {attributes['email']})"
+                    if manager is not None and manager.found:
+                        context, lang = manager.context, language or manager.language
+                elif step.cc_manager:
+                    cc = f"the manager of {attributes['email']}" if manager is None \
+                        else manager.shown
                 rendered = renderer.render(campaign_id, campaign, step, attributes, persona,
-                                           model, lang, variant=variant)
+                                           model, lang, variant=variant, manager=context)
                 items.append(PreviewItem(step, persona, lang, recipient, is_real, rendered,
-                                         outside, variant))
+                                         outside, variant, cc))
     return items
+
+
+@dataclass(frozen=True)
+class _Manager:
+    """The manager of the person previewed, as the export gives them."""
+
+    shown: str  # their address, or why there is none
+    found: bool  # whether the export has their own row
+    language: str = ""
+    context: Mapping[str, str] | None = None
+
+
+def _manager_of(project: Project, today: date, person: Person) -> _Manager:
+    address = str(person.attributes.get(MANAGER_EMAIL) or "")
+    if not address:
+        return _Manager(f"no manager: the export gives no {MANAGER_EMAIL} for this person; "
+                        "a step to the manager is skipped", False)
+    if address == person.email:
+        return _Manager(f"{address}: the person's own address, so a step to the manager is "
+                        "skipped", False)
+    found = scan_audience(project, today, email=address).found
+    if found is None:
+        return _Manager(address, False)
+    return _Manager(address, True, found.language, {
+        "email": address, "name": found.display_name,
+        "first_name": str(found.attributes.get("first_name") or "")})
 
 
 def _outside(campaign: Campaign, persona: str | None,

@@ -34,6 +34,7 @@ from .confine import MAX_TEMPLATE_BYTES, confined, read_regular_text
 from .errors import BudgetExceeded, OutsideProject, Problem, RenderError
 from .expressions import Sandbox, unsafe_access
 from .models import Campaign, Persona, Step, Variant
+from .samples import sample_manager
 from .textify import html_to_text
 from .units import format_duration
 
@@ -178,7 +179,8 @@ _SOURCES = {"vars": "define it under vars: in ldmail.yaml",
             "person": "map the column under people.columns in audiences.yaml",
             "persona": "personas have id, label and wiifm",
             "campaign": "campaigns have id, title, phase, sender and description",
-            "step": "steps have id, after, template and variant"}
+            "step": "steps have id, after, template and variant",
+            "manager": "the manager has email, name and first_name (in to: manager steps)"}
 
 
 def _undefined(exc: UndefinedError, template: Template, line: int | None) -> str:
@@ -466,9 +468,12 @@ class Renderer:
 
     def context(self, campaign_id: str, campaign: Campaign, step: Step,
                 person: Mapping[str, Any], persona_id: str | None, persona: Persona | None,
-                language: str, variant: Variant | None = None) -> dict[str, Any]:
+                language: str, variant: Variant | None = None,
+                manager: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """What a template sees; a step to the manager also sees `manager` (a stand-in when
+        none is given: validate and previews for personas)."""
         settings = self.project.settings
-        return {
+        values = {
             "person": dict(person),
             "persona": {
                 "id": persona_id or "",
@@ -484,13 +489,20 @@ class Renderer:
             "organisation": settings.organisation,
             "language": language,
         }
+        if step.to == "manager":
+            values["manager"] = dict(manager) if manager is not None else \
+                sample_manager(language)
+        return values
 
     def render(self, campaign_id: str, campaign: Campaign, step: Step,
                person: Mapping[str, Any], persona_id: str | None, persona: Persona | None,
                language: str, unsubscribe_url: str = "#", token: str | None = None,
-               variant: Variant | None = None) -> Rendered:
-        """The parts of one message; `token` is the person's token in `unsubscribe_url`;
-        `variant`: which of the step's variants (its template) the person gets.
+               variant: Variant | None = None,
+               manager: Mapping[str, str] | None = None) -> Rendered:
+        """The parts of one message; `token` is the reader's token in `unsubscribe_url`;
+        `variant`: which of the step's variants (its template) the person gets; `manager`:
+        the person's manager, the reader of a step that goes to the manager (rendered with
+        the person's data, in `language`: the manager's).
 
         All of it (the template, Markdown, the layout, CSS inlining) within one budget.
         """
@@ -498,7 +510,7 @@ class Renderer:
         try:
             with self.env.budget.running():
                 return self._render(campaign_id, campaign, step, person, persona_id, persona,
-                                    language, unsubscribe_url, token, variant)
+                                    language, unsubscribe_url, token, variant, manager)
         except BudgetExceeded as exc:  # after the template: in Markdown or the layout
             error = RenderError(f"{TEMPLATES_DIR}/{name}", None, str(exc), security=True)
             self._over_budget[name] = error
@@ -507,24 +519,26 @@ class Renderer:
     def _render(self, campaign_id: str, campaign: Campaign, step: Step,
                 person: Mapping[str, Any], persona_id: str | None, persona: Persona | None,
                 language: str, unsubscribe_url: str, token: str | None,
-                variant: Variant | None) -> Rendered:
+                variant: Variant | None, manager: Mapping[str, str] | None) -> Rendered:
         name, used_language = self.resolve(step.template_of(variant), language)
         display = f"{TEMPLATES_DIR}/{name}"
         template = self._load(name)
         values = self.context(campaign_id, campaign, step, person, persona_id, persona,
-                              used_language, variant)
+                              used_language, variant, manager)
         failed = self._over_budget.get(name)
         if failed is not None:
             raise failed  # it ran out of time or space before: not another 2 s per person
         parts: dict[str, str] = {}
-        with self._failures(display, template, name, "available: person, persona, campaign, "
-                            "step, vars, organisation, language"):
+        available = "person, persona, campaign, step, vars, organisation, language" + \
+            (", manager" if "manager" in values else "")
+        with self._failures(display, template, name, f"available: {available}"):
             plain = template.new_context(values)
             # In the Markdown blocks a name like "[Verify](https://evil.example)" from the
             # export must stay text, not become a link: person values are Markdown-escaped.
-            literal = template.new_context({**values, "person": {
-                key: markdown_literal(value) if isinstance(value, str) else value
-                for key, value in values["person"].items()}})
+            literal = template.new_context({**values, **{
+                who: {key: markdown_literal(value) if isinstance(value, str) else value
+                      for key, value in values[who].items()}
+                for who in ("person", "manager") if who in values}})
             for block in BLOCKS:
                 render_block = template.blocks.get(block)
                 if render_block is None:

@@ -36,6 +36,8 @@ class StepFunnel:
     pending: int
     bounced: int = 0  # handed over, then a bounce came back for it (ldmail inbox)
     skipped: int = 0  # its when: condition was false: never sent, on purpose
+    # Who gets it: "person", "manager" (to: manager) or "person, cc manager" (cc_manager).
+    to: str = "person"
 
     # The figures of a step, in the order the table, the HTML and the CSV show them.
     COUNTS: ClassVar[tuple[str, ...]] = ("sent", "bounced", "failed", "unknown", "pending",
@@ -395,7 +397,8 @@ def build_report(project: Project, now: datetime, *, db: Path | None = None,
                                 sum(n for (step, state), n in states.items()
                                     if step == s.id and state not in ended),
                                 states[(s.id, MessageState.BOUNCED)],
-                                states[(s.id, MessageState.SKIPPED)])
+                                states[(s.id, MessageState.SKIPPED)],
+                                "person, cc manager" if s.cc_manager else s.to)
                      for s in model.steps]
             # A bounced message went out that day too.
             by_day = Counter(m.sent_at[:10] for m in messages
@@ -427,7 +430,7 @@ def build_report(project: Project, now: datetime, *, db: Path | None = None,
 
 
 CSV_FIELDS = ["campaign", "record", "step", "sent", "bounced", "failed", "unknown", "pending",
-              "skipped",
+              "skipped", "to",
               "segment", "treatment_n", "treatment_converted", "treatment_rate", "holdout_n",
               "holdout_converted", "holdout_rate", "uplift_pp", "ci_low_pp", "ci_high_pp",
               "p_value", "outcome", "verdict", "median_days_to_goal_treatment",

@@ -364,7 +364,8 @@ def _funnel_chart(campaign: CampaignReport, words: Words) -> str | None:
               if name in ("sent", "failed") or any(getattr(s, name) for s in campaign.steps)]
     axis = _axis([v for s in series for v in s.values], words.count)
     return bar_chart(f"{campaign.title}: {words.t('chart_steps')}",
-                     [s.step for s in campaign.steps], series, axis, horizontal=True,
+                     [words.step(s.step, s.to) for s in campaign.steps], series, axis,
+                     horizontal=True,
                      tip=lambda category, series, value:
                      f"{category}: {words.count(value)} {series.name}")
 
@@ -488,7 +489,7 @@ def _tables(campaign: CampaignReport, words: Words) -> str:
     keys = StepFunnel.COUNTS
     parts = [f'<div class="tables"><div class="block"><h3>{escape(words.t("chart_steps"))}</h3>',
              _table([words.t("step"), *(words.t(k) for k in keys)],
-                    [[s.step, *(words.count(getattr(s, k)) for k in keys)]
+                    [[words.step(s.step, s.to), *(words.count(getattr(s, k)) for k in keys)]
                      for s in campaign.steps]), "</div>"]
     segments = _segments(campaign)
     if segments:

@@ -56,6 +56,11 @@ PHRASES: Final[dict[str, tuple[str, str, str]]] = {
     "sent": ("sent", "verstuurd", "versendet"),
     "bounced": ("bounced", "onbestelbaar", "unzustellbar"),
     "skipped": ("skipped", "overgeslagen", "übersprungen"),
+    # a step's reader, beside its id: to the manager, or the person with the manager in Cc
+    "to_manager": ("{step} (to the manager)", "{step} (aan de leidinggevende)",
+                   "{step} (an die Führungskraft)"),
+    "cc_manager": ("{step} (cc the manager)", "{step} (cc leidinggevende)",
+                   "{step} (cc Führungskraft)"),
     "failed": ("failed", "mislukt", "fehlgeschlagen"),
     "unknown": ("unknown", "onbekend", "unbekannt"),
     "pending": ("pending", "gepland", "geplant"),
@@ -314,6 +319,14 @@ class Words:
         if f"exit_{head}" not in PHRASES:
             return reason
         return self.t(f"exit_{head}") + (f" ({detail}" if bracket else "")
+
+    def step(self, step: str, to: str) -> str:
+        """A step as the report names it, with who gets it when that is not just the person."""
+        if to == "manager":
+            return self.t("to_manager", step=step)
+        if to != "person":
+            return self.t("cc_manager", step=step)
+        return step
 
     def segment(self, name: str) -> str:
         if name == "all":

@@ -54,3 +54,11 @@ def sample_person(project: Project, language: str, today: date,
     start = attributes.get("start_date")
     attributes["tenure_days"] = (today - start).days if isinstance(start, date) else None
     return attributes
+
+
+def sample_manager(language: str) -> dict[str, str]:
+    """A stand-in for a person's manager, the reader of a step that goes to the manager."""
+    firsts, lasts = NAMES.get(language, NAMES["en"])
+    first, last = _pick(firsts, f"manager/{language}/first"), \
+        _pick(lasts, f"manager/{language}/last")
+    return {"email": "manager@example.org", "name": f"{first} {last}", "first_name": first}

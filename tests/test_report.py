@@ -255,8 +255,8 @@ def test_dutch_report_and_a_csv_that_dutch_excel_opens_in_columns(stats_project:
     assert raw.startswith(b"\xef\xbb\xbf")  # the byte order mark: Excel reads UTF-8
     rows = list(csv.reader(io.StringIO(raw.decode("utf-8-sig")), delimiter=";"))
     header = rows[0]
-    assert header[:5] == ["campaign", "record", "step", "sent", "bounced"] and len(header) == 38
-    assert all(len(row) == 38 for row in rows)  # every row splits into the same columns
+    assert header[:5] == ["campaign", "record", "step", "sent", "bounced"] and len(header) == 39
+    assert all(len(row) == 39 for row in rows)  # every row splits into the same columns
     overall = next(dict(zip(header, row, strict=True)) for row in rows[1:]
                    if row[1] == "conversion" and row[header.index("segment")] == "all")
     assert (overall["uplift_pp"], overall["ci_low_pp"], overall["p_value"],

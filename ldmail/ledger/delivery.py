@@ -50,11 +50,14 @@ class MessageKey(NamedTuple):
 class Recheck:
     """What a claim checks again in its own transaction, once the ledger changed meanwhile:
     the enrolment is active, the person not suppressed or forgotten (`token`: their keyed
-    address hash) and, with a goal, has not reached it by `until`."""
+    address hash) and, with a goal, has not reached it by `until`; with a `manager` (who
+    gets the message or a copy), neither is the manager (`manager_token`: their hash)."""
 
     token: str
     goal_event: str | None = None
     goal_object: str = "*"
+    manager: str | None = None
+    manager_token: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +68,7 @@ class _Outcome:
     retry_at: str | None = None
     bounce: str | None = None  # the server said the address does not exist: suppress it
     last_step: bool = False  # the enrolment is complete once this outcome is written
+    address: str | None = None  # the address that bounced, when not the person's (a manager's)
 
 
 # What each outcome writes besides the state (the table's target for a claimed message).
@@ -111,12 +115,15 @@ class Delivery:
     # -- the moves ---------------------------------------------------------------------------
 
     def claim(self, key: MessageKey, due_at: str, message_id: str, *, retry: bool,
-              recheck: Recheck, variant: str | None = None) -> bool:
+              recheck: Recheck, variant: str | None = None, recipient: str | None = None,
+              cc: str | None = None) -> bool:
         """Record the message as being handed over; False when it must not go (any more).
 
         `retry`: the message has a row already (deferred or held); else it has none. The claim
         checks again, in its own transaction, what may have changed since the run worked out
-        who is due (see Recheck). `variant`: the step's A/B variant the message carries.
+        who is due (see Recheck). `variant`: the step's A/B variant the message carries;
+        `recipient`: where it goes when not to the person (their manager); `cc`: the manager
+        copied in. The row keeps the person's key either way.
         """
         allowed, allowed_params = self._still_allowed(key, recheck)
         to = message_move(MessageOp.CLAIM, M.DEFERRED if retry else M.NEW)
@@ -125,17 +132,18 @@ class Delivery:
             marks = ", ".join("?" for _ in sources)
             changed = self._commit_with(
                 "UPDATE messages SET state = ?, attempts = attempts + 1, message_id = ?,"
-                " claimed_at = ?, run_id = ?, error = NULL, variant = ? WHERE campaign = ? AND"
-                f" step = ? AND email = ? AND state IN ({marks}) AND {allowed}",
-                (to, message_id, self.stamp, self.run_id, variant, *key, *sources,
-                 *allowed_params),
+                " claimed_at = ?, run_id = ?, error = NULL, variant = ?, recipient = ?, cc = ?"
+                f" WHERE campaign = ? AND step = ? AND email = ? AND state IN ({marks}) AND"
+                f" {allowed}",
+                (to, message_id, self.stamp, self.run_id, variant, recipient, cc, *key,
+                 *sources, *allowed_params),
                 key, MessageOp.CLAIM)
         else:
             changed = self._commit_with(
                 "INSERT INTO messages (campaign, step, email, due_at, state, attempts,"
-                " message_id, claimed_at, run_id, variant) SELECT ?, ?, ?, ?, ?, 1, ?, ?, ?, ?"
-                f" WHERE {allowed}",
-                (*key, due_at, to, message_id, self.stamp, self.run_id, variant,
+                " message_id, claimed_at, run_id, variant, recipient, cc) SELECT ?, ?, ?, ?, ?,"
+                f" 1, ?, ?, ?, ?, ?, ? WHERE {allowed}",
+                (*key, due_at, to, message_id, self.stamp, self.run_id, variant, recipient, cc,
                  *allowed_params),
                 key, MessageOp.CLAIM)
         return changed == 1
@@ -179,9 +187,12 @@ class Delivery:
     def defer(self, key: MessageKey, reason: str, retry_at: str) -> None:
         self.pending.append(_Outcome(MessageOp.DEFER, key, reason, retry_at))
 
-    def fail(self, key: MessageKey, reason: str, *, bounce: str | None, last_step: bool) -> None:
+    def fail(self, key: MessageKey, reason: str, *, bounce: str | None, last_step: bool,
+             address: str | None = None) -> None:
+        """A permanent failure; with `bounce`, the address it went to (`address`, when not
+        the person's) is suppressed."""
         self.pending.append(_Outcome(MessageOp.FAIL, key, reason, bounce=bounce,
-                                     last_step=last_step))
+                                     last_step=last_step, address=address))
 
     def flush(self) -> None:
         """Write the outcomes not yet written (the last message's, as a rule)."""
@@ -205,6 +216,9 @@ class Delivery:
             sql += (" AND NOT EXISTS (SELECT 1 FROM events WHERE email = ? AND event = ?"
                     " AND occurred_at <= ? AND object GLOB ? AND voided_at IS NULL)")
             params += (key.email, recheck.goal_event, self.stamp, recheck.goal_object)
+        if recheck.manager is not None:
+            sql += " AND NOT EXISTS (SELECT 1 FROM suppressions WHERE email IN (?, ?))"
+            params += (recheck.manager, FORGOTTEN + recheck.manager_token)
         return (f"((SELECT value FROM meta WHERE key = ?) IS ? OR ({sql}))",
                 (INTERVENTIONS, self.interventions, *params))
 
@@ -256,7 +270,8 @@ class Delivery:
         if outcome.bounce is not None:
             self.conn.execute(
                 "INSERT OR IGNORE INTO suppressions (email, reason, source, created_at) "
-                "VALUES (?, ?, ?, ?)", (key.email, outcome.bounce, "bounce", self.stamp))
+                "VALUES (?, ?, ?, ?)", (outcome.address or key.email, outcome.bounce, "bounce",
+                                        self.stamp))
         if outcome.last_step:
             self.ledger.complete_in_transaction(key.campaign, key.email, self.stamp)
         return None

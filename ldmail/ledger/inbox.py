@@ -24,16 +24,23 @@ class SentMessage:
 
     key: MessageKey
     state: MessageState
+    recipient: str = ""  # where it went: the person's address, or their manager's
+    cc: str | None = None  # the manager copied in, if any
+
+    def __post_init__(self) -> None:
+        if not self.recipient:
+            object.__setattr__(self, "recipient", self.key.email)
 
 
 class InboxMoves(PersonMoves):
     def _message(self, where: str, params: tuple[str, ...]) -> SentMessage | None:
         row = self.db.conn.execute(
-            f"SELECT campaign, step, email, state FROM messages WHERE {where}", params).fetchone()
+            "SELECT campaign, step, email, state, coalesce(recipient, email), cc FROM messages"
+            f" WHERE {where}", params).fetchone()
         if row is None:
             return None
         key = MessageKey(*row[:3])
-        return SentMessage(key, stored(MessageState, row[3], str(key)))
+        return SentMessage(key, stored(MessageState, row[3], str(key)), row[4], row[5])
 
     def message_with_id(self, message_id: str) -> SentMessage | None:
         """The message a send gave this Message-ID (`<…@…>`), in whatever state it is."""
@@ -43,9 +50,9 @@ class InboxMoves(PersonMoves):
         """The most recently handed-over message to `email` that a bounce could be about."""
         sources = message_sources(MessageOp.BOUNCE)
         marks = ", ".join("?" for _ in sources)
-        return self._message(f"email = ? AND state IN ({marks}) ORDER BY"
-                             " coalesce(sent_at, claimed_at) DESC, id DESC LIMIT 1",
-                             (email, *sources))
+        return self._message(f"((recipient IS NULL AND email = ?) OR recipient = ?) AND state"
+                             f" IN ({marks}) ORDER BY coalesce(sent_at, claimed_at) DESC, id"
+                             " DESC LIMIT 1", (email, email, *sources))
 
     def mail_applied(self, mail: str) -> str | None:
         """What an earlier run made of this mail (its keyed id), or None if it was not applied."""
@@ -53,10 +60,11 @@ class InboxMoves(PersonMoves):
         return None if value is None else str(value)
 
     def bounce(self, key: MessageKey, reason: str, at: str, *, mail: str | None,
-               suppression: str | None) -> bool:
+               suppression: str | None, address: str | None = None) -> bool:
         """The message bounced: `bounced` with the reason; with `suppression` (a hard bounce)
-        the address is suppressed and its enrolments end as "bounced". The mail is recorded
-        as applied in the same transaction. Returns whether the address is newly suppressed.
+        the address it went to (`address`: a manager's; the person's by default) is
+        suppressed and its enrolments end as "bounced". The mail is recorded as applied in
+        the same transaction. Returns whether the address is newly suppressed.
 
         IllegalTransition (nothing written) for a message the table does not let bounce.
         """
@@ -71,14 +79,15 @@ class InboxMoves(PersonMoves):
                 found = self._message("campaign = ? AND step = ? AND email = ?", tuple(key))
                 raise IllegalTransition("message", MessageOp.BOUNCE,
                                         M.NEW if found is None else found.state, str(key))
-            added = self._suppress_for(db, key.email, suppression, BOUNCED, at)
+            added = self._suppress_for(db, address or key.email, suppression, BOUNCED, at)
             self._applied(db, mail, "bounce", at)
         return added
 
     def bounced_again(self, email: str, at: str, *, mail: str | None,
                       suppression: str | None) -> bool:
-        """Another bounce of a message already `bounced` (a delay warning, then the failure):
-        no move; a hard one suppresses the address. Returns whether newly suppressed."""
+        """Another bounce of a message already `bounced` (a delay warning, then the failure),
+        or the bounce of its copy to a manager: no move; a hard one suppresses the address.
+        Returns whether newly suppressed."""
         with self.transaction(immediate=True) as db:
             added = self._suppress_for(db, email, suppression, BOUNCED, at)
             self._applied(db, mail, "bounce", at)

@@ -29,7 +29,7 @@ class PersonHistory:
     """Everything the ledger holds for one address, as stored (column names as keys)."""
 
     enrolments: list[dict[str, Any]]
-    messages: list[dict[str, Any]]
+    messages: list[dict[str, Any]]  # theirs, and those they got as someone's manager
     suppression: dict[str, Any] | None
     events: list[dict[str, Any]]  # learning events, voided ones with their voided_at
 
@@ -58,6 +58,29 @@ class PersonMoves(LedgerFile):
     def is_suppressed(self, email: str) -> bool:
         return self._value("SELECT 1 FROM suppressions WHERE email = ?", (email,)) is not None
 
+    def suppressed_among(self, emails: Iterable[str]) -> set[str]:
+        """Those of `emails` that are suppressed, or were forgotten on request."""
+        hashed = {FORGOTTEN + self.address_hash(email): email for email in emails}
+        wanted = [*hashed.values(), *hashed]
+        found: set[str] = set()
+        for start in range(0, len(wanted), 500):  # SQLite's limit on bound parameters
+            chunk = wanted[start:start + 500]
+            found.update(row[0] for row in self.db.conn.execute(
+                f"SELECT email FROM suppressions WHERE email IN ({', '.join('?' for _ in chunk)})",
+                chunk))
+        return {hashed.get(email, email) for email in found}
+
+    def staged_rows(self, emails: Iterable[str]) -> dict[str, int]:
+        """The export's row of each of `emails` that is in it, as the last sync staged it."""
+        wanted = sorted(set(emails))
+        rows: dict[str, int] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            rows.update(self.db.conn.execute(
+                f"SELECT email, row FROM staged_people WHERE email IN"
+                f" ({', '.join('?' for _ in chunk)})", chunk).fetchall())
+        return rows
+
     def forgotten_hashes(self) -> set[str]:
         """The keyed address hashes of everyone forgotten on request."""
         return {row[0].removeprefix(FORGOTTEN) for row in self.db.conn.execute(
@@ -68,13 +91,17 @@ class PersonMoves(LedgerFile):
 
     def has_claimed(self, email: str) -> bool:
         """Whether a message to `email` is claimed: in a running send's hands."""
-        return self._value("SELECT 1 FROM messages WHERE email = ? AND state = ? LIMIT 1",
-                           (email, MessageState.CLAIMED)) is not None
+        return self._value("SELECT 1 FROM messages WHERE (email = ? OR recipient = ? OR cc = ?)"
+                           " AND state = ? LIMIT 1",
+                           (email, email, email, MessageState.CLAIMED)) is not None
 
     def known_addresses(self) -> Iterator[str]:
-        """Every address the ledger knows (in the staged export or enrolled)."""
+        """Every address the ledger knows (in the staged export, enrolled, or a manager who
+        was sent a message or a copy)."""
         for (email,) in self.db.conn.execute(
-                "SELECT email FROM main.staged_people UNION SELECT email FROM enrolments"):
+                "SELECT email FROM main.staged_people UNION SELECT email FROM enrolments"
+                " UNION SELECT recipient FROM messages WHERE recipient IS NOT NULL"
+                " UNION SELECT cc FROM messages WHERE cc IS NOT NULL"):
             yield str(email)
 
     def erase(self, email: str, at: str) -> int:
@@ -95,6 +122,9 @@ class PersonMoves(LedgerFile):
                 db.conn.execute(f"DELETE FROM {table} WHERE email = ?", (email,))
             db.conn.execute("UPDATE messages SET error = '(erased)' WHERE email = ? AND "
                             "error IS NOT NULL", (hashed,))
+            for column in ("recipient", "cc"):  # as someone's manager
+                changed += db.conn.execute(f"UPDATE messages SET {column} = ? WHERE"
+                                           f" {column} = ?", (hashed, email)).rowcount
             db.conn.execute("DELETE FROM suppressions WHERE email = ?", (email,))
             for table in ("staged_people", "staged_targets", "staged_rejected"):
                 changed += db.conn.execute(f"DELETE FROM main.{table} WHERE email = ?",
@@ -202,8 +232,8 @@ class PersonMoves(LedgerFile):
         return PersonHistory(
             self._rows("SELECT * FROM enrolments WHERE email = ? ORDER BY enrolled_at",
                        (email,)),
-            self._rows("SELECT * FROM messages WHERE email = ? ORDER BY"
-                       " coalesce(sent_at, claimed_at), id", (email,)),
+            self._rows("SELECT * FROM messages WHERE email = ? OR recipient = ? OR cc = ?"
+                       " ORDER BY coalesce(sent_at, claimed_at), id", (email, email, email)),
             suppression[0] if suppression else None,
             self._rows("SELECT event, object, occurred_at, source, statement, voided_at"
                        " FROM events WHERE email = ? ORDER BY occurred_at", (email,)))

@@ -129,12 +129,25 @@ def m010_staged_country(db: Database) -> None:
     db.execute("DELETE FROM meta WHERE key = 'staged'")
 
 
+def m011_message_manager(db: Database) -> None:
+    # Managers in the loop: the address a message went to when it is not the person's own (a
+    # step to the manager), and the address copied in (cc_manager). The row keeps the person's
+    # key, so a manager gets a step about a person at most once; these columns let an
+    # unsubscribe token, a bounce and `forget` find the manager, and `history` show them.
+    db.execute("ALTER TABLE messages ADD COLUMN recipient TEXT")
+    db.execute("ALTER TABLE messages ADD COLUMN cc TEXT")
+    db.execute("CREATE INDEX messages_recipient ON messages (recipient) WHERE recipient IS NOT"
+               " NULL")
+    db.execute("CREATE INDEX messages_cc ON messages (cc) WHERE cc IS NOT NULL")
+
+
 # The schema's versions, in order. sqlite-utils applies them (and records each in its
 # _sqlite_migrations table); it is only imported when one is pending, because importing it
 # costs more than a whole cron run that finds nothing to do.
 MIGRATIONS = [m001_initial, m002_streamed_sync, m003_missing_since, m004_staged_rejected,
               m005_survey_answers, m006_inbox, m007_event_statements,
-              m008_voided_events, m009_message_variants, m010_staged_country]
+              m008_voided_events, m009_message_variants, m010_staged_country,
+              m011_message_manager]
 MIGRATION_SET = "ldmail"
 
 

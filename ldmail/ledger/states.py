@@ -13,7 +13,9 @@ it yet; it is never stored.
     claim           new, deferred, held         claimed    a send is about to hand it over
     hold            new, deferred, held         held       it cannot be rendered or built
     skip            new, deferred, held         skipped    its step's when: is false (or still
-                                                           false when wait_until timed out)
+                                                           false when wait_until timed out),
+                                                           or it goes to a manager who cannot
+                                                           be mailed (none, or suppressed)
     deliver         claimed                     sent       the server accepted it
     lose_reply      claimed                     unknown    all of it went out, no reply came
     put_back        claimed                     deferred   stopped before any of it went out
@@ -67,7 +69,7 @@ class MessageState(StrEnum):
     HELD = "held"  # could not be rendered or built: nothing was claimed or sent
     FAILED = "failed"
     BOUNCED = "bounced"  # handed over, then a bounce (hard or soft) came back for it
-    SKIPPED = "skipped"  # its step's condition (when:) was false: never sent, the next goes on
+    SKIPPED = "skipped"  # its when: was false, or its manager unmailable: never sent; next goes on
 
 
 class EnrolmentState(StrEnum):
