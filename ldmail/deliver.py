@@ -42,6 +42,7 @@ from .ledger import (
     ledger_path,
     read_identity,
     record_identity,
+    step_key,
 )
 from .lock import SendLock, held_elsewhere, send_lock_path
 from .message import Built, MessageBuilder, new_message_id, unsubscribe_links
@@ -423,7 +424,9 @@ def _recipient(item: Due) -> Recipient:
 
 
 def _key(item: Due) -> MessageKey:
-    return MessageKey(item.enrolment.campaign, item.planned.step.id, item.enrolment.email)
+    return MessageKey(item.enrolment.campaign,
+                      step_key(item.planned.step.id, item.enrolment.occurrence),
+                      item.enrolment.email)
 
 
 def _count_step(summary: SendSummary, item: Due) -> None:

@@ -25,7 +25,7 @@ from .business_days import BusinessCalendar, parse_region
 from .clock import from_iso, iso
 from .config import Project
 from .errors import MassExit
-from .ledger import STAGED, EnrolmentState, Group, Ledger
+from .ledger import STAGED, EnrolmentState, Group, Ledger, step_of
 from .models import Campaign, Goal
 from .schedule import Planned, StepRecord, anchor_moment, campaign_is_open, in_holdout, upcoming
 
@@ -53,7 +53,7 @@ CREATE TEMP TABLE vanished (id INTEGER PRIMARY KEY);
 CREATE TEMP TABLE scope (id TEXT PRIMARY KEY, open INTEGER NOT NULL, holdout REAL NOT NULL,
     triggered INTEGER NOT NULL);
 CREATE TEMP TABLE triggered (campaign TEXT NOT NULL, email TEXT NOT NULL, at TEXT NOT NULL,
-    PRIMARY KEY (campaign, email)) WITHOUT ROWID;
+    object TEXT NOT NULL, PRIMARY KEY (campaign, email)) WITHOUT ROWID;
 CREATE TEMP TABLE reached (campaign TEXT NOT NULL, email TEXT NOT NULL,
     PRIMARY KEY (campaign, email)) WITHOUT ROWID;
 CREATE TEMP TABLE forgotten (email TEXT PRIMARY KEY) WITHOUT ROWID;
@@ -61,16 +61,16 @@ CREATE TEMP TABLE exits (campaign TEXT NOT NULL, email TEXT NOT NULL, state TEXT
     reason TEXT NOT NULL, PRIMARY KEY (campaign, email)) WITHOUT ROWID;
 CREATE TEMP TABLE new (campaign TEXT NOT NULL, email TEXT NOT NULL, anchor_at TEXT NOT NULL,
     grp TEXT NOT NULL, persona TEXT, language TEXT, state TEXT NOT NULL, reason TEXT,
-    enrolled_at TEXT NOT NULL, PRIMARY KEY (campaign, email)) WITHOUT ROWID;
+    enrolled_at TEXT NOT NULL, occurrence TEXT, PRIMARY KEY (campaign, email)) WITHOUT ROWID;
 CREATE TEMP VIEW synced AS
-    SELECT e.campaign, e.email, e.anchor_at, e.grp FROM main.enrolments e
+    SELECT e.campaign, e.email, e.anchor_at, e.grp, e.occurrence FROM main.enrolments e
     WHERE e.state = 'active' AND e.campaign IN (SELECT id FROM temp.scope)
       AND NOT EXISTS (SELECT 1 FROM temp.exits x
                       WHERE x.campaign = e.campaign AND x.email = e.email)
     UNION ALL
     -- A run that writes nothing reads the ledger again after its sync: a send that enrolled
     -- the same person meanwhile is already counted above.
-    SELECT n.campaign, n.email, n.anchor_at, n.grp FROM temp.new n
+    SELECT n.campaign, n.email, n.anchor_at, n.grp, n.occurrence FROM temp.new n
     WHERE n.state = 'active' AND NOT EXISTS (SELECT 1 FROM main.enrolments e
                                             WHERE e.campaign = n.campaign AND e.email = n.email);
 """
@@ -131,14 +131,14 @@ WHERE (NOT c.triggered OR g.email IS NOT NULL)
 # the triggering event's time, an anchor date, or (staged as '') the moment of enrolment.
 _NEW = """
 INSERT INTO {target} (campaign, email, anchor_at, grp, persona, language, state, {reason},
-    {stamps})
+    {stamps}, occurrence)
 SELECT t.campaign, t.email,
     CASE WHEN c.triggered THEN g.at WHEN t.anchor_at = '' THEN :now ELSE t.anchor_at END,
     CASE WHEN c.holdout > 0 THEN ldmail_group(t.campaign, t.email, c.holdout)
          ELSE :treatment END, t.persona, t.language,
     CASE WHEN r.email IS NULL THEN :active ELSE :converted END,
     CASE WHEN r.email IS NULL THEN NULL ELSE 'goal reached before enrolment' END,
-    {stamp_values}
+    {stamp_values}, g.object
 {joining} AND t.anchor_at IS NOT NULL
 ORDER BY t.campaign, t.email
 """
@@ -168,19 +168,45 @@ def goal_reached_at(ledger: Ledger, goal: Goal, now: datetime) -> dict[str, date
     return reached
 
 
-def triggered_at(ledger: Ledger, campaign: Campaign, now: datetime) -> dict[str, datetime]:
-    """When each address first had the campaign's triggering event, from the day the
-    campaign starts (in its time zone) up to `now`."""
+def triggered_at(ledger: Ledger, campaign: Campaign, now: datetime
+                 ) -> dict[str, list[tuple[datetime, str]]]:
+    """Each address's rounds of a triggered campaign, earliest first: the first event of
+    each object that matches the trigger, from the day the campaign starts (in its time
+    zone) up to `now`."""
     trigger = campaign.trigger
     assert trigger is not None
     since = datetime.combine(campaign.starts, time(0), tzinfo=campaign.send_window.timezone)
-    found: dict[str, datetime] = {}
-    for event in ledger.goal_events(trigger.event, iso(now)):
+    found: dict[str, list[tuple[datetime, str]]] = {}
+    seen: set[tuple[str, str]] = set()
+    for event in ledger.goal_events(trigger.event, iso(now)):  # earliest first
         if trigger.object is None or fnmatchcase(event.object, trigger.object):
             moment = from_iso(event.occurred_at)
-            if moment >= since:
-                found.setdefault(event.email, moment)
+            if moment >= since and (event.email, event.object) not in seen:
+                seen.add((event.email, event.object))
+                found.setdefault(event.email, []).append((moment, event.object))
     return found
+
+
+def _next_rounds(project: Project, ledger: Ledger, now: datetime, only: str | None) -> None:
+    """A triggered campaign (repeat: per-object) whose round is done starts again for the
+    person's next object: day 0 at that object's first event."""
+    for campaign_id, file in project.campaigns.items():
+        trigger = file.model.trigger
+        if trigger is None or trigger.repeat != "per-object" or only not in (None, campaign_id):
+            continue
+        done = ledger.finished_rounds(campaign_id)
+        if not done:
+            continue
+        rounds = triggered_at(ledger, file.model, now)
+        starts = []
+        for email, had in done.items():
+            upcoming = next(((at, target) for at, target in rounds.get(email, ())
+                             if target not in had), None)
+            if upcoming is not None:
+                starts.append((email, iso(upcoming[0]), upcoming[1]))
+        if starts:
+            log.info("%s: %d new round(s) for people who met the trigger again", campaign_id,
+                     ledger.next_round(campaign_id, starts))
 
 
 def _resume_voided(project: Project, ledger: Ledger, now: datetime, only: str | None) -> None:
@@ -335,9 +361,9 @@ def _fill_run_tables(project: Project, ledger: Ledger, now: datetime, only: str 
                        campaign.trigger is not None) for campaign_id, campaign in scope])
     for campaign_id, campaign in scope:
         if campaign.trigger is not None:
-            conn.executemany("INSERT INTO temp.triggered VALUES (?, ?, ?)",
-                             ((campaign_id, email, iso(at)) for email, at
-                              in triggered_at(ledger, campaign, now).items()))
+            conn.executemany("INSERT INTO temp.triggered VALUES (?, ?, ?, ?)",
+                             ((campaign_id, email, iso(rounds[0][0]), rounds[0][1])
+                              for email, rounds in triggered_at(ledger, campaign, now).items()))
         if campaign.goal is not None:
             conn.executemany("INSERT INTO temp.reached VALUES (?, ?)",
                              ((campaign_id, email)
@@ -378,6 +404,7 @@ def sync(project: Project, ledger: Ledger, now: datetime, *, persist: bool,
     # first read, so nothing it read can change before it writes.
     if persist:
         _resume_voided(project, ledger, now, only)
+        _next_rounds(project, ledger, now, only)
     grace = project.settings.exits.grace
     params: dict[str, Any] = {**states, "grace_cut": iso(now - grace), "no_grace": not grace}
     with ledger.transaction(immediate=persist):
@@ -496,17 +523,20 @@ class Enrolment(NamedTuple):  # a tuple: made for every active enrolment of ever
     language: str
     timezone: ZoneInfo | None
     country: str | None = None  # the export's country or region code (NL, DE-BY)
+    occurrence: str | None = None  # a triggered campaign's round: the object it is for
 
 
 # Every active enrolment after the sync, with the history of its steps as one string
-# (fields split by \x1f, steps by \x1e): SQLite groups it faster than Python could.
+# (fields split by \x1f, steps by \x1e): SQLite groups it faster than Python could. A
+# triggered campaign's history is its current round's: the messages keyed step@object.
 _ACTIVE = """
 SELECT s.campaign, s.email, s.grp, x.row, x.persona, x.language, x.timezone, x.country,
-    s.anchor_at,
+    s.anchor_at, s.occurrence,
     (SELECT group_concat(m.step || char(31) || m.state || char(31)
             || coalesce(m.sent_at, m.claimed_at, '') || char(31)
             || coalesce(m.next_attempt_at, '') || char(31) || m.attempts, char(30))
-     FROM main.messages m WHERE m.campaign = s.campaign AND m.email = s.email)
+     FROM main.messages m WHERE m.campaign = s.campaign AND m.email = s.email
+       AND (s.occurrence IS NULL OR substr(m.step, instr(m.step, '@') + 1) = s.occurrence))
 FROM temp.synced s JOIN staged_people x ON x.email = s.email
 """
 
@@ -515,7 +545,7 @@ def _history(text: str | None) -> dict[str, StepRecord]:
     history: dict[str, StepRecord] = {}
     for record in text.split("\x1e") if text else ():
         step, state, at, retry_at, attempts = record.split("\x1f")
-        history[step] = StepRecord(state, from_iso(at) if at else None,
+        history[step_of(step)] = StepRecord(state, from_iso(at) if at else None,
                                    from_iso(retry_at) if retry_at else None, int(attempts))
     return history
 
@@ -533,11 +563,12 @@ def active_enrolments(project: Project, ledger: Ledger, now: datetime
     zones: dict[str | None, ZoneInfo | None] = {None: None}
     calendars: dict[tuple[str, str | None], BusinessCalendar] = {}
     for campaign_id, email, group, row, persona, language, zone_key, country, anchor_at, \
-            history in ledger.db.conn.execute(_ACTIVE):
+            occurrence, history in ledger.db.conn.execute(_ACTIVE):
         zone = zones.get(zone_key)
         if zone is None and zone_key is not None:
             zone = zones[zone_key] = ZoneInfo(zone_key)
-        enrolment = Enrolment(campaign_id, email, group, row, persona, language, zone, country)
+        enrolment = Enrolment(campaign_id, email, group, row, persona, language, zone, country,
+                              occurrence)
         if group != Group.TREATMENT:
             yield enrolment, ()
             continue

@@ -587,6 +587,9 @@ class Trigger(Strict):
         "the event that enrols, e.g. completed (an xAPI verb's last part, or a CSV event name)"))
     object: str | None = Field(None, description=(
         "the course or activity id; may use * wildcards, e.g. course:*; empty: any"))
+    repeat: Literal["per-object", "once"] = Field("per-object", description=(
+        "per-object: each further object (another finished course) starts the steps again "
+        "for that object, once the round before is done; once: one round per person"))
 
 
 class Hypothesis(Strict):
@@ -767,7 +770,8 @@ class Campaign(Strict):
     anchor: str | None = None
     trigger: Trigger | None = Field(None, description=(
         "enrol people (of the audience) when a matching learning event arrives, with day 0 at "
-        "the event's time; events before `starts` do not enrol; one enrolment per person"))
+        "the event's time; events before `starts` do not enrol; a round per object (see "
+        "repeat)"))
     holdout: Percentage = 0.0
     goal: Goal | None = None
     sender: str

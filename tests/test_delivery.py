@@ -98,8 +98,10 @@ class Spec:
     starts: date = START
     goal: tuple[str, str] | None = None  # event, object pattern
     trigger: tuple[str, str] | None = None
+    repeat: str = "per-object"
     conditions: dict[str, str] = field(default_factory=dict)  # step id -> when:
     variants: dict[str, tuple[tuple[str, float], ...]] = field(default_factory=dict)
+    to: dict[str, str] = field(default_factory=dict)  # step id -> who it goes to (manager)
 
     def opens(self, moment: datetime, zone: ZoneInfo) -> bool:
         """Whether a message may go at `moment`: inside the window, on an open day."""
@@ -132,10 +134,12 @@ def load_campaigns(project: Path) -> dict[str, Spec]:
                                else settings.get("holidays")),
             starts=data["starts"],
             goal=_rule(data.get("goal")), trigger=_rule(data.get("trigger")),
+            repeat=(data.get("trigger") or {}).get("repeat", "per-object"),
             conditions={s["id"]: s["when"] for s in data["steps"] if s.get("when")},
             variants={s["id"]: tuple((v["id"], float(v.get("weight", 1)))
                                      for v in s["variants"])
-                      for s in data["steps"] if s.get("variants")})
+                      for s in data["steps"] if s.get("variants")},
+            to={s["id"]: s["to"] for s in data["steps"] if s.get("to")})
         assert not any(s.get("wait_until") for s in data["steps"]), "not modelled here"
     return specs
 
@@ -413,6 +417,62 @@ def travel_moments(start: date = START, weeks: int = 8, extra_every: int = 6) ->
     return sorted(moments)
 
 
+def rounds_of(events: list[Event], rule: tuple[str, str], since: datetime
+              ) -> list[tuple[datetime, str]]:
+    """A trigger's rounds: the first matching event of each object, earliest first."""
+    first: dict[str, datetime] = {}
+    for event, target, moment in sorted(events, key=lambda e: e[2]):
+        if event == rule[0] and fnmatchcase(target, rule[1]) and moment >= since:
+            first.setdefault(target, moment)
+    return sorted((moment, target) for target, moment in first.items())
+
+
+def check_round(spec: Spec, campaign: str, email: str, suffix: str, anchor: datetime,
+                begins: datetime, zone: ZoneInfo, moments: list[datetime],
+                arrived: dict[tuple[str, str, str], datetime],
+                stored: dict[tuple[str, str, str], dict[str, Any]], events: list[Event],
+                goal_at: datetime | None, enrolment: dict[str, Any],
+                checked: set[tuple[str, str, str]]) -> tuple[str, datetime | None]:
+    """One pass through a campaign's steps (one round of a triggered one): each step must
+    have arrived exactly when the calendar, the goal and its condition say. Returns how the
+    round ended (completed, goal, missing) and the moment its last step was decided."""
+    previous: datetime | None = None
+    decided: datetime | None = None
+    for step, after in spec.steps:
+        key = (campaign, step + suffix, email)
+        checked.add(key)
+        due = max(anchor + after, begins)
+        if previous is not None:
+            due = max(due, previous + spec.min_gap)
+        expected = next((m for m in moments if m >= due and spec.opens(m, zone)), None)
+        if expected is not None and goal_at is not None and goal_at <= expected:
+            # The goal was reached before the step could go: the sequence ends there.
+            assert key not in arrived, f"{key} arrived after the goal ({goal_at})"
+            assert enrolment["state"] == "converted", (key, enrolment["state"])
+            assert from_iso(enrolment["exited_at"]) <= expected, key
+            return "goal", decided
+        condition = spec.conditions.get(step)
+        if expected is not None and condition is not None and \
+                not condition_holds(condition, events, expected):
+            assert key not in arrived, f"{key} arrived though {condition!r} was false"
+            assert key in stored and stored[key]["state"] == "skipped", key
+            assert stored[key]["error"] == f"condition false: {condition}", key
+            decided = expected
+            continue  # a skipped step sends nothing: the next is spaced from `previous`
+        if key in arrived:
+            assert arrived[key] == expected, f"{key}: sent {arrived[key]}, due {expected}"
+            if step in spec.variants:
+                assert stored[key]["variant"] == expected_variant(
+                    campaign, step, email, spec.variants[step]), key
+            previous = decided = arrived[key]
+            continue
+        if expected is not None:  # it had its chance: only leaving the audience explains it
+            assert enrolment["state"] == "left", f"{key} never arrived (due {expected})"
+            assert from_iso(enrolment["exited_at"]) <= expected, key
+        return "missing", decided
+    return "completed", decided
+
+
 def travel(cli: Cli, project: Path, moments: list[datetime]) -> None:
     for moment in moments:
         result = send(cli, project, moment)
@@ -424,15 +484,25 @@ def check_travel(cli: Cli, project: Path, server: SmtpServer, moments: list[date
     """Everything the server received against what the calendar says should have arrived."""
     campaigns, people = load_campaigns(project), load_people(project)
     received = server.received
-    keys = Counter(r.key for r in received)
-    assert not [k for k, n in keys.items() if n > 1], "a step arrived twice"
+    # The ledger's key of each message, by its Message-ID: a triggered campaign keys a step
+    # with the object its round is for (well-done@course:x); the others by the step alone.
+    stored = {(m["campaign"], m["step"], m["email"]): m for m in ledger_rows(
+        project, "SELECT campaign, step, email, state, variant, error, message_id FROM messages")}
+    by_id = {m["message_id"]: key for key, m in stored.items() if m["message_id"]}
     arrived: dict[tuple[str, str, str], datetime] = {}
     ids: Counter[str] = Counter()
     for item in received:
-        campaign, step, email = item.key
+        campaign, step, recipient = item.key
         spec = campaigns[campaign]
         message = assert_well_formed(item, spec, mailto=mailto, https=https)
         ids[message["Message-ID"]] += 1
+        key = by_id[str(message["Message-ID"])]
+        email = key[2]  # the learner the message is about (a manager step goes to the manager)
+        assert key[0] == campaign and key[1].split("@")[0] == step, key
+        if spec.to.get(step) == "manager":
+            assert recipient == people[email].attributes["manager_email"].lower(), key
+        else:
+            assert recipient == email, key
         sent = parsedate_to_datetime(message["Date"])
         zone = people[email].zone or spec.window.zone
         assert sent in moments, f"{item.key}: Date {sent} is not a moment we ran at"
@@ -443,16 +513,16 @@ def check_travel(cli: Cli, project: Path, server: SmtpServer, moments: list[date
         assert (invite is not None) == (step in spec.calendars), item.key
         if invite is not None:
             assert_invite(invite, spec.calendars[step], sent, zone, email)
-        arrived[item.key] = sent
+        assert key not in arrived, f"{key} arrived twice"
+        arrived[key] = sent
     assert max(ids.values()) == 1, "a Message-ID was used twice"
 
     enrolments = ledger_rows(project, "SELECT * FROM enrolments")
     treatment = {(e["campaign"], e["email"]) for e in enrolments if e["grp"] == "treatment"}
     assert {(c, e) for c, _, e in arrived} <= treatment, "mail to someone not in treatment"
-    stored = {(m["campaign"], m["step"], m["email"]): m for m in ledger_rows(
-        project, "SELECT campaign, step, email, state, variant, error FROM messages")}
     events = ledger_events(project)
     complete = Counter[str]()
+    checked: set[tuple[str, str, str]] = set()
     for enrolment in enrolments:
         campaign, email = enrolment["campaign"], enrolment["email"]
         spec, person = campaigns[campaign], people[email]
@@ -463,65 +533,44 @@ def check_travel(cli: Cli, project: Path, server: SmtpServer, moments: list[date
             continue
         assert enrolment["grp"] == "treatment"
         mine = events.get(email, [])
+        goal_at = first_event(mine, spec.goal) if spec.goal else None
+        if spec.trigger:
+            # A round per object (repeat: per-object), each once the one before is done, with
+            # day 0 at the object's first event since the campaign starts.
+            starts = datetime.combine(spec.starts, time(0), tzinfo=spec.window.zone)
+            rounds = rounds_of(mine, spec.trigger, starts)
+            assert rounds, f"{campaign}: {email} enrolled with no trigger"
+            enrolled = from_iso(enrolment["enrolled_at"])
+            assert enrolled in moments and enrolled >= rounds[0][0], (campaign, email)
+            begins: datetime | None = enrolled
+            for number, (anchor, target) in enumerate(rounds):
+                if number and spec.repeat == "once":
+                    break
+                assert begins is not None
+                outcome, done = check_round(
+                    spec, campaign, email, f"@{target}", anchor, begins, zone, moments,
+                    arrived, stored, mine, goal_at, enrolment, checked)
+                if outcome != "completed":
+                    break
+                complete[campaign] += 1
+                # The next round begins at the first run after this one was done.
+                begins = next((m for m in moments if done is not None and m > done), None)
+                if begins is None:
+                    break
+            continue
         if spec.anchor:
             start = parse_day(person.attributes[spec.anchor])
             anchor = datetime.combine(start, time(0), tzinfo=zone).astimezone(UTC)
             assert from_iso(enrolment["anchor_at"]) == anchor, (campaign, email)
-        elif spec.trigger:
-            # Day 0 is the first triggering event since the campaign starts; the person is
-            # enrolled at the first run after it.
-            starts = datetime.combine(spec.starts, time(0), tzinfo=spec.window.zone)
-            anchor_or_none = first_event(mine, spec.trigger, starts)
-            assert anchor_or_none is not None, f"{campaign}: {email} enrolled with no trigger"
-            anchor = anchor_or_none
-            assert from_iso(enrolment["anchor_at"]) == anchor, (campaign, email)
-            enrolled = from_iso(enrolment["enrolled_at"])
-            assert enrolled in moments and enrolled >= anchor, (campaign, email)
         else:
             anchor = from_iso(enrolment["enrolled_at"])
             assert anchor in moments
-        goal_at = first_event(mine, spec.goal) if spec.goal else None
-        previous: datetime | None = None
-        missing: str | None = None
-        ended_by_goal = False
-        for step, after in spec.steps:
-            key = (campaign, step, email)
-            if missing is not None or ended_by_goal:
-                assert key not in arrived, f"{key} arrived although the sequence had ended"
-                continue
-            due = anchor + after
-            if previous is not None:
-                due = max(due, previous + spec.min_gap)
-            expected = next((m for m in moments if m >= due and spec.opens(m, zone)), None)
-            if expected is not None and goal_at is not None and goal_at <= expected:
-                # The goal was reached before the step could go: the sequence ends there.
-                assert key not in arrived, f"{key} arrived after the goal ({goal_at})"
-                assert enrolment["state"] == "converted", (key, enrolment["state"])
-                assert from_iso(enrolment["exited_at"]) <= expected, key
-                ended_by_goal = True
-                continue
-            condition = spec.conditions.get(step)
-            if expected is not None and condition is not None and \
-                    not condition_holds(condition, mine, expected):
-                assert key not in arrived, f"{key} arrived though {condition!r} was false"
-                assert stored[key]["state"] == "skipped", key
-                assert stored[key]["error"] == f"condition false: {condition}", key
-                continue  # a skipped step sends nothing: the next is spaced from `previous`
-            if key in arrived:
-                assert arrived[key] == expected, f"{key}: sent {arrived[key]}, due {expected}"
-                if step in spec.variants:
-                    assert stored[key]["variant"] == expected_variant(
-                        campaign, step, email, spec.variants[step]), key
-                previous = arrived[key]
-                continue
-            missing = step
-            if expected is not None:  # it had its chance: only leaving the audience explains it
-                assert enrolment["state"] == "left", f"{key} never arrived (due {expected})"
-                assert from_iso(enrolment["exited_at"]) <= expected, key
-        if ended_by_goal:
-            continue
-        assert (missing is None) == (enrolment["state"] == "completed"), (campaign, email)
-        complete[campaign] += missing is None
+        outcome, _ = check_round(spec, campaign, email, "", anchor, anchor, zone, moments,
+                                 arrived, stored, mine, goal_at, enrolment, checked)
+        complete[campaign] += outcome == "completed"
+        assert (outcome == "completed") == (enrolment["state"] == "completed"), \
+            (campaign, email, outcome)
+    assert set(arrived) <= checked, f"arrived unaccounted for: {set(arrived) - checked}"
 
     # `ldmail history` shows exactly what the server received, for a few people.
     by_person = Counter(e for _, _, e in arrived)

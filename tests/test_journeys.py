@@ -8,6 +8,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from .conftest import Cli
 from .smtp_server import edit_yaml
 from .test_report import import_events, outbox, rows, send
@@ -53,13 +55,45 @@ def test_a_completion_starts_recognition_and_evaluation(project: Path, cli: Cli)
     ])
     for day in range(2, 10):
         send(cli, project, f"2026-12-{day:02d}T10:00+01:00")
+    # Each message of a triggered campaign is keyed with the object its round is for.
     assert sent_at(project, "recognition") == [
-        ("bob.smith@example.org", "recognition", "2026-12-04"),
-        ("bob.smith@example.org", "evaluation", "2026-12-07")]
-    assert rows(project, "SELECT email, anchor_at, state FROM enrolments WHERE campaign = "
-                         "'recognition'") == [
-        ("bob.smith@example.org", "2026-12-02T15:00:00Z", "completed")]
+        ("bob.smith@example.org", "recognition@course:gdpr", "2026-12-04"),
+        ("bob.smith@example.org", "evaluation@course:gdpr", "2026-12-07")]
+    assert rows(project, "SELECT email, anchor_at, state, occurrence FROM enrolments WHERE "
+                         "campaign = 'recognition'") == [
+        ("bob.smith@example.org", "2026-12-02T15:00:00Z", "completed", "course:gdpr")]
     assert outbox(project)["recognition"] == {"bob.smith@example.org"}
+
+
+@pytest.mark.parametrize("repeat", ["per-object", "once"])
+def test_each_finished_course_starts_a_round_of_its_own(project: Path, cli: Cli,
+                                                        repeat: str) -> None:
+    """Two courses finished a day apart: the second round starts once the first is done,
+    with day 0 at the second completion, so its steps catch up one at a time (min_gap). With
+    repeat: once the second completion starts nothing."""
+    recognition_project(project)
+    path = project / "campaigns" / "recognition.yaml"
+    path.write_text(path.read_text().replace(
+        'trigger: {event: completed, object: "course:*"}',
+        f'trigger: {{event: completed, object: "course:*", repeat: {repeat}}}'))
+    import_events(cli, project, [
+        "bob.smith@example.org;completed;course:gdpr;2026-12-02T15:00:00Z",
+        "bob.smith@example.org;completed;course:excel;2026-12-03T09:00:00Z",
+        "bob.smith@example.org;completed;course:gdpr;2026-12-20T09:00:00Z"])  # again: no round
+    for day in range(1, 29):
+        send(cli, project, f"2026-12-{day:02d}T10:00+01:00")
+    first = [("bob.smith@example.org", "recognition@course:gdpr", "2026-12-04"),
+             ("bob.smith@example.org", "evaluation@course:gdpr", "2026-12-07")]
+    second = [("bob.smith@example.org", "recognition@course:excel", "2026-12-08"),
+              ("bob.smith@example.org", "evaluation@course:excel", "2026-12-09")]
+    assert sent_at(project, "recognition") == (first + second if repeat == "per-object"
+                                               else first)
+    # The report counts the rounds' messages under their step.
+    report = json.loads(cli("report", "-c", "recognition", "--project", project, "--now",
+                            "2026-12-28T12:00+01:00", "--format", "json").stdout)
+    sent = {s["step"]: s["sent"] for s in report["campaigns"][0]["steps"]}
+    assert sent == dict.fromkeys(("recognition", "evaluation"),
+                                 2 if repeat == "per-object" else 1)
 
 
 def branching_project(project: Path) -> Path:

@@ -28,7 +28,15 @@ from .inbox import BOUNCED, INBOX, UNSUBSCRIBED, InboxMoves, SentMessage
 from .people import GoalEvent, PersonHistory, PersonMoves
 from .reads import EnrolmentFacts, MessageFacts, Reads
 from .schema import MIGRATION_SET, MIGRATIONS, m001_initial
-from .states import EnrolmentOp, EnrolmentState, Group, MessageOp, MessageState
+from .states import (
+    EnrolmentOp,
+    EnrolmentState,
+    Group,
+    MessageOp,
+    MessageState,
+    step_key,
+    step_of,
+)
 from .survey import StoredAnswer, SurveyAnswer, SurveyMoves
 
 
@@ -43,5 +51,5 @@ __all__ = [
     "Group", "Ledger", "MessageFacts", "MessageKey", "MessageOp", "MessageState",
     "PersonHistory", "Recheck", "SentMessage", "StoredAnswer", "SurveyAnswer", "identity_path",
     "ledger_path",
-    "m001_initial", "read_identity", "record_identity",
+    "m001_initial", "read_identity", "record_identity", "step_key", "step_of",
 ]

@@ -9,7 +9,14 @@ from typing import Any
 
 from .core import STAGED, LedgerFile
 from .delivery import FORGOTTEN
-from .states import EnrolmentOp, EnrolmentState, MessageState, enrolment_move, enrolment_moves_from
+from .states import (
+    OCCURRENCE,
+    EnrolmentOp,
+    EnrolmentState,
+    MessageState,
+    enrolment_move,
+    enrolment_moves_from,
+)
 
 E = EnrolmentState
 SUPPRESSED = "suppressed"  # the exit reason of enrolments a suppression ended
@@ -212,6 +219,37 @@ class PersonMoves(LedgerFile):
         return [GoalEvent(*row) for row in self.db.conn.execute(
             "SELECT email, event, object, occurred_at FROM events WHERE event = ? "
             "AND voided_at IS NOT NULL ORDER BY occurred_at", (event,))]
+
+    def finished_rounds(self, campaign: str) -> dict[str, set[str]]:
+        """A triggered campaign's completed enrolments: address -> the objects it already
+        had a round for (from its messages' step keys, and the current round's)."""
+        found: dict[str, set[str]] = {}
+        for email, occurrence in self.db.conn.execute(
+                "SELECT email, occurrence FROM enrolments WHERE campaign = ? AND state = ?",
+                (campaign, EnrolmentState.COMPLETED)):
+            found[email] = {occurrence} if occurrence else set()
+        if found:
+            for email, step in self.db.conn.execute(
+                    "SELECT email, step FROM messages WHERE campaign = ? AND instr(step, '@')",
+                    (campaign,)):
+                if email in found:
+                    found[email].add(step.split(OCCURRENCE, 1)[1])
+        return found
+
+    def next_round(self, campaign: str, rounds: Iterable[tuple[str, str, str]]) -> int:
+        """Completed enrolments of a triggered campaign start again: (address, day 0, the
+        round's object) each; returns how many did."""
+        before = EnrolmentState.COMPLETED
+        with self.transaction(immediate=True) as db:
+            started = sum(db.conn.execute(
+                "UPDATE enrolments SET state = ?, anchor_at = ?, occurrence = ?, exit_reason ="
+                " NULL, exited_at = NULL WHERE campaign = ? AND email = ? AND state = ?",
+                (enrolment_move(EnrolmentOp.NEXT_ROUND, before), anchor_at, occurrence,
+                 campaign, email, before)).rowcount
+                for email, anchor_at, occurrence in rounds)
+        if started:
+            self.note_intervention()
+        return started
 
     def resume_voided(self, campaign: str, emails: Iterable[str]) -> int:
         """Enrolments a goal ended that a voiding statement took back go on where they

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .core import LedgerFile
-from .states import EnrolmentState, Group, MessageState, stored
+from .states import EnrolmentState, Group, MessageState, step_of, stored
 
 M = MessageState
 
@@ -52,7 +52,8 @@ class Reads(LedgerFile):
             happened = sent_at or claimed_at if known in (M.SENT, M.BOUNCED) else claimed_at
             if known != MessageState.DEFERRED and (happened is None or happened > until):
                 known, sent_at = MessageState.DEFERRED, None
-            facts.append(MessageFacts(step, known, sent_at, email, variant))
+            # A triggered campaign's step keys carry their round's object (well-done@course:x).
+            facts.append(MessageFacts(step_of(step), known, sent_at, email, variant))
         return facts
 
     def change_counter(self) -> tuple[object, ...]:

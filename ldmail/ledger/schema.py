@@ -141,13 +141,19 @@ def m011_message_manager(db: Database) -> None:
     db.execute("CREATE INDEX messages_cc ON messages (cc) WHERE cc IS NOT NULL")
 
 
+def m012_enrolment_rounds(db: Database) -> None:
+    # Triggered campaigns run once per object (each finished course): the object of an
+    # enrolment's current round. Its messages carry it in their step key (step@object).
+    db.execute("ALTER TABLE enrolments ADD COLUMN occurrence TEXT")
+
+
 # The schema's versions, in order. sqlite-utils applies them (and records each in its
 # _sqlite_migrations table); it is only imported when one is pending, because importing it
 # costs more than a whole cron run that finds nothing to do.
 MIGRATIONS = [m001_initial, m002_streamed_sync, m003_missing_since, m004_staged_rejected,
               m005_survey_answers, m006_inbox, m007_event_statements,
               m008_voided_events, m009_message_variants, m010_staged_country,
-              m011_message_manager]
+              m011_message_manager, m012_enrolment_rounds]
 MIGRATION_SET = "ldmail"
 
 

@@ -47,6 +47,8 @@ state (a person suppressed while their last step was on the wire stays `left`).
     resume          converted                   active     (the LRS voided the goal event and
                                                            the campaign's goal says
                                                            resume_when_voided)
+    next_round      completed                   active     (a triggered campaign, for the next
+                                                           object: another finished course)
 """
 
 from __future__ import annotations
@@ -108,6 +110,7 @@ class EnrolmentOp(StrEnum):
     SUPPRESS = "suppress"
     REOPEN = "reopen"
     RESUME = "resume"  # the goal event that ended it was voided, and the campaign resumes
+    NEXT_ROUND = "next_round"  # a triggered campaign starts again for a new object
 
 
 M, E = MessageState, EnrolmentState
@@ -139,6 +142,7 @@ ENROLMENT_MOVES: Mapping[EnrolmentOp, Mapping[EnrolmentState, frozenset[Enrolmen
     EnrolmentOp.SUPPRESS: {E.ACTIVE: frozenset({E.LEFT}),
                            **{state: frozenset({state}) for state in (E.NEW, *_ENDED)}},
     EnrolmentOp.RESUME: {E.CONVERTED: frozenset({E.ACTIVE})},
+    EnrolmentOp.NEXT_ROUND: {E.COMPLETED: frozenset({E.ACTIVE})},
     EnrolmentOp.REOPEN: {E.COMPLETED: frozenset({E.ACTIVE}),
                          **{state: frozenset({state}) for state in (E.NEW, E.ACTIVE, E.CONVERTED,
                                                                     E.LEFT)}},
@@ -189,3 +193,18 @@ def stored(kind: type[_Stored], value: str, where: str) -> _Stored:
             f"the ledger holds {value!r} as the {_NAMES.get(kind.__name__, kind.__name__)} of "
             f"{where}, which ldmail never writes (it writes {allowed}); was the ledger edited "
             "by hand? Restore it from a backup, or set that row back to a valid value") from None
+
+
+# A triggered campaign's message key: the step id, this separator and the object its round
+# is for (a step id is a slug, so it never holds one): each round is a message of its own.
+OCCURRENCE = "@"
+
+
+def step_key(step: str, occurrence: str | None) -> str:
+    """The step as the ledger keys it: `well-done@course:excel` in a triggered campaign."""
+    return step if occurrence is None else f"{step}{OCCURRENCE}{occurrence}"
+
+
+def step_of(key: str) -> str:
+    """The step id of a ledger step key."""
+    return key.split(OCCURRENCE, 1)[0]
