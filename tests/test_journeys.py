@@ -216,3 +216,24 @@ def test_plan_shows_a_persons_branches(project: Path, cli: Cli) -> None:
     table = cli("plan", "--person", "ann.devries@example.org", "--project", project, "--now",
                 "2026-12-02T09:00+01:00")
     assert "Journey of ann.devries@example.org" in table.stdout and "false now" in table.stdout
+
+
+def test_preview_says_which_branch_a_person_gets(project: Path, cli: Cli) -> None:
+    branching_project(project)
+    send(cli, project, "2026-12-01T10:00+01:00")
+    import_events(cli, project, ["bob.smith@example.org;registered;course:gdpr;"
+                                 "2026-12-01T12:00:00Z"])
+    finish = "reached('registered', 'course:*') and not reached('completed')"
+
+    def condition(email: str) -> str:
+        result = cli("preview", "-c", "welcome", "--step", "finish", "--person", email,
+                     "--project", project, "--now", "2026-12-02T09:00+01:00")
+        assert result.exit_code == 0, result.output
+        found = re.search(r"Condition: (.*?) *│", result.stdout)
+        assert found, result.stdout
+        return found[1]
+
+    assert condition("bob.smith@example.org").startswith(f"{finish}: true for this person")
+    assert condition("ann.devries@example.org").startswith(f"{finish}: false for this person")
+    persona = cli("preview", "-c", "welcome", "--step", "finish", "--project", project)
+    assert f"Condition: sent only when {finish}" in persona.stdout
