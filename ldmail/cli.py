@@ -551,6 +551,8 @@ def _show_previews(terminal: Console, items: list[PreviewItem], campaign: str, m
             header += f"\nInvite:    {invite}"
         if variant := variant_summary(item.step, item.variant, assigned=for_person):
             header += f"\nVariant:   {variant}"
+        if item.branch:
+            header += f"\nCondition: {item.branch}"
         title = (f"{campaign} · step {item.step.id}"
                  f"{f' · variant {item.variant.id}' if item.variant else ''} · "
                  f"persona {item.persona or '(none)'} · {item.language}")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, time
 
 from .audience import AudienceScan, Person, scan_audience
 from .config import Project
@@ -32,6 +32,9 @@ class PreviewItem:
     # The step's A/B variant shown: the one the person gets (--person), or each in turn.
     variant: Variant | None = None
     cc: str | None = None  # the manager copied in (cc_manager)
+    # The step's condition (when:), answered for the person asked for (--person) by the end
+    # of the preview's day; for a persona, only the condition.
+    branch: str | None = None
 
 
 def build_preview(project: Project, campaign_id: str, today: date, *, step_id: str | None = None,
@@ -86,6 +89,7 @@ def build_preview(project: Project, campaign_id: str, today: date, *, step_id: s
             targets.append((name, lang, attributes, str(attributes["email"]), real is not None))
         outside = chosen = None
     items: list[PreviewItem] = []
+    answer = _conditions(project, today, chosen, targets[0][2]) if chosen else None
     for step in steps:
         variants = step.choices if chosen is None else \
             [assign_variant(campaign_id, step, chosen)]
@@ -104,9 +108,34 @@ def build_preview(project: Project, campaign_id: str, today: date, *, step_id: s
                         else manager.shown
                 rendered = renderer.render(campaign_id, campaign, step, attributes, persona,
                                            model, lang, variant=variant, manager=context)
+                branch = None if step.when is None else \
+                    f"{step.when}: {answer(step.when)}" if answer else f"sent only when {step.when}"
                 items.append(PreviewItem(step, persona, lang, recipient, is_real, rendered,
-                                         outside, variant, cc))
+                                         outside, variant, cc, branch=branch))
     return items
+
+
+def _conditions(project: Project, today: date, email: str, attributes: Mapping[str, object]
+                ) -> Callable[[str], str]:
+    """Answers a condition for one person with their learning events in the ledger (none
+    when there is no ledger yet), as it stands at the end of `today`."""
+    from .clock import from_iso, iso
+    from .journeys import LearningEvent, condition_holds
+    from .ledger import Ledger, ledger_path
+
+    moment = datetime.combine(today, time(23, 59, 59), tzinfo=UTC)
+    found: list[LearningEvent] = []
+    if ledger_path(project, None).exists():
+        with Ledger.of(project, None, readonly=True) as ledger:
+            found = [LearningEvent(e.event, e.object, from_iso(e.occurred_at))
+                     for e in ledger.events_of([email], iso(moment)).get(email, [])]
+
+    def answer(condition: str) -> str:
+        holds = condition_holds(condition, attributes, found, moment)
+        return "true for this person now: they get this step" if holds else \
+            "false for this person now: the step would be skipped"
+
+    return answer
 
 
 @dataclass(frozen=True)
