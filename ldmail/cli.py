@@ -540,10 +540,11 @@ def _show_previews(terminal: Console, items: list[PreviewItem], campaign: str, m
 
     if items and items[0].outside:
         console(stderr=True).print(
-            f"note: '{campaign}' would not send these to {_escape(items[0].recipient)}: "
+            f"note: '{campaign}' would not send these to "
+            f"{_escape(items[0].about or items[0].recipient)}: "
             f"{_escape(items[0].outside)}; shown as they would read if it did")
     for item in items:
-        who = item.recipient if item.real_person else f"{item.recipient} (sample person)"
+        who = item.to if item.real_person else f"{item.to} (sample person)"
         header = (f"From:      {model.sender}\nTo:        {who}\n"
                   + (f"Cc:        {item.cc}\n" if item.cc else "")
                   + f"Subject:   {item.rendered.subject}\nPreheader: {item.rendered.preheader}")

@@ -83,7 +83,7 @@ def _message_page(project: Project, entry: GalleryEntry) -> str:
     facts = [("Campaign", f"{campaign.title} ({entry.campaign})"), ("Step", item.step.id),
              ("Sent", f"{format_duration(item.step.after)} after day 0"),
              ("Persona", item.persona or "(none)"), ("Language", item.language),
-             ("From", campaign.sender), ("To", item.recipient),
+             ("From", campaign.sender), ("To", item.to),
              *([("Cc", item.cc)] if item.cc else []),
              ("Subject", rendered.subject), ("Preheader", rendered.preheader),
              ("Template", rendered.template_file)]

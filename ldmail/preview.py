@@ -12,7 +12,7 @@ from .errors import LdmailError
 from .expressions import evaluate
 from .models import MANAGER_EMAIL, Campaign, Step, Variant
 from .render import Rendered, Renderer
-from .samples import sample_person
+from .samples import sample_manager, sample_person
 from .schedule import assign_variant
 from .units import format_duration
 
@@ -32,9 +32,21 @@ class PreviewItem:
     # The step's A/B variant shown: the one the person gets (--person), or each in turn.
     variant: Variant | None = None
     cc: str | None = None  # the manager copied in (cc_manager)
+    # A step to the manager: the person it is about (`recipient` is then the manager's
+    # address, a stand-in's for a persona), and why it would not go, if it would not.
+    about: str | None = None
+    not_sent: str | None = None
     # The step's condition (when:), answered for the person asked for (--person) by the end
     # of the preview's day; for a persona, only the condition.
     branch: str | None = None
+
+    @property
+    def to(self) -> str:
+        """The To line as previews show it."""
+        if self.about is None:
+            return self.recipient
+        shown = f"{self.recipient or '(nobody)'} (the manager of {self.about})"
+        return f"{shown}: {self.not_sent}" if self.not_sent else shown
 
 
 def build_preview(project: Project, campaign_id: str, today: date, *, step_id: str | None = None,
@@ -96,22 +108,22 @@ def build_preview(project: Project, campaign_id: str, today: date, *, step_id: s
         for variant in variants:
             for persona, lang, attributes, recipient, is_real in targets:
                 model = project.audiences.personas.get(persona) if persona else None
-                cc = None
+                shown = manager or _Manager(sample_manager(lang)["email"])
+                about = cc = not_sent = None
                 context = None
                 if step.to == "manager":
-                    recipient = f"the manager of {attributes['email']}" if manager is None \
-                        else f"{manager.shown} (the manager of {attributes['email']})"
-                    if manager is not None and manager.found:
-                        context, lang = manager.context, language or manager.language
-                elif step.cc_manager:
-                    cc = f"the manager of {attributes['email']}" if manager is None \
-                        else manager.shown
+                    about, recipient, not_sent = str(attributes["email"]), shown.address, \
+                        shown.problem
+                    if shown.context is not None:
+                        context, lang = shown.context, language or shown.language
+                elif step.cc_manager and not shown.problem:
+                    cc = shown.address
                 rendered = renderer.render(campaign_id, campaign, step, attributes, persona,
                                            model, lang, variant=variant, manager=context)
                 branch = None if step.when is None else \
                     f"{step.when}: {answer(step.when)}" if answer else f"sent only when {step.when}"
                 items.append(PreviewItem(step, persona, lang, recipient, is_real, rendered,
-                                         outside, variant, cc, branch=branch))
+                                         outside, variant, cc, about, not_sent, branch))
     return items
 
 
@@ -142,24 +154,24 @@ def _conditions(project: Project, today: date, email: str, attributes: Mapping[s
 class _Manager:
     """The manager of the person previewed, as the export gives them."""
 
-    shown: str  # their address, or why there is none
-    found: bool  # whether the export has their own row
+    address: str
+    problem: str | None = None  # why nothing goes to them
     language: str = ""
-    context: Mapping[str, str] | None = None
+    context: Mapping[str, str] | None = None  # from their own row, when the export has one
 
 
 def _manager_of(project: Project, today: date, person: Person) -> _Manager:
     address = str(person.attributes.get(MANAGER_EMAIL) or "")
     if not address:
-        return _Manager(f"no manager: the export gives no {MANAGER_EMAIL} for this person; "
-                        "a step to the manager is skipped", False)
+        return _Manager("", f"the export gives no {MANAGER_EMAIL} for this person, so a step "
+                            "to the manager is skipped")
     if address == person.email:
-        return _Manager(f"{address}: the person's own address, so a step to the manager is "
-                        "skipped", False)
+        return _Manager(address, "the person's own address, so a step to the manager is "
+                                 "skipped")
     found = scan_audience(project, today, email=address).found
     if found is None:
-        return _Manager(address, False)
-    return _Manager(address, True, found.language, {
+        return _Manager(address, context={"email": address, "name": "", "first_name": ""})
+    return _Manager(address, None, found.language, {
         "email": address, "name": found.display_name,
         "first_name": str(found.attributes.get("first_name") or "")})
 

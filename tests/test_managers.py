@@ -362,7 +362,8 @@ def test_preview_shows_who_gets_a_manager_step(project: Path, cli: Cli) -> None:
     persona = cli("preview", "-c", "welcome", "--step", "escalate", "--persona", "compelled",
                   "--project", project, "--now", at(TUE, 10).isoformat())
     assert persona.exit_code == 0, persona.output
-    assert "To: the manager of" in " ".join(persona.output.split())
+    assert "To: manager@example.org (the manager of ann@example.org)" in \
+        " ".join(persona.output.split())  # a stand-in manager for the persona's first person
 
 
 def test_validate_renders_the_note_for_a_stand_in_manager(project: Path, cli: Cli) -> None:
