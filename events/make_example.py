@@ -7,6 +7,9 @@ Writes three files of the example at the repository's top level:
   top, unchanged, then 800 generated colleagues with the same mix of departments, roles,
   locations, languages (NL, EN), start dates, certifications and time zones, with names that
   fit their background (Dutch, Flemish, English, Polish, Turkish, Moroccan, a few German).
+  Its last column, each person's manager's address, is worked out from roles and locations
+  (see ``_managers``) without drawing from the seeded random numbers, so the rest of the
+  files is the same with or without it; only the managing director has none.
 - ``events/lms-export.csv`` (the LMS's export: BOM, semicolons, CRLF, day-first timestamps in
   UTC) and ``events/xapi-statements.json`` (the LRS's xAPI statements): what these people did
   in the learning platform in the eight weeks from Tue 1 Dec 2026 to Mon 25 Jan 2027, the
@@ -27,6 +30,9 @@ who is in the audience and has not reached that campaign's goal by then.
   add about 10 points of registrations, the announcement a few; the onboarding mails get
   newcomers to start their First 90 days path; the learning-habit mails get a few more people
   to finish a course.
+- The certification campaign (compelled learners; its last step goes to their managers) is
+  not simulated: nobody answers its reminders here, so its figures show what a campaign
+  without effect would send. Simulating it would change every later draw.
 - Registrations come in the days after each mail, mostly on working days, fewer over
   Christmas; about half the short courses are completed within a few weeks, Sales Advisor
   (about two months) and the 90-day path rarely within the eight weeks.
@@ -48,6 +54,7 @@ the ldmail package imports it.
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import json
 import random
@@ -69,7 +76,8 @@ KEPT = 200  # the original example's rows, kept at the top of people.csv as they
 NEW = 800
 DOMAIN = "hearthandhome.example"
 HEADER = ("Personeelsnummer;Voornaam;Achternaam;E-mail;Taal;Afdeling;Functie;Vestiging;"
-          "Startdatum;Verplichte certificering;Tijdzone")
+          "Startdatum;Verplichte certificering;Tijdzone;E-mail leidinggevende")
+COLUMNS = 11  # the cells before the manager's address, which is worked out (see _managers)
 
 FIRST_DAY = date(2026, 12, 1)  # the campaigns start; the README's demo sends each day at 10:00
 LAST_DAY = date(2027, 1, 25)  # the eighth week's last day; the report is read on 26 Jan
@@ -255,6 +263,7 @@ class Person:
     start: date
     certification: str
     timezone: str
+    manager: str = ""  # the manager's address (see _managers)
 
     def row(self) -> str:
         return ";".join((self.number, self.first, self.last, self.email, self.language,
@@ -404,11 +413,13 @@ def _read(line: str) -> Person:
 
 
 def make_people(rng: random.Random) -> tuple[list[str], list[Person]]:
-    """The kept rows (as text) and every person, kept ones first."""
+    """The kept rows (as text, without the manager's address) and every person, kept ones
+    first."""
     text = (ROOT / "people.csv").read_bytes().decode("utf-8-sig")  # CRLF kept
     lines = text.split("\r\n")
-    assert lines[0] == HEADER, "people.csv does not start with the expected header"
-    kept = lines[1:KEPT + 1]
+    assert lines[0].split(";")[:COLUMNS] == HEADER.split(";")[:COLUMNS], \
+        "people.csv does not start with the expected header"
+    kept = [";".join(line.split(";")[:COLUMNS]) for line in lines[1:KEPT + 1]]
     people = [_read(line) for line in kept]
     numbers = {p.number for p in people}
     taken = {p.email for p in people}
@@ -422,6 +433,53 @@ def make_people(rng: random.Random) -> tuple[list[str], list[Person]]:
             department, role, _ = rng.choices(roles, [w for *_, w in roles])[0]
         people.append(_person(rng, department, role, numbers, taken))
     return kept, people
+
+
+def _one_of(candidates: list[Person], key: str) -> Person | None:
+    """One of `candidates`, the same one for the same key (a hash, so the draw above is left
+    as it was)."""
+    if not candidates:
+        return None
+    return candidates[int(hashlib.sha256(key.encode()).hexdigest(), 16) % len(candidates)]
+
+
+def _managers(people: list[Person]) -> None:
+    """Everyone's manager, from roles and locations: showroom staff report to their
+    showroom's manager (else a regional sales manager), showroom and regional managers up
+    the sales line, fitters to a montage coordinator and warehouse staff to a logistics team
+    leader (by location), finance staff to a controller, departments without team leads to
+    their director, directors to the managing director, who has none."""
+    by_role: dict[str, list[Person]] = {}
+    for person in people:
+        by_role.setdefault(person.role, []).append(person)
+
+    def role(name: str, key: str) -> Person | None:
+        return _one_of(by_role.get(name, []), key)
+
+    showroom_managers = {p.location: p for p in reversed(by_role.get("Showroommanager", []))}
+    directors = {"Sales": "Commercieel directeur", "Customer Service": "Commercieel directeur",
+                 "Marketing": "Commercieel directeur", "Installation": "Operationeel directeur",
+                 "Warehouse": "Operationeel directeur", "IT": "Operationeel directeur",
+                 "Finance": "Financieel directeur", "HR": "HR-directeur"}
+    for person in people:
+        boss: Person | None
+        if person.department == "Board":
+            boss = None if person.role == "Algemeen directeur" else \
+                role("Algemeen directeur", person.number)
+        elif person.role == "Showroommanager":
+            boss = role("Regiomanager verkoop", person.location)
+        elif person.department == "Sales" and person.role != "Regiomanager verkoop":
+            boss = showroom_managers.get(person.location) or \
+                role("Regiomanager verkoop", person.location)
+        elif person.department == "Installation" and person.role != "Coördinator montage":
+            boss = role("Coördinator montage", person.location)
+        elif person.department == "Warehouse" and person.role != "Teamleider logistiek":
+            boss = role("Teamleider logistiek", person.location)
+        elif person.department == "Finance" and person.role != "Controller":
+            boss = role("Controller", person.number)
+        else:
+            boss = role(directors[person.department], person.number)
+        person.manager = boss.email if boss is not None and boss is not person else ""
 
 
 # -- behaviour --------------------------------------------------------------------------------
@@ -643,7 +701,9 @@ def _statement(rng: random.Random, event: Event) -> dict[str, object]:
 
 def write_files(rng: random.Random, kept: list[str], people: list[Person],
                 learners: list[Learner]) -> tuple[int, int, int]:
-    rows = kept + [p.row() for p in people[len(kept):]]
+    _managers(people)
+    rows = [f"{text};{person.manager}" for text, person in
+            zip(kept + [p.row() for p in people[len(kept):]], people, strict=True)]
     (ROOT / "people.csv").write_bytes(
         ("\ufeff" + "\r\n".join([HEADER, *rows]) + "\r\n").encode("utf-8"))
     lms: list[Event] = []

@@ -20,19 +20,19 @@ def gallery(example: Path, cli: Cli, tmp_path: Path) -> Path:
     folder = tmp_path / "gallery"
     result = cli("preview", "--out", folder, "--project", example, "--now", "2026-12-01")
     assert result.exit_code == 0, result.output
-    assert "Gallery of 138 messages written to" in result.stdout
+    assert "Gallery of 146 messages written to" in result.stdout
     return folder
 
 
 def test_gallery_covers_every_campaign_step_persona_language(gallery: Path) -> None:
     pages = sorted(p.name for p in gallery.glob("*--*.html"))
-    assert len(pages) == 138
-    assert len(list((gallery / "mail").glob("*.html"))) == 138
+    assert len(pages) == 146
+    assert len(list((gallery / "mail").glob("*.html"))) == 146
     index = (gallery / "index.html").read_text("utf-8")
-    assert index.count("<tr><td>") == 138
+    assert index.count("<tr><td>") == 146
     for campaign in ("platform-announcement", "platform-launch", "sales-advisor",
-                     "sales-advisor-finish", "newcomer-onboarding", "learning-habit",
-                     "course-completed"):
+                     "sales-advisor-finish", "certification", "newcomer-onboarding",
+                     "learning-habit", "course-completed"):
         assert f'id="{campaign}"' in index
     page = (gallery / f"{MESSAGE}.html").read_text("utf-8")
     assert 'src="mail/' in page and 'width="375"' in page and "<pre>" in page
