@@ -27,6 +27,7 @@ from ldmail.config import load_project
 from ldmail.errors import HeaderInjection
 from ldmail.message import MessageBuilder
 from ldmail.render import Rendered, Renderer
+from ldmail.schedule import assign_variant
 
 from .conftest import Cli, summary_line
 from .smtp_server import NOW, PEOPLE, SmtpServer, edit_yaml, known_people, ledger_rows, send, states
@@ -229,8 +230,10 @@ def test_rendering_from_memos_equals_rendering_from_scratch(example: Path) -> No
                 persona = loaded.audiences.personas.get(person.persona or "")
                 args = (campaign_id, file.model, step, person.attributes, person.persona,
                         persona, person.language)
-                memo = shared.render(*args, unsubscribe_url=url, token=token)
-                fresh = Renderer(loaded).render(*args, unsubscribe_url=url)
+                # An A/B step is rendered in the variant the person gets.
+                variant = assign_variant(campaign_id, step, person.email)
+                memo = shared.render(*args, unsubscribe_url=url, token=token, variant=variant)
+                fresh = Renderer(loaded).render(*args, unsubscribe_url=url, variant=variant)
                 assert memo == fresh, (campaign_id, step.id, person.email)
                 checked += 1
     assert checked > 100 and len(shared._pages) < checked
