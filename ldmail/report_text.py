@@ -78,7 +78,7 @@ PHRASES: Final[dict[str, tuple[str, str, str]]] = {
     "phase_retain": ("retain", "vasthouden", "festigen"),
     # exit reasons, as the ledger writes them
     "exit_goal reached": ("goal reached", "doel bereikt", "Ziel erreicht"),
-    "exit_all steps done": ("all steps sent", "alle stappen verstuurd", "alle Schritte versendet"),
+    "exit_all steps done": ("all steps done", "alle stappen afgerond", "alle Schritte erledigt"),
     "exit_suppressed": ("suppressed", "geblokkeerd", "gesperrt"),
     "exit_unsubscribed": ("unsubscribed", "afgemeld", "abgemeldet"),
     "exit_bounced": ("bounced", "onbestelbaar", "unzustellbar"),
