@@ -31,7 +31,6 @@ from .errors import (
     TransportFatal,
     TransportUnavailable,
 )
-from .journeys import LearningEvent, condition_holds
 from .ledger import (
     Group,
     Ledger,
@@ -284,6 +283,8 @@ def _decide_conditions(project: Project, ledger: Ledger, now: datetime, found: D
     conditional = [item for item in found.due if item.planned.step.when is not None]
     if not conditional:
         return
+    from .journeys import LearningEvent, condition_holds  # the sandbox, only when needed
+
     history = ledger.events_of((item.enrolment.email for item in conditional), iso(now))
     keep: list[Due] = []
     for item in found.due:

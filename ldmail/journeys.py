@@ -20,8 +20,6 @@ from datetime import datetime
 from fnmatch import fnmatchcase
 from typing import Any
 
-from .expressions import calls, evaluate
-
 HELPERS = frozenset({"reached", "count", "days_since"})
 
 # The verbs of ADL's vocabulary an LMS or LRS commonly sends (their last part is the event
@@ -35,6 +33,8 @@ COMMON_EVENTS = frozenset({
 
 def events_named(condition: str) -> list[str]:
     """The event names a condition's helpers are called with (constants only)."""
+    from .expressions import calls  # the sandbox is loaded only where a condition is read
+
     return [str(event) for _, event in calls(condition, HELPERS) if isinstance(event, str)]
 
 
@@ -71,4 +71,6 @@ def condition_holds(condition: str, attributes: Mapping[str, Any],
                     events: Sequence[LearningEvent], now: datetime) -> bool:
     """The answer of a step's `when:` for one person at `now`; raises LdmailError (an
     ExpressionError or SecurityError) as persona expressions do."""
+    from .expressions import evaluate
+
     return evaluate(condition, {**attributes, **_helpers(events, now)})

@@ -11,9 +11,7 @@ from pathlib import Path
 from .audience import AudienceScan, scan_audience
 from .config import AUDIENCES_FILE, TEMPLATES_DIR, CampaignFile, Project, load_project
 from .errors import ConfigError, LdmailError, Problem, RenderError
-from .events import verb_name
 from .expressions import evaluate
-from .journeys import COMMON_EVENTS, events_named
 from .models import Campaign, Step, Variant
 from .render import MAX_SUBJECT, Renderer
 from .samples import sample_person
@@ -216,6 +214,9 @@ def validate(root: Path, today: date, *, sample_people: bool = False) -> Report:
 def known_events(project: Project) -> set[str]:
     """Event names a project can expect: common xAPI verbs, every goal and trigger, and the
     verbs the LRS is read for."""
+    from .events import verb_name
+    from .journeys import COMMON_EVENTS
+
     known = set(COMMON_EVENTS)
     for file in project.campaigns.values():
         known |= {rule.event for rule in (file.model.goal, file.model.trigger) if rule}
@@ -226,6 +227,9 @@ def known_events(project: Project) -> set[str]:
 
 def check_events(project: Project, campaign: CampaignFile, report: Report) -> None:
     """Warnings for a condition or trigger that names an event nothing seems to produce."""
+    from .events import verb_name
+    from .journeys import events_named
+
     known = known_events(project)
     lrs = project.settings.lrs
     pulled = {verb_name(verb) for verb in lrs.verbs} if lrs is not None and lrs.verbs else None
