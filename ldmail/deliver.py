@@ -171,6 +171,8 @@ class DueNow:
     next_change: datetime | None  # the earliest later moment a step becomes due or may go
     # Steps due whose when: is false: skipped with the reason (see _decide_conditions).
     skipped: list[tuple[Due, str]] = field(default_factory=list)
+    # Steps due whose when: failed for the person: held with the reason, for `ldmail retry`.
+    unanswered: list[tuple[Due, str]] = field(default_factory=list)
     waiting_condition: int = 0  # steps due that wait (wait_until) for their condition
 
 
@@ -186,6 +188,9 @@ def find_due(project: Project, ledger: Ledger, now: datetime) -> DueNow:
             continue
         if not steps:
             complete.append(enrolment)
+            if enrolment.occurrence is not None:
+                # A round done: the next sync may start the person's next one.
+                next_change = now
             continue
         first = steps[0]
         if first.send_at <= now:
@@ -296,8 +301,8 @@ def _decide_conditions(project: Project, ledger: Ledger, now: datetime, found: D
                   for e in history.get(item.enrolment.email, ())]
         try:
             holds = condition_holds(step.when, item.person.attributes, events, now)
-        except LdmailError as exc:  # validate catches these; a person's values may not
-            found.skipped.append((item, f"condition failed: {exc}"))
+        except LdmailError as exc:  # validate catches most; a person's values may not
+            found.unanswered.append((item, f"condition failed: {exc}"))
             continue
         if holds:
             keep.append(item)
@@ -599,6 +604,14 @@ def _run(project: Project, ledger: Ledger, now: datetime, *, dry_run: bool, camp
                               ledger.address_hash(item.enrolment.email))
         found = find_due(project, ledger, now)
     summary.waiting_condition = found.waiting_condition
+    for item, reason in found.unanswered:  # held, as a template that fails is: not lost
+        summary.held.append(Failure(item.enrolment.email, item.enrolment.campaign,
+                                    item.planned.step.id, reason))
+    if found.unanswered and not dry_run:
+        with ledger.delivery(run_id, iso(now), interventions) as delivery:
+            for item, reason in found.unanswered:
+                delivery.hold(_key(item), iso(item.planned.due_at), reason,
+                              ledger.address_hash(item.enrolment.email))
     due = found.due
     summary.waiting_window = found.waiting
     summary.window_opens = None if found.window_opens is None else iso(found.window_opens)

@@ -25,7 +25,7 @@ from .business_days import BusinessCalendar, parse_region
 from .clock import from_iso, iso
 from .config import Project
 from .errors import MassExit
-from .ledger import STAGED, EnrolmentState, Group, Ledger, step_of
+from .ledger import STAGED, EnrolmentState, Group, Ledger
 from .models import Campaign, Goal
 from .schedule import Planned, StepRecord, anchor_moment, campaign_is_open, in_holdout, upcoming
 
@@ -190,16 +190,26 @@ def triggered_at(ledger: Ledger, campaign: Campaign, now: datetime
 def _next_rounds(project: Project, ledger: Ledger, now: datetime, only: str | None) -> None:
     """A triggered campaign (repeat: per-object) whose round is done starts again for the
     person's next object: day 0 at that object's first event."""
+    conn = ledger.db.conn
     for campaign_id, file in project.campaigns.items():
         trigger = file.model.trigger
-        if trigger is None or trigger.repeat != "per-object" or only not in (None, campaign_id):
+        if trigger is None or trigger.repeat != "per-object" or \
+                only not in (None, campaign_id) or not campaign_is_open(file.model, now):
             continue
         done = ledger.finished_rounds(campaign_id)
         if not done:
             continue
         rounds = triggered_at(ledger, file.model, now)
+        reached = set(goal_reached_at(ledger, file.model.goal, now)) if file.model.goal else set()
         starts = []
         for email, had in done.items():
+            # Only for who the campaign would enrol now: in its audience, not suppressed or
+            # forgotten, not past its goal.
+            if email in reached or conn.execute(
+                    "SELECT NOT EXISTS (SELECT 1 FROM main.staged_targets WHERE campaign = ? AND"
+                    " email = ?) OR EXISTS (SELECT 1 FROM main.suppressions WHERE email = ?)",
+                    (campaign_id, email, email)).fetchone()[0]:
+                continue
             upcoming = next(((at, target) for at, target in rounds.get(email, ())
                              if target not in had), None)
             if upcoming is not None:
@@ -532,7 +542,8 @@ class Enrolment(NamedTuple):  # a tuple: made for every active enrolment of ever
 _ACTIVE = """
 SELECT s.campaign, s.email, s.grp, x.row, x.persona, x.language, x.timezone, x.country,
     s.anchor_at, s.occurrence,
-    (SELECT group_concat(m.step || char(31) || m.state || char(31)
+    (SELECT group_concat(substr(m.step, 1, instr(m.step || '@', '@') - 1) || char(31)
+            || m.state || char(31)
             || coalesce(m.sent_at, m.claimed_at, '') || char(31)
             || coalesce(m.next_attempt_at, '') || char(31) || m.attempts, char(30))
      FROM main.messages m WHERE m.campaign = s.campaign AND m.email = s.email
@@ -545,7 +556,7 @@ def _history(text: str | None) -> dict[str, StepRecord]:
     history: dict[str, StepRecord] = {}
     for record in text.split("\x1e") if text else ():
         step, state, at, retry_at, attempts = record.split("\x1f")
-        history[step_of(step)] = StepRecord(state, from_iso(at) if at else None,
+        history[step] = StepRecord(state, from_iso(at) if at else None,
                                    from_iso(retry_at) if retry_at else None, int(attempts))
     return history
 

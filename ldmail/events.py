@@ -101,7 +101,7 @@ def _from_csv(path: Path, display: str) -> Iterator[tuple[str, Event | str]]:
             email = normalise_email(values["email"])
             if not values["event"]:
                 raise ValueError("empty event")
-            yield where, Event(email, verb_name(values["event"]), values["object"],
+            yield where, Event(email, verb_name(values["event"]), course_id(values["object"]),
                                parse_timestamp(values["timestamp"]))
         except ValueError as exc:
             yield where, str(exc)
@@ -226,7 +226,16 @@ def statement_event(statement: Any, lookup: ActorLookup | None = None) -> Event:
     if not isinstance(stamp, str):
         raise ValueError("no timestamp")
     return Event(_actor_email(statement.get("actor"), lookup), verb_name(verb_id),
-                 object_id.strip(), parse_timestamp(stamp))
+                 course_id(object_id), parse_timestamp(stamp))
+
+
+def course_id(text: str) -> str:
+    """An event's object (a course or activity id), trimmed; one holding control characters
+    (which no id has) is refused, as it could break what the ledger stores with it."""
+    cleaned = text.strip()
+    if any(ord(c) < 32 or ord(c) == 127 for c in cleaned):
+        raise ValueError("the course or activity id holds control characters")
+    return cleaned
 
 
 _LINES = object()  # marks a file that is not one JSON document: JSON Lines

@@ -242,5 +242,5 @@ def evaluate(source: str, names: Mapping[str, Any]) -> bool:
     except TypeError:
         # A comparison with a missing value (an empty date, say) is false, as in SQL.
         return False
-    except (ValueError, ArithmeticError) as exc:
+    except (ValueError, ArithmeticError, LookupError, AttributeError) as exc:
         raise ExpressionError(f"expression {source!r} failed: {exc}") from None

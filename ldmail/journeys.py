@@ -6,8 +6,9 @@ the run is for):
 
     reached(event, object='*')     did it happen at least once?
     count(event, object='*')       how often
-    days_since(event, object='*')  days since the latest one; none: a missing value, and any
-                                   comparison with it is false (as in SQL)
+    days_since(event, object='*')  days since the latest one; when it never happened, a
+                                   missing value: any comparison with it is false (as in
+                                   SQL), and the rest of the condition still counts
 
 `object` may use * wildcards, as goals and triggers do.
 """
@@ -38,6 +39,32 @@ def events_named(condition: str) -> list[str]:
     return [str(event) for _, event in calls(condition, HELPERS) if isinstance(event, str)]
 
 
+class _Never:
+    """days_since for an event that never happened: every comparison with it is false, so
+    `days_since('completed') > 30 or not reached('completed')` is true for someone who
+    never completed (a None would make the whole condition fail)."""
+
+    def __lt__(self, other: object) -> bool:
+        return False
+
+    __le__ = __gt__ = __ge__ = __lt__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Never)
+
+    def __hash__(self) -> int:
+        return 0
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return "never"
+
+
+NEVER = _Never()
+
+
 @dataclass(frozen=True, slots=True)
 class LearningEvent:
     event: str
@@ -58,10 +85,10 @@ def _helpers(events: Sequence[LearningEvent], now: datetime) -> dict[str, Callab
     def count(event: str, object: str = "*") -> int:  # noqa: A002
         return len(matching(event, object))
 
-    def days_since(event: str, object: str = "*") -> float | None:  # noqa: A002
+    def days_since(event: str, object: str = "*") -> float | _Never:  # noqa: A002
         found = matching(event, object)
         if not found:
-            return None
+            return NEVER
         return (now - max(e.at for e in found)).total_seconds() / 86400
 
     return {"reached": reached, "count": count, "days_since": days_since}

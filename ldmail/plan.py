@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from .config import Project
 from .enrolment import Enrolment, active_enrolments, group_sizes, sync
+from .errors import LdmailError
 from .ledger import Group, Ledger
 from .schedule import Planned, Shift
 from .sensitivity import Sensitivity, sensitivity
@@ -224,12 +225,16 @@ def person_journey(project: Project, now: datetime, email: str, *,
         for planned in steps:
             note = ""
             if planned.step.when is not None:
-                answer = person is not None and condition_holds(
-                    planned.step.when, person.attributes, events, now)
-                wait = " (it waits for it)" if planned.step.wait_until else ""
-                note = (f"if {planned.step.when}: true now" if answer else
-                        f"if {planned.step.when}: false now, so skipped unless it "
-                        f"changes{wait}")
+                try:
+                    answer = person is not None and condition_holds(
+                        planned.step.when, person.attributes, events, now)
+                except LdmailError as exc:
+                    note = f"if {planned.step.when}: it fails for this person ({exc}); held"
+                else:
+                    wait = " (it waits for it)" if planned.step.wait_until else ""
+                    note = (f"if {planned.step.when}: true now" if answer else
+                            f"if {planned.step.when}: false now, so skipped unless it "
+                            f"changes{wait}")
             if planned.step.to == "manager":
                 note = "; ".join(part for part in ("to the manager", note) if part)
             elif planned.step.cc_manager:

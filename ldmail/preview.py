@@ -143,7 +143,10 @@ def _conditions(project: Project, today: date, email: str, attributes: Mapping[s
                      for e in ledger.events_of([email], iso(moment)).get(email, [])]
 
     def answer(condition: str) -> str:
-        holds = condition_holds(condition, attributes, found, moment)
+        try:
+            holds = condition_holds(condition, attributes, found, moment)
+        except LdmailError as exc:
+            return f"it fails for this person ({exc}): the step would be held"
         return "true for this person now: they get this step" if holds else \
             "false for this person now: the step would be skipped"
 

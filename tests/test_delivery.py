@@ -177,9 +177,9 @@ def condition_holds(condition: str, events: list[Event], moment: datetime) -> bo
         return [at for name, target, at in events
                 if name == event and fnmatchcase(target, pattern) and at <= moment]
 
-    def days_since(event: str, pattern: str = "*") -> float | None:
-        found = matching(event, pattern)
-        return (moment - max(found)).total_seconds() / 86400 if found else None
+    def days_since(event: str, pattern: str = "*") -> float:
+        found = matching(event, pattern)  # never: NaN, which every comparison finds false
+        return (moment - max(found)).total_seconds() / 86400 if found else float("nan")
 
     helpers = {"reached": lambda e, p="*": bool(matching(e, p)),
                "count": lambda e, p="*": len(matching(e, p)), "days_since": days_since}

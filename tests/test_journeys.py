@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -237,3 +238,90 @@ def test_preview_says_which_branch_a_person_gets(project: Path, cli: Cli) -> Non
     assert condition("ann.devries@example.org").startswith(f"{finish}: false for this person")
     persona = cli("preview", "-c", "welcome", "--step", "finish", "--project", project)
     assert f"Condition: sent only when {finish}" in persona.stdout
+
+
+# -- what a review found ------------------------------------------------------------------------
+
+
+def test_an_object_with_control_characters_is_refused(project: Path, cli: Cli) -> None:
+    """The ledger keys a round step@object: an id with a control character in it would break
+    every later send, so import (and pull, which shares the code) refuses it."""
+    path = project / "events.csv"
+    path.write_text("E-mail;Event;Course;Timestamp\nann.devries@example.org;completed;"
+                    "course:excel;2026-12-02T15:00:00Z\nbob.smith@example.org;completed;"
+                    "course:a\x1fb;2026-12-02T15:00:00Z\n", encoding="utf-8")
+    out = cli("events", "import", path, "--project", project).stdout
+    assert "1 event(s) added, 0 already recorded, 1 skipped" in out
+    assert "row 3: the course or activity id holds control characters" in out
+
+
+def test_a_condition_that_fails_for_one_person_holds_their_step(project: Path,
+                                                                cli: Cli) -> None:
+    """Held (retried every run, and the run exits 1), not skipped for good; the others go."""
+    def failing(campaign: dict[str, Any]) -> None:
+        campaign.update(holdout="0%")
+        campaign["steps"][0]["when"] = "first_name != 'Bob' or 'x'.encode('zz') == 'x'"
+    edit_yaml(project / "campaigns" / "welcome.yaml", failing)
+    result = cli("send", "--project", project, "--now", "2026-12-01T10:00+01:00")
+    assert result.exit_code == 1
+    states = dict(rows(project, "SELECT email, state FROM messages WHERE step = 'hello'"))
+    assert states.pop("bob.smith@example.org") == "held"
+    assert set(states.values()) == {"sent"} and len(states) == 7
+    reason = rows(project, "SELECT error FROM messages WHERE email = ?", "bob.smith@example.org")
+    assert "condition failed" in reason[0][0] and "unknown encoding: zz" in reason[0][0]
+
+
+def test_days_since_an_event_that_never_happened_compares_false(project: Path,
+                                                                cli: Cli) -> None:
+    """Only the comparison is false: the rest of the condition still decides."""
+    def condition(campaign: dict[str, Any]) -> None:
+        campaign.update(holdout="0%")
+        campaign["steps"][0]["when"] = ("days_since('completed') > 30 or "
+                                        "not reached('completed')")
+    edit_yaml(project / "campaigns" / "welcome.yaml", condition)
+    send(cli, project, "2026-12-01T10:00+01:00")
+    assert rows(project, "SELECT DISTINCT state FROM messages WHERE step = 'hello'") == \
+        [("sent",)]
+
+
+def test_a_round_done_by_a_skip_lets_the_next_start_at_once(project: Path, cli: Cli) -> None:
+    """The last step of Bob's first round is skipped (he had finished two courses by then):
+    the round is done in that run, and the run five minutes later starts his second round,
+    instead of a quiet cron run waiting for the next day."""
+    recognition_project(project)
+    path = project / "campaigns" / "recognition.yaml"
+    path.write_text(path.read_text().replace(
+        "template: welcome/first-course}",
+        "template: welcome/first-course, when: \"count('completed') <= 1\"}"))
+    import_events(cli, project, [
+        "bob.smith@example.org;completed;course:gdpr;2026-12-02T15:00:00Z",
+        "bob.smith@example.org;completed;course:excel;2026-12-03T09:00:00Z"])
+    for day in (2, 3, 4, 7):
+        send(cli, project, f"2026-12-{day:02d}T10:00+01:00")
+    send(cli, project, "2026-12-07T10:05+01:00")
+    assert rows(project, "SELECT step, state, substr(coalesce(sent_at, claimed_at), 1, 16) "
+                         "FROM messages WHERE campaign = 'recognition' ORDER BY id") == [
+        ("recognition@course:gdpr", "sent", "2026-12-04T09:00"),
+        ("evaluation@course:gdpr", "skipped", "2026-12-07T09:00"),
+        ("recognition@course:excel", "sent", "2026-12-07T09:05")]
+
+
+def test_retry_of_a_triggered_step_requeues_the_current_round_only(project: Path,
+                                                                   cli: Cli) -> None:
+    recognition_project(project)
+    import_events(cli, project, [
+        "bob.smith@example.org;completed;course:gdpr;2026-12-02T15:00:00Z",
+        "bob.smith@example.org;completed;course:excel;2026-12-03T09:00:00Z"])
+    for day in (2, 3, 4, 7, 8):
+        send(cli, project, f"2026-12-{day:02d}T10:00+01:00")
+    # As if both rounds' recognition had failed (a 5xx reply): the excel round is current.
+    db = sqlite3.connect(project / ".ldmail" / "ledger.db")
+    with db:
+        db.execute("UPDATE messages SET state = 'failed' WHERE step LIKE 'recognition@%'")
+    db.close()
+    result = cli("retry", "--failed", "-c", "recognition", "--step", "recognition",
+                 "--project", project, "--now", "2026-12-09T09:00+01:00")
+    assert result.exit_code == 0, result.output
+    assert dict(rows(project, "SELECT step, state FROM messages WHERE step LIKE "
+                              "'recognition@%'")) == {"recognition@course:gdpr": "failed",
+                                                      "recognition@course:excel": "deferred"}

@@ -91,6 +91,14 @@ _COMPLETE_SQL = ("UPDATE enrolments SET state = ?, exit_reason = ?, exited_at = 
                  " campaign = ? AND email = ? AND state = ?")
 
 
+# SQL on a message row `m`: its step id (a triggered campaign keys step@object), and whether
+# it belongs to enrolment {e}'s current round (an earlier round's message is left alone: the
+# enrolment has moved on, so requeued it would wait for ever).
+_STEP_ID = "substr(m.step, 1, instr(m.step || '@', '@') - 1)"
+_THIS_ROUND = ("(instr(m.step, '@') = 0"
+               " OR substr(m.step, instr(m.step, '@') + 1) IS {e}.occurrence)")
+
+
 class Delivery:
     """One send run's writes; use it as a context manager, so the last outcomes are written."""
 
@@ -338,7 +346,9 @@ class DeliveryMoves(LedgerFile):
         that recorded it; it is reopened first, or nothing would pick the message up.
         """
         marks = ", ".join("?" for _ in states)
-        where = "".join(f" AND m.{column} = ?" for column, _ in scope)
+        # A triggered campaign keys a step step@object: --step names the step id.
+        where = "".join(f" AND {_STEP_ID} = ?" if column == "step" else f" AND m.{column} = ?"
+                        for column, _ in scope)
         where_params = tuple(value for _, value in scope)
         reopen_from = enrolment_moves_from(EnrolmentOp.REOPEN)
         suppressed = " AND NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.email = m.email)" \
@@ -348,14 +358,15 @@ class DeliveryMoves(LedgerFile):
                 "UPDATE enrolments SET state = ?, exit_reason = NULL, exited_at = NULL"
                 f" WHERE state IN ({', '.join('?' for _ in reopen_from)}) AND exit_reason = ?"
                 f" AND EXISTS (SELECT 1 FROM messages m WHERE m.state IN ({marks})"
-                f" AND m.campaign = enrolments.campaign AND m.email = enrolments.email{where})",
+                f" AND m.campaign = enrolments.campaign AND m.email = enrolments.email"
+                f" AND {_THIS_ROUND.format(e='enrolments')}{where})",
                 (enrolment_move(EnrolmentOp.REOPEN, E.COMPLETED), *reopen_from, ALL_STEPS_DONE,
                  *states, *where_params))
             return int(db.conn.execute(
                 f"UPDATE messages AS m SET state = ?, next_attempt_at = ?, {sets}"
                 f" WHERE m.state IN ({marks}){where} AND EXISTS (SELECT 1 FROM enrolments e"
-                f" WHERE e.campaign = m.campaign AND e.email = m.email AND e.state = ?)"
-                f"{suppressed}",
+                f" WHERE e.campaign = m.campaign AND e.email = m.email AND e.state = ?"
+                f" AND {_THIS_ROUND.format(e='e')}){suppressed}",
                 (message_move(op, states[0]), at, *set_params, *states, *where_params,
                  E.ACTIVE)).rowcount)
 

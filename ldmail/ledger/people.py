@@ -224,10 +224,12 @@ class PersonMoves(LedgerFile):
         """A triggered campaign's completed enrolments: address -> the objects it already
         had a round for (from its messages' step keys, and the current round's)."""
         found: dict[str, set[str]] = {}
+        # An enrolment without an object finished before the campaign had a trigger: it
+        # had its round (its steps were sent), and starts none.
         for email, occurrence in self.db.conn.execute(
-                "SELECT email, occurrence FROM enrolments WHERE campaign = ? AND state = ?",
-                (campaign, EnrolmentState.COMPLETED)):
-            found[email] = {occurrence} if occurrence else set()
+                "SELECT email, occurrence FROM enrolments WHERE campaign = ? AND state = ? AND"
+                " occurrence IS NOT NULL", (campaign, EnrolmentState.COMPLETED)):
+            found[email] = {occurrence}
         if found:
             for email, step in self.db.conn.execute(
                     "SELECT email, step FROM messages WHERE campaign = ? AND instr(step, '@')",
