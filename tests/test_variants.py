@@ -84,7 +84,8 @@ def ledger(project: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
 
 
 def recorded(project: Path) -> dict[str, str]:
-    return dict(ledger(project, "SELECT email, variant FROM messages WHERE step = 'hello'"))  # type: ignore[arg-type]
+    return {str(email): str(variant) for email, variant in
+            ledger(project, "SELECT email, variant FROM messages WHERE step = 'hello'")}
 
 
 # -- the split ----------------------------------------------------------------------------------
