@@ -190,7 +190,6 @@ def triggered_at(ledger: Ledger, campaign: Campaign, now: datetime
 def _next_rounds(project: Project, ledger: Ledger, now: datetime, only: str | None) -> None:
     """A triggered campaign (repeat: per-object) whose round is done starts again for the
     person's next object: day 0 at that object's first event."""
-    conn = ledger.db.conn
     for campaign_id, file in project.campaigns.items():
         trigger = file.model.trigger
         if trigger is None or trigger.repeat != "per-object" or \
@@ -203,12 +202,7 @@ def _next_rounds(project: Project, ledger: Ledger, now: datetime, only: str | No
         reached = set(goal_reached_at(ledger, file.model.goal, now)) if file.model.goal else set()
         starts = []
         for email, had in done.items():
-            # Only for who the campaign would enrol now: in its audience, not suppressed or
-            # forgotten, not past its goal.
-            if email in reached or conn.execute(
-                    "SELECT NOT EXISTS (SELECT 1 FROM main.staged_targets WHERE campaign = ? AND"
-                    " email = ?) OR EXISTS (SELECT 1 FROM main.suppressions WHERE email = ?)",
-                    (campaign_id, email, email)).fetchone()[0]:
+            if email in reached:  # past its goal: the sync ends the enrolment there
                 continue
             upcoming = next(((at, target) for at, target in rounds.get(email, ())
                              if target not in had), None)

@@ -325,3 +325,21 @@ def test_retry_of_a_triggered_step_requeues_the_current_round_only(project: Path
     assert dict(rows(project, "SELECT step, state FROM messages WHERE step LIKE "
                               "'recognition@%'")) == {"recognition@course:gdpr": "failed",
                                                       "recognition@course:excel": "deferred"}
+
+
+def test_no_new_round_for_who_was_suppressed(project: Path, cli: Cli) -> None:
+    """Bob's first round is done when he opts out: his second completion starts nothing
+    (his completed enrolment stays completed, not ended as `left`)."""
+    recognition_project(project)
+    import_events(cli, project, [
+        "bob.smith@example.org;completed;course:gdpr;2026-12-02T15:00:00Z",
+        "bob.smith@example.org;completed;course:excel;2026-12-03T09:00:00Z"])
+    for day in (2, 3, 4, 7):
+        send(cli, project, f"2026-12-{day:02d}T10:00+01:00")
+    assert cli("suppress", "bob.smith@example.org", "--project", project).exit_code == 0
+    for day in (8, 9, 10):
+        send(cli, project, f"2026-12-{day:02d}T10:00+01:00")
+    assert [step for (_, step, _) in sent_at(project, "recognition")] == [
+        "recognition@course:gdpr", "evaluation@course:gdpr"]
+    assert rows(project, "SELECT state, occurrence FROM enrolments WHERE campaign = "
+                         "'recognition'") == [("completed", "course:gdpr")]

@@ -221,14 +221,19 @@ class PersonMoves(LedgerFile):
             "AND voided_at IS NOT NULL ORDER BY occurred_at", (event,))]
 
     def finished_rounds(self, campaign: str) -> dict[str, set[str]]:
-        """A triggered campaign's completed enrolments: address -> the objects it already
-        had a round for (from its messages' step keys, and the current round's)."""
+        """A triggered campaign's completed enrolments that may start another round (the
+        staged export still targets the person, and they are not suppressed): address ->
+        the objects it already had a round for (its messages' step keys, and the current
+        round's)."""
         found: dict[str, set[str]] = {}
         # An enrolment without an object finished before the campaign had a trigger: it
         # had its round (its steps were sent), and starts none.
         for email, occurrence in self.db.conn.execute(
-                "SELECT email, occurrence FROM enrolments WHERE campaign = ? AND state = ? AND"
-                " occurrence IS NOT NULL", (campaign, EnrolmentState.COMPLETED)):
+                "SELECT e.email, e.occurrence FROM enrolments e JOIN main.staged_targets t"
+                " ON t.campaign = e.campaign AND t.email = e.email WHERE e.campaign = ? AND"
+                " e.state = ? AND e.occurrence IS NOT NULL AND NOT EXISTS (SELECT 1 FROM"
+                " suppressions s WHERE s.email = e.email)",
+                (campaign, EnrolmentState.COMPLETED)):
             found[email] = {occurrence}
         if found:
             for email, step in self.db.conn.execute(
