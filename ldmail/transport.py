@@ -362,92 +362,6 @@ class _SMTP(smtplib.SMTP):
             except smtplib.SMTPServerDisconnected:
                 pass
 
-_LEADING_DOT.sub(b"..", data) if b"\n." in data else data
-        if not body.endswith(b"\r\n"):
-            body += b"\r\n"
-        self.send(body + b".\r\n")
-        self.end_sent = True
-
-    def deliver(self, sender: str, recipient: str, data: bytes,
-                copies: tuple[str, ...] = ()) -> None:
-        """Send one message's bytes to one recipient (and `copies`, its Cc); raises smtplib's
-        exceptions as sendmail does, for the recipient: a copy the server refuses is left out.
-
-        With PIPELINING (RFC 2920; Postfix, Exchange and most relays offer it) MAIL, RCPT and
-        DATA go out in one write and their replies are read together: two round trips a message
-        instead of four. The content itself still waits for the 354 reply to DATA.
-        """
-        self.ehlo_or_helo_if_needed()
-        options: list[str] = []
-        if not (sender + recipient + "".join(copies)).isascii():
-            if not self.has_extn("smtputf8"):
-                raise smtplib.SMTPNotSupportedError("the server does not accept internationalised"
-                                                    " addresses (no SMTPUTF8)")
-            options += ["SMTPUTF8", "BODY=8BITMIME"]
-        elif self.has_extn("8bitmime") and not data.isascii():
-            options.append("BODY=8BITMIME")
-        if self.has_extn("size"):
-            options.append(f"SIZE={len(data)}")
-        if not self.does_esmtp:
-            options = []
-        if not self.has_extn("pipelining"):
-            if copies:
-                self._deliver_stepwise(sender, recipient, copies, data, options)
-            else:
-                self.sendmail(sender, [recipient], data, options)
-            return
-        extra = "".join(" " + option for option in options)
-        rcpts = "".join(f"RCPT TO:<{address}>\r\n" for address in (recipient, *copies))
-        self.send(f"MAIL FROM:<{sender}>{extra}\r\n{rcpts}DATA\r\n")
-        mail = self.getreply()
-        if mail[0] == 421:
-            self.close()
-            raise smtplib.SMTPSenderRefused(mail[0], mail[1], sender)
-        rcpt = self.getreply()
-        if rcpt[0] == 421:
-            self.close()
-            raise smtplib.SMTPRecipientsRefused({recipient: rcpt})
-        for copy in copies:
-            said = self.getreply()
-            if said[0] == 421:
-                self.close()
-                raise smtplib.SMTPRecipientsRefused({copy: said})
-        answer = self.getreply()
-        if answer[0] == 354:
-            if mail[0] != 250 or rcpt[0] not in (250, 251):
-                if copies:
-                    # A copy was accepted: even an empty message would reach it. Dropping
-                    # the connection in DATA makes the server discard the transaction.
-                    self.close()
-                    answer = (421, b"closed: the recipient was refused")
-                else:
-                    # DATA accepted although the envelope was not: end it empty, at once.
-                    self.send(".\r\n")
-                    self.getreply()
-            else:
-                self.data_started = True
-                self.send_content(data)
-                answer = self.getreply()
-                if answer[0] == 250:
-                    return
-        self._end_transaction(answer[0])
-        if mail[0] != 250:
-            raise smtplib.SMTPSenderRefused(mail[0], mail[1], sender)
-        if rcpt[0] not in (250, 251):
-            raise smtplib.SMTPRecipientsRefused({recipient: rcpt})
-        raise smtplib.SMTPDataError(answer[0], answer[1])
-
-    def _end_transaction(self, code: int) -> None:
-        """After a refusal: a 421 closes the connection; otherwise RSET, so the next message
-        starts a fresh transaction (a server that hung up meanwhile is fine too)."""
-        if code == 421:
-            self.close()
-        else:
-            try:
-                self.rset()
-            except smtplib.SMTPServerDisconnected:
-                pass
-
     def _deliver_stepwise(self, sender: str, recipient: str, copies: tuple[str, ...],
                           data: bytes, options: list[str]) -> None:
         """deliver() one command at a time, for a server without PIPELINING: the copies get
@@ -455,20 +369,20 @@ _LEADING_DOT.sub(b"..", data) if b"\n." in data else data
         whoever was accepted)."""
         code, said = self.mail(sender, options)
         if code != 250:
-            refused(code)
+            self._end_transaction(code)
             raise smtplib.SMTPSenderRefused(code, said, sender)
         code, said = self.rcpt(recipient)
         if code not in (250, 251):
-            refused(code)
+            self._end_transaction(code)
             raise smtplib.SMTPRecipientsRefused({recipient: (code, said)})
         for copy in copies:
             code, said = self.rcpt(copy)
             if code == 421:
-                refused(code)
+                self._end_transaction(code)
                 raise smtplib.SMTPRecipientsRefused({copy: (code, said)})
         code, said = self.data(data)
         if code != 250:
-            refused(code)
+            self._end_transaction(code)
             raise smtplib.SMTPDataError(code, said)
 
 
