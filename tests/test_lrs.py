@@ -1,5 +1,6 @@
 """`ldmail events pull` against a real Learning Record Store (Ralph, file-system backend) and,
-for what Ralph cannot produce (a 429), a tiny stand-in."""
+for what Ralph cannot produce (a 429, an absolute `more`, an answer that is not JSON), a tiny
+scripted stand-in."""
 
 from __future__ import annotations
 
@@ -262,58 +263,6 @@ def test_refused_credentials_one_clear_line(project: Path, cli: Cli, ralph: Ralp
     assert ralph.endpoint in lines[0] and "'reader'" in lines[0] and ENV in lines[0]
 
 
-class _Busy(BaseHTTPRequestHandler):
-    """429 with Retry-After (`after`) to the first request, then one page of one statement."""
-
-    calls: list[float] = []
-    after = "1"
-
-    def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
-        self.calls.append(time.monotonic())
-        if len(self.calls) == 1:
-            self.send_response(429)
-            self.send_header("Retry-After", self.after)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        item = {**statement("ann@example.org", "registered", "course:excel",
-                            "2026-11-02T09:00:00Z"), "id": str(uuid.uuid4()),
-                "stored": "2026-11-02T09:00:01Z"}
-        body = json.dumps({"statements": [item], "more": ""}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("X-Experience-API-Consistent-Through", "2026-11-02T09:00:00Z")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.mark.parametrize("form", ["seconds", "http-date"])
-def test_429_is_retried_after_retry_after(project: Path, cli: Cli,
-                                          monkeypatch: pytest.MonkeyPatch, form: str) -> None:
-    _Busy.calls = []
-    # Retry-After is a number of seconds or an HTTP date (RFC 9110, 10.2.3); a date two
-    # seconds ahead, cut to whole seconds, is one to two seconds away.
-    _Busy.after = "1" if form == "seconds" else format_datetime(
-        datetime.now(UTC) + timedelta(seconds=2), usegmt=True)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Busy)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        configure(project, f"http://127.0.0.1:{server.server_address[1]}/xAPI", monkeypatch)
-        result = cli("events", "pull", "--project", project)
-    finally:
-        server.shutdown()
-        server.server_close()
-    assert result.exit_code == 0, result.output
-    assert len(_Busy.calls) == 2 and _Busy.calls[1] - _Busy.calls[0] >= 0.9
-    # The cursor is capped at X-Experience-API-Consistent-Through.
-    assert "pulled 1 statements: 1 goal events recorded (0 already known), 0 skipped; " \
-        "cursor now 2026-11-02T09:00:00Z" in result.stdout
-
-
 @pytest.mark.parametrize("resume", [False, True], ids=["stays-ended", "resumes"])
 def test_voided_registration_ends_the_goal(project: Path, cli: Cli, ralph: Ralph,
                                            monkeypatch: pytest.MonkeyPatch,
@@ -367,13 +316,16 @@ Reply = tuple[int, dict[str, str], dict[str, Any] | bytes | None]
 
 class _Scripted(BaseHTTPRequestHandler):
     """Answers from `script` in order (the last one again once it runs out); `seen` keeps
-    each request's path and query. A document given as bytes is sent as it is."""
+    each request's path and query, `times` when it came. A document given as bytes is sent
+    as it is."""
 
     script: list[Reply] = []
     seen: list[str] = []
+    times: list[float] = []  # when each request came (monotonic seconds)
 
     def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
         self.seen.append(self.path)
+        self.times.append(time.monotonic())
         status, headers, document = self.script[min(len(self.seen), len(self.script)) - 1]
         body = document if isinstance(document, bytes) else \
             json.dumps(document).encode() if document is not None else b""
@@ -393,7 +345,7 @@ def scripted(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[type[_Scripted],
     import ldmail.lrs
 
     monkeypatch.setattr(ldmail.lrs, "MAX_WAIT", 0.01)  # retries without the real pauses
-    _Scripted.script, _Scripted.seen = [], []
+    _Scripted.script, _Scripted.seen, _Scripted.times = [], [], []
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Scripted)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
@@ -408,6 +360,30 @@ def page(n: int, more: str) -> dict[str, Any]:
         {**statement(f"p{n}@example.org", "registered", "course:excel",
                      f"2026-11-0{n}T09:00:00Z"), "id": str(uuid.uuid4()),
          "stored": f"2026-11-0{n}T09:00:01Z"}]}
+
+
+@pytest.mark.parametrize("form", ["seconds", "http-date"])
+def test_429_is_retried_after_retry_after(
+        project: Path, cli: Cli, scripted: tuple[type[_Scripted], str],
+        monkeypatch: pytest.MonkeyPatch, form: str) -> None:
+    import ldmail.lrs
+
+    monkeypatch.setattr(ldmail.lrs, "MAX_WAIT", 60.0)  # the real pause this time
+    lrs, base = scripted
+    # Retry-After is a number of seconds or an HTTP date (RFC 9110, 10.2.3); a date two
+    # seconds ahead, cut to whole seconds, is one to two seconds away.
+    after = "1" if form == "seconds" else format_datetime(
+        datetime.now(UTC) + timedelta(seconds=2), usegmt=True)
+    lrs.script = [(429, {"Retry-After": after}, None),
+                  (200, {"X-Experience-API-Consistent-Through": "2026-11-02T09:00:00Z"},
+                   page(2, ""))]
+    configure(project, f"{base}/xAPI", monkeypatch)
+    result = cli("events", "pull", "--project", project)
+    assert result.exit_code == 0, result.output
+    assert len(lrs.times) == 2 and lrs.times[1] - lrs.times[0] >= 0.9
+    # The cursor is capped at X-Experience-API-Consistent-Through.
+    assert "pulled 1 statements: 1 goal events recorded (0 already known), 0 skipped; " \
+        "cursor now 2026-11-02T09:00:00Z" in result.stdout
 
 
 def test_absolute_more_followed_and_a_loop_stopped(
