@@ -9,7 +9,6 @@ import os
 import random
 import re
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -31,18 +30,12 @@ import pytest
 from ldmail.schedule import in_holdout
 
 from .conftest import REPO, Cli
-from .smtp_server import PEOPLE, SmtpServer, edit_yaml, ldmail_running, ledger_rows
+from .smtp_server import PEOPLE, SmtpServer, edit_yaml, free_port, ldmail_running, ledger_rows
 from .test_events import events, statement
 from .test_report import DAY_1, DAY_4, SCAFFOLD_PEOPLE, rows, send
 
 PASSWORD = "s3cret-reader"
 ENV = "LDMAIL_TEST_LRS_PASSWORD"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -9,16 +9,15 @@ import io
 import json
 import math
 import shutil
-import sqlite3
 from email import message_from_bytes
 from email.parser import BytesHeaderParser
 from email.policy import default
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from .conftest import Cli
+from .test_report import rows
 
 DAY_1 = "2026-12-01T10:00+01:00"  # a Tuesday: the welcome step goes out
 HEADER = "Email;First name;Last name;Language;Department;Start date;Certification"
@@ -75,17 +74,9 @@ def received(project: Path) -> dict[str, str]:
     return found
 
 
-def ledger(project: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    db = sqlite3.connect(project / ".ldmail" / "ledger.db")
-    try:
-        return db.execute(sql, params).fetchall()
-    finally:
-        db.close()
-
-
 def recorded(project: Path) -> dict[str, str]:
     return {str(email): str(variant) for email, variant in
-            ledger(project, "SELECT email, variant FROM messages WHERE step = 'hello'")}
+            rows(project, "SELECT email, variant FROM messages WHERE step = 'hello'")}
 
 
 # -- the split ----------------------------------------------------------------------------------
@@ -102,7 +93,7 @@ def test_a_thousand_people_split_by_weight_and_the_same_way_in_every_run(
     shutil.copytree(project, again)
     send(cli, project)
     first = received(project)
-    mailed = {e for (e,) in ledger(project, "SELECT email FROM enrolments WHERE grp = "
+    mailed = {e for (e,) in rows(project, "SELECT email FROM enrolments WHERE grp = "
                                             "'treatment'")}
     assert len(mailed) > 850 and set(first) == mailed  # the holdout (10%) gets nothing
     assert recorded(project) == first
