@@ -23,7 +23,7 @@ from datetime import date, datetime
 from functools import lru_cache
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple, TypeVar, cast
 from zoneinfo import ZoneInfo
 
 from .business_days import Region, parse_region
@@ -395,6 +395,25 @@ class _RowError(ValueError):
     pass
 
 
+_Parsed = TypeVar("_Parsed")
+
+
+def _parsed(cache: dict[str, _Parsed], values: list[Any], at: int | None,
+            parse: Callable[[str], _Parsed], name: str) -> _Parsed | None:
+    """A column's value parsed (a time zone, a country), each distinct text once; None when
+    the export has no such column or the cell is empty; a _RowError naming the column."""
+    if at is None or not values[at]:
+        return None
+    text = values[at]
+    found = cache.get(text)
+    if found is None:
+        try:
+            found = cache[text] = parse(text)
+        except ValueError as exc:
+            raise _RowError(f"{name}: {exc}") from None
+    return found
+
+
 class _PersonaFailed(Exception):
     """A persona's match expression failed (or was blocked) for a person: a project error."""
 
@@ -515,24 +534,8 @@ class AudienceLoader:
             if isinstance(text, str) and "?" in text and _LOST_LETTER.search(text):
                 self.note(row, email, f"{name} {excerpt(text)} has a '?' where a letter was "
                           "probably lost when the export was saved: save it as 'CSV UTF-8'")
-        zone: ZoneInfo | None = None
-        if self.timezone_at is not None and values[self.timezone_at]:
-            zone = self.zones.get(values[self.timezone_at])
-            if zone is None:
-                try:
-                    zone = self.zones[values[self.timezone_at]] = \
-                        parse_timezone(values[self.timezone_at])
-                except ValueError as exc:
-                    raise _RowError(f"timezone: {exc}") from None
-        country: Region | None = None
-        if self.country_at is not None and values[self.country_at]:
-            country = self.countries.get(values[self.country_at])
-            if country is None:
-                try:
-                    country = self.countries[values[self.country_at]] = \
-                        parse_region(values[self.country_at])
-                except ValueError as exc:
-                    raise _RowError(f"country: {exc}") from None
+        zone = _parsed(self.zones, values, self.timezone_at, parse_timezone, "timezone")
+        country = _parsed(self.countries, values, self.country_at, parse_region, "country")
         if self.manager_at is not None and values[self.manager_at]:
             values[self.manager_at] = self.manager(row, email, values[self.manager_at])
         start = values[self.start_at] if self.start_at is not None else None
