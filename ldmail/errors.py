@@ -4,6 +4,7 @@
     ├── ConfigError              the project's files have problems (all of them, located)
     ├── ProjectNotFound          no campaign repository in the folder
     ├── SecurityError            an expression tried what the sandbox forbids
+    ├── InboxUnavailable         the sender's mailbox cannot be read (login, server, folder)
     ├── ExpressionError          an expression does not compile or evaluate
     ├── RenderError              a template is missing, broken, unsafe or over its budget
     ├── BudgetExceeded           a render or evaluation took too long or built too much
@@ -98,6 +99,10 @@ class TransportUnavailable(LdmailError):
 
     Nothing was handed over: the due messages wait for the next run, which tries again.
     """
+
+
+class InboxUnavailable(LdmailError):
+    """The mailbox cannot be read: refused login, unreachable server, missing folder."""
 
 
 class ExpressionError(LdmailError):
