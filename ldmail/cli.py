@@ -9,6 +9,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -116,19 +117,21 @@ FormatOption = Annotated[ValidateFormat, typer.Option("--format", help="Output f
 
 @dataclass(frozen=True)
 class GlobalOptions:
-    """`--project` and `--now` given before the command, kept in this call's click context
-    (never in module state: a second call in the same process starts afresh)."""
+    """`--project` and `--now` given before the command."""
 
     project: Path | None = None
     now: str | None = None
 
 
-def _global_options() -> GlobalOptions:
-    import click
+# Set by the app's callback at the start of every call, so a second call in the same process
+# starts afresh. A context variable rather than click's current context: newer Typer releases
+# carry a click of their own, whose context `click.get_current_context` does not see.
+_GLOBAL_OPTIONS: ContextVar[GlobalOptions] = ContextVar("ldmail_global_options",
+                                                        default=GlobalOptions())
 
-    ctx = click.get_current_context(silent=True)
-    found = ctx.find_root().obj if ctx is not None else None
-    return found if isinstance(found, GlobalOptions) else GlobalOptions()
+
+def _global_options() -> GlobalOptions:
+    return _GLOBAL_OPTIONS.get()
 
 
 def console(stderr: bool = False) -> Console:
@@ -225,7 +228,7 @@ def _show_version(value: bool) -> None:
 
 
 @app.callback(context_settings={"help_option_names": ["-h", "--help"]})
-def main_options(ctx: typer.Context, project: ProjectOption = None, now: NowOption = None,
+def main_options(project: ProjectOption = None, now: NowOption = None,
                  verbose: Annotated[bool, typer.Option(
                      "--verbose", "-v", help="Show why each run does what it does (the "
                      "quiet path, reading the export, which lane sent what).")] = False,
@@ -233,7 +236,7 @@ def main_options(ctx: typer.Context, project: ProjectOption = None, now: NowOpti
                      "--version", help="Show the version and exit.", is_eager=True,
                      callback=_show_version)] = False) -> None:
     """Drip e-mail campaigns for Learning & Development teams, as code."""
-    ctx.obj = GlobalOptions(project, now)
+    _GLOBAL_OPTIONS.set(GlobalOptions(project, now))
     core = logging.getLogger("ldmail")
     # Nothing left from an earlier call in the same process.
     core.handlers, core.level, core.propagate = [], logging.NOTSET, True
