@@ -126,12 +126,12 @@ class GlobalOptions:
 # Set by the app's callback at the start of every call, so a second call in the same process
 # starts afresh. A context variable rather than click's current context: newer Typer releases
 # carry a click of their own, whose context `click.get_current_context` does not see.
-_GLOBAL_OPTIONS: ContextVar[GlobalOptions] = ContextVar("ldmail_global_options",
-                                                        default=GlobalOptions())
+_GLOBAL_OPTIONS: ContextVar[GlobalOptions | None] = ContextVar("ldmail_global_options",
+                                                               default=None)
 
 
 def _global_options() -> GlobalOptions:
-    return _GLOBAL_OPTIONS.get()
+    return _GLOBAL_OPTIONS.get() or GlobalOptions()
 
 
 def console(stderr: bool = False) -> Console:
@@ -196,7 +196,8 @@ def invocation(project: Path | None, now: str | None) -> Iterator[Invocation]:
     from .errors import ConfigError, LdmailError
 
     try:
-        yield Invocation(_project_root(project), parse_now(now or _global_options().now))
+        given = now if now is not None else _global_options().now
+        yield Invocation(_project_root(project), parse_now(given))
     except ConfigError as exc:
         err = console(stderr=True)
         for problem in exc.problems:

@@ -2,26 +2,37 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 from .errors import LdmailError
 
+# The moments ldmail can plan around: campaigns run for months and a plan looks years
+# ahead, so the calendar must have room on both sides of --now.
+EARLIEST_NOW = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_NOW = datetime(9000, 1, 1, tzinfo=UTC)
+
 
 def parse_now(value: str | None) -> datetime:
-    """`--now` as an aware datetime; a value without an offset is this machine's local time."""
+    """`--now` as an aware datetime; a value without an offset is this machine's local time.
+    None (no --now) is the real clock; an empty or unreadable value is an error, never the
+    real clock by accident."""
     if value is None:
         return datetime.now(UTC)
+    example = "write e.g. 2026-12-15 or 2026-12-15T09:30+01:00"
     try:
-        moment = datetime.fromisoformat(value.strip())
+        given = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise LdmailError(
-            f"--now '{value}' is not an ISO date or date-time; write e.g. 2026-12-15 or "
-            "2026-12-15T09:30+01:00"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.astimezone()
-    return moment.astimezone(UTC)
+        raise LdmailError(f"--now '{value}' is not an ISO date or date-time; {example}"
+                          ) from None
+    try:
+        moment = (given if given.tzinfo else given.astimezone()).astimezone(UTC)
+    except (ValueError, OverflowError):  # at the very edge of the calendar
+        moment = LATEST_NOW if given.year > 1 else EARLIEST_NOW - timedelta(days=1)
+    if not EARLIEST_NOW <= moment < LATEST_NOW:
+        raise LdmailError(f"--now '{value}' is outside the years ldmail can plan in "
+                          f"({EARLIEST_NOW.year}-{LATEST_NOW.year - 1}); {example}")
+    return moment
 
 
 @lru_cache(maxsize=65536)  # a run writes and reads the same few moments for many people

@@ -125,3 +125,16 @@ def test_every_command_that_takes_the_options_is_covered() -> None:
             if "--now" in option_names:
                 names.add(f"{name} {child}" if inner else name)
     assert names - covered == {"run"}, names - covered  # run never returns: tested in test_run
+
+
+@pytest.mark.parametrize("value", ["", " ", "9999-12-31", "0001-01-01", "2026-13-01",
+                                   "1969-07-20T20:17Z"])
+def test_a_now_that_cannot_be_used_is_one_line_in_either_form(sent_example: Path, cli: Cli,
+                                                              value: str) -> None:
+    """An empty --now never means the real clock; the calendar's edges are not a traceback."""
+    for result in (cli("--now", value, "send", "--project", sent_example),
+                   cli("send", "--project", sent_example, "--now", value)):
+        assert result.exit_code == 1, result.output
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error --now '{value}' is "), lines
+        assert "sent" not in result.stdout
