@@ -395,6 +395,16 @@ class _RowError(ValueError):
     pass
 
 
+def _width_problem(found: int, width: int) -> str:
+    """Why a row with another number of fields than the header is not read: a short one is
+    cut off (an export saved or copied half-way), a long one has shifted cells."""
+    if found < width:
+        return (f"{found} field(s) where the header has {width}: the row is cut off (is the "
+                "export complete?) or a cell lost its quotes; fix the row or export again")
+    return (f"{found} fields where the header has {width}: a cell holds the delimiter without "
+            "quotes, so the cells after it moved; quote that cell or export again")
+
+
 _Parsed = TypeVar("_Parsed")
 
 
@@ -651,6 +661,11 @@ class PeopleStream:
                     line, "", f"one field where the header has {width}: this row is "
                               f"separated by '{sniff_delimiter(cells[0])}', the header by "
                               "another delimiter; save the export with one delimiter"))
+                continue
+            if len(cells) != width and (len(cells) < width
+                                        or any(cell.strip() for cell in cells[width:])):
+                rejected.append(Rejected(line, loader.email_cell(cells),
+                                         _width_problem(len(cells), width)))
                 continue
             try:
                 yield loader.person(line, cells)

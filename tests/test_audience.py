@@ -78,3 +78,48 @@ def test_empty_export(project: Path, cli: Cli) -> None:
     result = cli("audience", "--project", project)
     assert result.exit_code == 1
     assert "people.csv:1: the file is empty" in result.stderr
+
+
+def _cut(project: Path, keep: int) -> tuple[str, str]:
+    """people.csv cut after `keep` bytes, as a copy or save stopped half-way leaves it (no
+    newline at the end); returns the cut row's address and the part of it that is left."""
+    data = (project / "people.csv").read_bytes()[:keep]
+    (project / "people.csv").write_bytes(data)
+    last = data.decode("utf-8-sig").splitlines()[-1]
+    return last.split(";")[3], last
+
+
+def test_a_row_cut_off_at_the_end_is_rejected_and_its_person_stays(example: Path, cli: Cli
+                                                                   ) -> None:
+    """The export's last row cut after its fourth field: rejected by number, and its person
+    (counted as present) keeps every enrolment."""
+    from .smtp_server import ledger_rows
+
+    assert cli("send", "--project", example, "--now", "2026-12-08T10:00+01:00").exit_code == 0
+    full = (example / "people.csv").read_bytes()
+    last_row = full.rstrip(b"\r\n").rsplit(b"\n", 1)[1]
+    fourth_field = len(b";".join(last_row.split(b";")[:4]))
+    email, left = _cut(example, len(full.rstrip(b"\r\n")) - len(last_row) + fourth_field)
+    rows = len(full.decode("utf-8-sig").splitlines())
+    theirs = "SELECT campaign, state, exit_reason FROM enrolments WHERE email = ?"
+    before = ledger_rows(example, theirs, (email,))
+    result = cli("send", "--project", example, "--now", "2026-12-09T10:00+01:00")
+    assert result.exit_code == 0, result.output
+    audience = cli("audience", "--project", example, "--now", "2026-12-09T10:00+01:00").stdout
+    assert f"row {rows}: 4 field(s) where the header has 12: the row is cut off" in audience
+    assert "1 row(s) rejected" in audience
+    after = ledger_rows(example, theirs, (email,))
+    assert after == before and any(row["state"] == "active" for row in after), (left, after)
+
+
+def test_a_row_cut_in_a_field_never_reaches_a_message(example: Path, cli: Cli) -> None:
+    """`head -c 700` of the export: the row cut inside a name is rejected, so no preview
+    greets a person by half a first name."""
+    email, left = _cut(example, 700)
+    first_name_part = left.split(";")[1]
+    audience = cli("audience", "--project", example, "--now", "2026-12-08T10:00+01:00").stdout
+    assert "field(s) where the header has 12: the row is cut off" in audience
+    preview = cli("preview", "-c", "platform-launch", "--project", example, "--now",
+                  "2026-12-08T10:00+01:00", "--person", email)
+    assert f"{first_name_part}," not in preview.output
+    assert preview.exit_code == 1, preview.output
