@@ -558,6 +558,8 @@ def _show_previews(terminal: Console, items: list[PreviewItem], campaign: str, m
             header += f"\nVariant:   {variant}"
         if item.branch:
             header += f"\nCondition: {item.branch}"
+        if item.fallback:
+            header += f"\nLanguage:  {item.fallback}"
         title = (f"{campaign} · step {item.step.id}"
                  f"{f' · variant {item.variant.id}' if item.variant else ''} · "
                  f"persona {item.persona or '(none)'} · {item.language}")

@@ -7,6 +7,7 @@
     ├── InboxUnavailable         the sender's mailbox cannot be read (login, server, folder)
     ├── ExpressionError          an expression does not compile or evaluate
     ├── RenderError              a template is missing, broken, unsafe or over its budget
+    │   └── MissingTranslation   a listed language has no template (the message is held)
     ├── BudgetExceeded           a render or evaluation took too long or built too much
     ├── OutsideProject           a path from the repository leaves the project
     ├── HeaderInjection          a header value holds a line break (the message is held)
@@ -115,6 +116,10 @@ class RenderError(LdmailError):
     def __init__(self, file: str, line: int | None, message: str, security: bool = False) -> None:
         self.file, self.line, self.reason, self.security = file, line, message, security
         super().__init__(f"{file}:{line}: {message}" if line else f"{file}: {message}")
+
+
+class MissingTranslation(RenderError):
+    "A listed language has no template for a step and the campaign names no fallback."
 
 
 class BudgetExceeded(LdmailError):

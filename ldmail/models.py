@@ -774,6 +774,9 @@ class Campaign(Strict):
         "repeat)"))
     holdout: Percentage = 0.0
     goal: Goal | None = None
+    fallback_language: str | None = Field(None, description=(
+        "the language a reader gets when their own language has no template for a step; "
+        "without it such a message is held until the translation exists"))
     sender: str
     reply_to: str | None = None
     send_window: SendWindow = SendWindow()

@@ -41,6 +41,14 @@ class PreviewItem:
     branch: str | None = None
 
     @property
+    def fallback(self) -> str | None:
+        """Why the text is in another language than the reader's, when it is."""
+        used = self.rendered.language
+        if used == self.language:
+            return None
+        return f"{used} (fallback_language: there is no {self.language} template)"
+
+    @property
     def to(self) -> str:
         """The To line as previews show it."""
         if self.about is None:

@@ -31,7 +31,7 @@ from markupsafe import Markup
 
 from .config import TEMPLATES_DIR, Project
 from .confine import MAX_TEMPLATE_BYTES, confined, read_regular_text
-from .errors import BudgetExceeded, OutsideProject, Problem, RenderError
+from .errors import BudgetExceeded, MissingTranslation, OutsideProject, Problem, RenderError
 from .expressions import Sandbox, unsafe_access
 from .models import Campaign, Persona, Step, Variant
 from .samples import sample_manager
@@ -290,7 +290,7 @@ class Renderer:
         self._checked: set[str] = set()
         self._markups: dict[tuple[Any, ...], tuple[str, str, str, str]] = {}
         self._pages: dict[tuple[Any, ...], str] = {}
-        self._resolved: dict[tuple[str, str], tuple[str, str]] = {}
+        self._resolved: dict[tuple[str, str, str | None], tuple[str, str]] = {}
         self._over_budget: dict[str, RenderError] = {}
 
     @cached_property
@@ -367,25 +367,37 @@ class Renderer:
         except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
             raise RenderError(display, _template_line(exc, template), f"failed: {exc}") from None
 
-    def resolve(self, template: str, language: str) -> tuple[str, str]:
-        """The template file for a language, falling back to the default language."""
-        found = self._resolved.get((template, language))
+    def resolve(self, template: str, language: str, fallback: str | None = None
+                ) -> tuple[str, str]:
+        """The template file for a language and the language it is in. A language the
+        project lists but that has no template of its own is the campaign's `fallback`
+        language, or else a RenderError (the message is held): its readers were promised
+        their own language."""
+        key = (template, language, fallback)
+        found = self._resolved.get(key)
         if found is None:
-            found = self._resolved[(template, language)] = self._resolve(template, language)
+            found = self._resolved[key] = self._resolve(template, language, fallback)
         return found
 
-    def _resolve(self, template: str, language: str) -> tuple[str, str]:
+    def _resolve(self, template: str, language: str, fallback: str | None
+                 ) -> tuple[str, str]:
         settings = self.project.settings
+        default = settings.default_language
         # Only the configured languages: a language value from the export names no path.
-        wanted = language if language in settings.languages else settings.default_language
-        for candidate in dict.fromkeys([wanted, settings.default_language]):
+        wanted = language if language in settings.languages else default
+        for candidate in dict.fromkeys([wanted, *([fallback] if fallback else [])]):
             name = f"{candidate}/{template}.md"
             if (self.templates_dir / name).is_file():
                 return name, candidate
-        fallback = f"{TEMPLATES_DIR}/{self.project.settings.default_language}/{template}.md"
-        raise RenderError(fallback, None,
-                          f"template '{template}' not found: create {fallback} (the fallback "
-                          "for every language) or fix the step's template")
+        missing = f"{TEMPLATES_DIR}/{wanted}/{template}.md"
+        if wanted != default and (self.templates_dir / default / f"{template}.md").is_file():
+            raise MissingTranslation(missing, None,
+                                     f"no '{wanted}' translation of '{template}': create {missing} "
+                                     f"(its readers wait until it exists), or give the "
+                                     f"campaign fallback_language: {default} to send them the "
+                                     f"{default} text")
+        raise RenderError(missing, None, f"template '{template}' not found: create {missing}"
+                          " or fix the step's template")
 
     def _syntax_error(self, exc: TemplateSyntaxError, display: str) -> RenderError:
         where = exc.filename or display
@@ -506,7 +518,8 @@ class Renderer:
 
         All of it (the template, Markdown, the layout, CSS inlining) within one budget.
         """
-        name, _ = self.resolve(step.template_of(variant), language)
+        name, _ = self.resolve(step.template_of(variant), language,
+                               campaign.fallback_language)
         try:
             with self.env.budget.running():
                 return self._render(campaign_id, campaign, step, person, persona_id, persona,
@@ -520,7 +533,8 @@ class Renderer:
                 person: Mapping[str, Any], persona_id: str | None, persona: Persona | None,
                 language: str, unsubscribe_url: str, token: str | None,
                 variant: Variant | None, manager: Mapping[str, str] | None) -> Rendered:
-        name, used_language = self.resolve(step.template_of(variant), language)
+        name, used_language = self.resolve(step.template_of(variant), language,
+                                           campaign.fallback_language)
         display = f"{TEMPLATES_DIR}/{name}"
         template = self._load(name)
         values = self.context(campaign_id, campaign, step, person, persona_id, persona,

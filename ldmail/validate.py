@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .audience import AudienceScan, scan_audience
 from .config import AUDIENCES_FILE, TEMPLATES_DIR, CampaignFile, Project, load_project
-from .errors import ConfigError, LdmailError, Problem, RenderError
+from .errors import ConfigError, LdmailError, MissingTranslation, Problem, RenderError
 from .expressions import evaluate
 from .models import Campaign, Step, Variant
 from .render import MAX_SUBJECT, Renderer
@@ -80,6 +80,8 @@ def check_campaign(project: Project, renderer: Renderer, campaign: CampaignFile,
                 try:
                     rendered = renderer.render(campaign.id, model, step, attributes, persona_id,
                                                persona, language, variant=variant)
+                except MissingTranslation:
+                    continue  # check_translations names it, at the campaign's line
                 except RenderError as exc:
                     if exc.line is None and "not found" in exc.reason:
                         report.add(Problem(source.display,
@@ -117,24 +119,36 @@ def check_campaign(project: Project, renderer: Renderer, campaign: CampaignFile,
 def check_translations(project: Project, campaign: CampaignFile, report: Report) -> None:
     """Every language listed in `languages:` has its own template for every step.
 
-    An error, not a warning: a listed language promises its readers their own language,
-    and the fallback would quietly send them the default language's text. (Send does not
-    hold a campaign for this; the fallback still reads well.)
+    An error, not a warning: a listed language promises its readers their own language, and
+    `send` holds their messages until the translation exists. A campaign that names a
+    `fallback_language` sends that language's text instead: then it is a warning.
     """
     default = project.settings.default_language
+    fallback = campaign.model.fallback_language
+    if fallback is not None and fallback not in project.settings.languages:
+        report.add(Problem(campaign.source.display, campaign.source.line_of(
+            ("fallback_language",)), f"fallback_language '{fallback}' is not one of the "
+            f"project's languages ({', '.join(project.settings.languages)} in ldmail.yaml)"))
+        return
     for index, step, variant in _templates(campaign.model):
         template = step.template_of(variant)
-        fallback = f"{TEMPLATES_DIR}/{default}/{template}.md"
+        instead = f"{TEMPLATES_DIR}/{fallback or default}/{template}.md"
         which = f"step '{step.id}'" if variant is None else \
             f"variant '{variant.id}' of step '{step.id}'"
         for language in project.settings.languages:
             path = f"{TEMPLATES_DIR}/{language}/{template}.md"
-            if language != default and not (project.root / path).is_file() and \
-                    (project.root / fallback).is_file():
-                report.add(Problem(campaign.source.display,
-                                   campaign.source.line_of(_template_key(step, index, variant)),
-                                   f"{which} has no '{language}' template: create "
-                                   f"{path} (its readers would get {fallback})"))
+            if language == default or (project.root / path).is_file() or \
+                    not (project.root / instead).is_file():
+                continue
+            where = campaign.source.line_of(_template_key(step, index, variant))
+            if fallback is None:
+                report.add(Problem(campaign.source.display, where,
+                                   f"{which} has no '{language}' template: create {path} (its "
+                                   f"readers' messages are held until it exists)"))
+            elif fallback != language:
+                report.warnings.append(Problem(
+                    campaign.source.display, where, f"{which} has no '{language}' template: "
+                    f"its readers get {instead} (fallback_language)"))
 
 
 def _templates(campaign: Campaign) -> list[tuple[int, Step, Variant | None]]:
