@@ -706,12 +706,15 @@ def _print_summary(summary: SendSummary) -> None:
         err.print(f"not sent: campaign '{campaign_id}' does not render: {_escape(problem)}")
         err.print(f"  its {count} due message(s) are held, not failed: fix the campaign (see "
                   "'ldmail validate') and the next run sends them")
-    individual = [item for item in summary.held if item.campaign not in summary.broken]
-    for item in individual[:20]:
-        err.print(f"held: {item.campaign}/{item.step} to {item.email}: {_escape(item.reason)}")
-    if len(individual) > 20:
-        err.print(f"… and {len(individual) - 20} more held (see 'ldmail history')")
-    if individual:
+    alike = summary.held_alike()
+    for item, emails in alike[:20]:
+        to = emails[0] if len(emails) == 1 else \
+            f"{len(emails)} people ({', '.join(emails[:3])}{', …' if len(emails) > 3 else ''})"
+        err.print(f"held: {item.campaign}/{item.step} to {to}: {_escape(item.reason)}")
+    if len(alike) > 20:
+        err.print(f"… and {sum(len(emails) for _, emails in alike[20:])} more held (see "
+                  "'ldmail history')")
+    if alike:
         err.print("Held messages are sent by the first run after the cause is fixed.")
     for failure in summary.failures[:20]:
         err.print(f"failed: {failure.campaign}/{failure.step} to {failure.email}: "
@@ -775,6 +778,9 @@ def send(
     pull: Annotated[bool, typer.Option(
         "--pull", help="First record new goal events from the LRS (lrs: in ldmail.yaml); a "
         "failed pull is reported, not fatal.")] = False,
+    allow_past: Annotated[bool, typer.Option(
+        "--allow-past", help="Send at a --now before an earlier run's (a rehearsal on a copy "
+        "of the ledger).")] = False,
     output: OutputOption = OutputFormat.TABLE,
     db: DbOption = None,
     project: ProjectOption = None,
@@ -812,7 +818,7 @@ def send(
                                        resend_unknown=resend_unknown, wait=wait,
                                        progress=advance, stop=stop,
                                        accept_exits=accept_exits, new_ledger=new_ledger,
-                                       show=show)
+                                       show=show, allow_past=allow_past)
             except LedgerBusy as exc:
                 console().print(str(exc), soft_wrap=True)
                 return

@@ -156,6 +156,17 @@ class SendSummary:
         """
         return not self.failed and not self.unknown and not self.held and self.stopped is None
 
+    def held_alike(self) -> list[tuple[Failure, list[str]]]:
+        """Held messages of campaigns that render, one group per step and reason (a missing
+        translation holds a whole language at once), in the order first met: the first of
+        each group and every address in it."""
+        groups: dict[tuple[str, str, str], tuple[Failure, list[str]]] = {}
+        for item in self.held:
+            if item.campaign not in self.broken:
+                key = (item.campaign, item.step, item.reason)
+                groups.setdefault(key, (item, []))[1].append(item.email)
+        return list(groups.values())
+
     def to_json(self) -> str:
         return json.dumps(asdict(self))
 
@@ -475,11 +486,12 @@ def send(project: Project, now: datetime, *, db: Path | None = None, dry_run: bo
          wait: float = 0.0, progress: Progress | None = None,
          stop: threading.Event | None = None, accept_exits: bool = False,
          new_ledger: bool = False, transports: list[Transport] | None = None,
-         show: int = 0) -> SendSummary:
+         show: int = 0, allow_past: bool = False) -> SendSummary:
     """One complete send run; safe to start from cron every few minutes.
 
     `transports`: where messages go instead of the project's transport setting (a
     MemoryTransport in tests, say). `show`: in a dry run, list the first `show` recipients.
+    `allow_past`: send at a moment before an earlier run's (a rehearsal on a copy).
     """
     if campaign is not None:
         project.campaign(campaign)  # unknown ids fail before anything happens
@@ -496,6 +508,8 @@ def send(project: Project, now: datetime, *, db: Path | None = None, dry_run: bo
         _refuse_fresh_start(project, path, new_ledger)
         with Ledger(path, new=new_ledger) as ledger:
             _check_identity(ledger)
+            if not allow_past:
+                _refuse_going_back(ledger, now)
             return _run(project, ledger, now, dry_run=False, campaign=campaign, limit=limit,
                         resend_unknown=resend_unknown, progress=progress, stop=stop,
                         accept_exits=accept_exits, transports=transports)
@@ -516,6 +530,24 @@ def _refuse_fresh_start(project: Project, path: Path, new_ledger: bool) -> None:
             f"{path} is missing, but {outbox} holds messages of earlier runs: a new ledger "
             "would mail everyone again. Restore the ledger from a backup, or run 'ldmail send "
             "--new-ledger' to really start over")
+
+
+# How far a run's moment may lie before an earlier run's: clocks of two machines that share
+# a ledger, or an NTP step, differ by seconds; a mistyped --now by days or years.
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+def _refuse_going_back(ledger: Ledger, now: datetime) -> None:
+    """Time only moves forward in a ledger: a send at a moment before an earlier run would
+    work out tenure, windows and exits against that moment (a year typo in --now ends
+    enrolments) and record sends out of order."""
+    latest = ledger.latest_run_moment()
+    if latest is None or from_iso(latest[1]) - now <= CLOCK_SKEW:
+        return
+    raise LdmailError(
+        f"it is {iso(now)} for this run, before run {latest[0]} of this ledger, which ran at "
+        f"{latest[1]}: time only moves forward in a ledger. Check --now (and this machine's "
+        "clock); to rehearse on a copy of the ledger on purpose, add --allow-past")
 
 
 def _check_identity(ledger: Ledger) -> None:

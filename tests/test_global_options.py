@@ -138,3 +138,27 @@ def test_a_now_that_cannot_be_used_is_one_line_in_either_form(sent_example: Path
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"error --now '{value}' is "), lines
         assert "sent" not in result.stdout
+
+
+def test_time_only_moves_forward_in_a_ledger(sent_example: Path, cli: Cli) -> None:
+    """A year typo in --now is refused before anything changes; --allow-past is the
+    deliberate rehearsal on a copy."""
+    from .smtp_server import ledger_rows
+
+    everything = "SELECT campaign, email, state, exit_reason FROM enrolments ORDER BY 1, 2"
+    before = ledger_rows(sent_example, everything)
+    runs = ledger_rows(sent_example, "SELECT count(*) AS n FROM runs")[0]["n"]
+    typo = cli("send", "--project", sent_example, "--now", "2016-12-08T10:00+01:00")
+    assert typo.exit_code == 1
+    assert typo.stderr.strip().splitlines() == [
+        "error it is 2016-12-08T09:00:00Z for this run, before run 1 of this ledger, which ran"
+        " at 2026-12-08T09:00:00Z: time only moves forward in a ledger. Check --now (and this "
+        "machine's clock); to rehearse on a copy of the ledger on purpose, add --allow-past"]
+    assert ledger_rows(sent_example, everything) == before
+    assert ledger_rows(sent_example, "SELECT count(*) AS n FROM runs")[0]["n"] == runs
+    # A few minutes back is two machines' clocks, not a typo.
+    assert cli("send", "--project", sent_example, "--now", "2026-12-08T09:57+01:00"
+               ).exit_code == 0
+    rehearsal = cli("send", "--project", sent_example, "--now", "2016-12-08T10:00+01:00",
+                    "--allow-past")
+    assert "time only moves forward" not in rehearsal.output

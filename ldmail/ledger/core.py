@@ -272,6 +272,12 @@ class LedgerFile:
         self._write("UPDATE runs SET finished_at = ?, status = ?, summary = ? WHERE id = ?",
                     (finished_at, status, summary, run_id))
 
+    def latest_run_moment(self) -> tuple[int, str] | None:
+        """The run with the latest `now` (its id and that moment), None in a new ledger."""
+        row = self.db.conn.execute("SELECT id, now FROM runs ORDER BY now DESC, id DESC LIMIT 1"
+                                   ).fetchone()
+        return (int(row[0]), str(row[1])) if row else None
+
     def last_run(self) -> int:
         """The id of the newest run recorded (0 in a new ledger)."""
         return int(self._value("SELECT max(id) FROM runs") or 0)
