@@ -205,11 +205,14 @@ def person_journey(project: Project, now: datetime, email: str, *,
         known = ledger.history(email)
         for row in known.messages:
             moment = row["sent_at"] or row["claimed_at"]
+            at = from_iso(moment) if moment else None
             note = "; ".join(part for part in (manager_note(row, email), row["error"] or "")
                              if part)
-            journey.append(JourneyStep(row["campaign"], row["step"], row["state"],
-                                       from_iso(moment) if moment else None,
-                                       note, row.get("variant")))
+            status = row["state"]
+            if at is not None and at > now:  # --now before it: not sent yet at that moment
+                status, note = "planned", f"the ledger has it {status} at {moment}, after --now"
+            journey.append(JourneyStep(row["campaign"], row["step"], status, at, note,
+                                       row.get("variant")))
         sync(project, ledger, now, persist=False)
         mine = [(enrolment, steps) for enrolment, steps in active_enrolments(project, ledger, now)
                 if enrolment.email == email]

@@ -7,6 +7,7 @@ fell back to the real clock and the current folder: a time-travel rehearsal writ
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -162,3 +163,23 @@ def test_time_only_moves_forward_in_a_ledger(sent_example: Path, cli: Cli) -> No
     rehearsal = cli("send", "--project", sent_example, "--now", "2016-12-08T10:00+01:00",
                     "--allow-past")
     assert "time only moves forward" not in rehearsal.output
+
+
+def test_plan_for_a_person_before_a_later_run_shows_those_sends_still_to_come(
+        sent_example: Path, cli: Cli) -> None:
+    assert cli("send", "--project", sent_example, "--now", "2026-12-17T10:00+01:00"
+               ).exit_code == 0
+    now = cli("plan", "--person", PERSON, "--project", sent_example, "--now", LATER,
+              "--format", "json")
+    earlier = cli("plan", "--person", PERSON, "--project", sent_example, "--now",
+                  "2026-12-10T10:00+01:00", "--format", "json")
+
+    def kick_off(output: str) -> dict[str, object]:
+        steps = json.loads(output)
+        return next(s for s in steps if s["campaign"] == "platform-launch"
+                    and s["step"] == "kick-off")
+
+    assert kick_off(now.stdout)["status"] == "sent"
+    shown = kick_off(earlier.stdout)
+    assert shown["status"] == "planned", shown
+    assert "after --now" in str(shown["note"])
