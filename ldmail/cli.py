@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import shlex
 import signal
 import sys
 import threading
@@ -404,7 +405,8 @@ def init(
     out.print(f"Created {len(written)} files in {directory}:")
     for path in written:
         out.print(f"  {path.relative_to(directory)}")
-    out.print(f"Next: cd {directory} && ldmail validate && ldmail preview -c welcome")
+    out.print(f"Next: cd {shlex.quote(str(directory))} && ldmail validate && ldmail preview -c "
+              "welcome")
 
 
 @app.command()

@@ -216,3 +216,10 @@ def test_brand_values_are_checked(project: Path, cli: Cli) -> None:
     assert checked.exit_code == 1
     assert "must be an https:// URL of an image" in checked.output
     assert "brand.colour" in checked.output or "colour" in checked.output
+
+
+def test_init_says_how_to_go_into_a_folder_with_a_space(tmp_path: Path, cli: Cli) -> None:
+    target = tmp_path / "my campaigns"
+    result = cli("init", target)
+    assert result.exit_code == 0, result.output
+    assert f"Next: cd '{target}' && ldmail validate" in result.stdout
