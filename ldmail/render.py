@@ -183,8 +183,10 @@ _SOURCES = {"vars": "define it under vars: in ldmail.yaml",
             "manager": "the manager has email, name and first_name (in to: manager steps)"}
 
 
-def _undefined(exc: UndefinedError, template: Template, line: int | None) -> str:
-    """Jinja's "'dict object' has no attribute 'x'" as the name the author wrote."""
+def _undefined(exc: UndefinedError, template: Template, line: int | None,
+               values: Mapping[str, Any] | None = None) -> str:
+    """Jinja's "'dict object' has no attribute 'x'" as the name the author wrote, with the
+    closest name that object has (a typo: person.frist_name)."""
     message = exc.message or "undefined"
     match = re.match(r"'dict object' has no attribute '(\w+)'", message)
     if not match or not template.filename or line is None:
@@ -199,7 +201,18 @@ def _undefined(exc: UndefinedError, template: Template, line: int | None) -> str
         return message
     root = written.group(1).split(".")[0]
     hint = f" ({_SOURCES[root]})" if root in _SOURCES else ""
+    close = difflib.get_close_matches(match.group(1), _keys_at(values, written.group(1)), n=1)
+    if close:
+        hint = f" (did you mean '{close[0]}'?)"
     return f"{written.group(1)} has no '{match.group(1)}'{hint}"
+
+
+def _keys_at(values: Mapping[str, Any] | None, path: str) -> list[str]:
+    """The names the object at a dotted path of the template's values has (none if unknown)."""
+    found: Any = values
+    for part in path.split("."):
+        found = found.get(part) if isinstance(found, Mapping) else None
+    return [key for key in found if isinstance(key, str)] if isinstance(found, Mapping) else []
 
 
 # A paragraph that is nothing but a bold link: the message's call to action.
@@ -330,7 +343,7 @@ class Renderer:
 
     @contextmanager
     def _failures(self, display: str, template: Template, name: str,
-                  available: str) -> Iterator[None]:
+                  available: str, values: Mapping[str, Any] | None = None) -> Iterator[None]:
         """Run a render within the budget; whatever goes wrong becomes one located RenderError.
 
         A template that ran out of time or space is remembered, so `validate` does not spend
@@ -341,7 +354,7 @@ class Renderer:
                 yield
         except UndefinedError as exc:
             line = _template_line(exc, template)
-            reason = _undefined(exc, template, line)
+            reason = _undefined(exc, template, line, values)
             raise RenderError(display, line, f"undefined variable: {reason}; {available}") \
                 from None
         except JinjaSecurityError as exc:
@@ -545,7 +558,7 @@ class Renderer:
         parts: dict[str, str] = {}
         available = "person, persona, campaign, step, vars, organisation, language" + \
             (", manager" if "manager" in values else "")
-        with self._failures(display, template, name, f"available: {available}"):
+        with self._failures(display, template, name, f"available: {available}", values):
             plain = template.new_context(values)
             # In the Markdown blocks a name like "[Verify](https://evil.example)" from the
             # export must stay text, not become a link: person values are Markdown-escaped.

@@ -124,3 +124,10 @@ def test_not_a_project(tmp_path: Path, cli: Cli) -> None:
     result = cli("validate", "--project", tmp_path)
     assert result.exit_code == 1
     assert "no ldmail project here (no audiences.yaml, ldmail.yaml or campaigns/)" in result.stderr
+
+
+def test_a_misspelt_person_field_is_named_with_the_closest_one(project: Path, cli: Cli) -> None:
+    edit(project / "templates/en/welcome/hello.md", "person.first_name", "person.frist_name")
+    result = cli("validate", "--project", project)
+    assert result.exit_code == 1
+    assert "person has no 'frist_name' (did you mean 'first_name'?)" in result.output
