@@ -148,6 +148,9 @@ def write_gallery(project: Project, folder: Path, today: date, *,
     readable by their owner only. A folder that holds anything but an earlier gallery is not
     emptied: `--out .` must never delete a project.
     """
+    if folder.exists() and not folder.is_dir():
+        raise LdmailError(f"--out {folder}: not a folder; the gallery is a folder of pages, "
+                          "name a new or earlier gallery folder")
     if folder.exists():
         if not (folder / "index.html").is_file() or not (folder / "mail").is_dir():
             if any(folder.iterdir()):

@@ -96,6 +96,10 @@ def write_private(path: Path, text: str) -> None:
                               "through a link)") from None
         raise LdmailError(f"{path}: cannot write ({exc.strerror}); check the folder exists "
                           "and is writable") from None
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        os.fchmod(handle.fileno(), 0o600)
-        handle.write(text)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            os.fchmod(handle.fileno(), 0o600)
+            handle.write(text)
+    except OSError as exc:  # a full disk, or a device such as /dev/full
+        raise LdmailError(f"{path}: cannot write ({exc.strerror or exc}); free some space or "
+                          "choose another --out") from None

@@ -71,3 +71,13 @@ def test_gallery_renders_in_headless_chromium(gallery: Path, tmp_path: Path, pag
     dom = subprocess.run([*command, "--dump-dom", url], capture_output=True, text=True,
                          timeout=60, check=False)
     assert expected in dom.stdout
+
+
+def test_an_out_that_is_no_folder_or_full_is_one_line(project: Path, cli: Cli) -> None:
+    for args in (["preview", "--out", "/dev/null"], ["preview", "--out", "/dev/full"],
+                 ["report", "--format", "csv", "--out", "/dev/full"]):
+        result = cli(*args, "--project", project)
+        assert result.exit_code == 1, (args, result.output)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, (args, lines)
+        assert lines[0].startswith((f"error {args[-1]}", f"error --out {args[-1]}")), lines
