@@ -248,10 +248,14 @@ def _address_header(name: str, display: str, address: str) -> str:
     display = _clean(name, display)
     if not display:
         return f"{name}: {address}"
-    line = f"{name}: {_phrase(display)} <{address}>"
-    if len(line) > _FOLD_AT:
-        line = f"{line.rpartition(' <')[0]}\r\n <{address}>"
-    return line
+    phrase = _phrase(display)
+    # A long name is folded between its words (inside a quoted string too: RFC 5322 allows
+    # folding white space there), or one line could pass the 998 characters servers accept.
+    line = phrase if "\r\n" in phrase else _fold(f"{name}: {phrase}")[len(name) + 2:]
+    last = line.rpartition("\r\n")[2]
+    if len(name) + 2 + len(last) + len(address) + 3 > _FOLD_AT:
+        return f"{name}: {line}\r\n <{address}>"
+    return f"{name}: {line} <{address}>"
 
 
 def _body(text: str) -> tuple[str, bytes]:

@@ -227,3 +227,20 @@ def test_mime_encodes_non_ascii_names_and_subjects() -> None:
 def test_mime_refuses_a_line_break_in_a_header() -> None:
     with pytest.raises(HeaderInjection):
         _built(subject="Hi\r\nBcc: everyone@example.org")
+
+
+@pytest.mark.parametrize("display", [" ".join(["Annemarie"] * 150),
+                                     " ".join(["O'Neil,"] * 150)])
+def test_a_long_display_name_is_folded_and_reads_back_whole(display: str) -> None:
+    """A 1,500-character name with spaces once made one 1,505-character To line, which a
+    server refuses (500 Line too long)."""
+    from email.policy import default
+
+    from ldmail.message import _address_header
+
+    header = _address_header("To", display, "ann@example.org")
+    assert max(len(line) for line in header.split("\r\n")) <= 78
+    parsed = email.message_from_bytes((header + "\r\n\r\nbody\r\n").encode(), policy=default)
+    address = parsed["To"].addresses[0]
+    assert address.addr_spec == "ann@example.org"
+    assert " ".join(address.display_name.split()) == " ".join(display.split())
