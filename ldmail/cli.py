@@ -806,6 +806,9 @@ def send(
         err = console(stderr=True)
         if pull and not dry_run:
             _pull_before_send(loaded, db, err, inv.now)
+        elif pull:
+            err.print("note: a dry run does not pull from the LRS (a pull records events); "
+                      "run 'ldmail events pull' to pull now")
         with Progress(TextColumn("sending"), BarColumn(), MofNCompleteColumn(), console=err,
                       transient=True, disable=not err.is_terminal) as bar:
             task = bar.add_task("send", total=None)

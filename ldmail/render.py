@@ -468,6 +468,12 @@ class Renderer:
             except TemplateNotFound:
                 if optional:
                     continue
+                if target.startswith("/") or ".." in target.split("/"):
+                    raise RenderError(display, line, f"{kind} '{target}', outside "
+                                      f"{TEMPLATES_DIR}/: templates may only use files in "
+                                      f"{TEMPLATES_DIR}/, named from there (e.g. "
+                                      f"'{self.project.settings.default_language}/"
+                                      "partials/footer.md')") from None
                 hint = "" if (self.templates_dir / target.split("/")[0]).is_dir() else \
                     f" (names start at {TEMPLATES_DIR}/, so in a language folder write " \
                     f"'{self.project.settings.default_language}/{target}')"

@@ -144,7 +144,7 @@ def test_include_cannot_read_outside_templates(target: str, project: Path, cli: 
          f"{{% include '{target}' %}}")
     result = cli("validate", "--project", project)
     assert result.exit_code == 1
-    assert f"templates/en/welcome/hello.md:10: includes '{target}', which does not exist" \
+    assert f"templates/en/welcome/hello.md:10: includes '{target}', outside templates/" \
         in result.stdout
     preview = cli("preview", "-c", "welcome", "--step", "hello", "--lang", "en",
                   "--project", project)

@@ -131,3 +131,13 @@ def test_a_misspelt_person_field_is_named_with_the_closest_one(project: Path, cl
     result = cli("validate", "--project", project)
     assert result.exit_code == 1
     assert "person has no 'frist_name' (did you mean 'first_name'?)" in result.output
+
+
+def test_an_include_outside_the_templates_is_named_as_such(project: Path, cli: Cli) -> None:
+    hello = project / "templates/en/welcome/hello.md"
+    hello.write_text('{% include "../ldmail.yaml" %}\n' + hello.read_text("utf-8"), "utf-8")
+    result = cli("validate", "--project", project)
+    assert result.exit_code == 1
+    assert "includes '../ldmail.yaml', outside templates/: templates may only use files in " \
+        "templates/" in result.output
+    assert "create templates/../" not in result.output
