@@ -23,9 +23,11 @@ folder (a move that failed, a run stopped in between) is moved later but never a
 
 from ..errors import InboxUnavailable
 from .apply import FORGOTTEN_SHOWN, Handled, InboxResult, read_inbox
-from .bounces import Failure, bounce_failures, original_ids, unsubscribe_token
+from .bounces import Failure, bounce_failures, cited_ids, parse, unsubscribe_token
 from .folders import Folder, ImapFolder, LocalFolder, imap_name, open_folder
+from .reasons import Effect, Reason, classify
 
-__all__ = ["FORGOTTEN_SHOWN", "Failure", "Folder", "Handled", "ImapFolder", "InboxResult",
-           "InboxUnavailable", "LocalFolder", "bounce_failures", "imap_name", "open_folder",
-           "original_ids", "read_inbox", "unsubscribe_token"]
+__all__ = ["FORGOTTEN_SHOWN", "Effect", "Failure", "Folder", "Handled", "ImapFolder",
+           "InboxResult", "InboxUnavailable", "LocalFolder", "Reason", "bounce_failures",
+           "cited_ids", "classify", "imap_name", "open_folder", "parse", "read_inbox",
+           "unsubscribe_token"]
