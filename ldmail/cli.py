@@ -680,6 +680,12 @@ def _print_summary(summary: SendSummary) -> None:
     if details:
         out.print("; ".join(details))
     err = console(stderr=True)
+    for hold in summary.domain_holds:
+        err.print(f"warning: not sending to {hold.domain}: {hold.bounces} sender-side bounces "
+                  f"from it (last: {_escape(hold.reason)}); {hold.held} message(s) stay due. "
+                  "Fix the sending domain's SPF, DKIM and DMARC; sending there resumes by "
+                  f"itself by {_local(hold.resumes_by)}, or now with 'ldmail inbox --resume "
+                  f"{hold.domain}'", soft_wrap=True)
     lost = len(summary.unknown) - summary.unknown_found
     if summary.unknown_found:
         err.print(f"warning: {summary.unknown_found} message(s) were being sent when an earlier "
@@ -1110,6 +1116,10 @@ def inbox(
     db: DbOption = None,
     project: ProjectOption = None,
     now: NowOption = None,
+    resume: Annotated[str | None, typer.Option(
+        "--resume", metavar="DOMAIN", help="Send to DOMAIN again now: clear the sender-side "
+        "bounces (SPF, DKIM, DMARC, blocks) that stopped it, once the sending domain is "
+        "fixed; reads no mail.")] = None,
 ) -> None:
     """Apply bounces and unsubscribe mails from the sender's mailbox (cron-safe).
 
@@ -1119,8 +1129,15 @@ def inbox(
     left alone.
     """
     from .config import load_project
-    from .inbox import read_inbox
+    from .inbox import read_inbox, resume_domain
 
+    if resume is not None:
+        with invocation(project, now) as inv:
+            cleared = resume_domain(load_project(inv.root), resume, inv.now, db=db)
+        bounces = _plural(cleared, "sender-side bounce", "sender-side bounces")
+        console().print(f"{_escape(resume)}: {bounces} cleared; the next send goes there "
+                        "again", soft_wrap=True)
+        return
     with invocation(project, now) as inv:
         result = read_inbox(load_project(inv.root), inv.now, db=db, dry_run=dry_run)
     if output == OutputFormat.JSON:

@@ -164,8 +164,8 @@ def test_inbox_over_imap_applies_bounces_and_unsubscribes_once(
 
     # history and report say it.
     ann = cli("history", ANN, "--project", sent)
-    assert re.search(r"Bounced .+: welcome/hello: hard bounce \(userunknown\): 550 5\.1\.10 RESOLVER",
-                     ann.stdout), ann.stdout
+    assert re.search(r"Bounced .+: welcome/hello: hard bounce \(userunknown\): 550 5\.1\.10 "
+                     r"RESOLVER", ann.stdout), ann.stdout
     assert re.search(r"Suppressed since .+: bounced: 550 5\.1\.10 .+ \(a mail in the sender's "
                      r"mailbox\)", ann.stdout), ann.stdout
     dirk = cli("history", DIRK, "--project", sent)

@@ -342,6 +342,13 @@ def _sender_failure(address: str, failure: Failure) -> SenderFailure | None:
                                                 flags=re.I) if local else words)
 
 
+def resume_domain(project: Project, domain: str, now: datetime, *, db: Path | None = None
+                  ) -> int:
+    """Send to `domain` again: clear its sender-side bounces; returns how many."""
+    with Ledger.of(project, db) as ledger:
+        return ledger.resume_domain(domain.strip().lower(), iso(now))
+
+
 def read_inbox(project: Project, now: datetime, *, db: Path | None = None,
                dry_run: bool = False) -> InboxResult:
     """Apply every bounce and unsubscribe mail in the inbox folder once, and move them to the
