@@ -1123,10 +1123,11 @@ def inbox(
 ) -> None:
     """Apply bounces and unsubscribe mails from the sender's mailbox (cron-safe).
 
-    Reads every mail in the folder named by inbox: in ldmail.yaml. A bounce marks its message
-    bounced (a hard one also suppresses the address); an unsubscribe mail suppresses the
-    person for good. Both are moved to the done folder and applied once; other mails are
-    left alone.
+    Reads every mail in the folder named by inbox: in ldmail.yaml. A bounce that carries the
+    Message-ID of a message ldmail sent marks it bounced (a permanent recipient-side reason
+    also suppresses the address; a sender-side one, such as SPF, counts against the receiving
+    domain); an unsubscribe mail suppresses the person for good. Both are moved to the done
+    folder and applied once; other mails, and bounces that prove nothing, are left alone.
     """
     from .config import load_project
     from .inbox import read_inbox, resume_domain

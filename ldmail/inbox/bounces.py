@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from email.message import EmailMessage, Message
 from email.utils import getaddresses, parseaddr
+from functools import cached_property
 
 from .reasons import Effect, Reason, classify, effect
 
@@ -17,6 +18,7 @@ MAX_REASON = 300  # characters of a server's diagnostic kept as the reason
 MAX_TEXT = 200_000  # characters of a bounce's own text read for addresses and reasons
 MAX_RAW = 4_000_000  # bytes of a mail (and of each part) searched for cited Message-IDs
 MAX_CITED = 200  # Message-IDs looked up in the ledger per mail
+MAX_FAILED = 200  # failed recipients read per mail (a report naming more is read in part)
 
 _STATUS = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
 _MESSAGE_ID = re.compile(r"<[^<>\s@]{1,200}@[^<>\s@]{1,255}>")
@@ -49,7 +51,7 @@ class Failure:
             return self.diagnostic
         return f"{self.status} {self.diagnostic}".strip() or "no reason given"
 
-    @property
+    @cached_property
     def kind(self) -> Reason:
         return classify(self.status, self.diagnostic)
 
@@ -109,7 +111,7 @@ def _recipient_fields(blocks: list[list[tuple[str, str]]]) -> list[dict[str, str
                 groups.append(current)
             current[key] = str(value)
     return [group for group in groups if "final-recipient" in group or
-            "original-recipient" in group]
+            "original-recipient" in group][:MAX_FAILED]
 
 
 def _text_fields(text: str) -> list[tuple[str, str]]:
@@ -261,7 +263,8 @@ def _heuristic_failures(message: EmailMessage, compat: Message) -> list[Failure]
         named = [(found.lower(), True) for line in lines for found in _ADDRESS.findall(line)
                  if found.partition("@")[0].lower() not in _DAEMONS]
     own = _own_addresses(message)
-    addresses = {address: hard for address, hard in reversed(named) if address not in own}
+    addresses = {address: hard for address, hard in reversed(named[:MAX_FAILED])
+                 if address not in own}
     failures = []
     for address, hard in reversed(addresses.items()):
         words = _reason_near(address, lines, set(addresses) - {address})
