@@ -681,11 +681,7 @@ def _print_summary(summary: SendSummary) -> None:
         out.print("; ".join(details))
     err = console(stderr=True)
     for hold in summary.domain_holds:
-        err.print(f"warning: not sending to {hold.domain}: {hold.bounces} sender-side bounces "
-                  f"from it (last: {_escape(hold.reason)}); {hold.held} message(s) stay due. "
-                  "Fix the sending domain's SPF, DKIM and DMARC; sending there resumes by "
-                  f"itself by {_local(hold.resumes_by)}, or now with 'ldmail inbox --resume "
-                  f"{hold.domain}'", soft_wrap=True)
+        err.print("warning: " + _escape(hold.line(_local(hold.resumes_by))), soft_wrap=True)
     lost = len(summary.unknown) - summary.unknown_found
     if summary.unknown_found:
         err.print(f"warning: {summary.unknown_found} message(s) were being sent when an earlier "

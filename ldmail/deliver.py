@@ -117,6 +117,13 @@ class DomainHold:
     held: int
     resumes_by: str
 
+    def line(self, resumes_by: str) -> str:
+        """What the operator reads (`resumes_by` as the caller shows times)."""
+        return (f"not sending to {self.domain}: {self.bounces} sender-side bounces from it "
+                f"(last: {self.reason}); {self.held} message(s) stay due. Fix the sending "
+                "domain's SPF, DKIM and DMARC; sending there resumes by itself by "
+                f"{resumes_by}, or now with 'ldmail inbox --resume {self.domain}'")
+
 
 @dataclass
 class SendSummary:

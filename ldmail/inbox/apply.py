@@ -65,8 +65,10 @@ class Handled:
     def effect(self) -> str:
         if self.suppressed:
             done = "suppressed"
-        elif self.sender_side:
+        elif self.sender_side and self.email != FORGOTTEN_SHOWN:
             done = f"counted for {self.email.rpartition('@')[2]}, nobody suppressed"
+        elif self.sender_side:
+            done = "nobody suppressed"
         elif self.kind == "bounce" and not self.hard:
             done = "recorded"
         else:
