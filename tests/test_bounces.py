@@ -5,6 +5,7 @@ DMARC) stop sending to the receiving domain instead of punishing a learner."""
 
 from __future__ import annotations
 
+import base64
 import json
 import mailbox
 import re
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ldmail.inbox import Effect, bounce_failures, classify, parse
+from ldmail.inbox import Effect, bounce_failures, cited_ids, classify, parse
 
 from .bounce_mails import (
     forged_report,
@@ -89,6 +90,33 @@ def test_each_real_bounce_names_its_recipients_with_their_own_reason(name: str) 
     assert found == EXPECTED[name], (name, [f.reason for f in failures])
     for failure in failures:
         assert not NOT_A_REASON.match(failure.diagnostic), (name, failure.diagnostic)
+
+
+@pytest.mark.parametrize(("name", "statuses"), [
+    ("exim-two-recipients", ["5.1.1", "5.2.1"]),
+    ("aol-two-recipients", ["5.2.2", "5.1.1"]),
+    ("opensmtpd-two-recipients", ["5.2.2", "5.1.1"]),
+    ("opensmtpd-authfailure", ["5.7.26"]),  # its report says 5.0.0; its text says more
+])
+def test_each_recipient_gets_its_own_status(name: str, statuses: list[str]) -> None:
+    message, compat = parse((CORPUS / f"{name}.eml").read_bytes())
+    failures = bounce_failures(message, compat) or []
+    assert [f.status for f in failures] == statuses
+    for failure in failures:
+        assert failure.address and failure.address in failure.reason, failure.reason
+
+
+def test_a_message_id_counts_wherever_the_bounce_carries_it() -> None:
+    """In an attached original, in headers, in quoted text, also base64 or quoted-printable
+    encoded; a mail stuffed with ids is read for a bounded number of them."""
+    mark = "<0123456789abcdef0123456789abcdef@example.org>"
+    quoted = base64.b64encode(f"> Message-ID: {mark}\n".encode()).decode()
+    raw = (f"From: MAILER-DAEMON@mx.example.net\nSubject: failed\nMIME-Version: 1.0\n"
+           f"Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\n"
+           f"Content-Transfer-Encoding: base64\n\n{quoted}\n--b--\n").encode()
+    assert mark in cited_ids(parse(raw)[0], raw)
+    stuffed = " ".join(f"<{n}@x.example>" for n in range(10_000)).encode()
+    assert len(cited_ids(parse(stuffed)[0], stuffed)) == 200
 
 
 def test_the_corpus_covers_every_mta_the_issue_names() -> None:
