@@ -1,5 +1,6 @@
-"""Reading a mail: whether it is a bounce, whom it names as failed and why, which message it
-is about, and an unsubscribe token."""
+"""Reading a mail: whether it is a bounce, whom it names as failed and why (each recipient
+with its own status and words, classified by reasons.py), which Message-IDs it carries (its
+proof of what it is about), and an unsubscribe token."""
 
 from __future__ import annotations
 
@@ -126,8 +127,8 @@ def _text_fields(text: str) -> list[tuple[str, str]]:
 
 
 def _dsn_blocks(message: Message, text: str) -> list[list[tuple[str, str]]] | None:
-    """The field blocks of every message/delivery-status part, or else of a DSN quoted in
-    the report's text; None when the mail has neither."""
+    """The field blocks of every message/delivery-status part, or else of a DSN a mail
+    system wrote into its text; None when the mail has neither."""
     blocks: list[list[tuple[str, str]]] | None = None
     for part in message.walk():
         if part.get_content_type() == "message/delivery-status":
@@ -136,7 +137,7 @@ def _dsn_blocks(message: Message, text: str) -> list[list[tuple[str, str]]] | No
                 [(name, str(value)) for name, value in block.items()]
                 for block in (payload if isinstance(payload, list) else ())
                 if isinstance(block, Message)]
-    if not blocks and re.search(r"^final-recipient:", text, re.I | re.M):
+    if not blocks and _automated(message) and re.search(r"^final-recipient:", text, re.I | re.M):
         blocks = [_text_fields(text)]
     return blocks
 
