@@ -105,6 +105,8 @@ _TEXT: list[tuple[Reason, re.Pattern[str]]] = [
         r"suspended", r"mailbox (?:is )?disabled", r"account (?:is |has been )?disabled",
         r"inactive", r"deactivated", r"\blocked\b", r"mailbox is frozen")),
     (R.HAS_MOVED, _words(r"has been replaced by", r"has moved", r"mailbox owner has changed")),
+    (R.NETWORK_ERROR, _words(r"try again", r"malformed or unexpected name server reply",
+                             r"temporary failure in name resolution")),
     (R.HOST_UNKNOWN, _words(
         r"host (?:or domain name )?(?:not found|unknown)", r"unknown host",
         r"domain (?:does not|doesn't) exist", r"no such domain", r"unrout(?:e)?able",
@@ -177,12 +179,16 @@ def _by_status(status: str) -> Reason:
     return _SUBJECT.get(subject_detail.partition(".")[0], R.UNDEFINED)
 
 
+_ABOUT_SENDER = re.compile(r"\bsender\b", re.I)
+_ABOUT_RECIPIENT = re.compile(r"recipient|user|mailbox|rcpt", re.I)
+
+
 def _sharpen(reason: Reason, status: str, text: str) -> Reason:
-    """A few words mean one thing with one code and another with the next: "address
-    rejected" about the sender (5.1.7, 5.1.8) is the sender's fault, not the recipient's."""
-    if reason is R.USER_UNKNOWN and status.endswith((".1.7", ".1.8")):
-        return R.SENDER_DOMAIN
-    if reason is R.USER_UNKNOWN and re.search(r"sender", text, re.I) and \
-            not re.search(r"recipient|user|mailbox", text, re.I):
+    """The same words about the sender are the sender's fault: "no such domain" with 5.1.7
+    or 5.1.8 (the sender's address), or "unroutable sender address"."""
+    if reason not in RECIPIENT_PERMANENT:
+        return reason
+    if status.endswith((".1.7", ".1.8")) or (
+            _ABOUT_SENDER.search(text) and not _ABOUT_RECIPIENT.search(text)):
         return R.SENDER_DOMAIN
     return reason
