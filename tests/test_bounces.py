@@ -9,6 +9,7 @@ import base64
 import json
 import mailbox
 import re
+import subprocess
 from datetime import timedelta
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from .smtp_server import (
     PEOPLE,
     SmtpServer,
     edit_yaml,
+    ldmail_command,
     ledger_rows,
     use_smtp,
     write_people,
@@ -164,8 +166,12 @@ def forty(project: Path, cli: Cli) -> Path:
     return project
 
 
-def inbox(cli: Cli, project: Path, *extra: str, now: object = LATER) -> CliResult:
-    result = cli("inbox", "--project", project, "--now", str(now), *extra)
+def inbox(project: Path, *extra: str, now: object = LATER) -> CliResult:
+    """`python -m ldmail inbox` as cron runs it, in its own process."""
+    done = subprocess.run(ldmail_command("inbox", "--project", project, "--now", str(now),
+                                         *extra), capture_output=True, text=True, timeout=120,
+                          check=False)
+    result = CliResult(done.returncode, done.stdout, done.stderr)
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output
     return result
@@ -181,7 +187,7 @@ def test_a_forged_report_and_a_postmaster_text_suppress_nobody(forty: Path, cli:
     folder = maildir(forty, [forged_report(everyone), postmaster_text(everyone[:10]), genuine])
     use_inbox(forty, kind="maildir", path="exports/inbox")
 
-    result = inbox(cli, forty)
+    result = inbox(forty)
     assert summary(result.stdout) == (
         "inbox: 1 bounce (1 hard, 0 soft), 0 unsubscribes, 2 left alone (unverified: no "
         "message of this ledger named)")
@@ -190,7 +196,7 @@ def test_a_forged_report_and_a_postmaster_text_suppress_nobody(forty: Path, cli:
         forty, "SELECT email FROM messages WHERE state = 'bounced'")] == [everyone[0]]
     # The unverified reports stay in the folder, as every mail left alone does.
     assert len(mailbox.Maildir(folder)) == 2
-    again = json.loads(inbox(cli, forty, "--format", "json").stdout)
+    again = json.loads(inbox(forty, "--format", "json").stdout)
     assert (again["unverified"], again["bounces"], again["left_alone"]) == (2, 0, 2)
     assert suppressed(forty) == {everyone[0]}
 
@@ -206,7 +212,7 @@ def test_a_proven_bounce_touches_only_the_recipient_of_that_message(forty: Path,
                         extra + b"Content-Description: Undelivered Message Headers", 1)
     maildir(forty, [mail])
     use_inbox(forty, kind="maildir", path="exports/inbox")
-    inbox(cli, forty)
+    inbox(forty)
     assert suppressed(forty) == {everyone[5]}
 
 
@@ -214,7 +220,7 @@ def test_a_full_mailbox_never_suppresses(sent_people: Path, cli: Cli) -> None:
     maildir(sent_people, [postfix_report(original(sent_people, ANN), ANN,
                                          "550 5.2.2 STOREDRV.Deliver: mailbox full")])
     use_inbox(sent_people, kind="maildir", path="exports/inbox")
-    result = inbox(cli, sent_people)
+    result = inbox(sent_people)
     assert summary(result.stdout).startswith("inbox: 1 bounce (0 hard, 1 soft)")
     assert re.search(rf"soft bounce +{ANN} welcome/hello: 550 5\.2\.2 .*mailbox full "
                      r"\(mailboxfull: recorded\)", result.stdout), result.stdout
@@ -229,14 +235,14 @@ def test_soft_then_hard_suppresses_and_a_repeat_says_already_bounced(
         sent_people: Path, cli: Cli) -> None:
     use_inbox(sent_people, kind="maildir", path="exports/inbox")
     folder = maildir(sent_people, [postfix_delay(original(sent_people, BOB), BOB)])
-    first = inbox(cli, sent_people)
+    first = inbox(sent_people)
     assert "(expired: recorded)" in first.stdout or "(mailboxfull: recorded)" in first.stdout
     assert suppressed(sent_people) == set()
 
     box = mailbox.Maildir(folder)
     box.add(postfix_bounce(original(sent_people, BOB), BOB))
     box.close()
-    second = inbox(cli, sent_people)
+    second = inbox(sent_people)
     assert re.search(rf"hard bounce +{BOB} welcome/hello: 550 5\.1\.1 .+ \(userunknown: "
                      r"suppressed\)", second.stdout), second.stdout
     assert suppressed(sent_people) == {BOB}
@@ -247,7 +253,7 @@ def test_soft_then_hard_suppresses_and_a_repeat_says_already_bounced(
     box.add(postfix_report(original(sent_people, BOB), BOB, "452 4.2.2 Mailbox full",
                            action="delayed"))
     box.close()
-    third = inbox(cli, sent_people)
+    third = inbox(sent_people)
     assert "already bounced before: recorded" in third.stdout, third.stdout
     assert "unverified" not in third.stdout
 
@@ -256,7 +262,7 @@ def test_an_spf_failure_suppresses_nobody_and_counts_the_domain(sent_people: Pat
                                                                  cli: Cli) -> None:
     maildir(sent_people, [postfix_report(original(sent_people, CHLOE), CHLOE, SPF)])
     use_inbox(sent_people, kind="maildir", path="exports/inbox")
-    result = inbox(cli, sent_people)
+    result = inbox(sent_people)
     assert summary(result.stdout).startswith("inbox: 1 bounce (0 hard, 0 soft, 1 sender-side)")
     assert re.search(rf"sender-side +{CHLOE} welcome/hello: 550 5\.7\.26 .+ \(authfailure: "
                      r"counted for example\.org, nobody suppressed\)", result.stdout)
@@ -283,7 +289,7 @@ def test_no_mail_makes_a_traceback(sent_people: Path, cli: Cli) -> None:
               postfix_bounce(original(sent_people, EMMA), EMMA)]
     maildir(sent_people, mails)
     use_inbox(sent_people, kind="maildir", path="exports/inbox")
-    result = json.loads(inbox(cli, sent_people, "--format", "json").stdout)
+    result = json.loads(inbox(sent_people, "--format", "json").stdout)
     assert result["bounces"] == 1 and result["unverified"] >= len(EXPECTED)
     assert suppressed(sent_people) == {EMMA}
 
@@ -307,7 +313,7 @@ def test_sender_side_bounces_stop_sending_to_that_domain_until_resumed(
                       enumerate(strict)])
     use_inbox(project, kind="maildir", path="exports/inbox")
     next_step = NOW + timedelta(days=3)
-    inbox(cli, project, now=(next_step - timedelta(hours=1)).isoformat())
+    inbox(project, now=(next_step - timedelta(hours=1)).isoformat())
     assert suppressed(project) == set()
 
     result = cli("send", "--project", project, "--now", next_step.isoformat())
