@@ -243,7 +243,7 @@ recipients. This is a permanent error. The following address(es) failed:
 
 def exim_failure(original: bytes, recipient: str) -> bytes:
     """Exim's plain-text failure: X-Failed-Recipients and the original quoted in the body,
-    no attachment, so only the address says which message it was."""
+    no attachment: the quoted Message-ID says which message it was."""
     quoted = original.replace(b"\r\n", b"\n").decode()
     return _lines(f"""Return-path: <>
 From: Mail Delivery System <Mailer-Daemon@mx.example.net>

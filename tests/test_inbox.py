@@ -298,7 +298,8 @@ def maildir(project: Path, mails: list[bytes]) -> Path:
 
 
 def test_inbox_from_a_maildir_dry_run_then_json(sent: Path, cli: Cli) -> None:
-    """Exim's plain failure names only the address: the last message sent there bounced."""
+    """Exim's plain failure has no attachment: the Message-ID in the copy of the original it
+    quotes says which message bounced."""
     folder = maildir(sent, [exim_failure(original(sent, DIRK), DIRK),
                             exchange_ndr(original(sent, ANN), ANN),
                             unsubscribe_mail(token_of(original(sent, EMMA)), EMMA),
