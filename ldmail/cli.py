@@ -688,6 +688,8 @@ def _print_summary(summary: SendSummary) -> None:
     if details:
         out.print("; ".join(details))
     err = console(stderr=True)
+    for hold in summary.domain_holds:
+        err.print("warning: " + _escape(hold.line(_local(hold.resumes_by))), soft_wrap=True)
     lost = len(summary.unknown) - summary.unknown_found
     if summary.unknown_found:
         err.print(f"warning: {summary.unknown_found} message(s) were being sent when an earlier "
@@ -1127,17 +1129,29 @@ def inbox(
     db: DbOption = None,
     project: ProjectOption = None,
     now: NowOption = None,
+    resume: Annotated[str | None, typer.Option(
+        "--resume", metavar="DOMAIN", help="Send to DOMAIN again now: clear the sender-side "
+        "bounces (SPF, DKIM, DMARC, blocks) that stopped it, once the sending domain is "
+        "fixed; reads no mail.")] = None,
 ) -> None:
     """Apply bounces and unsubscribe mails from the sender's mailbox (cron-safe).
 
-    Reads every mail in the folder named by inbox: in ldmail.yaml. A bounce marks its message
-    bounced (a hard one also suppresses the address); an unsubscribe mail suppresses the
-    person for good. Both are moved to the done folder and applied once; other mails are
-    left alone.
+    Reads every mail in the folder named by inbox: in ldmail.yaml. A bounce that carries the
+    Message-ID of a message ldmail sent marks it bounced (a permanent recipient-side reason
+    also suppresses the address; a sender-side one, such as SPF, counts against the receiving
+    domain); an unsubscribe mail suppresses the person for good. Both are moved to the done
+    folder and applied once; other mails, and bounces that prove nothing, are left alone.
     """
     from .config import load_project
-    from .inbox import read_inbox
+    from .inbox import read_inbox, resume_domain
 
+    if resume is not None:
+        with invocation(project, now) as inv:
+            cleared = resume_domain(load_project(inv.root), resume, inv.now, db=db)
+        bounces = _plural(cleared, "sender-side bounce", "sender-side bounces")
+        console().print(f"{_escape(resume)}: {bounces} cleared; the next send goes there "
+                        "again", soft_wrap=True)
+        return
     with invocation(project, now) as inv:
         result = read_inbox(load_project(inv.root), inv.now, db=db, dry_run=dry_run)
     if output == OutputFormat.JSON:

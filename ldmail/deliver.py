@@ -45,7 +45,7 @@ from .ledger import (
 )
 from .lock import SendLock, held_elsewhere, send_lock_path
 from .message import Built, MessageBuilder, new_message_id, unsubscribe_links
-from .models import MANAGER_EMAIL, Variant
+from .models import MANAGER_EMAIL, SenderStop, Variant
 from .render import Renderer
 from .schedule import Planned, assign_variant
 from .transport import Outcome, Transport, open_transports
@@ -106,6 +106,25 @@ class Recipient:
     name: str
 
 
+@dataclass(frozen=True)
+class DomainHold:
+    """A receiving domain not sent to in this run: its sender-side bounces (SPF, DKIM, DMARC,
+    blocks), the last one's reason, the messages that stay due, when the stop ends by itself."""
+
+    domain: str
+    bounces: int
+    reason: str
+    held: int
+    resumes_by: str
+
+    def line(self, resumes_by: str) -> str:
+        """What the operator reads (`resumes_by` as the caller shows times)."""
+        return (f"not sending to {self.domain}: {self.bounces} sender-side bounces from it "
+                f"(last: {self.reason}); {self.held} message(s) stay due. Fix the sending "
+                "domain's SPF, DKIM and DMARC; sending there resumes by itself by "
+                f"{resumes_by}, or now with 'ldmail inbox --resume {self.domain}'")
+
+
 @dataclass
 class SendSummary:
     dry_run: bool = False
@@ -133,6 +152,7 @@ class SendSummary:
     skips: list[Failure] = field(default_factory=list)  # the first 100 of them, with reasons
     waiting_condition: int = 0  # steps due that wait (wait_until) for their condition
     held_by_cap: int = 0
+    domain_holds: list[DomainHold] = field(default_factory=list)
     # With a rate: when the last of the messages due goes out at that pace (ISO, UTC).
     last_due_at: str | None = None
     # With a daily cap that holds messages back: when the cap next makes room (ISO, UTC).
@@ -440,6 +460,31 @@ def _recipient(item: Due) -> Recipient:
     return Recipient(person.email, e.campaign, step.id, person.display_name)
 
 
+def _hold_stopped_domains(project: Project, ledger: Ledger, now: datetime, due: list[Due],
+                          summary: SendSummary) -> list[Due]:
+    """Leave due the messages to a domain whose sender-side bounces passed the inbox's
+    sender_stop: sending on would only burn the sender's reputation there (one query a run)."""
+    inbox = project.settings.inbox
+    stop = inbox.sender_stop if inbox is not None else SenderStop()
+    stopped = {found.domain: found for found in ledger.stopped_domains(
+        iso(now - stop.within), stop.after)}
+    if not stopped:
+        return due
+    held: dict[str, int] = dict.fromkeys(stopped, 0)
+    kept = []
+    for item in due:
+        domain = _recipient(item).email.rpartition("@")[2].lower()
+        if domain in held:
+            held[domain] += 1
+        else:
+            kept.append(item)
+    summary.domain_holds = [
+        DomainHold(domain, found.count, found.reason, held[domain],
+                   iso(from_iso(found.last_at) + stop.within))
+        for domain, found in stopped.items()]
+    return kept
+
+
 def _key(item: Due) -> MessageKey:
     return MessageKey(item.enrolment.campaign,
                       step_key(item.planned.step.id, item.enrolment.occurrence),
@@ -654,6 +699,7 @@ def _run(project: Project, ledger: Ledger, now: datetime, *, dry_run: bool, camp
         quiet.remember(project, ledger, now, found.next_change, summary.waiting_window,
                        summary.window_opens)
     summary.due = len(due)
+    due = _hold_stopped_domains(project, ledger, now, due, summary)
     settings = project.settings.transport
     if settings.daily_cap is not None:
         day_ago = iso(now - timedelta(days=1))

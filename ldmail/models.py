@@ -343,6 +343,18 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+class SenderStop(Strict):
+    """When bounces on the sending side (SPF, DKIM, DMARC, block lists, spam or policy
+    filters) stop `send` to the receiving domain that gave them."""
+
+    after: int = Field(3, ge=1, le=10_000, description=(
+        "This many sender-side bounces from one receiving domain within `within` stop "
+        "sending there"))
+    within: Duration = Field(timedelta(hours=24), description=(
+        "The window they are counted in; the stop ends by itself when fewer remain in it "
+        "(or at once with ldmail inbox --resume DOMAIN)"))
+
+
 class Inbox(Strict):
     """The sender's mailbox, read by `ldmail inbox`: bounces (non-delivery reports, DSNs)
     and unsubscribe mails are applied to the ledger once and moved to `done_folder`."""
@@ -373,6 +385,9 @@ class Inbox(Strict):
         "done_folder is then a sibling of it"))
     timeout: Duration = Field(timedelta(seconds=30), description=(
         "Longest wait for the IMAP server's answer to one command"))
+    sender_stop: SenderStop = Field(default_factory=SenderStop, description=(
+        "Sender-side bounces (SPF, DKIM, DMARC, blocks, spam, policy) never suppress a "
+        "learner; this many from one domain stop sending there"))
 
     @model_validator(mode="after")
     def _complete(self) -> Inbox:

@@ -75,6 +75,8 @@ def run_forever(root: Path, interval: timedelta | None, *, db: Path | None = Non
             log.info("run at %s: sent %d, waiting %d, retry later %d, failed %d, unknown %d",
                      now.isoformat(timespec="seconds"), summary.sent, summary.waiting_window,
                      summary.deferred, summary.failed, summary.unknown_total)
+            for hold in summary.domain_holds:
+                log.warning("%s", hold.line(hold.resumes_by))
         if not stop.is_set():
             read_inbox_logged(root, now, db)
         runs += 1

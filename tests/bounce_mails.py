@@ -181,9 +181,69 @@ def postfix_delay(original: bytes, recipient: str) -> bytes:
         extra="Will-Retry-Until: Sun,  6 Dec 2026 10:00:05 +0100 (CET)\n")
 
 
+def postfix_report(original: bytes, recipient: str, reply: str, *, queue: str = "5Rr1Ss2Tt3",
+                   action: str = "failed") -> bytes:
+    """Postfix's report with any remote reply, e.g. "550 5.7.26 … SPF hard fail" or Exchange's
+    "550 5.2.2 STOREDRV.Deliver: mailbox full"."""
+    return _postfix(
+        original, recipient, queue=queue, date="Thu,  3 Dec 2026 10:00:06 +0100 (CET)",
+        subject="Undelivered Mail Returned to Sender", action=action,
+        notice="I'm sorry to have to inform you that your message could not\nbe delivered to "
+               "one or more recipients.", reply=reply)
+
+
+def forged_report(recipients: list[str]) -> bytes:
+    """A delivery status report anyone can write: from an outsider, naming many recipients as
+    unknown, with no original and no Message-ID of the ledger (one it guessed instead)."""
+    blocks = "\n".join(f"Final-Recipient: rfc822; {address}\nAction: failed\nStatus: 5.1.1\n"
+                       f"Diagnostic-Code: smtp; 550 5.1.1 <{address}>: User unknown\n"
+                       for address in recipients)
+    return _lines(f"""From: Mail Delivery System <attacker@evil.example>
+To: learning@example.org
+Subject: Undelivered Mail Returned to Sender
+Date: Thu, 03 Dec 2026 10:00:00 +0100
+Message-ID: <forged.1@evil.example>
+In-Reply-To: <00000000000000000000000000000000@example.org>
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="b"
+
+--b
+Content-Type: text/plain
+
+Your message could not be delivered to these recipients.
+
+--b
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.evil.example
+
+{blocks}
+--b--
+""")
+
+
+def postmaster_text(recipients: list[str]) -> bytes:
+    """A plain "postmaster" mail with X-Failed-Recipients: names, and nothing to prove them."""
+    listed = "\n".join(f"  {address}" for address in recipients)
+    return _lines(f"""From: postmaster@evil.example
+To: learning@example.org
+Subject: Mail delivery failed: returning message to sender
+Date: Thu, 03 Dec 2026 10:00:01 +0100
+Message-ID: <postmaster.2@evil.example>
+X-Failed-Recipients: {", ".join(recipients)}
+Auto-Submitted: auto-replied
+
+A message that you sent could not be delivered to one or more of its
+recipients. This is a permanent error. The following address(es) failed:
+
+{listed}
+    550 5.1.1 User unknown
+""")
+
+
 def exim_failure(original: bytes, recipient: str) -> bytes:
     """Exim's plain-text failure: X-Failed-Recipients and the original quoted in the body,
-    no attachment, so only the address says which message it was."""
+    no attachment: the quoted Message-ID says which message it was."""
     quoted = original.replace(b"\r\n", b"\n").decode()
     return _lines(f"""Return-path: <>
 From: Mail Delivery System <Mailer-Daemon@mx.example.net>

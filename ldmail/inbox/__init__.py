@@ -4,13 +4,16 @@ A relay accepts a message; days later a non-delivery report (a bounce) or an "un
 mail arrives in the sender's mailbox, where nobody reads it. This reads every mail in the
 folder named by the `inbox:` block of ldmail.yaml (over IMAP, or a Maildir or mbox file):
 
-- a bounce, an RFC 3464 delivery status notification (read with the standard library: a
-  5.x.x Status is hard, 4.x.x soft, the Diagnostic-Code is the reason) or one of the older
-  formats flufl.bounce knows: the message it is about is found by the Message-ID in the
-  attached original (message/rfc822 or text/rfc822-headers), In-Reply-To or References, or
-  else is the most recent message sent to the failed address. That message becomes `bounced`
-  with the reason; a hard bounce also suppresses the address, which ends its enrolments as
-  "bounced";
+- a bounce, an RFC 3464 delivery status notification (read with the standard library, each
+  recipient with its own status and words) or one of the older formats flufl.bounce knows
+  (and a few it does not: dma, OpenSMTPD, Amazon WorkMail): it counts only for the messages
+  whose Message-ID it carries anywhere (the attached original or its headers, In-Reply-To or
+  References, quoted text); ldmail's Message-IDs are random and recorded, so that is proof
+  nobody else can give. Without it the mail is an unverified report: counted, left alone,
+  changing nothing. Its reason is classified (reasons.py): a permanent recipient-side one
+  suppresses the address and ends its enrolments as "bounced"; a temporary one is recorded; a
+  sender-side one (SPF, DKIM, DMARC, blocks, spam, policy) is counted for the receiving
+  domain, where enough of them stop `send`;
 - an unsubscribe mail sent to the List-Unsubscribe mailto address, with the person's token in
   its subject or body: the person is suppressed for good, their enrolments end as
   "unsubscribed";
@@ -22,10 +25,12 @@ folder (a move that failed, a run stopped in between) is moved later but never a
 """
 
 from ..errors import InboxUnavailable
-from .apply import FORGOTTEN_SHOWN, Handled, InboxResult, read_inbox
-from .bounces import Failure, bounce_failures, original_ids, unsubscribe_token
+from .apply import FORGOTTEN_SHOWN, Handled, InboxResult, read_inbox, resume_domain
+from .bounces import Failure, bounce_failures, cited_ids, parse, unsubscribe_token
 from .folders import Folder, ImapFolder, LocalFolder, imap_name, open_folder
+from .reasons import Effect, Reason, classify
 
-__all__ = ["FORGOTTEN_SHOWN", "Failure", "Folder", "Handled", "ImapFolder", "InboxResult",
-           "InboxUnavailable", "LocalFolder", "bounce_failures", "imap_name", "open_folder",
-           "original_ids", "read_inbox", "unsubscribe_token"]
+__all__ = ["FORGOTTEN_SHOWN", "Effect", "Failure", "Folder", "Handled", "ImapFolder",
+           "InboxResult", "InboxUnavailable", "LocalFolder", "Reason", "bounce_failures",
+           "cited_ids", "classify", "imap_name", "open_folder", "parse", "read_inbox",
+           "resume_domain", "unsubscribe_token"]

@@ -3,13 +3,11 @@ whose token it carries; the result that `ldmail inbox` prints."""
 
 from __future__ import annotations
 
-import email
-import email.policy
 import json
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from email.message import EmailMessage
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Literal
@@ -17,13 +15,23 @@ from typing import Literal
 from ..clock import iso
 from ..config import SETTINGS_FILE, Project
 from ..errors import IllegalTransition, LdmailError
-from ..ledger import FORGOTTEN, Ledger, MessageOp, MessageState, SentMessage
+from ..ledger import FORGOTTEN, Ledger, MessageOp, MessageState, SenderFailure, SentMessage
 from ..ledger.states import message_sources
-from .bounces import Failure, bounce_failures, mail_identity, original_ids, unsubscribe_token
+from .bounces import (
+    Failure,
+    bounce_failures,
+    cited_ids,
+    mail_identity,
+    parse,
+    unsubscribe_token,
+)
 from .folders import open_folder
+from .reasons import Effect
 
 NOT_OURS = "not a bounce or an unsubscribe"
-NOT_SENT = "a bounce of a message ldmail did not send"
+# A bounce that names no Message-ID of this ledger: anyone can write one (a forged DSN, a
+# "postmaster" text), so it proves nothing and changes nothing; it stays in the folder.
+UNVERIFIED = "unverified: no message of this ledger named"
 NO_TOKEN = "an unsubscribe token no person in the ledger has"
 UNSUBSCRIBED_BY_MAIL = "unsubscribed by mail"
 FORGOTTEN_SHOWN = "(forgotten)"  # how a person erased on request is named in the output
@@ -38,23 +46,36 @@ class Handled:
     kind: Literal["bounce", "unsubscribe"]
     email: str  # as the ledger has it; FORGOTTEN_SHOWN for a person erased on request
     reason: str  # the bounce's status and diagnostic, or "unsubscribed by mail"
-    hard: bool = False
+    hard: bool = False  # a permanent recipient-side reason: the address is to be suppressed
     campaign: str | None = None
     step: str | None = None
     suppressed: bool = False  # suppressed by this mail (not already before)
+    reason_kind: str = ""  # the bounce's reason in the taxonomy (reasons.py), e.g. userunknown
+    sender_side: bool = False  # the sending side's fault: counted for the receiving domain
+    again: bool = False  # a later bounce of a message already bounced
 
     @property
     def label(self) -> str:
-        return ("hard bounce" if self.hard else "soft bounce") if self.kind == "bounce" \
-            else "unsubscribe"
+        if self.kind != "bounce":
+            return "unsubscribe"
+        return "sender-side" if self.sender_side else "hard bounce" if self.hard \
+            else "soft bounce"
 
     @property
     def effect(self) -> str:
         if self.suppressed:
-            return "suppressed"
-        if self.kind == "bounce" and not self.hard:
-            return "recorded"
-        return "already suppressed"
+            done = "suppressed"
+        elif self.sender_side and self.email != FORGOTTEN_SHOWN:
+            done = f"counted for {self.email.rpartition('@')[2]}, nobody suppressed"
+        elif self.sender_side:
+            done = "nobody suppressed"
+        elif self.kind == "bounce" and not self.hard:
+            done = "recorded"
+        else:
+            done = "already suppressed"
+        if self.again and not self.suppressed:
+            done = f"already bounced before: {done}"
+        return f"{self.reason_kind}: {done}" if self.reason_kind else done
 
 
 @dataclass
@@ -75,15 +96,21 @@ class InboxResult:
     def unsubscribes(self) -> list[Handled]:
         return [item for item in self.handled if item.kind == "unsubscribe"]
 
+    @property
+    def unverified(self) -> int:
+        return self.left_alone[UNVERIFIED]
+
     def summary(self) -> str:
         bounces = self.bounces
         hard = sum(1 for item in bounces if item.hard)
+        sender = sum(1 for item in bounces if item.sender_side)
         left = sum(self.left_alone.values())
         why = ", ".join(reason if len(self.left_alone) == 1 else f"{n} {reason}"
                         for reason, n in sorted(self.left_alone.items()))
         line = (f"inbox{' (dry run: nothing changed or moved)' if self.dry_run else ''}: "
                 f"{_count(len(bounces), 'bounce', 'bounces')} ({hard} hard, "
-                f"{len(bounces) - hard} soft), "
+                f"{len(bounces) - hard - sender} soft"
+                + (f", {sender} sender-side" if sender else "") + "), "
                 f"{_count(len(self.unsubscribes), 'unsubscribe', 'unsubscribes')}, "
                 f"{left} left alone" + (f" ({why})" if left else ""))
         if self.applied_before:
@@ -105,7 +132,9 @@ class InboxResult:
         return json.dumps({
             "dry_run": self.dry_run, "source": self.source, "done_folder": self.done_folder,
             "bounces": len(bounces), "hard": sum(1 for item in bounces if item.hard),
-            "soft": sum(1 for item in bounces if not item.hard),
+            "soft": sum(1 for item in bounces if not item.hard and not item.sender_side),
+            "sender_side": sum(1 for item in bounces if item.sender_side),
+            "unverified": self.unverified,
             "unsubscribes": len(self.unsubscribes),
             "left_alone": sum(self.left_alone.values()),
             "left_alone_reasons": dict(sorted(self.left_alone.items())),
@@ -148,20 +177,20 @@ class _Reader:
     def read(self, key: str, raw: bytes) -> bool:
         """Apply one mail; True when it is to be moved to the done folder."""
         try:
-            message = email.message_from_bytes(raw, policy=email.policy.default)
-            assert isinstance(message, EmailMessage)
+            message, compat = parse(raw)
             mail = self.ledger.address_hash(mail_identity(message, raw))
             if self.ledger.mail_applied(mail) is not None:
                 self.result.applied_before += 1
                 return True
-            failures = bounce_failures(message, email.message_from_bytes(raw))
+            failures = bounce_failures(message, compat)
             token = None if failures is not None else unsubscribe_token(message, self.mailto)
-            ids = original_ids(message) if failures is not None else []
+            proven = self.ledger.messages_with_ids(cited_ids(message, raw)) \
+                if failures is not None else []
         except Exception as exc:  # one unreadable mail must not stop the others
             self.result.left_alone[f"unreadable ({type(exc).__name__})"] += 1
             return False
         if failures is not None:
-            return self._bounce(mail, failures, ids)
+            return self._bounce(mail, failures, proven)
         if token is not None:
             self.unsubscribes.append(_Unsubscribe(key, mail, token))
             return False  # decided once every token is looked up (see unsubscribe_all)
@@ -170,27 +199,18 @@ class _Reader:
 
     # -- bounces ------------------------------------------------------------------------------
 
-    def _bounce(self, mail: str, failures: list[Failure], ids: list[str]) -> bool:
-        targets: list[tuple[SentMessage, Failure]] = []
-        for message_id in ids:
-            found = self.ledger.message_with_id(message_id)
-            if found is not None:  # ldmail sends one recipient a message: it is about that one
-                targets.append((found, _worst(failures)))
-                break
-        if not targets:
-            for address in dict.fromkeys(f.address for f in failures if f.address):
-                sent = self.ledger.last_bounceable_to(address)
-                if sent is not None:
-                    targets.append((sent, _worst([f for f in failures if f.address == address])))
-        if not targets:
-            self.result.left_alone[NOT_SENT] += 1
+    def _bounce(self, mail: str, failures: list[Failure], proven: list[SentMessage]) -> bool:
+        """Apply a bounce to the messages whose Message-ID it carries, and only to their
+        recipients (the person, or the manager copied in)."""
+        if not proven:
+            self.result.left_alone[UNVERIFIED] += 1
             return False
+        targets = [(sent, *_about(sent, failures)) for sent in proven]
         applied = False
-        for index, (sent, failure) in enumerate(targets):
+        for index, (sent, failure, copy) in enumerate(targets):
             last = index == len(targets) - 1
-            copy = _copy_failure(sent, failures)
-            if copy is not None:
-                applied |= self._apply_copy_bounce(sent, copy, mail if last else None)
+            if copy:
+                applied |= self._apply_copy_bounce(sent, failure, mail if last else None)
             else:
                 applied |= self._apply_bounce(sent, failure, mail if last else None)
         return applied
@@ -199,22 +219,30 @@ class _Reader:
         """Only the copy to the person's manager bounced: the message stays as it is, and a
         hard bounce suppresses the manager's address."""
         address = sent.cc
-        assert address is not None  # _copy_failure found the copy's failure
-        suppression = f"bounced: {failure.reason}" if failure.hard else None
+        assert address is not None  # _about found the copy's failure
+        suppression = _suppression(failure)
         if self.dry_run:
             added = suppression is not None and not self.ledger.is_suppressed(address)
         else:
             added = self.ledger.bounced_again(address, self.at, mail=mail,
-                                              suppression=suppression)
-        self.result.handled.append(Handled("bounce", address, failure.reason, failure.hard,
-                                           sent.key.campaign, sent.key.step, added))
+                                              suppression=suppression,
+                                              sender_failure=_sender_failure(address, failure))
+        self._handled(address, sent, failure, added, again=False)
         return True
+
+    def _handled(self, shown: str, sent: SentMessage, failure: Failure, added: bool, *,
+                 again: bool) -> None:
+        self.result.handled.append(Handled(
+            "bounce", shown, failure.reason, failure.effect is Effect.SUPPRESS,
+            sent.key.campaign, sent.key.step, added, failure.kind.value,
+            failure.effect is Effect.SENDER, again))
 
     def _apply_bounce(self, sent: SentMessage, failure: Failure, mail: str | None) -> bool:
         key, email_address = sent.key, sent.recipient
         forgotten = email_address.startswith(FORGOTTEN)
-        suppression = f"bounced: {failure.reason}" if failure.hard and not forgotten else None
-        kind = "hard" if failure.hard else "soft"
+        suppression = None if forgotten else _suppression(failure)
+        error = f"{_kind_word(failure)} bounce ({failure.kind.value}): {failure.reason}"
+        sender_failure = None if forgotten else _sender_failure(email_address, failure)
         again = sent.state == MessageState.BOUNCED
         if not again and sent.state not in message_sources(MessageOp.BOUNCE):
             self.result.left_alone[f"a bounce of a message the ledger has as {sent.state}"] += 1
@@ -223,20 +251,21 @@ class _Reader:
             added = suppression is not None and not self.ledger.is_suppressed(email_address)
         else:
             try:
-                if again:
-                    added = self.ledger.bounced_again(email_address, self.at, mail=mail,
-                                                      suppression=suppression)
+                if again:  # a harder reason (a delay, then 5.1.1) replaces the earlier one
+                    added = self.ledger.bounced_again(
+                        email_address, self.at, mail=mail, suppression=suppression,
+                        sender_failure=sender_failure,
+                        harder=(key, error) if suppression is not None else None)
                 else:
-                    added = self.ledger.bounce(key, f"{kind} bounce: {failure.reason}",
-                                               self.at, mail=mail, suppression=suppression,
-                                               address=email_address)
+                    added = self.ledger.bounce(key, error, self.at, mail=mail,
+                                               suppression=suppression, address=email_address,
+                                               sender_failure=sender_failure)
             except IllegalTransition as exc:  # changed meanwhile (a resend of an unknown one)
                 self.result.left_alone[f"a bounce of a message the ledger has as "
                                        f"{exc.state}"] += 1
                 return False
-        self.result.handled.append(Handled(
-            "bounce", FORGOTTEN_SHOWN if forgotten else email_address, failure.reason,
-            failure.hard, key.campaign, key.step, added))
+        self._handled(FORGOTTEN_SHOWN if forgotten else email_address, sent, failure, added,
+                      again=again)
         return True
 
     # -- unsubscribes -------------------------------------------------------------------------
@@ -275,19 +304,51 @@ class _Reader:
         return moved
 
 
-def _copy_failure(sent: SentMessage, failures: list[Failure]) -> Failure | None:
-    """The failure of the copy to a manager, when the bounce names that address alone."""
-    if sent.cc is None:
-        return None
-    named = {f.address.lower() for f in failures if f.address}
-    if named != {sent.cc}:
-        return None
-    return _worst([f for f in failures if f.address and f.address.lower() == sent.cc])
+def _about(sent: SentMessage, failures: list[Failure]) -> tuple[Failure, bool]:
+    """The failure a bounce reports for this message's recipient, and whether it is the copy
+    to the manager alone. A bounce that names neither (a forward to another address) is about
+    the person: it carries the message's own Message-ID."""
+    mine = [f for f in failures if sent.recipient.lower() in f.names]
+    if mine:
+        return _worst(mine), False
+    copy = [f for f in failures if sent.cc is not None and sent.cc.lower() in f.names]
+    if copy:
+        return _worst(copy), True
+    return _worst(failures), False
 
 
 def _worst(failures: list[Failure]) -> Failure:
-    """A hard failure before a soft one; the first with a status code among equals."""
-    return sorted(failures, key=lambda f: (not f.hard, not f.status))[0]
+    """The failure that says most: one that suppresses, then a sender-side one, then a
+    permanent one; the first with a status code among equals."""
+    order = {Effect.SUPPRESS: 0, Effect.SENDER: 1, Effect.RECORD: 2}
+    return sorted(failures, key=lambda f: (order[f.effect], not f.hard, not f.status))[0]
+
+
+def _suppression(failure: Failure) -> str | None:
+    """The suppression reason when the failure is a permanent recipient-side one."""
+    return f"bounced: {failure.reason}" if failure.effect is Effect.SUPPRESS else None
+
+
+def _kind_word(failure: Failure) -> str:
+    return {Effect.SUPPRESS: "hard", Effect.SENDER: "sender-side"}.get(failure.effect, "soft")
+
+
+def _sender_failure(address: str, failure: Failure) -> SenderFailure | None:
+    """A sender-side failure for the receiving domain, with the address taken out of the
+    reason (it is kept with the domain for days, and `forget` must not find it there)."""
+    if failure.effect is not Effect.SENDER:
+        return None
+    local, _, domain = address.rpartition("@")
+    words = re.sub(re.escape(address), "<recipient>", failure.reason, flags=re.I)
+    return SenderFailure(domain.lower(), re.sub(re.escape(local) + "@", "<recipient>@", words,
+                                                flags=re.I) if local else words)
+
+
+def resume_domain(project: Project, domain: str, now: datetime, *, db: Path | None = None
+                  ) -> int:
+    """Send to `domain` again: clear its sender-side bounces; returns how many."""
+    with Ledger.of(project, db) as ledger:
+        return ledger.resume_domain(domain.strip().lower(), iso(now))
 
 
 def read_inbox(project: Project, now: datetime, *, db: Path | None = None,

@@ -24,7 +24,15 @@ from .core import (
     record_identity,
 )
 from .delivery import ALL_STEPS_DONE, FORGOTTEN, Delivery, DeliveryMoves, MessageKey, Recheck
-from .inbox import BOUNCED, INBOX, UNSUBSCRIBED, InboxMoves, SentMessage
+from .inbox import (
+    BOUNCED,
+    INBOX,
+    UNSUBSCRIBED,
+    DomainStop,
+    InboxMoves,
+    SenderFailure,
+    SentMessage,
+)
 from .people import GoalEvent, PersonHistory, PersonMoves
 from .reads import EnrolmentFacts, MessageFacts, Reads
 from .schema import MIGRATION_SET, MIGRATIONS, m001_initial
@@ -47,7 +55,8 @@ class Ledger(DeliveryMoves, InboxMoves, PersonMoves, Reads, SurveyMoves):
 __all__ = [
     "ALL_STEPS_DONE", "BOUNCED", "BUSY_TIMEOUT", "FORGOTTEN", "INBOX", "MIGRATIONS",
     "MIGRATION_SET", "QUIET", "UNSUBSCRIBED",
-    "STAGED", "Delivery", "EnrolmentFacts", "EnrolmentOp", "EnrolmentState", "GoalEvent",
+    "STAGED", "Delivery", "DomainStop", "EnrolmentFacts", "EnrolmentOp", "EnrolmentState",
+    "GoalEvent", "SenderFailure",
     "Group", "Ledger", "MessageFacts", "MessageKey", "MessageOp", "MessageState",
     "PersonHistory", "Recheck", "SentMessage", "StoredAnswer", "SurveyAnswer", "identity_path",
     "ledger_path",

@@ -32,6 +32,25 @@ class SentMessage:
             object.__setattr__(self, "recipient", self.key.email)
 
 
+@dataclass(frozen=True, slots=True)
+class SenderFailure:
+    """A bounce whose reason is on the sending side, for the domain that refused it."""
+
+    domain: str
+    reason: str  # the server's words, the recipient's address taken out
+
+
+@dataclass(frozen=True, slots=True)
+class DomainStop:
+    """A receiving domain that `send` skips: its sender-side failures, the last one's time
+    and reason."""
+
+    domain: str
+    count: int
+    last_at: str
+    reason: str
+
+
 class InboxMoves(PersonMoves):
     def _message(self, where: str, params: tuple[str, ...]) -> SentMessage | None:
         row = self.db.conn.execute(
@@ -42,17 +61,35 @@ class InboxMoves(PersonMoves):
         key = MessageKey(*row[:3])
         return SentMessage(key, stored(MessageState, row[3], str(key)), row[4], row[5])
 
-    def message_with_id(self, message_id: str) -> SentMessage | None:
-        """The message a send gave this Message-ID (`<…@…>`), in whatever state it is."""
-        return self._message("message_id = ?", (message_id,))
+    def messages_with_ids(self, message_ids: list[str]) -> list[SentMessage]:
+        """The messages a send gave any of these Message-IDs (`<…@…>`), in whatever state;
+        one look-up (callers bound the list)."""
+        if not message_ids:
+            return []
+        marks = ", ".join("?" for _ in message_ids)
+        rows = self.db.conn.execute(
+            "SELECT campaign, step, email, state, coalesce(recipient, email), cc FROM messages"
+            f" WHERE message_id IN ({marks}) ORDER BY id", tuple(message_ids)).fetchall()
+        return [SentMessage(key, stored(MessageState, row[3], str(key)), row[4], row[5])
+                for row in rows for key in [MessageKey(*row[:3])]]
 
-    def last_bounceable_to(self, email: str) -> SentMessage | None:
-        """The most recently handed-over message to `email` that a bounce could be about."""
-        sources = message_sources(MessageOp.BOUNCE)
-        marks = ", ".join("?" for _ in sources)
-        return self._message(f"((recipient IS NULL AND email = ?) OR recipient = ?) AND state"
-                             f" IN ({marks}) ORDER BY coalesce(sent_at, claimed_at) DESC, id"
-                             " DESC LIMIT 1", (email, email, *sources))
+    def stopped_domains(self, since: str, threshold: int) -> list[DomainStop]:
+        """Receiving domains with at least `threshold` sender-side failures since `since`
+        (not cleared): the one query a send makes for them."""
+        rows = self.db.conn.execute(
+            "SELECT domain, count(*), max(at), (SELECT reason FROM sender_failures AS last"
+            " WHERE last.domain = f.domain AND last.cleared_at IS NULL ORDER BY at DESC, id"
+            " DESC LIMIT 1) FROM sender_failures AS f WHERE at >= ? AND cleared_at IS NULL"
+            " GROUP BY domain HAVING count(*) >= ? ORDER BY domain", (since, threshold))
+        return [DomainStop(*row) for row in rows.fetchall()]
+
+    def resume_domain(self, domain: str, at: str) -> int:
+        """Clear the sender-side failures counted for `domain`: sending there resumes.
+        Returns how many were cleared."""
+        with self.transaction(immediate=True) as db:
+            return int(db.conn.execute(
+                "UPDATE sender_failures SET cleared_at = ? WHERE domain = ? AND cleared_at IS"
+                " NULL", (at, domain.lower())).rowcount)
 
     def mail_applied(self, mail: str) -> str | None:
         """What an earlier run made of this mail (its keyed id), or None if it was not applied."""
@@ -60,11 +97,13 @@ class InboxMoves(PersonMoves):
         return None if value is None else str(value)
 
     def bounce(self, key: MessageKey, reason: str, at: str, *, mail: str | None,
-               suppression: str | None, address: str | None = None) -> bool:
+               suppression: str | None, address: str | None = None,
+               sender_failure: SenderFailure | None = None) -> bool:
         """The message bounced: `bounced` with the reason; with `suppression` (a hard bounce)
         the address it went to (`address`: a manager's; the person's by default) is
         suppressed and its enrolments end as "bounced". The mail is recorded as applied in
-        the same transaction. Returns whether the address is newly suppressed.
+        the same transaction, and so is a `sender_failure` (counted for its domain). Returns
+        whether the address is newly suppressed.
 
         IllegalTransition (nothing written) for a message the table does not let bounce.
         """
@@ -80,18 +119,32 @@ class InboxMoves(PersonMoves):
                 raise IllegalTransition("message", MessageOp.BOUNCE,
                                         M.NEW if found is None else found.state, str(key))
             added = self._suppress_for(db, address or key.email, suppression, BOUNCED, at)
+            self._count_sender_failure(db, sender_failure, at)
             self._applied(db, mail, "bounce", at)
         return added
 
     def bounced_again(self, email: str, at: str, *, mail: str | None,
-                      suppression: str | None) -> bool:
+                      suppression: str | None, sender_failure: SenderFailure | None = None,
+                      harder: tuple[MessageKey, str] | None = None) -> bool:
         """Another bounce of a message already `bounced` (a delay warning, then the failure),
-        or the bounce of its copy to a manager: no move; a hard one suppresses the address.
-        Returns whether newly suppressed."""
+        or the bounce of its copy to a manager: no move; a hard one suppresses the address,
+        and `harder` (the message and its new reason) replaces the reason the message
+        bounced with. Returns whether newly suppressed."""
         with self.transaction(immediate=True) as db:
             added = self._suppress_for(db, email, suppression, BOUNCED, at)
+            if harder is not None:
+                db.conn.execute(
+                    "UPDATE messages SET error = ? WHERE campaign = ? AND step = ? AND email = ?"
+                    " AND state = ?", (harder[1], *harder[0], M.BOUNCED))
+            self._count_sender_failure(db, sender_failure, at)
             self._applied(db, mail, "bounce", at)
         return added
+
+    @staticmethod
+    def _count_sender_failure(db: _Db, failure: SenderFailure | None, at: str) -> None:
+        if failure is not None:
+            db.conn.execute("INSERT INTO sender_failures (domain, reason, at) VALUES (?, ?, ?)",
+                            (failure.domain.lower(), failure.reason, at))
 
     def unsubscribed(self, email: str, reason: str, at: str, *, mail: str) -> bool:
         """An unsubscribe mail: suppressed for good, enrolments end as "unsubscribed"; the

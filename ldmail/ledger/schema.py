@@ -147,13 +147,26 @@ def m012_enrolment_rounds(db: Database) -> None:
     db.execute("ALTER TABLE enrolments ADD COLUMN occurrence TEXT")
 
 
+def m013_sender_failures(db: Database) -> None:
+    # `ldmail inbox`: bounces whose reason is on the sending side (SPF, DKIM, DMARC, a block
+    # list, spam or policy filters), per receiving domain, with the reason without the
+    # recipient's address. Enough of them within a while stop `send` to that domain until
+    # they age out or `ldmail inbox --resume DOMAIN` clears them (cleared_at).
+    db.execute("""
+        CREATE TABLE sender_failures (
+            id INTEGER PRIMARY KEY, domain TEXT NOT NULL, reason TEXT NOT NULL,
+            at TEXT NOT NULL, cleared_at TEXT)""")
+    db.execute("CREATE INDEX sender_failures_at ON sender_failures (at) WHERE cleared_at IS"
+               " NULL")
+
+
 # The schema's versions, in order. sqlite-utils applies them (and records each in its
 # _sqlite_migrations table); it is only imported when one is pending, because importing it
 # costs more than a whole cron run that finds nothing to do.
 MIGRATIONS = [m001_initial, m002_streamed_sync, m003_missing_since, m004_staged_rejected,
               m005_survey_answers, m006_inbox, m007_event_statements,
               m008_voided_events, m009_message_variants, m010_staged_country,
-              m011_message_manager, m012_enrolment_rounds]
+              m011_message_manager, m012_enrolment_rounds, m013_sender_failures]
 MIGRATION_SET = "ldmail"
 
 
