@@ -14,6 +14,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -681,6 +682,19 @@ class Step(Strict):
     cc_manager: bool = Field(False, description=(
         "copy the person's manager (manager_email) in on this step's message, unless the "
         "manager is suppressed or has no address in the export"))
+
+    @field_validator("when", mode="before")
+    @classmethod
+    def _condition_of_step(cls, value: object, info: ValidationInfo) -> object:
+        """A condition the sandbox refuses is named with its step, as validate's answers
+        for sample people are."""
+        if value is None or value is True:
+            return value
+        try:
+            return _check_expression(str(value))
+        except ValueError as exc:
+            step = info.data.get("id")
+            raise ValueError(f"step '{step}': {exc}" if step else str(exc)) from None
 
     @model_validator(mode="after")
     def _recipient(self) -> Step:
