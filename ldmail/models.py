@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
@@ -644,7 +645,7 @@ class Variant(Strict):
     @field_validator("weight")
     @classmethod
     def _positive(cls, value: float) -> float:
-        if not value > 0 or value == float("inf"):
+        if not value > 0 or not math.isfinite(value):
             raise ValueError(f"{value:g} is not a usable weight; give a number above 0 (weights "
                              "are relative: 70 and 30 send 70% and 30%), or remove the variant")
         return value
@@ -736,6 +737,11 @@ class Step(Strict):
                                  f"used twice in step '{self.id}' (also variant "
                                  f"{seen[variant.id]}); variant ids must be unique")
             seen[variant.id] = index + 1
+        if not math.isfinite(sum(variant.weight for variant in self.variants or ())):
+            # 1e308 + 1e308: every share would be nan or 0, and everyone the last variant's.
+            raise FieldError(("variants",), f"step '{self.id}': the weights of its variants "
+                             "add up to more than a number can hold; weights are relative, so "
+                             "give small numbers such as 70 and 30")
         return self
 
     @property
@@ -748,6 +754,11 @@ class Step(Strict):
         template = variant.template if variant is not None else self.template
         assert template is not None  # the model requires template or variants
         return template
+
+    def shares(self) -> dict[str, float]:
+        """Each variant's share of the step's weights, by id (they add up to 1)."""
+        total = sum(variant.weight for variant in self.variants or ())
+        return {variant.id: variant.weight / total for variant in self.variants or ()}
 
     def variant(self, variant_id: str) -> Variant | None:
         return next((v for v in self.variants or () if v.id == variant_id), None)
