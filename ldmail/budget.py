@@ -46,7 +46,7 @@ _NESTED_FIELD = re.compile(r"\{[^{}]*:[^{}]*\{")
 # What one send may spend answering when: conditions, all people together: each evaluation
 # keeps its own 2 s, but 40 people at 1.4 s would cost a cron run a minute.
 CONDITION_SECONDS_ENV = "LDMAIL_CONDITION_SECONDS"
-DEFAULT_CONDITION_SECONDS = 30.0
+DEFAULT_CONDITION_SECONDS = 10.0
 
 
 def seconds_from_environment(name: str = SECONDS_ENV, default: float = DEFAULT_SECONDS
