@@ -43,16 +43,41 @@ _NUMBER = re.compile(r"\d+")
 _NESTED_FIELD = re.compile(r"\{[^{}]*:[^{}]*\{")
 
 
-def seconds_from_environment() -> float:
-    value = os.environ.get(SECONDS_ENV, "")
+# What one send may spend answering when: conditions, all people together: each evaluation
+# keeps its own 2 s, but 40 people at 1.4 s would cost a cron run a minute.
+CONDITION_SECONDS_ENV = "LDMAIL_CONDITION_SECONDS"
+DEFAULT_CONDITION_SECONDS = 10.0
+
+
+def seconds_from_environment(name: str = SECONDS_ENV, default: float = DEFAULT_SECONDS
+                             ) -> float:
+    """The operator's limit in the environment variable `name`, else `default`."""
+    value = os.environ.get(name, "")
     try:
-        seconds = float(value) if value else DEFAULT_SECONDS
+        seconds = float(value) if value else default
     except ValueError:
-        raise LdmailError(f"{SECONDS_ENV}={value!r} is not a number of seconds; "
-                          f"unset it for the default of {DEFAULT_SECONDS:g} s") from None
+        raise LdmailError(f"{name}={value!r} is not a number of seconds; "
+                          f"unset it for the default of {default:g} s") from None
     if not math.isfinite(seconds) or seconds <= 0:
-        raise LdmailError(f"{SECONDS_ENV} must be a positive number of seconds")
+        raise LdmailError(f"{name} must be a positive number of seconds")
     return seconds
+
+
+class RunAllowance:
+    """A time allowance shared by many evaluations of one run (the run's when: conditions);
+    its clock starts at the first `spent()` question."""
+
+    def __init__(self, seconds: float | None = None) -> None:
+        self.seconds = seconds if seconds is not None else seconds_from_environment(
+            CONDITION_SECONDS_ENV, DEFAULT_CONDITION_SECONDS)
+        self._deadline: float | None = None
+
+    def spent(self) -> bool:
+        """Whether the allowance is used up (asked before each evaluation)."""
+        if self._deadline is None:
+            self._deadline = time.monotonic() + self.seconds
+            return False
+        return time.monotonic() >= self._deadline
 
 
 MAX_ALLOCATED = 50_000_000  # characters of all the values one render builds, together

@@ -725,6 +725,13 @@ def _print_summary(summary: SendSummary) -> None:
                   f"{_escape(failure.reason)}")
     if len(summary.failures) > 20:
         err.print(f"… and {len(summary.failures) - 20} more failures (see 'ldmail history')")
+    if summary.conditions_held:
+        from .budget import CONDITION_SECONDS_ENV
+
+        err.print(f"held: {summary.conditions_held} due step(s) whose when: condition was not "
+                  f"answered: the run's {summary.condition_seconds:g} s for conditions "
+                  f"({CONDITION_SECONDS_ENV}) ran out; the next run tries them again; make the "
+                  "slow condition simpler")
     if summary.stopped:
         err.print(f"stopped early: {summary.stopped}")
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from . import quiet
 from .audience import PeopleStream, Person
+from .budget import CONDITION_SECONDS_ENV, RunAllowance
 from .clock import from_iso, iso
 from .config import OUTBOX_SETTING, Project
 from .enrolment import Enrolment, active_enrolments, sync
@@ -32,6 +33,7 @@ from .errors import (
     TransportUnavailable,
 )
 from .ledger import (
+    Delivery,
     Group,
     Ledger,
     MessageKey,
@@ -151,6 +153,10 @@ class SendSummary:
     skipped: int = 0  # steps skipped because their when: condition was false
     skips: list[Failure] = field(default_factory=list)  # the first 100 of them, with reasons
     waiting_condition: int = 0  # steps due that wait (wait_until) for their condition
+    # Steps due whose when: was not answered, the run's time for conditions (condition_seconds)
+    # being spent: held, tried again at the next run.
+    conditions_held: int = 0
+    condition_seconds: float = 0.0
     held_by_cap: int = 0
     domain_holds: list[DomainHold] = field(default_factory=list)
     # With a rate: when the last of the messages due goes out at that pace (ISO, UTC).
@@ -174,7 +180,8 @@ class SendSummary:
         Unknown messages that an earlier run already reported are counted again in
         `unknown_total` but do not make every later run fail.
         """
-        return not self.failed and not self.unknown and not self.held and self.stopped is None
+        return not self.failed and not self.unknown and not self.held and \
+            not self.conditions_held and self.stopped is None
 
     def held_alike(self) -> list[tuple[Failure, list[str]]]:
         """Held messages of campaigns that render, one group per step and reason (a missing
@@ -204,11 +211,15 @@ class DueNow:
     skipped: list[tuple[Due, str]] = field(default_factory=list)
     # Steps due whose when: failed for the person: held with the reason, for `ldmail retry`.
     unanswered: list[tuple[Due, str]] = field(default_factory=list)
+    # Steps due whose when: was not answered: the run's time for conditions ran out.
+    out_of_time: list[Due] = field(default_factory=list)
     waiting_condition: int = 0  # steps due that wait (wait_until) for their condition
 
 
-def find_due(project: Project, ledger: Ledger, now: datetime) -> DueNow:
-    """Messages to send now, and what waits for later."""
+def find_due(project: Project, ledger: Ledger, now: datetime,
+             conditions: RunAllowance | None = None) -> DueNow:
+    """Messages to send now, and what waits for later; `conditions` is the run's time for
+    answering when: conditions (shared by every call of one run)."""
     found: list[tuple[Enrolment, Planned, bool]] = []
     waiting = 0
     window_opens: datetime | None = None
@@ -251,7 +262,7 @@ def find_due(project: Project, ledger: Ledger, now: datetime) -> DueNow:
                 next_change = now  # due, but not sent now: the next run must look again
     due.sort(key=lambda d: (d.planned.due_at, d.enrolment.campaign, d.person.row))
     found_now = DueNow(due, waiting, window_opens, complete, next_change)
-    _decide_conditions(project, ledger, now, found_now)
+    _decide_conditions(ledger, now, found_now, conditions or RunAllowance())
     _decide_managers(project, ledger, now, found_now)
     return found_now
 
@@ -311,11 +322,16 @@ def _managers(project: Project, ledger: Ledger, now: datetime, addresses: set[st
 # How often a step that waits for its condition (wait_until) is looked at again, at most:
 # conditions also change with time (days_since), which no ledger change announces.
 CONDITION_RECHECK = timedelta(hours=1)
+# The ledger's reason for a step held because the run's time for conditions ran out.
+CONDITIONS_OUT_OF_TIME = ("condition not answered: the run's time for when: conditions "
+                          f"({CONDITION_SECONDS_ENV}) ran out; tried again at the next run")
 
 
-def _decide_conditions(project: Project, ledger: Ledger, now: datetime, found: DueNow) -> None:
+def _decide_conditions(ledger: Ledger, now: datetime, found: DueNow,
+                       conditions: RunAllowance) -> None:
     """Steps due with a when: condition go only when it holds; otherwise they wait (wait_until,
-    until their timeout) or are skipped with the reason."""
+    until their timeout) or are skipped with the reason. Once the run's time for conditions
+    is spent, the rest are not answered (out_of_time): they are held for the next run."""
     conditional = [item for item in found.due if item.planned.step.when is not None]
     if not conditional:
         return
@@ -327,6 +343,9 @@ def _decide_conditions(project: Project, ledger: Ledger, now: datetime, found: D
         step = item.planned.step
         if step.when is None:
             keep.append(item)
+            continue
+        if conditions.spent():
+            found.out_of_time.append(item)
             continue
         events = [LearningEvent(e.event, e.object, from_iso(e.occurred_at))
                   for e in history.get(item.enrolment.email, ())]
@@ -626,6 +645,7 @@ def _run(project: Project, ledger: Ledger, now: datetime, *, dry_run: bool, camp
          accept_exits: bool = False, transports: list[Transport] | None = None,
          show: int = 0) -> SendSummary:
     summary = SendSummary(dry_run=dry_run)
+    conditions = RunAllowance()  # read first: a bad LDMAIL_CONDITION_SECONDS stops the run
     if not dry_run:
         summary.destination = _destination(project)
     # Read before the sync: whatever suppress or an import changes after it is re-checked.
@@ -662,7 +682,7 @@ def _run(project: Project, ledger: Ledger, now: datetime, *, dry_run: bool, camp
     summary.enrolled, summary.exited = synced.enrolled, synced.exited
     summary.people_enrolled = synced.people
     summary.missing = synced.vanished
-    found = find_due(project, ledger, now)
+    found = find_due(project, ledger, now, conditions)
     # A skipped step lets the person's next one be decided in the same run; each pass skips
     # at least one step of someone, so there are at most as many passes as steps.
     for _ in range(max((len(file.model.steps) for file in project.campaigns.values()),
@@ -679,16 +699,15 @@ def _run(project: Project, ledger: Ledger, now: datetime, *, dry_run: bool, camp
             for item, reason in found.skipped:
                 delivery.skip(_key(item), iso(item.planned.due_at), reason,
                               ledger.address_hash(item.enrolment.email))
-        found = find_due(project, ledger, now)
+        found = find_due(project, ledger, now, conditions)
     summary.waiting_condition = found.waiting_condition
+    summary.conditions_held = len(found.out_of_time)
+    summary.condition_seconds = conditions.seconds
+    if not dry_run:
+        _hold_unanswered(ledger, ledger.delivery(run_id, iso(now), interventions), found)
     for item, reason in found.unanswered:  # held, as a template that fails is: not lost
         summary.held.append(Failure(item.enrolment.email, item.enrolment.campaign,
                                     item.planned.step.id, reason))
-    if found.unanswered and not dry_run:
-        with ledger.delivery(run_id, iso(now), interventions) as delivery:
-            for item, reason in found.unanswered:
-                delivery.hold(_key(item), iso(item.planned.due_at), reason,
-                              ledger.address_hash(item.enrolment.email))
     due = found.due
     summary.waiting_window = found.waiting
     summary.window_opens = None if found.window_opens is None else iso(found.window_opens)
@@ -741,6 +760,16 @@ def _run(project: Project, ledger: Ledger, now: datetime, *, dry_run: bool, camp
             status = "ok" if summary.ok else ("stopped" if summary.stopped else "failures")
             ledger.finish_run(run_id, iso(datetime.now(now.tzinfo)), status, summary.to_json())
     return summary
+
+
+def _hold_unanswered(ledger: Ledger, delivery: Delivery, found: DueNow) -> None:
+    """Hold the steps whose condition failed or was not answered: tried again next run."""
+    held = found.unanswered + [(item, CONDITIONS_OUT_OF_TIME) for item in found.out_of_time]
+    if held:
+        with delivery:
+            for item, reason in held:
+                delivery.hold(_key(item), iso(item.planned.due_at), reason,
+                              ledger.address_hash(item.enrolment.email))
 
 
 def _deliver(sender: Sender, due: list[Due], summary: SendSummary, dry_run: bool,

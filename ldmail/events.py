@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .audience import find_column, normalise_email, read_rows
 from .clock import iso
 from .errors import JsonLimit, LdmailError
-from .hygiene import excerpt
+from .hygiene import excerpt, first_control
 from .ledger import GoalEvent, Ledger
 from .models import DateLimits
 
@@ -101,7 +101,7 @@ def _from_csv(path: Path, display: str) -> Iterator[tuple[str, Event | str]]:
             email = normalise_email(values["email"])
             if not values["event"]:
                 raise ValueError("empty event")
-            yield where, Event(email, verb_name(values["event"]), course_id(values["object"]),
+            yield where, Event(email, event_name(values["event"]), course_id(values["object"]),
                                parse_timestamp(values["timestamp"]))
         except ValueError as exc:
             yield where, str(exc)
@@ -225,17 +225,31 @@ def statement_event(statement: Any, lookup: ActorLookup | None = None) -> Event:
     stamp = statement.get("timestamp") or statement.get("stored")
     if not isinstance(stamp, str):
         raise ValueError("no timestamp")
-    return Event(_actor_email(statement.get("actor"), lookup), verb_name(verb_id),
+    return Event(_actor_email(statement.get("actor"), lookup), event_name(verb_id),
                  course_id(object_id), parse_timestamp(stamp))
 
 
+def event_name(verb: str) -> str:
+    """An event's name from a verb id or an export's event cell (see verb_name), refused
+    when it holds control characters (see _plain)."""
+    return _plain(verb_name(verb), "the event name")
+
+
 def course_id(text: str) -> str:
-    """An event's object (a course or activity id), trimmed; one holding control characters
-    (which no id has) is refused, as it could break what the ledger stores with it."""
-    cleaned = text.strip()
-    if any(ord(c) < 32 or ord(c) == 127 for c in cleaned):
-        raise ValueError("the course or activity id holds control characters")
-    return cleaned
+    """An event's object (a course or activity id), trimmed, refused when it holds control
+    characters (see _plain)."""
+    return _plain(text.strip(), "the course or activity id")
+
+
+def _plain(value: str, what: str) -> str:
+    """`value`, unless it holds a control character (ESC, CR-LF) or a direction override
+    (U+202E): no name or id has one, and the ledger, keys made from it (step@object) and
+    every terminal that shows it later would carry it."""
+    control = first_control(value)
+    if control is not None:
+        raise ValueError(f"{what} holds control characters ({control}); an export or LRS "
+                         "that writes them is broken, fix it at its source")
+    return value
 
 
 _LINES = object()  # marks a file that is not one JSON document: JSON Lines

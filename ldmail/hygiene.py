@@ -18,11 +18,23 @@ from .errors import LdmailError
 # isolates (the "Trojan Source" characters).
 _INVISIBLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# What no id or name from outside (an event, a course) holds: every control character, tab and
+# line breaks included, the bidirectional marks, embeddings, overrides and isolates, and the
+# Unicode line and paragraph separators.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e"
+                      "\u2066-\u2069]")
 
 
 def _escape(match: re.Match[str]) -> str:
     code = ord(match.group(0))
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def first_control(text: str) -> str | None:
+    """The first control or direction character in `text`, shown as an escape (`\\u202e`),
+    or None when it has none."""
+    found = _CONTROL.search(text)
+    return None if found is None else _escape(found)
 
 
 def visible(text: str) -> str:

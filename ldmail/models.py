@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
@@ -14,6 +15,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -658,7 +660,7 @@ class Variant(Strict):
     @field_validator("weight")
     @classmethod
     def _positive(cls, value: float) -> float:
-        if not value > 0 or value == float("inf"):
+        if not value > 0 or not math.isfinite(value):
             raise ValueError(f"{value:g} is not a usable weight; give a number above 0 (weights "
                              "are relative: 70 and 30 send 70% and 30%), or remove the variant")
         return value
@@ -696,6 +698,19 @@ class Step(Strict):
     cc_manager: bool = Field(False, description=(
         "copy the person's manager (manager_email) in on this step's message, unless the "
         "manager is suppressed or has no address in the export"))
+
+    @field_validator("when", mode="before")
+    @classmethod
+    def _condition_of_step(cls, value: object, info: ValidationInfo) -> object:
+        """A condition the sandbox refuses is named with its step, as validate's answers
+        for sample people are."""
+        if value is None or value is True:
+            return value
+        try:
+            return _check_expression(str(value))
+        except ValueError as exc:
+            step = info.data.get("id")
+            raise ValueError(f"step '{step}': {exc}" if step else str(exc)) from None
 
     @model_validator(mode="after")
     def _recipient(self) -> Step:
@@ -737,6 +752,11 @@ class Step(Strict):
                                  f"used twice in step '{self.id}' (also variant "
                                  f"{seen[variant.id]}); variant ids must be unique")
             seen[variant.id] = index + 1
+        if not math.isfinite(sum(variant.weight for variant in self.variants or ())):
+            # 1e308 + 1e308: every share would be nan or 0, and everyone the last variant's.
+            raise FieldError(("variants",), f"step '{self.id}': the weights of its variants "
+                             "add up to more than a number can hold; weights are relative, so "
+                             "give small numbers such as 70 and 30")
         return self
 
     @property
@@ -749,6 +769,11 @@ class Step(Strict):
         template = variant.template if variant is not None else self.template
         assert template is not None  # the model requires template or variants
         return template
+
+    def shares(self) -> dict[str, float]:
+        """Each variant's share of the step's weights, by id (they add up to 1)."""
+        total = sum(variant.weight for variant in self.variants or ())
+        return {variant.id: variant.weight / total for variant in self.variants or ()}
 
     def variant(self, variant_id: str) -> Variant | None:
         return next((v for v in self.variants or () if v.id == variant_id), None)

@@ -15,9 +15,12 @@ any that a server's reply might echo.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import selectors
 import shlex
+import signal
 import subprocess
 import threading
 import time
@@ -138,8 +141,8 @@ def token_source(settings: TransportSettings, scope: str, resolve: Resolve | Non
                              "'Sending from Microsoft 365'")
     timeout = settings.timeout.total_seconds()
     if oauth.token_command is not None:
-        command = _Command(oauth.token_command, timeout)
-        return Tokens(command, "the token from token_command", None)
+        return Tokens(_Command(oauth.token_command, timeout), "the token from token_command",
+                      None)
     certificate = None
     if oauth.certificate is not None:
         certificate = resolve(oauth.certificate, CERTIFICATE_SETTING) if resolve else \
@@ -149,46 +152,107 @@ def token_source(settings: TransportSettings, scope: str, resolve: Resolve | Non
                   [entra.secret])
 
 
+# What a token_command may print: a token is far smaller (Google's and Entra's are 2-4 kB);
+# more is not read at all, so a runaway program cannot fill memory.
+COMMAND_OUTPUT_LIMIT = 64 * 1024
+# The longest line taken as a token: a longer one would fail every message (HTTP 431).
+TOKEN_LIMIT = 16 * 1024
+# A fixed hint, never the command's own words: its stderr may hold the token.
+COMMAND_HINT = "run it by hand to see why (a sign-in that expired, say); nothing was sent"
+
+
 class _Command:
-    """token_command: argv from shlex.split, no shell; its output is never logged."""
+    """token_command: argv from shlex.split, no shell, in a process group of its own.
+
+    It is a secret's pipe: its stdout is read up to COMMAND_OUTPUT_LIMIT and checked for a
+    plausible token, its stderr is never read (it may echo the token), and on a time-out or
+    too much output the whole group (grandchildren too) is killed.
+    """
 
     def __init__(self, command: str, timeout: float) -> None:
         self.argv = shlex.split(command)
         self.timeout = timeout
+        self.name = self.argv[0] if self.argv else "token_command"
 
     def __call__(self, forget: bool) -> tuple[str, float]:
-        name = self.argv[0] if self.argv else "token_command"
+        deadline = time.monotonic() + self.timeout
+        process = self._start()
         try:
-            done = subprocess.run(self.argv, capture_output=True, stdin=subprocess.DEVNULL,
-                                  timeout=self.timeout, check=False)
-        except FileNotFoundError:
-            raise TransportFatal(f"token_command: {name} not found; give the full path of "
-                                 "the program in transport.oauth2.token_command") from None
+            output = self._read_stdout(process, deadline)
+            status = process.wait(max(deadline - time.monotonic(), 0.0))
         except subprocess.TimeoutExpired:
-            raise TransportUnavailable(f"token_command {name} gave no token within "
+            raise TransportUnavailable(f"token_command {self.name} gave no token within "
                                        f"{self.timeout:g} s (transport.timeout)") from None
-        except OSError as exc:
-            raise TransportFatal(f"token_command: cannot run {name} ({exc.strerror})") \
-                from None
-        lines = [line.strip() for line in done.stdout.decode("utf-8", "replace").splitlines()]
-        token = next((line for line in lines if line), "")
-        if done.returncode != 0:
-            errors = [line.strip() for line in
-                      done.stderr.decode("utf-8", "replace").splitlines() if line.strip()]
-            said = errors[-1][:200] if errors else ""
-            if token:
-                said = said.replace(token, "[redacted]")
-            raise TokenRefused(f"token_command {name} exited with status {done.returncode}"
-                               f"{': ' + said if said else ''}; run it by hand to see why (a "
-                               "sign-in that expired, say); nothing was sent")
+        finally:
+            if process.returncode is None:
+                _end_group(process)
+        if status != 0:
+            how = f"was ended by signal {-status}" if status < 0 else \
+                f"exited with status {status}"
+            raise TokenRefused(f"token_command {self.name} {how}; {COMMAND_HINT}")
+        return self._token(output), COMMAND_TOKEN_SECONDS
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        try:
+            return subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.DEVNULL, start_new_session=True)
+        except FileNotFoundError:
+            raise TransportFatal(f"token_command: {self.name} not found; give the full path "
+                                 "of the program in transport.oauth2.token_command") from None
+        except (OSError, ValueError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else str(exc)
+            raise TransportFatal(f"token_command: cannot run {self.name} ({why})") from None
+
+    def _read_stdout(self, process: subprocess.Popen[bytes], deadline: float) -> bytes:
+        """At most COMMAND_OUTPUT_LIMIT bytes up to end of output; TimeoutExpired at the
+        deadline, TokenRefused (the group ended) when there is more."""
+        assert process.stdout is not None
+        chunks: list[bytes] = []
+        size = 0
+        with process.stdout, selectors.DefaultSelector() as waiting:
+            waiting.register(process.stdout, selectors.EVENT_READ)
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise subprocess.TimeoutExpired(self.argv, self.timeout)
+                if not waiting.select(left):
+                    continue
+                chunk = os.read(process.stdout.fileno(), COMMAND_OUTPUT_LIMIT + 1 - size)
+                if not chunk:
+                    return b"".join(chunks)
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > COMMAND_OUTPUT_LIMIT:
+                    _end_group(process)
+                    raise TokenRefused(
+                        f"token_command {self.name} printed more than "
+                        f"{COMMAND_OUTPUT_LIMIT // 1024} kB, far more than an access token; it "
+                        "must print the token alone on its first line; nothing was sent")
+
+    def _token(self, output: bytes) -> str:
+        """The first non-empty line, if it can be an access token (printable ASCII without
+        spaces, at most TOKEN_LIMIT characters); never quoted in an error."""
+        token = next((line.strip() for line in output.splitlines() if line.strip()), b"")
         if not token:
-            raise TokenRefused(f"token_command {name} printed no token; it must print the "
-                               "access token on its first line; nothing was sent")
-        if not token.isascii() or not token.isprintable() or " " in token:
-            raise TokenRefused(f"token_command {name} printed something that is not an "
-                               "access token (it must be the token alone on the first line); "
-                               "nothing was sent")
-        return token, COMMAND_TOKEN_SECONDS
+            raise TokenRefused(f"token_command {self.name} printed no token; it must print "
+                               "the access token on its first line; nothing was sent")
+        if len(token) > TOKEN_LIMIT:
+            raise TokenRefused(f"token_command {self.name} printed a first line of "
+                               f"{len(token):,} characters, longer than an access token "
+                               f"({TOKEN_LIMIT // 1024} kB at most); it must print the token "
+                               "alone on its first line; nothing was sent")
+        if any(byte < 0x21 or byte > 0x7E for byte in token):
+            raise TokenRefused(f"token_command {self.name} printed something that is not an "
+                               "access token (printable ASCII without spaces, alone on the "
+                               "first line); nothing was sent")
+        return token.decode("ascii")
+
+
+def _end_group(process: subprocess.Popen[bytes]) -> None:
+    """Kill the command and everything it started (its session's process group), then reap."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 class _Entra:

@@ -220,7 +220,7 @@ def variant_summary(step: Step, variant: Variant | None, *, assigned: bool) -> s
     """Which A/B variant is shown, and its share of the step's weights, in one line."""
     if variant is None or not step.variants:
         return None
-    share = variant.weight / sum(v.weight for v in step.variants)
+    share = step.shares()[variant.id]
     others = [v.id for v in step.variants if v is not variant]
     plural = "s" if len(others) > 1 else ""
     line = f"{variant.id}, sent to {share:.0%} of people (the other{plural}: {', '.join(others)})"

@@ -165,8 +165,7 @@ def variant_arms(step: Step, messages: list[MessageFacts],
         reached = converted_at.get(message.email)
         if reached is not None and reached > from_iso(message.sent_at):
             tally[1] += 1
-    total = sum(v.weight for v in step.variants)
-    shares = {v.id: v.weight / total for v in step.variants}
+    shares = step.shares()
     reference = step.variants[0].id
     ref_n, ref_k = counts.get(reference, [0, 0])
     arms = []

@@ -38,9 +38,11 @@ def assign_variant(campaign_id: str, step: Step, email: str) -> Variant | None:
         return None
     digest = hashlib.sha256(
         f"variant\x00{campaign_id}\x00{step.id}\x00{email.lower()}".encode()).digest()
-    point = int.from_bytes(digest[:8], "big") / 2**64 * sum(v.weight for v in step.variants)
+    # Shares, not the weights themselves: 1e-320 and 1e-320 are an even split too.
+    point = int.from_bytes(digest[:8], "big") / 2**64
+    shares = step.shares()
     for variant in step.variants:
-        point -= variant.weight
+        point -= shares[variant.id]
         if point < 0:
             return variant
     return step.variants[-1]  # rounding at the very top of the range

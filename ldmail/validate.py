@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, time
 from pathlib import Path
+from typing import Any
 
 from .audience import AudienceScan, scan_audience
 from .config import AUDIENCES_FILE, TEMPLATES_DIR, CampaignFile, Project, load_project
@@ -43,23 +45,56 @@ def _block_line(path: Path, block: str) -> int | None:
     return None
 
 
+Answer = Callable[[str, Mapping[str, Any]], object]
+
+
+def first_failure(expression: str, people: Iterable[Mapping[str, Any]],
+                  answer: Answer = evaluate) -> str | None:
+    """Why `expression` fails for the first of `people` it fails for (a bomb the budget stops,
+    an escape the sandbox blocks, a value it cannot use), or None.
+
+    The one check for every expression validate tries on people: audience.where, a persona's
+    match: (the export's people, or sample people) and a step's when: (its campaign's people).
+    """
+    for attributes in people:
+        try:
+            answer(expression, attributes)
+        except LdmailError as exc:
+            return str(exc)
+    return None
+
+
+def _samples(project: Project, today: date, persona: str | None = None
+             ) -> Iterator[dict[str, Any]]:
+    return (sample_person(project, language, today, persona)
+            for language in project.settings.languages)
+
+
+def _personas(project: Project, campaign: Campaign) -> list[str]:
+    return campaign.audience.personas or list(project.audiences.personas)
+
+
+def _people_of(project: Project, personas: list[str], audience: AudienceScan | None,
+               today: date) -> Iterator[tuple[str, str, Mapping[str, Any]]]:
+    """(persona, language, attributes) of whom a campaign is tried on: per persona and
+    language, the export's first such person, or a sample person."""
+    for persona_id in personas:
+        for language in project.settings.languages:
+            real = audience.first.get((persona_id, language)) if audience else None
+            yield persona_id, language, real.attributes if real else \
+                sample_person(project, language, today, persona_id)
+
+
 def check_where(project: Project, campaign: CampaignFile, audience: AudienceScan | None,
                 today: date, report: Report) -> None:
     """The audience filter over every person (the scan ran it), or over sample people."""
     where = campaign.model.audience.where
     if not where:
         return
-    failure: str | None = None
     if audience and audience.people:
         failure = audience.failures.get(where)
     else:
-        for attributes in (sample_person(project, language, today)
-                           for language in project.settings.languages):
-            try:
-                evaluate(where, attributes)
-            except LdmailError as exc:
-                failure = str(exc)
-                break
+        failure = first_failure(where, _samples(project, today))
     if failure is not None:
         report.add(Problem(campaign.source.display, campaign.source.line_of(("audience", "where")),
                            f"audience.where: {failure}"))
@@ -69,51 +104,82 @@ def check_campaign(project: Project, renderer: Renderer, campaign: CampaignFile,
                    audience: AudienceScan | None, today: date, report: Report) -> None:
     model, source = campaign.model, campaign.source
     check_where(project, campaign, audience, today, report)
-    personas = model.audience.personas or list(project.audiences.personas)
+    people = list(_people_of(project, _personas(project, model), audience, today))
     for index, step, variant in _templates(model):
-        for persona_id in personas:
+        for persona_id, language, attributes in people:
             persona = project.audiences.personas.get(persona_id)
-            for language in project.settings.languages:
-                real = audience.first.get((persona_id, language)) if audience else None
-                attributes = real.attributes if real else \
-                    sample_person(project, language, today, persona_id)
-                try:
-                    rendered = renderer.render(campaign.id, model, step, attributes, persona_id,
-                                               persona, language, variant=variant)
-                except MissingTranslation:
-                    continue  # check_translations names it, at the campaign's line
-                except RenderError as exc:
-                    if exc.line is None and "not found" in exc.reason:
-                        report.add(Problem(source.display,
-                                           source.line_of(_template_key(step, index, variant)),
-                                           exc.reason))
-                    else:
-                        report.add(Problem(exc.file, exc.line, exc.reason))
-                    continue
-                report.renders += 1
-                template_path = project.root / rendered.template_file
-                who = f"persona '{persona_id}' ({language})"
-                if variant is not None:
-                    who += f" in variant '{variant.id}'"
-                if not rendered.wiifm.strip():
-                    cause = ""
-                    if persona is not None and not persona.wiifm_for(
-                            language, project.settings.default_language).strip():
-                        cause = f" (it has no wiifm for '{language}' in {AUDIENCES_FILE})"
-                    report.add(Problem(
-                        rendered.template_file, _block_line(template_path, "wiifm"),
-                        f"step '{step.id}' gives {who} no WIIFM passage{cause}; write one in "
-                        "{% block wiifm %} or give the persona a wiifm in audiences.yaml"))
-                if not rendered.subject:
-                    report.add(Problem(rendered.template_file,
-                                       _block_line(template_path, "subject"),
-                                       f"step '{step.id}' has an empty subject for {who}; "
-                                       "write one in {% block subject %}"))
-                elif len(rendered.subject) > MAX_SUBJECT:
-                    report.add(Problem(rendered.template_file,
-                                       _block_line(template_path, "subject"),
-                                       f"subject for {who} is {len(rendered.subject)} characters; "
-                                       f"keep it under {MAX_SUBJECT} (inboxes cut it at ~60)"))
+            try:
+                rendered = renderer.render(campaign.id, model, step, attributes, persona_id,
+                                           persona, language, variant=variant)
+            except MissingTranslation:
+                continue  # check_translations names it, at the campaign's line
+            except RenderError as exc:
+                if exc.line is None and "not found" in exc.reason:
+                    report.add(Problem(source.display,
+                                       source.line_of(_template_key(step, index, variant)),
+                                       exc.reason))
+                else:
+                    report.add(Problem(exc.file, exc.line, exc.reason))
+                continue
+            report.renders += 1
+            template_path = project.root / rendered.template_file
+            who = f"persona '{persona_id}' ({language})"
+            if variant is not None:
+                who += f" in variant '{variant.id}'"
+            if not rendered.wiifm.strip():
+                cause = ""
+                if persona is not None and not persona.wiifm_for(
+                        language, project.settings.default_language).strip():
+                    cause = f" (it has no wiifm for '{language}' in {AUDIENCES_FILE})"
+                report.add(Problem(
+                    rendered.template_file, _block_line(template_path, "wiifm"),
+                    f"step '{step.id}' gives {who} no WIIFM passage{cause}; write one in "
+                    "{% block wiifm %} or give the persona a wiifm in audiences.yaml"))
+            if not rendered.subject:
+                report.add(Problem(rendered.template_file,
+                                   _block_line(template_path, "subject"),
+                                   f"step '{step.id}' has an empty subject for {who}; "
+                                   "write one in {% block subject %}"))
+            elif len(rendered.subject) > MAX_SUBJECT:
+                report.add(Problem(rendered.template_file,
+                                   _block_line(template_path, "subject"),
+                                   f"subject for {who} is {len(rendered.subject)} characters; "
+                                   f"keep it under {MAX_SUBJECT} (inboxes cut it at ~60)"))
+
+
+def check_conditions(project: Project, campaign: CampaignFile, audience: AudienceScan | None,
+                     today: date, report: Report) -> None:
+    """Each step's when: answered for the people the campaign is tried on (with no learning
+    events yet), so a bomb or a reach into Python internals is an error before any send."""
+    from .journeys import condition_holds
+
+    now = datetime.combine(today, time(12), UTC)
+
+    def answer(condition: str, attributes: Mapping[str, Any]) -> bool:
+        return condition_holds(condition, attributes, [], now)
+
+    people = [attributes for _, _, attributes in
+              _people_of(project, _personas(project, campaign.model), audience, today)]
+    for index, step in enumerate(campaign.model.steps):
+        failure = first_failure(step.when, people, answer) if step.when else None
+        if failure is not None:
+            report.add(Problem(campaign.source.display,
+                               campaign.source.line_of(("steps", index, "when")),
+                               f"steps.when: step '{step.id}': {failure}"))
+
+
+def check_persona_matches(project: Project, today: date, report: Report) -> None:
+    """Each persona's match: on sample people; the export's people, when read, are tried as
+    they are read (a failure there stops the read and is reported with its row)."""
+    source = project.audiences_source
+    for persona_id, persona in project.audiences.personas.items():
+        failure = first_failure(persona.match, _samples(project, today, persona_id))
+        if failure is not None:
+            report.add(Problem(AUDIENCES_FILE,
+                               source.line_of(("personas", persona_id, "match")) if source
+                               else None,
+                               f"personas.{persona_id}.match: {failure} (evaluating a sample "
+                               "person)"))
 
 
 def check_translations(project: Project, campaign: CampaignFile, report: Report) -> None:
@@ -211,6 +277,8 @@ def validate(root: Path, today: date, *, sample_people: bool = False) -> Report:
             audience.source, first.row,
             f"{audience.note_count} row(s) read with a note, the first: {first.reason}; run "
             "'ldmail audience' to see each"))
+    if sample_people:
+        check_persona_matches(project, today, report)
     renderer = Renderer(project)
     failing = {p.file for p in project.problems}
     for campaign in project.campaigns.values():
@@ -218,6 +286,7 @@ def validate(root: Path, today: date, *, sample_people: bool = False) -> Report:
         if campaign.source.display in failing:
             continue
         check_campaign(project, renderer, campaign, audience, today, report)
+        check_conditions(project, campaign, audience, today, report)
         check_translations(project, campaign, report)
         check_events(project, campaign, report)
         if audience is not None and campaign.id in audience.groups:

@@ -219,3 +219,64 @@ def test_import_matches_actors_as_pull_does(project: Path, cli: Cli, tmp_path: P
     assert events(project) == [
         ("ann.devries@example.org", "registered", "course:excel", "2026-12-02T09:15:00Z"),
         ("bob.smith@example.org", "completed", "course:gdpr", "2026-12-03T10:00:00Z")]
+
+
+# Names and ids as a hostile or broken source writes them: a terminal escape, a line break,
+# the right-to-left override that makes "course:lecxe" read as "course:excel", an isolate, a
+# right-to-left mark, a line separator.
+CONTROLLED = [("\x1b[2Jcompleted", "course:excel", "the event name", "\\x1b"),
+              ("comp\r\nleted", "course:excel", "the event name", "\\x0d"),
+              ("completed", "course:\u202elecxe", "the course or activity id", "\\u202e"),
+              ("completed\u2066", "course:excel", "the event name", "\\u2066"),
+              ("completed", "course:excel\u200f", "the course or activity id", "\\u200f"),
+              ("completed", "course:\u2028excel", "the course or activity id", "\\u2028")]
+
+
+def refusal(what: str, control: str) -> str:
+    return (f"{what} holds control characters ({control}); an export or LRS that writes them "
+            "is broken, fix it at its source")
+
+
+def assert_only_plain_events(project: Path, output: str) -> None:
+    """The good event recorded; nothing with a control character in the ledger or shown."""
+    assert events(project) == [("ann.devries@example.org", "completed", "course:excel",
+                                "2026-12-02T15:00:00Z")]
+    assert "Traceback" not in output
+    assert not re.search("[\x00-\x09\x0b-\x1f\u200f\u2028\u202e\u2066]", output)
+
+
+def test_event_names_and_objects_with_control_characters_are_refused_by_row(
+        project: Path, cli: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "events.csv"
+    rows = [("completed", "course:excel")] + [(event, course) for event, course, _, _ in
+                                              CONTROLLED]
+    path.write_text("E-mail;Event;Course;Timestamp\r\n" + "".join(
+        f'ann.devries@example.org;"{event}";{course};2026-12-02T15:00:00Z\r\n'
+        for event, course in rows), encoding="utf-8", newline="")
+
+    result = cli("events", "import", path, "--project", project)
+
+    assert result.exit_code == 0, result.output
+    assert f"1 event(s) added, 0 already recorded, {len(CONTROLLED)} skipped" in result.stdout
+    row = 3  # the line each row starts on: after the header and the good row
+    for event, _, what, control in CONTROLLED:
+        assert f"row {row}: {refusal(what, control)}" in result.stdout
+        row += 1 + event.count("\n")
+    assert_only_plain_events(project, result.output)
+
+
+def test_xapi_verbs_and_objects_with_control_characters_are_refused_by_statement(
+        project: Path, cli: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "statements.json"
+    path.write_text(json.dumps([
+        statement("ann.devries@example.org", event, course, "2026-12-02T15:00:00Z")
+        for event, course in [("completed", "course:excel"),
+                              *((e, c) for e, c, _, _ in CONTROLLED)]]), encoding="utf-8")
+
+    result = cli("events", "import", path, "--project", project)
+
+    assert result.exit_code == 0, result.output
+    for number, (_, _, what, control) in enumerate(CONTROLLED, start=2):
+        assert f"statement {number}: {refusal(what, control)}" in result.stdout
+    assert_only_plain_events(project, result.output)
+

@@ -343,3 +343,58 @@ def test_no_new_round_for_who_was_suppressed(project: Path, cli: Cli) -> None:
         "recognition@course:gdpr", "evaluation@course:gdpr"]
     assert rows(project, "SELECT state, occurrence FROM enrolments WHERE campaign = "
                          "'recognition'") == [("completed", "course:gdpr")]
+
+
+# Slow by construction (half a second here, on any machine well over a millisecond), yet
+# within the 2 s that each evaluation may take.
+SLOW_CONDITION = "('x ' * 300000).split()|sort|unique|list|length > 0"
+
+
+def test_conditions_have_a_time_for_the_whole_run(project: Path, cli: Cli,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A condition each evaluation of which passes its own budget cannot make a run slow for
+    everyone: once the run's time for conditions is spent, the remaining people's steps are
+    held with one line, the run exits 1, and the next run answers and sends them."""
+    def slow(campaign: dict[str, Any]) -> None:
+        campaign.update(holdout="0%")
+        campaign["steps"][0]["when"] = SLOW_CONDITION
+    edit_yaml(project / "campaigns" / "welcome.yaml", slow)
+    monkeypatch.setenv("LDMAIL_CONDITION_SECONDS", "0.001")  # spent by the first answer
+
+    result = cli("send", "--project", project, "--now", "2026-12-01T10:00+01:00")
+
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert re.findall("^held: .*$", result.stderr, re.M) == [
+        "held: 7 due step(s) whose when: condition was not answered: the run's 0.001 s for "
+        "conditions (LDMAIL_CONDITION_SECONDS) ran out; the next run tries them again; make "
+        "the slow condition simpler"]
+    states = rows(project, "SELECT state, error, count(*) FROM messages WHERE step = 'hello' "
+                           "GROUP BY state, error ORDER BY state")
+    assert states == [
+        ("held", "condition not answered: the run's time for when: conditions "
+                 "(LDMAIL_CONDITION_SECONDS) ran out; tried again at the next run", 7),
+        ("sent", None, 1)]
+
+    monkeypatch.setenv("LDMAIL_CONDITION_SECONDS", "600")  # time for all, on any machine
+    result = cli("send", "--project", project, "--now", "2026-12-01T10:05+01:00")
+
+    assert result.exit_code == 0, result.output
+    assert rows(project, "SELECT state, count(*) FROM messages WHERE step = 'hello' "
+                         "GROUP BY state") == [("sent", 8)]
+    assert len(outbox(project)["hello"]) == 8
+
+
+def test_the_time_for_conditions_is_the_operators_to_set(project: Path, cli: Cli,
+                                                         monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    edit_yaml(project / "campaigns" / "welcome.yaml",
+              lambda c: c["steps"][0].update(when="true"))
+    monkeypatch.setenv("LDMAIL_CONDITION_SECONDS", "a minute")
+
+    result = cli("send", "--project", project, "--now", "2026-12-01T10:00+01:00")
+
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert "LDMAIL_CONDITION_SECONDS='a minute' is not a number of seconds; unset it for the " \
+        "default of 10 s" in result.output

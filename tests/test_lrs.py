@@ -31,7 +31,7 @@ from ldmail.schedule import in_holdout
 
 from .conftest import REPO, Cli
 from .smtp_server import PEOPLE, SmtpServer, edit_yaml, free_port, ldmail_running, ledger_rows
-from .test_events import events, statement
+from .test_events import CONTROLLED, assert_only_plain_events, events, refusal, statement
 from .test_report import DAY_1, DAY_4, SCAFFOLD_PEOPLE, rows, send
 
 PASSWORD = "s3cret-reader"
@@ -244,6 +244,24 @@ def test_malformed_statement_skipped_by_id(project: Path, cli: Cli, ralph: Ralph
         in result.stdout
     # Ralph 5.1 answers a page newest first: the position is where the statement stood.
     assert re.search(rf"page 1 statement \d \(id {bad['id']}\): no object.id", result.stdout)
+
+
+def test_events_pull_refuses_control_characters_by_statement_id(
+        project: Path, cli: Cli, ralph: Ralph, monkeypatch: pytest.MonkeyPatch) -> None:
+    configure(project, ralph.endpoint, monkeypatch)
+    made = [{**statement("ann.devries@example.org", event, course, "2026-12-02T15:00:00Z"),
+             "id": str(uuid.uuid4()), "stored": "2026-12-02T15:00:00Z"}
+            for event, course in [("completed", "course:excel"),
+                                  *((e, c) for e, c, _, _ in CONTROLLED)]]
+    ralph.append(made)  # as stored: Ralph's own checks would refuse some of them
+
+    result = cli("events", "pull", "--project", project)
+
+    assert result.exit_code == 0, result.output
+    for item, (_, _, what, control) in zip(made[1:], CONTROLLED, strict=True):
+        assert re.search(rf"statement \d+ \(id {item['id']}\): {re.escape(refusal(what, control))}",
+                         result.stdout), result.stdout
+    assert_only_plain_events(project, result.output)
 
 
 def test_refused_credentials_one_clear_line(project: Path, cli: Cli, ralph: Ralph,

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import secrets
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -29,9 +30,11 @@ from .smtp_server import (
     _Controller,
     edit_yaml,
     known_people,
+    ldmail_command,
     ldmail_running,
     send,
     states,
+    wait_for,
 )
 
 MAILBOX = "learning@example.org"
@@ -257,22 +260,110 @@ def test_token_command_gives_the_token_and_never_sees_it_on_a_command_line(
     assert token not in result.output
 
 
-def test_a_failing_token_command_is_one_line(
+def test_a_failing_token_command_shows_neither_its_output_nor_its_stderr(
         project: Path, cli: Cli, exchange: Exchange, tmp_path: Path) -> None:
+    """A command that prints the token on stderr and exits 1 (a long token, whose first
+    characters once reached the error line): the line gives the status and a fixed hint."""
     known_people(project, exchange.port)
+    token = "ya29." + secrets.token_urlsafe(1500)
     script = tmp_path / "expired.py"
-    script.write_text("import sys\nprint('ya29.half-a-token')\n"
-                      "sys.exit('ERROR: Reauthentication required.')\n", encoding="utf-8")
+    script.write_text(f"import sys\nprint({token[:40]!r})\n"
+                      f"sys.exit('ERROR: Reauthentication required for ' + {token!r})\n",
+                      encoding="utf-8")
     use_xoauth2(project, exchange, None,
                 oauth2={"token_command": f"{sys.executable} {script}"})
 
-    result = send(cli, project, NOW)
+    result = cli("--verbose", "send", "--project", project, "--now", NOW.isoformat())
 
     assert result.exit_code == 1
     assert only_error_line(result.output) == (
-        f"error token_command {sys.executable} exited with status 1: ERROR: Reauthentication "
-        "required.; run it by hand to see why (a sign-in that expired, say); nothing was sent")
-    assert "half-a-token" not in result.output
+        f"error token_command {sys.executable} exited with status 1; run it by hand to see "
+        "why (a sign-in that expired, say); nothing was sent")
+    written = b"".join(path.read_bytes() for path in project.rglob("*") if path.is_file())
+    for part in (token, token[:40], token[-40:]):
+        assert part not in result.output
+        assert part.encode() not in written  # ledger, run summaries, anything under .ldmail/
+    assert exchange.logins == [] and exchange.received == []
+    assert set(states(project).values()) <= {"queued"}
+
+
+def pid_ended(pid: int) -> bool:
+    """No such process any more (or only its zombie, waiting to be reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[0] == "Z"
+
+
+def test_a_hung_token_command_is_ended_with_its_grandchild_at_the_time_out(
+        project: Path, cli: Cli, exchange: Exchange, tmp_path: Path) -> None:
+    known_people(project, exchange.port)
+    pid_file = tmp_path / "grandchild.pid"
+    script = tmp_path / "hangs.py"
+    script.write_text(
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+        f"open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
+        "time.sleep(600)\n", encoding="utf-8")
+    use_xoauth2(project, exchange, None, timeout="2s",
+                oauth2={"token_command": f"{sys.executable} {script}"})
+    started = time.monotonic()
+
+    result = send(cli, project, NOW)
+
+    assert time.monotonic() - started < 60
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert f"stopped early: transport unavailable: token_command {sys.executable} gave no " \
+        "token within 2 s (transport.timeout); all 5 due message(s) wait" in result.output
+    grandchild = int(pid_file.read_text())
+    wait_for(lambda: pid_ended(grandchild), 10, f"the grandchild {grandchild} to end")
+    assert exchange.logins == [] and exchange.received == []
+
+
+PEAK_MEMORY = (
+    "import resource, subprocess, sys\n"
+    "done = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+    "print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    "print(done.stdout + done.stderr)\n")
+
+
+@pytest.mark.parametrize(("printed", "error"), [
+    ("for _ in range(100):\n    sys.stdout.buffer.write(b'A' * 1_000_000)\n",
+     "printed more than 64 kB, far more than an access token"),
+    ("sys.stdout.write('ya29.' + 'x' * 1_000_000 + '\\n')\n",
+     "printed more than 64 kB, far more than an access token"),
+    ("sys.stdout.write('ya29.' + 'x' * 40_000 + '\\n')\n",
+     "printed a first line of 40,005 characters, longer than an access token (16 kB at most)"),
+    ("sys.stdout.write('ya29.abc def\\n')\n", "printed something that is not an access token"),
+    ("sys.stdout.write('ya29.\\x1b[2Jabc\\n')\n",
+     "printed something that is not an access token"),
+], ids=["100 MB", "1 MB line", "40 kB line", "a space", "an escape"])
+def test_what_a_token_command_prints_is_bounded_and_must_look_like_a_token(
+        project: Path, exchange: Exchange, tmp_path: Path, printed: str, error: str) -> None:
+    """100 MB of output is not read (once: 823 MB of memory); 1 MB of garbage is not sent as a
+    token to fail every message with HTTP 431; nothing is sent and every message waits."""
+    known_people(project, exchange.port)
+    script = tmp_path / "prints.py"
+    script.write_text("import sys\n" + printed, encoding="utf-8")
+    use_xoauth2(project, exchange, None,
+                oauth2={"token_command": f"{sys.executable} {script}"})
+    measure = tmp_path / "peak.py"
+    measure.write_text(PEAK_MEMORY, encoding="utf-8")
+
+    done = subprocess.run([sys.executable, measure, *ldmail_command(
+        "send", "--project", project, "--now", NOW.isoformat())],
+        capture_output=True, text=True, timeout=120, check=True)
+
+    status, peak_kb = (int(word) for word in done.stdout.split("\n", 1)[0].split())
+    output = done.stdout.split("\n", 1)[1]
+    assert status == 1, output
+    assert f"error token_command {sys.executable} {error}" in only_error_line(output)
+    assert "xxxxxxxxxx" not in output and "AAAAAAAAAA" not in output
+    assert peak_kb < 250_000  # the whole CLI; the output alone once took 823 MB
+    assert exchange.logins == [] and exchange.received == []
+    assert set(states(project).values()) <= {"queued"}
 
 
 def process_tree(root: int) -> dict[int, list[str]]:

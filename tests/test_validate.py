@@ -111,6 +111,40 @@ def test_sandbox_blocks_expression_escape(project: Path, cli: Cli) -> None:
     assert "Traceback" not in result.output
 
 
+BOMB = '"x" * 10**9'
+ESCAPE = "[].__class__.__base__.__subclasses__()"
+BOMB_REFUSED = "expression '\"x\" * 10**9' repeating 1 item(s) 1000000000 times is too large"
+ESCAPE_REFUSED = ("expression '[].__class__.__base__.__subclasses__()' is blocked by the "
+                  "sandbox: '__class__' reaches into Python internals; use the person's "
+                  "attributes")
+
+
+@pytest.mark.parametrize("sample_people", [False, True])
+@pytest.mark.parametrize(("condition", "refused"), [(BOMB, BOMB_REFUSED),
+                                                    (ESCAPE, ESCAPE_REFUSED)])
+def test_a_condition_the_sandbox_refuses_is_an_error_before_any_send(
+        project: Path, cli: Cli, condition: str, refused: str, sample_people: bool) -> None:
+    """A step's when: is tried on the people the campaign is rendered for, as a persona's
+    match: is: the bomb (which only running it shows) and the escape are errors naming the
+    campaign file, the line and the step, with the words the persona's would get."""
+    edit(project / "campaigns/welcome.yaml",
+         "  - {id: first-course, after: 3d, template: welcome/first-course}",
+         f"  - {{id: first-course, after: 3d, template: welcome/first-course, "
+         f"when: {condition!r}}}")
+    edit(project / "audiences.yaml", 'match: "true"', f"match: {condition!r}")
+
+    result = cli("validate", "--project", project,
+                 *(["--sample-people"] if sample_people else []))
+
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    errors = [line for line in result.stdout.splitlines() if line.startswith(("campaigns/",
+                                                                              "audiences"))]
+    assert errors[0].startswith(f"audiences.yaml:35: personas.broad-developer.match: {refused}")
+    assert f"campaigns/welcome.yaml:14: steps.when: step 'first-course': {refused}" in errors
+    assert len(errors) == 2, result.stdout
+
+
 def test_github_and_json_formats(project: Path, cli: Cli) -> None:
     edit(project / "campaigns/welcome.yaml", "after: 3d", "afer: 3d")
     github = cli("validate", "--project", project, "--format", "github")

@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import math
+import re
 import shutil
 from email import message_from_bytes
 from email.parser import BytesHeaderParser
@@ -41,10 +42,14 @@ def with_variants(project: Path, line: str) -> Path:
     return project
 
 
-def weighted(project: Path, a: int = 70, b: int = 30) -> Path:
+def weighted_as(project: Path, a: str, b: str) -> Path:
     return with_variants(project, "  - {id: hello, after: 0d, variants: ["
                          f"{{id: a, template: welcome/hello, weight: {a}}}, "
                          f"{{id: b, template: welcome/hello-b, weight: {b}}}]}}")
+
+
+def weighted(project: Path, a: int = 70, b: int = 30) -> Path:
+    return weighted_as(project, str(a), str(b))
 
 
 def write_people(project: Path, count: int) -> list[str]:
@@ -125,6 +130,46 @@ def test_equal_weights_by_default_and_each_message_is_its_variant(project: Path,
         variant = got[message["To"].addresses[0].addr_spec]
         html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
         assert f"utm_content=hello.{variant}" in html
+
+
+@pytest.mark.parametrize(("a", "b"), [("5e-324", "5e-324"), ("3e307", "3e307")])
+def test_tiny_or_huge_weights_split_as_their_ratio(project: Path, cli: Cli, a: str,
+                                                   b: str) -> None:
+    """Weights are relative at any scale: two equal weights near the ends of what a number can
+    hold still send half the people each variant."""
+    weighted_as(project, a, b)
+    write_people(project, 300)
+    send(cli, project)
+    got = received(project)
+    share = sum(v == "a" for v in got.values()) / len(got)
+    assert 0.40 <= share <= 0.60, share
+
+
+
+@pytest.mark.parametrize(("a", "b", "why"), [
+    ("1e308", "1e308", "step 'hello': the weights of its variants add up to more than a "
+                       "number can hold; weights are relative, so give small numbers such as "
+                       "70 and 30"),
+    (".nan", "1", "nan is not a usable weight"),
+    (".inf", "1", "inf is not a usable weight"),
+    ("0", "1", "0 is not a usable weight"),
+])
+def test_weights_that_cannot_split_are_an_error_naming_file_and_step(
+        project: Path, cli: Cli, a: str, b: str, why: str) -> None:
+    """1e308 + 1e308 once sent every person to one arm: no send, validate and send say why."""
+    weighted_as(project, a, b)
+    write_people(project, 20)
+
+    checked = cli("validate", "--project", project)
+    sent = cli("send", "--project", project, "--now", DAY_1)
+
+    for result in (checked, sent):
+        assert result.exit_code == 1
+        assert "Traceback" not in result.output
+        assert re.search(r"campaigns/welcome\.yaml:13: steps\.variants(\.weight)?: "
+                         + re.escape(why), result.output), result.output
+    assert not (project / ".ldmail" / "outbox").exists() or \
+        not list((project / ".ldmail" / "outbox").glob("*.eml"))
 
 
 # -- what an author sees -------------------------------------------------------------------------
