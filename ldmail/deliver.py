@@ -175,13 +175,14 @@ class SendSummary:
 
     @property
     def ok(self) -> bool:
-        """Cron's view (exit 0): nothing failed, nothing became unknown, nothing stopped it.
+        """Cron's view (exit 0): nothing failed, nothing became unknown, nothing stopped it,
+        no receiving domain is stopped (the sending domain needs fixing: cron mails the line).
 
         Unknown messages that an earlier run already reported are counted again in
         `unknown_total` but do not make every later run fail.
         """
         return not self.failed and not self.unknown and not self.held and \
-            not self.conditions_held and self.stopped is None
+            not self.conditions_held and not self.domain_holds and self.stopped is None
 
     def held_alike(self) -> list[tuple[Failure, list[str]]]:
         """Held messages of campaigns that render, one group per step and reason (a missing
