@@ -17,10 +17,22 @@ from typing import Literal
 from ..clock import iso
 from ..config import SETTINGS_FILE, Project
 from ..errors import IllegalTransition, LdmailError
-from ..ledger import FORGOTTEN, Ledger, MessageOp, MessageState, SentMessage
+from ..ledger import (
+    ERASED,
+    FORGOTTEN,
+    Applied,
+    Ledger,
+    MessageKey,
+    MessageOp,
+    MessageState,
+    SentMessage,
+    ledger_path,
+)
 from ..ledger.states import message_sources
+from ..lock import inbox_lock, working_fence
+from ..models import Inbox
 from .bounces import Failure, bounce_failures, mail_identity, original_ids, unsubscribe_token
-from .folders import open_folder
+from .folders import Folder, open_folder
 
 NOT_OURS = "not a bounce or an unsubscribe"
 NOT_SENT = "a bounce of a message ldmail did not send"
@@ -202,13 +214,30 @@ class _Reader:
         assert address is not None  # _copy_failure found the copy's failure
         suppression = f"bounced: {failure.reason}" if failure.hard else None
         if self.dry_run:
-            added = suppression is not None and not self.ledger.is_suppressed(address)
+            applied = self._would(address, suppression)
         else:
-            added = self.ledger.bounced_again(address, self.at, mail=mail,
-                                              suppression=suppression)
-        self.result.handled.append(Handled("bounce", address, failure.reason, failure.hard,
-                                           sent.key.campaign, sent.key.step, added))
+            applied = self.ledger.bounced_again(address, self.at, mail=mail,
+                                                suppression=suppression)
+        self._handled("bounce", address, failure, applied, sent.key)
         return True
+
+    def _would(self, address: str, suppression: str | None) -> Applied:
+        """What a dry run says a bounce or unsubscribe would do."""
+        forgotten = self.ledger.forgotten_as(address) is not None
+        return Applied(suppression is not None and not forgotten and
+                       not self.ledger.is_suppressed(address), forgotten)
+
+    def _handled(self, kind: Literal["bounce", "unsubscribe"], address: str,
+                 failure: Failure | None, applied: Applied, key: MessageKey | None = None
+                 ) -> None:
+        """Note a mail applied; a forgotten person is shown with neither address nor reason."""
+        forgotten = applied.forgotten or address.startswith(FORGOTTEN)
+        reason = UNSUBSCRIBED_BY_MAIL if failure is None else \
+            ERASED if forgotten else failure.reason
+        self.result.handled.append(Handled(
+            kind, FORGOTTEN_SHOWN if forgotten else address, reason,
+            failure is not None and failure.hard, key.campaign if key else None,
+            key.step if key else None, applied.suppressed))
 
     def _apply_bounce(self, sent: SentMessage, failure: Failure, mail: str | None) -> bool:
         key, email_address = sent.key, sent.recipient
@@ -220,23 +249,21 @@ class _Reader:
             self.result.left_alone[f"a bounce of a message the ledger has as {sent.state}"] += 1
             return False
         if self.dry_run:
-            added = suppression is not None and not self.ledger.is_suppressed(email_address)
+            applied = self._would(email_address, suppression)
         else:
             try:
                 if again:
-                    added = self.ledger.bounced_again(email_address, self.at, mail=mail,
-                                                      suppression=suppression)
+                    applied = self.ledger.bounced_again(email_address, self.at, mail=mail,
+                                                        suppression=suppression)
                 else:
-                    added = self.ledger.bounce(key, f"{kind} bounce: {failure.reason}",
-                                               self.at, mail=mail, suppression=suppression,
-                                               address=email_address)
+                    applied = self.ledger.bounce(key, f"{kind} bounce: {failure.reason}",
+                                                 self.at, mail=mail, suppression=suppression,
+                                                 address=email_address)
             except IllegalTransition as exc:  # changed meanwhile (a resend of an unknown one)
                 self.result.left_alone[f"a bounce of a message the ledger has as "
                                        f"{exc.state}"] += 1
                 return False
-        self.result.handled.append(Handled(
-            "bounce", FORGOTTEN_SHOWN if forgotten else email_address, failure.reason,
-            failure.hard, key.campaign, key.step, added))
+        self._handled("bounce", email_address, failure, applied, key)
         return True
 
     # -- unsubscribes -------------------------------------------------------------------------
@@ -264,13 +291,11 @@ class _Reader:
                 self.result.left_alone[NO_TOKEN] += 1
                 continue
             if self.dry_run:
-                added = not self.ledger.is_suppressed(address)
+                applied = self._would(address, UNSUBSCRIBED_BY_MAIL)
             else:
-                added = self.ledger.unsubscribed(address, UNSUBSCRIBED_BY_MAIL, self.at,
-                                                 mail=item.mail)
-            self.result.handled.append(Handled(
-                "unsubscribe", FORGOTTEN_SHOWN if address.startswith(FORGOTTEN) else address,
-                UNSUBSCRIBED_BY_MAIL, suppressed=added))
+                applied = self.ledger.unsubscribed(address, UNSUBSCRIBED_BY_MAIL, self.at,
+                                                   mail=item.mail)
+            self._handled("unsubscribe", address, None, applied)
             moved.append(item.key)
         return moved
 
@@ -300,16 +325,39 @@ def read_inbox(project: Project, now: datetime, *, db: Path | None = None,
                           "sender's mailbox (kind: imap with host, user and password_env, or "
                           "kind: maildir or mbox with a path); see the README's 'The sender's "
                           "mailbox'")
+    if dry_run:
+        return _read_folder(project, settings, db, now, dry_run=True)
+    # One reader per inbox (taken before the folder is opened: an mbox is locked on opening),
+    # and `forget` waits for this run to end before it erases.
+    path = ledger_path(project, db)
+    with inbox_lock(path, _inbox_name(settings)), working_fence(path, "inbox run"):
+        return _read_folder(project, settings, db, now, dry_run=False)
+
+
+def _inbox_name(settings: Inbox) -> str:
+    if settings.kind == "imap":
+        return f"imap {settings.user}@{settings.host} folder {settings.folder}"
+    return f"{settings.kind} {settings.path}"
+
+
+def _read_folder(project: Project, settings: Inbox, db: Path | None, now: datetime, *,
+                 dry_run: bool) -> InboxResult:
     folder = open_folder(project, settings)
     try:
         result = InboxResult(folder.where, folder.done, dry_run=dry_run)
-        with Ledger.of(project, db, readonly=dry_run) as ledger:
-            reader = _Reader(project, ledger, now, result)
-            handled = [key for key in folder.keys() if reader.read(key, folder.fetch(key))]
-            handled += reader.unsubscribe_all()
+        handled = _read(project, db, now, folder, result)
         if not dry_run:
             folder.move(handled)
             result.moved = len(handled)
         return result
     finally:
         folder.close()
+
+
+def _read(project: Project, db: Path | None, now: datetime, folder: Folder,
+          result: InboxResult) -> list[str]:
+    """Apply every mail; returns the keys of those to move to the done folder."""
+    with Ledger.of(project, db, readonly=result.dry_run) as ledger:
+        reader = _Reader(project, ledger, now, result)
+        handled = [key for key in folder.keys() if reader.read(key, folder.fetch(key))]
+        return handled + reader.unsubscribe_all()

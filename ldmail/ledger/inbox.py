@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from ..errors import IllegalTransition
 from .core import _Db
 from .delivery import MessageKey
+from .erasure import ERASED
 from .people import PersonMoves
 from .states import MessageOp, MessageState, message_move, message_sources, stored
 
@@ -30,6 +31,15 @@ class SentMessage:
     def __post_init__(self) -> None:
         if not self.recipient:
             object.__setattr__(self, "recipient", self.key.email)
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What a bounce or unsubscribe did: whether it newly suppressed the address, and whether
+    the address was forgotten (then only its keyed hash was written, and no reason)."""
+
+    suppressed: bool
+    forgotten: bool = False
 
 
 class InboxMoves(PersonMoves):
@@ -60,51 +70,60 @@ class InboxMoves(PersonMoves):
         return None if value is None else str(value)
 
     def bounce(self, key: MessageKey, reason: str, at: str, *, mail: str | None,
-               suppression: str | None, address: str | None = None) -> bool:
+               suppression: str | None, address: str | None = None) -> Applied:
         """The message bounced: `bounced` with the reason; with `suppression` (a hard bounce)
         the address it went to (`address`: a manager's; the person's by default) is
         suppressed and its enrolments end as "bounced". The mail is recorded as applied in
-        the same transaction. Returns whether the address is newly suppressed.
+        the same transaction. A forgotten address (checked in that transaction: forget wins
+        any race) is neither suppressed again nor named: the reason is erased.
 
         IllegalTransition (nothing written) for a message the table does not let bounce.
         """
         sources = message_sources(MessageOp.BOUNCE)
         marks = ", ".join("?" for _ in sources)
         with self.transaction(immediate=True) as db:
+            forgotten = self._forgotten(address or key.email)
             changed = db.conn.execute(
                 "UPDATE messages SET state = ?, error = ?, bounced_at = ? WHERE campaign = ?"
                 f" AND step = ? AND email = ? AND state IN ({marks})",
-                (message_move(MessageOp.BOUNCE, M.SENT), reason, at, *key, *sources)).rowcount
+                (message_move(MessageOp.BOUNCE, M.SENT), ERASED if forgotten else reason, at,
+                 *key, *sources)).rowcount
             if changed != 1:
                 found = self._message("campaign = ? AND step = ? AND email = ?", tuple(key))
                 raise IllegalTransition("message", MessageOp.BOUNCE,
                                         M.NEW if found is None else found.state, str(key))
-            added = self._suppress_for(db, address or key.email, suppression, BOUNCED, at)
+            added = not forgotten and self._suppress_for(db, address or key.email, suppression,
+                                                         BOUNCED, at)
             self._applied(db, mail, "bounce", at)
-        return added
+        return Applied(added, forgotten)
 
     def bounced_again(self, email: str, at: str, *, mail: str | None,
-                      suppression: str | None) -> bool:
+                      suppression: str | None) -> Applied:
         """Another bounce of a message already `bounced` (a delay warning, then the failure),
-        or the bounce of its copy to a manager: no move; a hard one suppresses the address.
-        Returns whether newly suppressed."""
-        with self.transaction(immediate=True) as db:
-            added = self._suppress_for(db, email, suppression, BOUNCED, at)
-            self._applied(db, mail, "bounce", at)
-        return added
+        or the bounce of its copy to a manager: no move; a hard one suppresses the address
+        (unless it was forgotten)."""
+        return self._suppress_applying(email, suppression, BOUNCED, at, mail, "bounce")
 
-    def unsubscribed(self, email: str, reason: str, at: str, *, mail: str) -> bool:
-        """An unsubscribe mail: suppressed for good, enrolments end as "unsubscribed"; the
-        mail recorded as applied. Returns whether the address is newly suppressed."""
+    def unsubscribed(self, email: str, reason: str, at: str, *, mail: str) -> Applied:
+        """An unsubscribe mail: suppressed for good, enrolments end as "unsubscribed" (a
+        forgotten address is suppressed already); the mail recorded as applied."""
+        return self._suppress_applying(email, reason, UNSUBSCRIBED, at, mail, "unsubscribe")
+
+    def _suppress_applying(self, email: str, reason: str | None, exit_reason: str, at: str,
+                           mail: str | None, outcome: str) -> Applied:
         with self.transaction(immediate=True) as db:
-            added = self._suppress_for(db, email, reason, UNSUBSCRIBED, at)
-            self._applied(db, mail, "unsubscribe", at)
-        return added
+            forgotten = self._forgotten(email)
+            added = not forgotten and self._suppress_for(db, email, reason, exit_reason, at)
+            self._applied(db, mail, outcome, at)
+        return Applied(added, forgotten)
+
+    def _forgotten(self, email: str) -> bool:
+        return self.forgotten_as(email) is not None
 
     def _suppress_for(self, db: _Db, email: str, reason: str | None, exit_reason: str,
                       at: str) -> bool:
         if reason is None or self.is_suppressed(email):
-            return False  # a forgotten person's rows hold only a hash: suppressed already
+            return False
         return self.suppress(email, reason, INBOX, at, exit_reason=exit_reason)
 
     @staticmethod
