@@ -151,6 +151,29 @@ def test_forget_during_a_slow_pull_waits_and_the_pull_keeps_only_the_hash(
     assert person.encode() not in every_byte(project / ".ldmail")
 
 
+def test_forget_that_cannot_wait_long_enough_says_so_in_one_line(
+        project: Path, cli: Cli, lrs: tuple[list[dict[str, Any]], str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    statements, endpoint = lrs
+    configure(project, endpoint, monkeypatch, page_size=5)
+    person = "ann.devries@example.org"
+    completions(statements, [f"learner{n}@example.org" for n in range(5)] + [person])
+    _StandIn.gate.clear()
+    with ldmail_running("events", "pull", "--project", project) as pull:
+        assert _StandIn.held.wait(60), "the pull did not ask for page 2"
+        stuck = cli("forget", person, "--wait", "0.5", "--project", project)
+        _StandIn.gate.set()
+        out, err = pull.communicate(timeout=60)
+    assert stuck.exit_code == 1 and "Traceback" not in stuck.output, stuck.output
+    assert stuck.stderr.strip().count("\n") == 0 and person not in stuck.output
+    assert "a running events pull or inbox run still works on this ledger after 0.5 s; the " \
+        "person is suppressed and no command stores their address again, but nothing was " \
+        "erased yet: run forget again once it has ended" in stuck.stderr, stuck.stderr
+    assert pull.returncode == 0, err
+    assert person.encode() not in every_byte(project / ".ldmail")  # stored as the hash
+    assert cli("forget", person, "--project", project).exit_code == 0
+
+
 def test_forget_with_send_pull_and_inbox_at_once(
         project: Path, cli: Cli, smtp_server: SmtpServer,
         lrs: tuple[list[dict[str, Any]], str], monkeypatch: pytest.MonkeyPatch) -> None:
