@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -121,57 +122,66 @@ def run_together(*commands: list[str | Path]) -> list[tuple[list[str | Path], in
     return finished
 
 
+PERSON = "ann.devries@example.org"
+
+
+@contextmanager
+def pull_held_at_page_two(project: Path, lrs: tuple[list[dict[str, Any]], str],
+                          monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """`events pull` that has recorded page 1 and waits for page 2, which holds PERSON's
+    statement; page 2 comes once the block ends, and the pull's exit code, stdout and stderr
+    are then added to the list yielded."""
+    statements, endpoint = lrs
+    configure(project, endpoint, monkeypatch, page_size=5)
+    completions(statements, [f"learner{n}@example.org" for n in range(5)] + [PERSON])
+    _StandIn.gate.clear()
+    ended: list[str] = []
+    with ldmail_running("events", "pull", "--project", project) as pull:
+        assert _StandIn.held.wait(60), "the pull did not ask for page 2"
+        try:
+            yield ended
+        finally:
+            _StandIn.gate.set()
+            ended.extend([str(pull.wait(60)), *pull.communicate(timeout=60)])
+
+
 def test_forget_during_a_slow_pull_waits_and_the_pull_keeps_only_the_hash(
         project: Path, cli: Cli, lrs: tuple[list[dict[str, Any]], str],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """The pull has read page 1 and waits for page 2, which holds the person's statement;
-    forget waits for the pull to end, and the pull records that statement under the hash."""
-    statements, endpoint = lrs
-    configure(project, endpoint, monkeypatch, page_size=5)
-    person = "ann.devries@example.org"
-    completions(statements, [f"learner{n}@example.org" for n in range(5)] + [person])
-    _StandIn.gate.clear()
-    with ldmail_running("events", "pull", "--project", project) as pull:
-        assert _StandIn.held.wait(60), "the pull did not ask for page 2"
-        gone: list[CliResult] = []
-        forgetting = threading.Thread(target=lambda: gone.append(
-            cli("forget", person, "--project", project)))
+    """Forget waits for the pull to end, and the pull records the person's statement (read
+    after forget began) under the hash."""
+    gone: list[CliResult] = []
+    forgetting = threading.Thread(target=lambda: gone.append(
+        cli("forget", PERSON, "--project", project)))
+    with pull_held_at_page_two(project, lrs, monkeypatch) as pull:
         forgetting.start()
         wait_for(lambda: bool(ledger_rows(project, "SELECT 1 FROM suppressions WHERE source ="
                                                    " 'forget'")), 30, "forget to begin")
         time.sleep(0.5)  # forget waits for the pull (it would be done in far less)
         assert forgetting.is_alive()
-        _StandIn.gate.set()
-        out, err = pull.communicate(timeout=60)
-        forgetting.join(60)
-    assert pull.returncode == 0 and "pulled 6 statements: 6 goal events recorded" in out, err
+    forgetting.join(60)
+    code, out, err = pull
+    assert code == "0" and "pulled 6 statements: 6 goal events recorded" in out, err
     assert gone[0].exit_code == 0, gone[0].output
     recorded = ledger_rows(project, "SELECT email FROM events")
     assert len(recorded) == 6 and sum(r["email"].startswith("forgotten:") for r in recorded) == 1
-    assert person.encode() not in every_byte(project / ".ldmail")
+    assert PERSON.encode() not in every_byte(project / ".ldmail")
 
 
 def test_forget_that_cannot_wait_long_enough_says_so_in_one_line(
         project: Path, cli: Cli, lrs: tuple[list[dict[str, Any]], str],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    statements, endpoint = lrs
-    configure(project, endpoint, monkeypatch, page_size=5)
-    person = "ann.devries@example.org"
-    completions(statements, [f"learner{n}@example.org" for n in range(5)] + [person])
-    _StandIn.gate.clear()
-    with ldmail_running("events", "pull", "--project", project) as pull:
-        assert _StandIn.held.wait(60), "the pull did not ask for page 2"
-        stuck = cli("forget", person, "--wait", "0.5", "--project", project)
-        _StandIn.gate.set()
-        out, err = pull.communicate(timeout=60)
+    with pull_held_at_page_two(project, lrs, monkeypatch) as pull:
+        stuck = cli("forget", PERSON, "--wait", "0.5", "--project", project)
+    code, _out, err = pull
     assert stuck.exit_code == 1 and "Traceback" not in stuck.output, stuck.output
-    assert stuck.stderr.strip().count("\n") == 0 and person not in stuck.output
+    assert stuck.stderr.strip().count("\n") == 0 and PERSON not in stuck.output
     assert "a running events pull or inbox run still works on this ledger after 0.5 s; the " \
         "person is suppressed and no command stores their address again, but nothing was " \
         "erased yet: run forget again once it has ended" in stuck.stderr, stuck.stderr
-    assert pull.returncode == 0, err
-    assert person.encode() not in every_byte(project / ".ldmail")  # stored as the hash
-    assert cli("forget", person, "--project", project).exit_code == 0
+    assert code == "0", err
+    assert PERSON.encode() not in every_byte(project / ".ldmail")  # stored as the hash
+    assert cli("forget", PERSON, "--project", project).exit_code == 0
 
 
 def test_forget_with_send_pull_and_inbox_at_once(
