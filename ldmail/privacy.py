@@ -145,9 +145,10 @@ def _erase(ledger: Ledger, email: str, now: datetime, outbox: Path | None,
            previews: Path | None, wait: float) -> Forgotten:
     names = ledger.names_of(email)
     changed = ledger.erase(email, iso(now), names)
-    mentions = _mentions(email, names)
-    removed = _delete_mentioning(outbox, ("*.eml", ".*.eml.part"), mentions)
-    shown = _delete_mentioning(previews, ("*.html",), mentions)
+    # A message in the outbox is theirs when it holds their address (others may share a
+    # first name); a preview of theirs may hold only their name.
+    removed = _delete_mentioning(outbox, ("*.eml", ".*.eml.part"), _mentions(email, []))
+    shown = _delete_mentioning(previews, ("*.html",), _mentions(email, names))
     if not ledger.make_final(wait):
         raise LedgerBusy(
             f"{ledger.path}: the person's rows hold only a keyed hash now, but another program "
@@ -161,8 +162,12 @@ def _mentions(email: str, names: list[str]) -> re.Pattern[bytes]:
     """The address, and each word of 3 letters or more of the person's names (as text and as
     HTML writes it), in the raw bytes of a file."""
     words = {word for name in names for word in re.findall(r"\w{3,}", name)}
-    needles = [re.escape(email.encode())] + [
-        rb"\b" + re.escape(form.encode()) + rb"\b"
+    address = rb"(?<![A-Za-z0-9._%+-])" + re.escape(email.encode()) + \
+        rb"(?![A-Za-z0-9-]|\.[A-Za-z0-9])"  # not inside a longer address such as jo+ann@…
+    # Not \b around a name: in bytes it sees no edge after a letter such as é (two bytes,
+    # neither a word character in ASCII).
+    needles = [address] + [
+        rb"(?<![A-Za-z0-9_])" + re.escape(form.encode()) + rb"(?![A-Za-z0-9_])"
         for word in sorted(words) for form in {word, html.escape(word)}]
     return re.compile(b"|".join(needles), re.IGNORECASE)
 

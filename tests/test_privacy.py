@@ -186,3 +186,20 @@ def test_forget_waits_for_a_reader_snapshot_or_says_it_could_not_finish(
     reader.close()
     assert done.exit_code == 0, done.output
     assert other.encode() not in every_byte(sent / ".ldmail")
+
+
+def test_forget_leaves_other_people_alone(project: Path, cli: Cli) -> None:
+    """Forgetting ann@ keeps joann@ (whose address holds hers) and another Ann: their
+    messages, rows and names stay."""
+    edit_yaml(project / "campaigns" / "welcome.yaml", lambda c: c.update(holdout="0%"))
+    other = "joann@example.org"
+    write_people(project, {**PEOPLE, other: PEOPLE[PERSON].replace("de Vries", "Smit")})
+    assert send(cli, project, NOW).exit_code == 0
+    without(project, PERSON)
+    assert cli("forget", PERSON, "--project", project).exit_code == 0
+    outbox = every_byte(project / ".ldmail" / "outbox")
+    assert other.encode() in outbox and f"<{PERSON}>".encode() not in outbox
+    assert ledger_rows(project, "SELECT count(*) AS n FROM messages WHERE email = ?",
+                       (other,))[0]["n"] == 1
+    assert ledger_rows(project, "SELECT name FROM staged_people WHERE email = ?",
+                       (other,)) == [{"name": "Ann Smit"}]
