@@ -184,6 +184,7 @@ def test_forget_that_cannot_wait_long_enough_says_so_in_one_line(
     assert cli("forget", PERSON, "--project", project).exit_code == 0
 
 
+@pytest.mark.slow
 def test_forget_with_send_pull_and_inbox_at_once(
         project: Path, cli: Cli, smtp_server: SmtpServer,
         lrs: tuple[list[dict[str, Any]], str], monkeypatch: pytest.MonkeyPatch) -> None:
