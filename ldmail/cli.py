@@ -541,6 +541,7 @@ def _show_previews(terminal: Console, items: list[PreviewItem], campaign: str, m
                    html_root: Path | None, *, for_person: bool = False) -> None:
     from rich.panel import Panel
 
+    from .config import PREVIEW_FOLDER
     from .hygiene import file_name_part, private_folder, write_private
     from .preview import invite_summary, variant_summary
 
@@ -568,7 +569,7 @@ def _show_previews(terminal: Console, items: list[PreviewItem], campaign: str, m
         terminal.print(Panel(_escape(header + "\n\n" + item.rendered.text.rstrip()),
                              title=_escape(title), title_align="left", expand=False))
         if html_root is not None:
-            folder = private_folder(html_root / ".ldmail" / "preview")
+            folder = private_folder(html_root / PREVIEW_FOLDER)
             name = "-".join(file_name_part(part) for part in (
                 campaign, item.step.id, *([item.variant.id] if item.variant else []),
                 item.persona or "none", item.language)) + ".html"
@@ -1500,12 +1501,16 @@ def suppress(
 @app.command()
 def forget(
     email: Annotated[str, typer.Argument(help="The person's e-mail address.", metavar="EMAIL")],
+    wait: Annotated[float, typer.Option(
+        "--wait", help="Seconds to wait for running pulls and inbox runs, and for other "
+        "programs reading the ledger, before giving up (a running send is always waited "
+        "for).", min=0, metavar="SECONDS")] = 60.0,
     db: DbOption = None,
     project: ProjectOption = None,
     now: NowOption = None,
 ) -> None:
     """Erase a person's data; they stay suppressed."""
-    from .config import OUTBOX_SETTING, load_project
+    from .config import OUTBOX_SETTING, PREVIEW_FOLDER, load_project
     from .ledger import Ledger
     from .lock import held_elsewhere, send_lock_path
     from .privacy import forget as erase
@@ -1516,14 +1521,16 @@ def forget(
         with Ledger.of(loaded, db) as ledger:
             address = resolve(ledger, email)
             if held_elsewhere(send_lock_path(ledger.path)):
+                # Not echoing the address: no output of forget shows it.
                 console(stderr=True).print(
-                    f"{address} is suppressed now, so the running send mails them nothing "
+                    "The person is suppressed now, so the running send mails them nothing "
                     "more; waiting for it to end before erasing (Ctrl-C leaves them "
                     "suppressed; run forget again later)")
             result = erase(ledger, address, inv.now,
                            loaded.path(loaded.settings.transport.outbox, OUTBOX_SETTING),
-                           lock=send_lock_path(ledger.path))
+                           lock=send_lock_path(ledger.path), previews=inv.root / PREVIEW_FOLDER,
+                           wait=wait)
     console().print(
         f"Forgotten: {result.rows} ledger row(s) now hold only a keyed hash, "
-        f"{result.outbox_files} outbox file(s) deleted. The person stays suppressed; remove "
-        "them from the people export as well.")
+        f"{result.outbox_files} outbox file(s) and {result.preview_files} preview file(s) "
+        "deleted. The person stays suppressed; remove them from the people export as well.")

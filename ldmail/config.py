@@ -29,6 +29,7 @@ TEMPLATES_DIR = "templates"
 PEOPLE_SOURCE = f"people.source in {AUDIENCES_FILE}"
 LEDGER_SETTING = f"ledger in {SETTINGS_FILE}"
 OUTBOX_SETTING = f"transport.outbox in {SETTINGS_FILE}"
+PREVIEW_FOLDER = ".ldmail/preview"  # where `preview --html` writes, in the project
 
 M = TypeVar("M", bound=BaseModel)
 # Campaign ids come from file names and go into headers, links and file names: slugs only.

@@ -14,7 +14,7 @@
     ├── LedgerError              the ledger file cannot be opened or used
     │   └── IllegalTransition    a move the state table does not allow (a bug; nothing written)
     ├── LedgerReplaced           the ledger is missing, another one, or an older copy
-    ├── LedgerBusy               another send holds the send lock
+    ├── LedgerBusy               another process holds a lock (send, inbox, forget's fence)
     ├── MassExit                 too many people vanished from the export at once
     ├── NoSendDay                holidays and blackout close every day of a send window
     ├── TransportFatal           the transport cannot send at all (login, TLS); run stops
@@ -76,7 +76,7 @@ class SecurityError(LdmailError):
 
 
 class LedgerBusy(LdmailError):
-    "Another ldmail process holds the send lock."
+    "Another ldmail process holds a lock this command needs (see lock.py)."
 
 
 class TransportFatal(LdmailError):

@@ -24,7 +24,8 @@ import httpx
 from .clock import iso
 from .errors import LdmailError
 from .events import ActorLookup, Skipped, actor_lookup, load_json, parse_timestamp, statement_event
-from .ledger import GoalEvent, Ledger
+from .ledger import GoalEvent, Ledger, ledger_path
+from .lock import working_fence
 from .models import DateLimits, Lrs
 
 if TYPE_CHECKING:
@@ -133,7 +134,6 @@ def pull(ledger: Ledger, lrs: Lrs, now: datetime, *, limits: DateLimits | None =
     http.headers["X-Experience-API-Version"] = lrs.version
     reader = _Reader(lrs, http, sleep)
     result = PullResult(cursor=ledger.meta(CURSOR))
-    forgotten = ledger.forgotten_hashes()
     verbs, activities = set(lrs.verbs), set(lrs.activities)
     base = lrs.endpoint.rstrip("/") + "/"
     url = base + "statements"
@@ -192,8 +192,6 @@ def pull(ledger: Ledger, lrs: Lrs, now: datetime, *, limits: DateLimits | None =
                         continue
                     event = statement_event(statement, lookup)
                     limits.check(event.occurred_at, "the event's date")
-                    if forgotten and ledger.address_hash(event.email) in forgotten:
-                        continue  # a forgotten person's events are not stored
                 except ValueError as exc:
                     result.skipped.append(Skipped(where, str(exc)))
                     continue
@@ -247,7 +245,10 @@ def pull_project(project: Project, now: datetime, *, db: Path | None = None,
     if lrs is None:
         raise LdmailError("ldmail.yaml has no lrs: block; add one (see the README, "
                           "'Goals from a Learning Record Store')")
-    with Ledger.of(project, db) as ledger:
+    # `forget` waits for a running pull to end before it erases (a forgotten person's events
+    # are stored under the keyed hash: record_pulled checks as it writes).
+    with working_fence(ledger_path(project, db), "events pull"), \
+            Ledger.of(project, db) as ledger:
         return pull(ledger, lrs, now, limits=project.settings.dates, client=client, sleep=sleep,
                     lookup=actor_lookup(project, ledger))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import html
 import re
 import time
 from dataclasses import dataclass, field
@@ -10,15 +12,18 @@ from pathlib import Path
 
 from .audience import find_column, normalise_email, read_rows
 from .clock import iso
-from .errors import LdmailError
+from .errors import LdmailError, LedgerBusy
 from .ledger import FORGOTTEN, Ledger
 from .ledger.people import SUPPRESSED
-from .lock import SendLock, held_elsewhere
+from .lock import SendLock, forget_fence, held_elsewhere
 
 # How long suppress waits for a running send to finish a message to the person, and forget
 # for a running send to end.
 SETTLE_SECONDS = 300.0
 FORGET_WAIT = 6 * 3600.0
+# How long forget waits, by default, for running pulls and inbox runs and for other programs'
+# read snapshots of the ledger (seconds).
+READER_WAIT = 60.0
 
 _TOKEN = re.compile(r"^[0-9a-f]{32}$")
 
@@ -107,36 +112,75 @@ def import_suppressions(ledger: Ledger, path: Path, now: datetime) -> ImportedSu
 @dataclass(frozen=True)
 class Forgotten:
     rows: int
-    outbox_files: int
+    outbox_files: int  # messages (and partial ones a killed send left) deleted
+    preview_files: int  # previews of the person's messages deleted
 
 
 def forget(ledger: Ledger, email: str, now: datetime, outbox: Path | None,
-           lock: Path | None = None) -> Forgotten:
-    """Replace the address by a keyed hash everywhere and drop the person's details.
+           lock: Path | None = None, *, previews: Path | None = None,
+           wait: float = READER_WAIT) -> Forgotten:
+    """Replace the address by a keyed hash everywhere, drop the person's details, and delete
+    the files ldmail wrote that name them.
 
     Message and enrolment rows stay (under the hash) so counts and the report stay true,
     and a suppression under the hash keeps the person from ever being mailed again. That
-    suppression is written first: a running send sees it at its next claim. With `lock` (the
-    send lock), the erasing waits for a running send to end, so that no row, no page of the
-    file and no outbox file holds the address once this returns.
+    suppression is written first: a running send sees it at its next claim, and every later
+    write of a bounce, an unsubscribe or an event checks it in its own transaction and keeps
+    only the hash. With `lock` (the send lock), the erasing waits for a running send to end;
+    it always waits (up to `wait` seconds) for running pulls and inbox runs, and for other
+    programs' read snapshots of the ledger, so that no row, no page of the file and no file
+    holds the address once this returns. LedgerBusy when it cannot make that true.
     """
     ledger.suppress(FORGOTTEN + ledger.address_hash(email), "forgotten on request", "forget",
                     iso(now))
-    if lock is None:
-        return _erase(ledger, email, now, outbox)
-    # A running send keeps the ledger's write-ahead log open, so old pages that hold the
-    # address could not be overwritten: wait for it to end (it sends the person nothing more).
-    with SendLock(lock, wait=FORGET_WAIT):
-        return _erase(ledger, email, now, outbox)
+    with contextlib.ExitStack() as held:
+        if lock is not None:
+            # A running send keeps messages to the person in hand until it records them.
+            held.enter_context(SendLock(lock, wait=FORGET_WAIT))
+        held.enter_context(forget_fence(ledger.path, wait))
+        return _erase(ledger, email, now, outbox, previews, wait)
 
 
-def _erase(ledger: Ledger, email: str, now: datetime, outbox: Path | None) -> Forgotten:
-    changed = ledger.erase(email, iso(now))
+def _erase(ledger: Ledger, email: str, now: datetime, outbox: Path | None,
+           previews: Path | None, wait: float) -> Forgotten:
+    names = ledger.names_of(email)
+    changed = ledger.erase(email, iso(now), names)
+    # A message in the outbox is theirs when it holds their address (others may share a
+    # first name); a preview of theirs may hold only their name.
+    removed = _delete_mentioning(outbox, ("*.eml", ".*.eml.part"), _mentions(email, []))
+    shown = _delete_mentioning(previews, ("*.html",), _mentions(email, names))
+    if not ledger.make_final(wait):
+        raise LedgerBusy(
+            f"{ledger.path}: the person's rows hold only a keyed hash now, but another program "
+            f"has kept a read snapshot of the ledger open for {wait:g} s, so old pages of the "
+            "file still hold the address; close it (a sqlite3 shell, a backup, a long report) "
+            "and run forget again")
+    return Forgotten(changed, removed, shown)
+
+
+def _mentions(email: str, names: list[str]) -> re.Pattern[bytes]:
+    """The address, and each word of 3 letters or more of the person's names (as text and as
+    HTML writes it), in the raw bytes of a file."""
+    words = {word for name in names for word in re.findall(r"\w{3,}", name)}
+    address = rb"(?<![A-Za-z0-9._%+-])" + re.escape(email.encode()) + \
+        rb"(?![A-Za-z0-9-]|\.[A-Za-z0-9])"  # not inside a longer address such as jo+ann@…
+    # Not \b around a name: in bytes it sees no edge after a letter such as é (two bytes,
+    # neither a word character in ASCII).
+    needles = [address] + [
+        rb"(?<![A-Za-z0-9_])" + re.escape(form.encode()) + rb"(?![A-Za-z0-9_])"
+        for word in sorted(words) for form in {word, html.escape(word)}]
+    return re.compile(b"|".join(needles), re.IGNORECASE)
+
+
+def _delete_mentioning(folder: Path | None, patterns: tuple[str, ...],
+                       mentions: re.Pattern[bytes]) -> int:
+    """Delete the files of `folder` (matching `patterns`) that mention the person."""
+    if folder is None or not folder.is_dir():
+        return 0
     removed = 0
-    if outbox is not None and outbox.is_dir():
-        needle = email.encode()
-        for path in outbox.glob("*.eml"):
-            if needle in path.read_bytes().lower():
+    for pattern in patterns:
+        for path in folder.glob(pattern):
+            if path.is_file() and not path.is_symlink() and mentions.search(path.read_bytes()):
                 path.unlink()
                 removed += 1
-    return Forgotten(changed, removed)
+    return removed

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import mailbox
 import re
+import socket
 import sys
 from collections.abc import Iterator
 from datetime import timedelta
@@ -30,7 +31,17 @@ from .bounce_mails import (
 )
 from .conftest import Cli, CliResult
 from .imap_server import Dovecot, serve
-from .smtp_server import NOW, PEOPLE, edit_yaml, free_port, ledger_rows, write_people
+from .smtp_server import (
+    NOW,
+    PEOPLE,
+    edit_yaml,
+    free_port,
+    ldmail_running,
+    ledger_rows,
+    loopback_listener,
+    wait_for,
+    write_people,
+)
 
 PASSWORD_ENV = "LDMAIL_TEST_IMAP_PASSWORD"
 LATER = NOW + timedelta(days=1)
@@ -438,3 +449,39 @@ def test_inbox_signs_in_with_xoauth2_and_the_transports_token(
     assert f"imap 127.0.0.1:{dovecot.port}: XOAUTH2 login as {dovecot.user} refused" in line
     assert "IMAP.AccessAsApp" in line
     assert refused not in result.output
+
+
+# -- one reader per inbox ---------------------------------------------------------------------
+
+def test_a_second_inbox_run_says_so_in_one_line_and_a_killed_one_leaves_no_lock(
+        sent: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first run hangs on an IMAP server that never greets; a second one at the same time
+    says another run is reading that inbox and exits 1; once the first is SIGKILLed, the
+    kernel has dropped its lock and the next run reads (here: fails to, in one line)."""
+    silent = loopback_listener()
+    monkeypatch.setenv(PASSWORD_ENV, "secret")
+    use_inbox(sent, kind="imap", host="127.0.0.1", port=silent.getsockname()[1],
+              security="none", user="learning@example.org", password_env=PASSWORD_ENV,
+              timeout="60s")
+    accepted: list[socket.socket] = []
+
+    def connected() -> bool:
+        try:
+            accepted.append(silent.accept()[0])
+        except TimeoutError:
+            return False
+        return True
+
+    with ldmail_running("inbox", "--project", sent) as first:
+        wait_for(connected, 30, "the first inbox run to connect")
+        second = inbox(cli, sent)
+        line = one_line_error(second)
+        assert "another inbox run is reading imap learning@example.org@127.0.0.1 folder " \
+            f"INBOX (pid {first.pid}); this run did nothing" in line, line
+        first.kill()
+        first.communicate(timeout=30)
+    for connection in accepted:
+        connection.close()
+    silent.close()
+    third = inbox(cli, sent)
+    assert "another inbox run" not in one_line_error(third)

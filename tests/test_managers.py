@@ -404,3 +404,30 @@ def test_a_bounce_suppresses_the_manager_it_came_back_from(project: Path, cli: C
         {"email": "dirk@example.org", "step": "escalate", "state": "bounced"}]
     assert ledger_rows(project, "SELECT state FROM messages WHERE email = 'ann@example.org'"
                                 " AND step = 'reminder-3'") == [{"state": "sent"}]
+
+
+def test_a_bounce_of_a_forgotten_managers_copy_leaves_the_learner_alone(project: Path,
+                                                                       cli: Cli) -> None:
+    """Bea, copied in on Ann's reminder, is forgotten; the bounce of her copy later names her
+    real address: it is still her copy, so Ann's message stays sent and Ann is not suppressed,
+    and neither Bea's address nor the server's words about her are written anywhere."""
+    from .bounce_mails import exchange_ndr
+    from .test_inbox import maildir, use_inbox
+
+    with_managers(project, None, cc=True)
+    for day in (TUE, WED, THU, FRI):
+        run(cli, project, day)
+    sent = {(str(m["X-Ldmail-Step"]), str(m["To"].addresses[0].addr_spec)): path.read_bytes()
+            for path in (project / ".ldmail" / "outbox").glob("*.eml")
+            for m in [message_from_bytes(path.read_bytes(), policy=default)]}
+    assert cli("forget", "bea@example.org", "--project", project).exit_code == 0
+    maildir(project, [exchange_ndr(sent[("reminder-3", "ann@example.org")], "bea@example.org")])
+    use_inbox(project, kind="maildir", path="exports/inbox")
+    result = cli("inbox", "--project", project, "--now", at(FRI, 12).isoformat())
+    assert result.exit_code == 0, result.output
+    assert "bea@example.org" not in result.output
+    assert ledger_rows(project, "SELECT state FROM messages WHERE email = 'ann@example.org'"
+                                " AND step = 'reminder-3'") == [{"state": "sent"}]
+    assert "ann@example.org" not in {r["email"] for r in ledger_rows(
+        project, "SELECT email FROM suppressions")}
+    assert b"bea@example.org" not in (project / ".ldmail" / "ledger.db").read_bytes()

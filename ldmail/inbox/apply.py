@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from email.utils import parseaddr
@@ -15,8 +16,21 @@ from typing import Literal
 from ..clock import iso
 from ..config import SETTINGS_FILE, Project
 from ..errors import IllegalTransition, LdmailError
-from ..ledger import FORGOTTEN, Ledger, MessageOp, MessageState, SenderFailure, SentMessage
+from ..ledger import (
+    ERASED,
+    FORGOTTEN,
+    Applied,
+    Ledger,
+    MessageKey,
+    MessageOp,
+    MessageState,
+    SenderFailure,
+    SentMessage,
+    ledger_path,
+)
 from ..ledger.states import message_sources
+from ..lock import inbox_lock, working_fence
+from ..models import Inbox
 from .bounces import (
     Failure,
     bounce_failures,
@@ -25,7 +39,7 @@ from .bounces import (
     parse,
     unsubscribe_token,
 )
-from .folders import open_folder
+from .folders import Folder, open_folder
 from .reasons import Effect
 
 NOT_OURS = "not a bounce or an unsubscribe"
@@ -205,7 +219,7 @@ class _Reader:
         if not proven:
             self.result.left_alone[UNVERIFIED] += 1
             return False
-        targets = [(sent, *_about(sent, failures)) for sent in proven]
+        targets = [(sent, *_about(sent, failures, self._known_as)) for sent in proven]
         applied = False
         for index, (sent, failure, copy) in enumerate(targets):
             last = index == len(targets) - 1
@@ -222,20 +236,37 @@ class _Reader:
         assert address is not None  # _about found the copy's failure
         suppression = _suppression(failure)
         if self.dry_run:
-            added = suppression is not None and not self.ledger.is_suppressed(address)
+            applied = self._would(address, suppression)
         else:
-            added = self.ledger.bounced_again(address, self.at, mail=mail,
-                                              suppression=suppression,
-                                              sender_failure=_sender_failure(address, failure))
-        self._handled(address, sent, failure, added, again=False)
+            applied = self.ledger.bounced_again(address, self.at, mail=mail,
+                                                suppression=suppression,
+                                                sender_failure=_sender_failure(address, failure))
+        self._handled("bounce", address, failure, applied, sent.key)
         return True
 
-    def _handled(self, shown: str, sent: SentMessage, failure: Failure, added: bool, *,
-                 again: bool) -> None:
+    def _known_as(self, address: str) -> str:
+        """An address as the ledger keeps it: a forgotten person's as its keyed hash."""
+        return self.ledger.forgotten_as(address) or address
+
+    def _would(self, address: str, suppression: str | None) -> Applied:
+        """What a dry run says a bounce or unsubscribe would do."""
+        forgotten = self.ledger.forgotten_as(address) is not None
+        return Applied(suppression is not None and not forgotten and
+                       not self.ledger.is_suppressed(address), forgotten)
+
+    def _handled(self, kind: Literal["bounce", "unsubscribe"], address: str,
+                 failure: Failure | None, applied: Applied, key: MessageKey | None = None, *,
+                 again: bool = False) -> None:
+        """Note a mail applied; a forgotten person is shown with neither address nor reason."""
+        forgotten = applied.forgotten or address.startswith(FORGOTTEN)
+        reason = UNSUBSCRIBED_BY_MAIL if failure is None else \
+            ERASED if forgotten else failure.reason
         self.result.handled.append(Handled(
-            "bounce", shown, failure.reason, failure.effect is Effect.SUPPRESS,
-            sent.key.campaign, sent.key.step, added, failure.kind.value,
-            failure.effect is Effect.SENDER, again))
+            kind, FORGOTTEN_SHOWN if forgotten else address, reason,
+            failure is not None and failure.effect is Effect.SUPPRESS,
+            key.campaign if key else None, key.step if key else None, applied.suppressed,
+            failure.kind.value if failure else "",
+            failure is not None and failure.effect is Effect.SENDER, again))
 
     def _apply_bounce(self, sent: SentMessage, failure: Failure, mail: str | None) -> bool:
         key, email_address = sent.key, sent.recipient
@@ -248,24 +279,23 @@ class _Reader:
             self.result.left_alone[f"a bounce of a message the ledger has as {sent.state}"] += 1
             return False
         if self.dry_run:
-            added = suppression is not None and not self.ledger.is_suppressed(email_address)
+            applied = self._would(email_address, suppression)
         else:
             try:
                 if again:  # a harder reason (a delay, then 5.1.1) replaces the earlier one
-                    added = self.ledger.bounced_again(
+                    applied = self.ledger.bounced_again(
                         email_address, self.at, mail=mail, suppression=suppression,
                         sender_failure=sender_failure,
                         harder=(key, error) if suppression is not None else None)
                 else:
-                    added = self.ledger.bounce(key, error, self.at, mail=mail,
-                                               suppression=suppression, address=email_address,
-                                               sender_failure=sender_failure)
+                    applied = self.ledger.bounce(key, error, self.at, mail=mail,
+                                                 suppression=suppression, address=email_address,
+                                                 sender_failure=sender_failure)
             except IllegalTransition as exc:  # changed meanwhile (a resend of an unknown one)
                 self.result.left_alone[f"a bounce of a message the ledger has as "
                                        f"{exc.state}"] += 1
                 return False
-        self._handled(FORGOTTEN_SHOWN if forgotten else email_address, sent, failure, added,
-                      again=again)
+        self._handled("bounce", email_address, failure, applied, key, again=again)
         return True
 
     # -- unsubscribes -------------------------------------------------------------------------
@@ -293,25 +323,29 @@ class _Reader:
                 self.result.left_alone[NO_TOKEN] += 1
                 continue
             if self.dry_run:
-                added = not self.ledger.is_suppressed(address)
+                applied = self._would(address, UNSUBSCRIBED_BY_MAIL)
             else:
-                added = self.ledger.unsubscribed(address, UNSUBSCRIBED_BY_MAIL, self.at,
-                                                 mail=item.mail)
-            self.result.handled.append(Handled(
-                "unsubscribe", FORGOTTEN_SHOWN if address.startswith(FORGOTTEN) else address,
-                UNSUBSCRIBED_BY_MAIL, suppressed=added))
+                applied = self.ledger.unsubscribed(address, UNSUBSCRIBED_BY_MAIL, self.at,
+                                                   mail=item.mail)
+            self._handled("unsubscribe", address, None, applied)
             moved.append(item.key)
         return moved
 
 
-def _about(sent: SentMessage, failures: list[Failure]) -> tuple[Failure, bool]:
+def _about(sent: SentMessage, failures: list[Failure], known_as: Callable[[str], str]
+           ) -> tuple[Failure, bool]:
     """The failure a bounce reports for this message's recipient, and whether it is the copy
     to the manager alone. A bounce that names neither (a forward to another address) is about
-    the person: it carries the message's own Message-ID."""
-    mine = [f for f in failures if sent.recipient.lower() in f.names]
+    the person: it carries the message's own Message-ID. `known_as` gives an address as the
+    ledger keeps it (a forgotten one as its keyed hash), so a forgotten manager's copy is still
+    recognised as the copy."""
+    def names(failure: Failure) -> set[str]:
+        return failure.names | {known_as(name) for name in failure.names}
+
+    mine = [f for f in failures if sent.recipient.lower() in names(f)]
     if mine:
         return _worst(mine), False
-    copy = [f for f in failures if sent.cc is not None and sent.cc.lower() in f.names]
+    copy = [f for f in failures if sent.cc is not None and sent.cc.lower() in names(f)]
     if copy:
         return _worst(copy), True
     return _worst(failures), False
@@ -361,16 +395,39 @@ def read_inbox(project: Project, now: datetime, *, db: Path | None = None,
                           "sender's mailbox (kind: imap with host, user and password_env, or "
                           "kind: maildir or mbox with a path); see the README's 'The sender's "
                           "mailbox'")
+    if dry_run:
+        return _read_folder(project, settings, db, now, dry_run=True)
+    # One reader per inbox (taken before the folder is opened: an mbox is locked on opening),
+    # and `forget` waits for this run to end before it erases.
+    path = ledger_path(project, db)
+    with inbox_lock(path, _inbox_name(settings)), working_fence(path, "inbox run"):
+        return _read_folder(project, settings, db, now, dry_run=False)
+
+
+def _inbox_name(settings: Inbox) -> str:
+    if settings.kind == "imap":
+        return f"imap {settings.user}@{settings.host} folder {settings.folder}"
+    return f"{settings.kind} {settings.path}"
+
+
+def _read_folder(project: Project, settings: Inbox, db: Path | None, now: datetime, *,
+                 dry_run: bool) -> InboxResult:
     folder = open_folder(project, settings)
     try:
         result = InboxResult(folder.where, folder.done, dry_run=dry_run)
-        with Ledger.of(project, db, readonly=dry_run) as ledger:
-            reader = _Reader(project, ledger, now, result)
-            handled = [key for key in folder.keys() if reader.read(key, folder.fetch(key))]
-            handled += reader.unsubscribe_all()
+        handled = _read(project, db, now, folder, result)
         if not dry_run:
             folder.move(handled)
             result.moved = len(handled)
         return result
     finally:
         folder.close()
+
+
+def _read(project: Project, db: Path | None, now: datetime, folder: Folder,
+          result: InboxResult) -> list[str]:
+    """Apply every mail; returns the keys of those to move to the done folder."""
+    with Ledger.of(project, db, readonly=result.dry_run) as ledger:
+        reader = _Reader(project, ledger, now, result)
+        handled = [key for key in folder.keys() if reader.read(key, folder.fetch(key))]
+        return handled + reader.unsubscribe_all()

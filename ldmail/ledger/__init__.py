@@ -8,7 +8,8 @@ an enrolment's state is an operation here, checked against the table in states.p
     core.py      the file: connection, schema upgrades (schema.py), keys, identity, runs, meta
     states.py    the states and the one table of moves between them
     delivery.py  a send's moves: claim, hold, outcomes; interrupted claims, resends, retries
-    people.py    suppress, forget, goal events; a person's history
+    people.py    suppress, goal events; a person's history
+    erasure.py   forget: the address replaced by its keyed hash everywhere, the file rewritten
     reads.py     what the report and the quiet cron path read
     survey.py    evaluation survey answers: recorded once each, read for the report
     inbox.py     bounces and unsubscribe mails from the sender's mailbox, each applied once
@@ -24,10 +25,12 @@ from .core import (
     record_identity,
 )
 from .delivery import ALL_STEPS_DONE, FORGOTTEN, Delivery, DeliveryMoves, MessageKey, Recheck
+from .erasure import ERASED, ErasureMoves
 from .inbox import (
     BOUNCED,
     INBOX,
     UNSUBSCRIBED,
+    Applied,
     DomainStop,
     InboxMoves,
     SenderFailure,
@@ -48,13 +51,13 @@ from .states import (
 from .survey import StoredAnswer, SurveyAnswer, SurveyMoves
 
 
-class Ledger(DeliveryMoves, InboxMoves, PersonMoves, Reads, SurveyMoves):
+class Ledger(DeliveryMoves, InboxMoves, ErasureMoves, PersonMoves, Reads, SurveyMoves):
     """An open ledger with every operation on it (`with Ledger.of(project) as ledger:`)."""
 
 
 __all__ = [
-    "ALL_STEPS_DONE", "BOUNCED", "BUSY_TIMEOUT", "FORGOTTEN", "INBOX", "MIGRATIONS",
-    "MIGRATION_SET", "QUIET", "UNSUBSCRIBED",
+    "ALL_STEPS_DONE", "Applied", "BOUNCED", "BUSY_TIMEOUT", "ERASED", "FORGOTTEN", "INBOX",
+    "MIGRATIONS", "MIGRATION_SET", "QUIET", "UNSUBSCRIBED",
     "STAGED", "Delivery", "DomainStop", "EnrolmentFacts", "EnrolmentOp", "EnrolmentState",
     "GoalEvent", "SenderFailure",
     "Group", "Ledger", "MessageFacts", "MessageKey", "MessageOp", "MessageState",

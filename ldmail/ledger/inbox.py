@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from ..errors import IllegalTransition
 from .core import _Db
 from .delivery import MessageKey
+from .erasure import ERASED
 from .people import PersonMoves
 from .states import MessageOp, MessageState, message_move, message_sources, stored
 
@@ -49,6 +50,15 @@ class DomainStop:
     count: int
     last_at: str
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What a bounce or unsubscribe did: whether it newly suppressed the address, and whether
+    the address was forgotten (then only its keyed hash was written, and no reason)."""
+
+    suppressed: bool
+    forgotten: bool = False
 
 
 class InboxMoves(PersonMoves):
@@ -98,47 +108,53 @@ class InboxMoves(PersonMoves):
 
     def bounce(self, key: MessageKey, reason: str, at: str, *, mail: str | None,
                suppression: str | None, address: str | None = None,
-               sender_failure: SenderFailure | None = None) -> bool:
+               sender_failure: SenderFailure | None = None) -> Applied:
         """The message bounced: `bounced` with the reason; with `suppression` (a hard bounce)
         the address it went to (`address`: a manager's; the person's by default) is
         suppressed and its enrolments end as "bounced". The mail is recorded as applied in
-        the same transaction, and so is a `sender_failure` (counted for its domain). Returns
-        whether the address is newly suppressed.
+        the same transaction, and so is a `sender_failure` (counted for its domain). A
+        forgotten address (checked in that transaction: forget wins any race) is neither
+        suppressed again nor named: the reason is erased.
 
         IllegalTransition (nothing written) for a message the table does not let bounce.
         """
         sources = message_sources(MessageOp.BOUNCE)
         marks = ", ".join("?" for _ in sources)
         with self.transaction(immediate=True) as db:
+            forgotten = self._forgotten(address or key.email)
             changed = db.conn.execute(
                 "UPDATE messages SET state = ?, error = ?, bounced_at = ? WHERE campaign = ?"
                 f" AND step = ? AND email = ? AND state IN ({marks})",
-                (message_move(MessageOp.BOUNCE, M.SENT), reason, at, *key, *sources)).rowcount
+                (message_move(MessageOp.BOUNCE, M.SENT), ERASED if forgotten else reason, at,
+                 *key, *sources)).rowcount
             if changed != 1:
                 found = self._message("campaign = ? AND step = ? AND email = ?", tuple(key))
                 raise IllegalTransition("message", MessageOp.BOUNCE,
                                         M.NEW if found is None else found.state, str(key))
-            added = self._suppress_for(db, address or key.email, suppression, BOUNCED, at)
+            added = not forgotten and self._suppress_for(db, address or key.email, suppression,
+                                                         BOUNCED, at)
             self._count_sender_failure(db, sender_failure, at)
             self._applied(db, mail, "bounce", at)
-        return added
+        return Applied(added, forgotten)
 
     def bounced_again(self, email: str, at: str, *, mail: str | None,
                       suppression: str | None, sender_failure: SenderFailure | None = None,
-                      harder: tuple[MessageKey, str] | None = None) -> bool:
+                      harder: tuple[MessageKey, str] | None = None) -> Applied:
         """Another bounce of a message already `bounced` (a delay warning, then the failure),
-        or the bounce of its copy to a manager: no move; a hard one suppresses the address,
-        and `harder` (the message and its new reason) replaces the reason the message
-        bounced with. Returns whether newly suppressed."""
+        or the bounce of its copy to a manager: no move; a hard one suppresses the address
+        (unless it was forgotten), and `harder` (the message and its new reason) replaces the
+        reason the message bounced with."""
         with self.transaction(immediate=True) as db:
-            added = self._suppress_for(db, email, suppression, BOUNCED, at)
+            forgotten = self._forgotten(email)
+            added = not forgotten and self._suppress_for(db, email, suppression, BOUNCED, at)
             if harder is not None:
                 db.conn.execute(
                     "UPDATE messages SET error = ? WHERE campaign = ? AND step = ? AND email = ?"
-                    " AND state = ?", (harder[1], *harder[0], M.BOUNCED))
+                    " AND state = ?", (ERASED if forgotten else harder[1], *harder[0],
+                                       M.BOUNCED))
             self._count_sender_failure(db, sender_failure, at)
             self._applied(db, mail, "bounce", at)
-        return added
+        return Applied(added, forgotten)
 
     @staticmethod
     def _count_sender_failure(db: _Db, failure: SenderFailure | None, at: str) -> None:
@@ -146,18 +162,22 @@ class InboxMoves(PersonMoves):
             db.conn.execute("INSERT INTO sender_failures (domain, reason, at) VALUES (?, ?, ?)",
                             (failure.domain.lower(), failure.reason, at))
 
-    def unsubscribed(self, email: str, reason: str, at: str, *, mail: str) -> bool:
-        """An unsubscribe mail: suppressed for good, enrolments end as "unsubscribed"; the
-        mail recorded as applied. Returns whether the address is newly suppressed."""
+    def unsubscribed(self, email: str, reason: str, at: str, *, mail: str) -> Applied:
+        """An unsubscribe mail: suppressed for good, enrolments end as "unsubscribed" (a
+        forgotten address is suppressed already); the mail recorded as applied."""
         with self.transaction(immediate=True) as db:
-            added = self._suppress_for(db, email, reason, UNSUBSCRIBED, at)
+            forgotten = self._forgotten(email)
+            added = not forgotten and self._suppress_for(db, email, reason, UNSUBSCRIBED, at)
             self._applied(db, mail, "unsubscribe", at)
-        return added
+        return Applied(added, forgotten)
+
+    def _forgotten(self, email: str) -> bool:
+        return self.forgotten_as(email) is not None
 
     def _suppress_for(self, db: _Db, email: str, reason: str | None, exit_reason: str,
                       at: str) -> bool:
         if reason is None or self.is_suppressed(email):
-            return False  # a forgotten person's rows hold only a hash: suppressed already
+            return False
         return self.suppress(email, reason, INBOX, at, exit_reason=exit_reason)
 
     @staticmethod

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .core import STAGED, LedgerFile
+from .core import LedgerFile
 from .delivery import FORGOTTEN
 from .states import (
     OCCURRENCE,
@@ -49,8 +49,10 @@ class PersonMoves(LedgerFile):
                  exit_reason: str = SUPPRESSED) -> bool:
         """Never mail this address again, and end its active enrolments (`exit_reason` says
         why: the report tells "unsubscribed" and "bounced" from other suppressions); False if
-        it already was suppressed."""
+        it already was suppressed (or the address was forgotten: it is not stored again)."""
         with self.transaction(immediate=True) as db:
+            if not email.startswith(FORGOTTEN) and self.is_forgotten(email):
+                return False  # checked in the write's own transaction: forget wins any race
             added = db.conn.execute(
                 "INSERT OR IGNORE INTO suppressions (email, reason, source, created_at) "
                 "VALUES (?, ?, ?, ?)", (email, reason, source, at)).rowcount == 1
@@ -68,13 +70,7 @@ class PersonMoves(LedgerFile):
     def suppressed_among(self, emails: Iterable[str]) -> set[str]:
         """Those of `emails` that are suppressed, or were forgotten on request."""
         hashed = {FORGOTTEN + self.address_hash(email): email for email in emails}
-        wanted = [*hashed.values(), *hashed]
-        found: set[str] = set()
-        for start in range(0, len(wanted), 500):  # SQLite's limit on bound parameters
-            chunk = wanted[start:start + 500]
-            found.update(row[0] for row in self.db.conn.execute(
-                f"SELECT email FROM suppressions WHERE email IN ({', '.join('?' for _ in chunk)})",
-                chunk))
+        found = self._suppressed_of([*hashed.values(), *hashed])
         return {hashed.get(email, email) for email in found}
 
     def staged_rows(self, emails: Iterable[str]) -> dict[str, int]:
@@ -96,6 +92,30 @@ class PersonMoves(LedgerFile):
     def is_forgotten(self, email: str) -> bool:
         return self.is_suppressed(FORGOTTEN + self.address_hash(email))
 
+    def forgotten_as(self, email: str) -> str | None:
+        """The keyed hash that stands for `email` if it was forgotten (or is a hash already)."""
+        if email.startswith(FORGOTTEN):
+            return email
+        hashed = FORGOTTEN + self.address_hash(email)
+        return hashed if self.is_suppressed(hashed) else None
+
+    def _forgotten_among(self, emails: Iterable[str]) -> dict[str, str]:
+        """Each of `emails` that was forgotten, with the keyed hash that stands for it."""
+        hashed = {FORGOTTEN + self.address_hash(email): email for email in set(emails)
+                  if not email.startswith(FORGOTTEN)}
+        found = self._suppressed_of(hashed)
+        return {hashed[key]: key for key in found}
+
+    def _suppressed_of(self, emails: Iterable[str]) -> set[str]:
+        wanted = list(emails)
+        found: set[str] = set()
+        for start in range(0, len(wanted), 500):  # SQLite's limit on bound parameters
+            chunk = wanted[start:start + 500]
+            found.update(row[0] for row in self.db.conn.execute(
+                f"SELECT email FROM suppressions WHERE email IN ({', '.join('?' for _ in chunk)})",
+                chunk))
+        return found
+
     def has_claimed(self, email: str) -> bool:
         """Whether a message to `email` is claimed: in a running send's hands."""
         return self._value("SELECT 1 FROM messages WHERE (email = ? OR recipient = ? OR cc = ?)"
@@ -110,46 +130,6 @@ class PersonMoves(LedgerFile):
                 " UNION SELECT recipient FROM messages WHERE recipient IS NOT NULL"
                 " UNION SELECT cc FROM messages WHERE cc IS NOT NULL"):
             yield str(email)
-
-    def erase(self, email: str, at: str) -> int:
-        """Replace the address by its keyed hash everywhere and drop the person's details,
-        then rewrite the file so no old page holds it; returns how many rows changed.
-
-        Message and enrolment rows stay (under the hash) so counts and the report stay true,
-        and a suppression under the hash keeps the person from ever being mailed again.
-        """
-        hashed = FORGOTTEN + self.address_hash(email)
-        conn = self.db.conn
-        conn.execute("PRAGMA secure_delete = ON")  # freed pages are zeroed, not left readable
-        changed = 0
-        with self.transaction() as db:
-            for table in ("enrolments", "messages", "events", "survey_answers"):
-                changed += db.conn.execute(f"UPDATE OR IGNORE {table} SET email = ? WHERE"
-                                           " email = ?", (hashed, email)).rowcount
-                db.conn.execute(f"DELETE FROM {table} WHERE email = ?", (email,))
-            db.conn.execute("UPDATE messages SET error = '(erased)' WHERE email = ? AND "
-                            "error IS NOT NULL", (hashed,))
-            for column in ("recipient", "cc"):  # as someone's manager
-                changed += db.conn.execute(f"UPDATE messages SET {column} = ? WHERE"
-                                           f" {column} = ?", (hashed, email)).rowcount
-            db.conn.execute("DELETE FROM suppressions WHERE email = ?", (email,))
-            for table in ("staged_people", "staged_targets", "staged_rejected"):
-                changed += db.conn.execute(f"DELETE FROM main.{table} WHERE email = ?",
-                                           (email,)).rowcount
-            db.conn.execute("DELETE FROM meta WHERE key = ?", (STAGED,))  # stage the export anew
-            db.conn.execute("INSERT OR IGNORE INTO suppressions (email, reason, source,"
-                            " created_at) VALUES (?, 'forgotten on request', 'forget', ?)",
-                            (hashed, at))
-            for run_id, summary in db.conn.execute(
-                    "SELECT id, summary FROM runs WHERE summary LIKE ?", (f"%{email}%",)
-                    ).fetchall():
-                db.conn.execute("UPDATE runs SET summary = ? WHERE id = ?",
-                                (summary.replace(email, hashed), run_id))
-        # Rewrite the file so no old page, and no write-ahead log, still holds the address.
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        conn.execute("VACUUM")
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        return changed
 
     def record_events(self, events: Iterable[GoalEvent], source: str) -> tuple[int, int]:
         """Record goal events; returns how many were new and how many already known.
@@ -167,11 +147,17 @@ class PersonMoves(LedgerFile):
         (a meta key and value: how far an LRS was read), all in one transaction: the events
         and the point they were read up to are kept together or not at all. Returns how many
         events were new, already known, and revoked.
+
+        A forgotten person's event is stored under the keyed hash: checked in this
+        transaction, so a `forget` that commits while a pull reads still wins.
         """
         added = known = revoked = 0
-        with self.transaction() as db:
+        events = list(events)
+        with self.transaction(immediate=True) as db:
+            forgotten = self._forgotten_among(event.email for event in events)
             for event in events:
-                row = (event.email, event.event, event.object, event.occurred_at)
+                row = (forgotten.get(event.email, event.email), event.event, event.object,
+                       event.occurred_at)
                 if db.conn.execute(
                         "INSERT OR IGNORE INTO events (email, event, object, occurred_at,"
                         " source, statement) VALUES (?, ?, ?, ?, ?, ?)",
