@@ -101,8 +101,8 @@ def test_a_bounce_after_forget_stores_and_prints_only_the_hash(sent: Path, cli: 
     use_inbox(sent, kind="maildir", path="exports/inbox")
     result = inbox(cli, sent)
     assert result.exit_code == 0, result.output
-    assert "hard bounce  (forgotten) welcome/hello: (erased) (already suppressed)" in \
-        result.stdout, result.stdout
+    assert "hard bounce  (forgotten) welcome/hello: (erased) (userunknown: already suppressed)" \
+        in result.stdout, result.stdout
     assert PERSON not in result.output
     assert PERSON.encode() not in every_byte(sent / ".ldmail")
     bounced = ledger_rows(sent, "SELECT email, state, error FROM messages WHERE state = "
