@@ -24,6 +24,11 @@ def parse_now(value: str | None) -> datetime:
     return moment.astimezone(UTC)
 
 
+def wall_now() -> datetime:
+    """The real time, whatever `--now` says: for comparing with other machines' clocks."""
+    return datetime.now(UTC)
+
+
 @lru_cache(maxsize=65536)  # a run writes and reads the same few moments for many people
 def iso(moment: datetime) -> str:
     """UTC ISO text as stored in the ledger; sorts in time order."""

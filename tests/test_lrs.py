@@ -118,13 +118,22 @@ def registrations(first: int, count: int) -> list[dict[str, Any]]:
              "id": str(uuid.uuid4())} for n in range(first, first + count)]
 
 
-def stored_later(first: int, count: int) -> list[dict[str, Any]]:
+def soon() -> datetime:
+    """A moment just ahead of now: statements appended to Ralph's file are stored after
+    those its API stored, and not so far ahead that the pull takes the LRS's clock for
+    wrong (lrs.FUTURE_SKEW)."""
+    return datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)
+
+
+def stored_later(first: int, count: int, start: datetime, *,
+                 batch: int = 1) -> list[dict[str, Any]]:
     """Registrations for the JSONL file, stored (and, for Ralph 5.1's fs backend, which
-    compares `since` with timestamps, happened) one second apart from 2099-01-01 on."""
-    start = datetime(2099, 1, 1, tzinfo=UTC)
+    compares `since` with timestamps, happened) 100 ms apart from `start` on, `batch` at a
+    time sharing one moment (as a batch POSTed to an LRS shares its stored time)."""
     made = registrations(first, count)
     for n, item in zip(range(first, first + count), made, strict=True):
-        item["timestamp"] = item["stored"] = (start + timedelta(seconds=n)).isoformat()
+        moment = start + timedelta(milliseconds=100 * (n // batch))
+        item["timestamp"] = item["stored"] = moment.isoformat()
     return made
 
 
@@ -143,15 +152,16 @@ def test_a_thousand_statements_in_batches(project: Path, cli: Cli, ralph: Ralph,
     ralph.post(registrations(0, 250))  # the first batch through Ralph's xAPI API
     expected = {"pulled 250 statements: 250 goal events recorded (0 already known)"}
     assert next(iter(expected)) in cli("events", "pull", "--project", project).stdout
-    ralph.append(stored_later(250, 250))
+    start = soon()
+    ralph.append(second_batch := stored_later(250, 250, start))
     second = cli("events", "pull", "--project", project)
     assert "pulled 250 statements: 250 goal events recorded (0 already known), 0 skipped; " \
-        "cursor now 2099-01-01T00:08:19+00:00" in second.stdout, second.output
-    ralph.append(stored_later(500, 250))
-    ralph.append(stored_later(750, 250))  # two batches before one pull: five pages of 100
+        f"cursor now {second_batch[-1]['stored']}" in second.stdout, second.output
+    ralph.append(stored_later(500, 250, start))
+    ralph.append(last := stored_later(750, 250, start))  # two batches, one pull: five pages
     third = cli("events", "pull", "--project", project)
     assert "pulled 500 statements: 500 goal events recorded (0 already known), 0 skipped; " \
-        "cursor now 2099-01-01T00:16:39+00:00" in third.stdout, third.output
+        f"cursor now {last[-1]['stored']}" in third.stdout, third.output
     recorded = events(project)
     assert len(recorded) == 1000 == len(set(recorded))
     assert {e[0] for e in recorded} == {f"learner{n}@example.org" for n in range(1000)}
@@ -164,43 +174,47 @@ def test_a_thousand_statements_in_batches(project: Path, cli: Cli, ralph: Ralph,
     assert len(events(project)) == 1000
 
 
+def recorded_statements(project: Path) -> list[str]:
+    try:
+        return [r[0] for r in rows(project, "SELECT statement FROM events")]
+    except sqlite3.OperationalError:  # the ledger does not have its tables yet
+        return []
+
+
 @pytest.mark.slow
-def test_a_pull_killed_mid_page_repeats_nothing_and_loses_nothing(
+def test_pulls_killed_at_random_lose_no_statement_of_a_shared_stored_time(
         project: Path, ralph: Ralph, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`ldmail events pull` killed (SIGKILL) at random moments while it reads 100 pages of
-    10, then run to the end: the ledger holds each of the 1,000 events exactly once."""
+    """`ldmail events pull` killed (SIGKILL) 10 times at random moments while it reads 100
+    pages of 10, whose statements share their stored time 7 at a time (so batches straddle
+    page boundaries), then run to the end: each of the 1,000 statements recorded exactly
+    once."""
     configure(project, ralph.endpoint, monkeypatch, page_size=10)
-    ralph.append(stored_later(0, 1000))
+    statements = stored_later(0, 1000, soon(), batch=7)
+    ralph.append(statements)
     command = [sys.executable, "-m", "ldmail", "events", "pull", "--project", str(project)]
     chance = random.Random(17)
-
-    def recorded_now() -> int:
-        try:
-            return len(events(project))
-        except sqlite3.OperationalError:  # the ledger does not have its tables yet
-            return 0
-
     counts: list[int] = []
-    while len(counts) < 5 and recorded_now() < 1000:
-        before = recorded_now()
+    while len(counts) < 10 and len(recorded_statements(project)) < 1000:
+        before = len(recorded_statements(project))
         puller = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         # Killed once this pull has recorded a page, a random moment later: mid-way through
         # reading, checking or recording one of the pages that follow.
         deadline = time.monotonic() + 60
-        while recorded_now() == before and puller.poll() is None:
+        while len(recorded_statements(project)) == before and puller.poll() is None:
             assert time.monotonic() < deadline, "the pull recorded nothing in 60 s"
             time.sleep(0.01)
         time.sleep(chance.uniform(0.0, 0.3))
         puller.kill()
-        puller.wait(timeout=30)
-        counts.append(recorded_now())
+        _, stderr = puller.communicate(timeout=30)
+        assert b"Traceback" not in stderr, stderr.decode()
+        counts.append(len(recorded_statements(project)))
     assert len([n for n in counts if 0 < n < 1000]) >= 3, counts
     last = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
     assert last.returncode == 0, last.stderr
-    assert "0 skipped; cursor now 2099-01-01T00:16:39+00:00" in last.stdout, last.stdout
-    recorded = events(project)
-    assert len(recorded) == 1000 == len(set(recorded))
-    assert {e[0] for e in recorded} == {f"learner{n}@example.org" for n in range(1000)}
+    assert f"0 skipped; cursor now {statements[-1]['stored']}" in last.stdout, last.stdout
+    recorded = recorded_statements(project)
+    assert sorted(recorded) == sorted(s["id"] for s in statements)
+    assert {e[0] for e in events(project)} == {f"learner{n}@example.org" for n in range(1000)}
 
 
 def test_two_batches_each_event_once(project: Path, cli: Cli, ralph: Ralph,
@@ -211,17 +225,17 @@ def test_two_batches_each_event_once(project: Path, cli: Cli, ralph: Ralph,
     assert first.exit_code == 0, first.output
     assert "pulled 35 statements: 35 goal events recorded (0 already known), 0 skipped" \
         in first.stdout
-    later = registrations(35, 15)
+    later, start = registrations(35, 15), soon()
     for n, item in enumerate(later):
         # Ralph 5.1's fs backend compares `since` with each statement's timestamp (not its
         # stored time): appended statements are stored, and happened, after the cursor.
-        item["timestamp"] = f"2099-01-01T00:00:{n:02d}+00:00"
-        item["stored"] = "2099-01-01T00:00:30.000000+00:00"
+        item["timestamp"] = (start + timedelta(seconds=n)).isoformat()
+        item["stored"] = (start + timedelta(seconds=30)).isoformat()
     ralph.append(later)
     second = cli("events", "pull", "--project", project)
     assert second.exit_code == 0, second.output
     assert "pulled 15 statements: 15 goal events recorded (0 already known), 0 skipped; " \
-        "cursor now 2099-01-01T00:00:30" in second.stdout
+        f"cursor now {later[0]['stored']}" in second.stdout
     again = cli("events", "pull", "--project", project)
     assert again.exit_code == 0, again.output
     assert "pulled 0 statements: 0 goal events recorded" in again.stdout
@@ -235,7 +249,7 @@ def test_malformed_statement_skipped_by_id(project: Path, cli: Cli, ralph: Ralph
     configure(project, ralph.endpoint, monkeypatch)
     ralph.post(registrations(0, 2))
     bad = {**registrations(2, 1)[0], "id": str(uuid.uuid4()),
-           "timestamp": "2099-01-01T00:00:00+00:00", "stored": "2099-01-01T00:00:00+00:00"}
+           "timestamp": soon().isoformat(), "stored": soon().isoformat()}
     bad["object"] = {"objectType": "Activity"}  # no object.id
     ralph.append([bad])
     result = cli("events", "pull", "--project", project)
@@ -280,7 +294,7 @@ def test_voided_registration_ends_the_goal(project: Path, cli: Cli, ralph: Ralph
             "actor": {"objectType": "Agent", "mbox": "mailto:lms@example.org"},
             "verb": {"id": "http://adlnet.gov/expapi/verbs/voided"},
             "object": {"objectType": "StatementRef", "id": registration["id"]},
-            "timestamp": "2099-01-01T00:00:00+00:00", "stored": "2099-01-01T00:00:00+00:00"}
+            "timestamp": soon().isoformat(), "stored": soon().isoformat()}
     ralph.append([void])
     pulled = cli("events", "pull", "--project", project, "--now", "2026-12-03T09:00+01:00")
     assert pulled.exit_code == 0, pulled.output
@@ -407,11 +421,15 @@ def test_failing_lrs_keeps_cursor_after_recorded_pages(
     assert "HTTP 503 after 5 attempts" in failed.output
     assert len(lrs.seen) == 6
     assert [e[0] for e in events(project)] == ["p1@example.org"]
-    # The next pull starts after page 1: nothing twice, nothing lost.
-    lrs.script, lrs.seen = [(200, {}, page(2, ""))], []
+    # Page 1's stored time may go on in page 2 (a batch shares one): the next pull reads it
+    # again, knows it, and loses nothing.
+    assert cursor(project) is None
+    lrs.script, lrs.seen = [(200, {}, {"more": "", "statements": [
+        *page(1, "")["statements"], *page(2, "")["statements"]]})], []
     again = cli("events", "pull", "--project", project)
     assert again.exit_code == 0, again.output
-    assert "since=2026-11-01T09%3A00%3A01Z" in lrs.seen[0]
+    assert "since" not in lrs.seen[0]
+    assert "2 statements: 1 goal events recorded" in again.stdout
     assert [e[0] for e in events(project)] == ["p1@example.org", "p2@example.org"]
 
 
@@ -472,12 +490,14 @@ def test_an_answer_that_is_not_json_loses_nothing(
     assert failed.exit_code == 1
     assert "/xAPI/statements?page=2: the answer is not JSON" in failed.output
     assert "Traceback" not in failed.output
-    # Page 1 is kept with the cursor after it; the page that was not JSON is asked again.
-    assert cursor(project) == "2026-11-01T09:00:01Z"
-    lrs.script, lrs.seen = [(200, {}, page(2, ""))], []
+    # Page 1 is kept; its stored time might go on in page 2, so the cursor stays before it,
+    # and the next pull reads it again as already known.
+    assert cursor(project) is None
+    lrs.script, lrs.seen = [(200, {}, page(1, "/xAPI/statements?page=2")),
+                            (200, {}, page(2, ""))], []
     again = cli("events", "pull", "--project", project)
     assert again.exit_code == 0, again.output
-    assert "since=2026-11-01T09%3A00%3A01Z" in lrs.seen[0]
+    assert "pulled 2 statements: 1 goal events recorded (1 already known)" in again.stdout
     assert [e[0] for e in events(project)] == ["p1@example.org", "p2@example.org"]
 
 
