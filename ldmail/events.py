@@ -286,26 +286,29 @@ def _number(text: str) -> float | int:
     return float(text) if any(c in text for c in ".eE") else int(text)
 
 
-def _deep_line(text: str) -> int | None:
-    """The line where `text` first nests deeper than MAX_JSON_DEPTH, or None."""
+def _deep_line(text: str, limit: int = MAX_JSON_DEPTH) -> int | None:
+    """The line where `text` first nests deeper than `limit`, or None."""
     depth = 0
     for token in _JSON_STRUCTURE.finditer(text):
         if token.group() in "[{":
             depth += 1
-            if depth > MAX_JSON_DEPTH:
+            if depth > limit:
                 return text.count("\n", 0, token.start()) + 1
         elif token.group() in "]}":
             depth -= 1
     return None
 
 
-def load_json(text: str) -> Any:
-    """json.loads with the limits above; JsonLimit (with a line) instead of a traceback."""
-    deep = _deep_line(text) if text.count("[") + text.count("{") > MAX_JSON_DEPTH else None
+def load_json(text: str, depth: int = MAX_JSON_DEPTH) -> Any:
+    """json.loads with the limits above (a document that wraps statements may allow them
+    their depth); JsonLimit (with a line) instead of a traceback."""
+    deep = _deep_line(text, depth) if text.count("[") + text.count("{") > depth else None
     if deep is not None:
-        raise JsonLimit(f"nested more than {MAX_JSON_DEPTH} levels deep", deep)
+        raise JsonLimit(f"nested more than {depth} levels deep", deep)
     try:
         return json.loads(text, parse_int=_number, parse_float=_number)
+    except RecursionError:  # a `depth` too close to Python's own limit
+        raise JsonLimit(f"nested more than {depth} levels deep", 1) from None
     except JsonLimit as exc:
         long_number = re.search(r"\d{" + str(MAX_JSON_DIGITS + 1) + ",}", text)
         line = text.count("\n", 0, long_number.start()) + 1 if long_number else 1

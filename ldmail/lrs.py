@@ -30,7 +30,15 @@ import httpx
 from . import outside
 from .clock import iso, wall_now
 from .errors import HttpFailed, LdmailError
-from .events import ActorLookup, Skipped, actor_lookup, load_json, parse_timestamp, statement_event
+from .events import (
+    MAX_JSON_DEPTH,
+    ActorLookup,
+    Skipped,
+    actor_lookup,
+    load_json,
+    parse_timestamp,
+    statement_event,
+)
 from .hygiene import excerpt
 from .ledger import GoalEvent, Ledger
 from .models import DateLimits, Lrs
@@ -44,6 +52,7 @@ MAX_PAGES = 1_000  # per pull; an endless chain of `more` links stops there
 MAX_ANSWER = 64 * 1024 * 1024  # bytes of one page, once inflated (10,000 statements of 6 kB)
 ATTEMPTS = 5  # per request, for 429, 5xx and connections refused
 MAX_WAIT = 60.0  # longest pause between attempts, whatever Retry-After says
+MAX_PAGE_DEPTH = 512  # a page nested deeper is refused whole (each statement: 64)
 FUTURE_SKEW = timedelta(minutes=5)  # how far the LRS's clock may run ahead of ours
 STOPPED = "stopped on request"
 
@@ -187,6 +196,7 @@ class _Statements:
         self.verbs, self.activities = set(lrs.verbs), set(lrs.activities)
         self.forgotten = ledger.forgotten_hashes()
         self.read: dict[str, GoalEvent] = {}  # statement id -> its event, in this pull
+        self.conflicts: set[str] = set()  # statement ids reported as conflicting
 
     def page(self, statements: list[Any], number: int) -> _Page:
         found = _Page()
@@ -218,6 +228,8 @@ class _Statements:
              where: str, future: str | None) -> None:
         if not isinstance(sid, str) or not sid:
             raise ValueError("no id")
+        if _nesting(statement) > MAX_JSON_DEPTH:
+            raise ValueError(f"nested more than {MAX_JSON_DEPTH} levels deep")
         verb = statement.get("verb")
         verb_id = verb.get("id") if isinstance(verb, dict) else None
         target = statement.get("object")
@@ -238,6 +250,9 @@ class _Statements:
         goal = GoalEvent(event.email, event.event, event.object, iso(event.occurred_at), sid)
         before = self.read.get(sid) or known.get(sid)
         if before is not None and before != goal:
+            if sid in self.conflicts:
+                return  # said once is enough
+            self.conflicts.add(sid)
             raise ValueError("conflict: this statement id was recorded before with other "
                              "content; the first is kept")
         self.read[sid] = goal
@@ -248,6 +263,19 @@ class _Statements:
         found.events.append(goal)
 
 
+def _nesting(value: Any) -> int:
+    """How deep lists and objects nest in a parsed JSON value (1 for a flat one)."""
+    deepest, level = 0, [(value, 1)]
+    while level:
+        item, depth = level.pop()
+        children = item.values() if isinstance(item, dict) else \
+            item if isinstance(item, list) else None
+        if children is not None:
+            deepest = max(deepest, depth)
+            level.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 def _shown_id(sid: Any) -> str:
     if not isinstance(sid, str) or not sid:
         return "missing"
@@ -256,7 +284,7 @@ def _shown_id(sid: Any) -> str:
 
 def pull(ledger: Ledger, lrs: Lrs, now: datetime, *, limits: DateLimits | None = None,
          client: httpx.Client | None = None, sleep: Callable[[float], None] | None = None,
-         max_pages: int = MAX_PAGES, lookup: ActorLookup | None = None,
+         max_pages: int | None = None, lookup: ActorLookup | None = None,
          stop: threading.Event | None = None) -> PullResult:
     """Record the statements stored since the last pull; see the module's docstring."""
     password = os.environ.get(lrs.password_env)
@@ -272,7 +300,7 @@ def pull(ledger: Ledger, lrs: Lrs, now: datetime, *, limits: DateLimits | None =
     cursor = _Cursor(wall_now() + FUTURE_SKEW)
     statements = _Statements(ledger, lrs, result, limits or DateLimits(), lookup, cursor)
     try:
-        _pages(ledger, lrs, now, reader, statements, max_pages)
+        _pages(ledger, lrs, now, reader, statements, max_pages or MAX_PAGES)
     finally:
         result.requests = reader.requests
         if own:
@@ -324,8 +352,8 @@ def _pages(ledger: Ledger, lrs: Lrs, now: datetime, reader: _Reader, statements:
 
 
 def _statements_of(answer: outside.Answer, url: str, lrs: Lrs) -> dict[str, Any]:
-    try:
-        body = load_json(answer.body.decode("utf-8"))
+    try:  # a statement nested too deep is refused on its own (_Statements), not its page
+        body = load_json(answer.body.decode("utf-8"), MAX_PAGE_DEPTH)
     except ValueError as exc:  # UnicodeDecodeError and JSON's errors are ValueErrors
         raise LrsError(f"{url}: the answer is not JSON ({exc}); the cursor stays where it "
                        "was") from None

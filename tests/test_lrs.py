@@ -8,13 +8,16 @@ import json
 import os
 import random
 import re
+import resource
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
 import uuid
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,7 +33,15 @@ import pytest
 from ldmail.schedule import in_holdout
 
 from .conftest import REPO, Cli
-from .smtp_server import PEOPLE, SmtpServer, edit_yaml, free_port, ldmail_running, ledger_rows
+from .smtp_server import (
+    PEOPLE,
+    SmtpServer,
+    edit_yaml,
+    free_port,
+    ldmail_running,
+    ledger_rows,
+    wait_for,
+)
 from .test_events import events, statement
 from .test_report import DAY_1, DAY_4, SCAFFOLD_PEOPLE, rows, send
 
@@ -318,13 +329,17 @@ def test_voided_registration_ends_the_goal(project: Path, cli: Cli, ralph: Ralph
                      else [("converted", "goal reached")])
 
 
-Reply = tuple[int, dict[str, str], dict[str, Any] | bytes | None]
+class Trickle:
+    """A document answered one byte every half second, status line and headers included."""
+
+
+Reply = tuple[int, dict[str, str], dict[str, Any] | bytes | Trickle | None]
 
 
 class _Scripted(BaseHTTPRequestHandler):
     """Answers from `script` in order (the last one again once it runs out); `seen` keeps
     each request's path and query, `times` when it came. A document given as bytes is sent
-    as it is."""
+    as it is; `{n}` in a `more` link becomes the request's number (an endless chain)."""
 
     script: list[Reply] = []
     seen: list[str] = []
@@ -334,6 +349,11 @@ class _Scripted(BaseHTTPRequestHandler):
         self.seen.append(self.path)
         self.times.append(time.monotonic())
         status, headers, document = self.script[min(len(self.seen), len(self.script)) - 1]
+        if isinstance(document, Trickle):
+            self._trickle()
+            return
+        if isinstance(document, dict) and "{n}" in str(document.get("more")):
+            document = {**document, "more": document["more"].format(n=len(self.seen))}
         body = document if isinstance(document, bytes) else \
             json.dumps(document).encode() if document is not None else b""
         self.send_response(status)
@@ -342,6 +362,17 @@ class _Scripted(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def _trickle(self) -> None:
+        answer = b'HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n{"statements": []}  '
+        try:
+            for byte in answer:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(0.5)
+        except OSError:
+            pass
+        self.close_connection = True
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -410,27 +441,153 @@ def test_absolute_more_followed_and_a_loop_stopped(
                                                "p3@example.org"]
 
 
-def test_failing_lrs_keeps_cursor_after_recorded_pages(
+def stored_at(name: str, stored: str) -> dict[str, Any]:
+    return {**statement(f"{name}@example.org", "registered", "course:excel",
+                        "2026-11-01T09:00:00Z"), "id": str(uuid.uuid4()), "stored": stored}
+
+
+def test_a_503_between_pages_loses_no_statement_of_a_shared_stored_time(
         project: Path, cli: Cli, scripted: tuple[type[_Scripted], str],
         monkeypatch: pytest.MonkeyPatch) -> None:
+    """B and C were stored in one batch (one stored time) that page 1 and page 2 split; the
+    LRS fails on page 2. The cursor stays at A's time, the last one read whole, so the next
+    pull (since is exclusive) gets B again and C: each statement once."""
     lrs, base = scripted
-    lrs.script = [(200, {}, page(1, "/xAPI/statements?page=2")), (503, {}, None)]
+    a, b, c, d = (stored_at("a", "2026-11-01T09:00:01Z"), stored_at("b", "2026-11-01T09:00:02Z"),
+                  stored_at("c", "2026-11-01T09:00:02Z"), stored_at("d", "2026-11-01T09:00:03Z"))
+    lrs.script = [(200, {}, {"more": "/xAPI/statements?page=2", "statements": [a, b]}),
+                  (503, {}, None)]
     configure(project, f"{base}/xAPI", monkeypatch)
     failed = cli("events", "pull", "--project", project)
     assert failed.exit_code == 1
     assert "HTTP 503 after 5 attempts" in failed.output
+    assert "Traceback" not in failed.output
     assert len(lrs.seen) == 6
-    assert [e[0] for e in events(project)] == ["p1@example.org"]
-    # Page 1's stored time may go on in page 2 (a batch shares one): the next pull reads it
-    # again, knows it, and loses nothing.
-    assert cursor(project) is None
-    lrs.script, lrs.seen = [(200, {}, {"more": "", "statements": [
-        *page(1, "")["statements"], *page(2, "")["statements"]]})], []
+    assert cursor(project) == "2026-11-01T09:00:01Z"
+    # What an LRS answers to since=A's time: B, C and D.
+    lrs.script, lrs.seen = [(200, {}, {"more": "", "statements": [b, c, d]})], []
     again = cli("events", "pull", "--project", project)
     assert again.exit_code == 0, again.output
-    assert "since" not in lrs.seen[0]
-    assert "2 statements: 1 goal events recorded" in again.stdout
-    assert [e[0] for e in events(project)] == ["p1@example.org", "p2@example.org"]
+    assert "since=2026-11-01T09%3A00%3A01Z" in lrs.seen[0]
+    assert "pulled 3 statements: 2 goal events recorded (1 already known), 0 skipped; " \
+        "cursor now 2026-11-01T09:00:03Z" in again.stdout
+    assert [e[0] for e in events(project)] == [f"{n}@example.org" for n in "abcd"]
+    assert sorted(r[0] for r in rows(project, "SELECT statement FROM events")) == \
+        sorted(s["id"] for s in (a, b, c, d))
+
+
+def test_a_statement_stored_in_the_future_does_not_move_the_cursor(
+        project: Path, cli: Cli, scripted: tuple[type[_Scripted], str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    lrs, base = scripted
+    now = datetime.now(UTC)
+    real = stored_at("real", (now - timedelta(minutes=1)).isoformat())
+    ahead = stored_at("ahead", "2126-12-01T00:00:00Z")
+    lrs.script = [(200, {}, {"more": "", "statements": [real, ahead]})]
+    configure(project, f"{base}/xAPI", monkeypatch)
+    first = cli("events", "pull", "--project", project)
+    assert first.exit_code == 0, first.output
+    assert f"cursor now {real['stored']}" in first.stdout
+    assert first.stdout.count("in the future") == 1
+    # Later real statements are still pulled; the one from the future is known, said once.
+    later = stored_at("later", now.isoformat())
+    lrs.script, lrs.seen = [(200, {}, {"more": "", "statements": [later, ahead]})], []
+    second = cli("events", "pull", "--project", project)
+    assert second.exit_code == 0, second.output
+    assert f"cursor now {later['stored']}" in second.stdout
+    assert "in the future" not in second.stdout
+    assert sorted(e[0] for e in events(project)) == \
+        ["ahead@example.org", "later@example.org", "real@example.org"]
+
+
+def test_one_id_with_other_content_is_a_conflict_reported_once(
+        project: Path, cli: Cli, scripted: tuple[type[_Scripted], str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    lrs, base = scripted
+    first = stored_at("first", "2026-11-01T09:00:01Z")
+    other = {**stored_at("other", "2026-11-01T09:00:02Z"), "id": first["id"]}
+    lrs.script = [(200, {}, {"more": "/xAPI/statements?page=2", "statements": [first, other]}),
+                  (200, {}, {"more": "", "statements": [other]})]
+    configure(project, f"{base}/xAPI", monkeypatch)
+    result = cli("events", "pull", "--project", project)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("conflict") == 1, result.stdout
+    assert "pulled 3 statements: 1 goal events recorded" in result.stdout
+    assert [e[0] for e in events(project)] == ["first@example.org"]
+
+
+def test_oversized_fields_and_deep_nesting_are_refused_rows(
+        project: Path, cli: Cli, scripted: tuple[type[_Scripted], str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    lrs, base = scripted
+    huge_actor = stored_at("huge", "2026-11-01T09:00:01Z")
+    huge_actor["actor"]["mbox"] = "mailto:" + "x" * 1_000_000 + "@example.org"
+    huge_object = stored_at("object", "2026-11-01T09:00:02Z")
+    huge_object["object"]["id"] = "course:" + "y" * 1_000_000
+    deep = stored_at("deep", "2026-11-01T09:00:03Z")
+    nested: dict[str, Any] = {}
+    deep["result"] = {"extensions": {"https://example.org/x": nested}}
+    for _ in range(100):
+        nested["n"] = {}
+        nested = nested["n"]
+    fine = stored_at("fine", "2026-11-01T09:00:04Z")
+    lrs.script = [(200, {}, {"more": "", "statements": [huge_actor, huge_object, deep, fine]})]
+    configure(project, f"{base}/xAPI", monkeypatch)
+    result = cli("events", "pull", "--project", project)
+    assert result.exit_code == 0, result.output
+    assert "pulled 4 statements: 1 goal events recorded (0 already known), 3 skipped" \
+        in result.stdout
+    assert "actor.mbox of 1,000,019 characters (at most 320)" in result.stdout
+    assert "object.id of 1,000,007 characters (at most 2,048)" in result.stdout
+    assert "nested more than 64 levels deep" in result.stdout
+    assert len(result.output) < 2000
+    assert [e[0] for e in events(project)] == ["fine@example.org"]
+
+
+def test_an_endless_chain_of_more_links_stops_at_the_page_bound(
+        project: Path, cli: Cli, scripted: tuple[type[_Scripted], str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import ldmail.lrs
+
+    monkeypatch.setattr(ldmail.lrs, "MAX_PAGES", 30)
+    lrs, base = scripted
+    chain = {"more": "/xAPI/statements?page={n}", "statements": [
+        stored_at("a", "2026-11-01T09:00:01Z"), stored_at("b", "2026-11-01T09:00:02Z")]}
+    lrs.script = [(200, {}, chain)]
+    configure(project, f"{base}/xAPI", monkeypatch)
+    result = cli("events", "pull", "--project", project)
+    assert result.exit_code == 1
+    assert "more than 30 pages in one pull; stopped" in result.output
+    assert "Traceback" not in result.output
+    assert len(lrs.seen) == 30
+    assert cursor(project) == "2026-11-01T09:00:01Z"
+
+
+def bomb() -> bytes:
+    """0.6 MB of gzip that unpacks to 600 MB, made without holding 600 MB."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    zeros = b"\0" * 1_000_000
+    return b"".join(packer.compress(zeros) for _ in range(600)) + packer.flush()
+
+
+@pytest.mark.parametrize("body", ["bomb", "broken"])
+def test_a_gzip_bomb_or_a_broken_gzip_ends_in_one_line(
+        project: Path, scripted: tuple[type[_Scripted], str],
+        monkeypatch: pytest.MonkeyPatch, body: str) -> None:
+    lrs, base = scripted
+    data = bomb() if body == "bomb" else b"\x1f\x8b\x08\x00" + b"not gzip at all" * 10
+    lrs.script = [(200, {"Content-Encoding": "gzip"}, data)]
+    configure(project, f"{base}/xAPI", monkeypatch)
+    pulled = subprocess.run([sys.executable, "-m", "ldmail", "events", "pull", "--project",
+                             str(project)], capture_output=True, text=True, timeout=120,
+                            check=False)
+    assert pulled.returncode == 1
+    lines = pulled.stderr.strip().splitlines() + pulled.stdout.strip().splitlines()
+    assert len(lines) == 1, lines
+    expected = "larger than 67,108,864 bytes" if body == "bomb" else "a broken gzip answer"
+    assert expected in lines[0]
+    # The child never held the 600 MB (a Python process with ldmail is about 100 MB).
+    assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss < 400 * 1024
 
 
 def test_send_pull_goes_on_when_the_lrs_fails(
@@ -555,3 +712,47 @@ def test_registered_between_run_ticks_get_no_further_step(
                                  "WHERE state != 'completed' ORDER BY email")
     assert [(r["email"], r["state"], r["exit_reason"]) for r in ended] == \
         [(email, "converted", "goal reached") for email in registered]
+
+
+# Each command that pulls, with arguments that make it end on its own.
+PULLING = {"events pull": ("events", "pull"), "send --pull": ("send", "--pull"),
+           "run": ("run", "--runs", "1", "--interval", "1h")}
+
+
+@pytest.mark.parametrize("command", PULLING)
+def test_a_trickling_lrs_ends_each_command_by_its_deadline(
+        project: Path, scripted: tuple[type[_Scripted], str],
+        monkeypatch: pytest.MonkeyPatch, command: str) -> None:
+    """An LRS that answers a byte every half second: the pull gives up at lrs.timeout (the
+    whole answer's time, not one read's), is not asked again, and the command goes on."""
+    lrs, base = scripted
+    lrs.script = [(200, {}, Trickle())]
+    configure(project, f"{base}/xAPI", monkeypatch)
+    with (project / "ldmail.yaml").open("a", encoding="utf-8") as file:
+        file.write("  timeout: 3s\n")
+    started = time.monotonic()
+    with ldmail_running(*PULLING[command], "--project", project) as process:
+        stdout, stderr = process.communicate(timeout=120)
+    assert time.monotonic() - started < 25  # 3 s for the pull, the rest to start and send
+    assert "no complete answer within 3 s" in stdout + stderr, stdout + stderr
+    assert "Traceback" not in stdout + stderr
+    assert len(lrs.seen) == 1
+
+
+@pytest.mark.parametrize("command", PULLING)
+def test_sigterm_ends_each_command_within_seconds_while_a_pull_trickles(
+        project: Path, scripted: tuple[type[_Scripted], str],
+        monkeypatch: pytest.MonkeyPatch, command: str) -> None:
+    lrs, base = scripted
+    lrs.script = [(200, {}, Trickle())]
+    configure(project, f"{base}/xAPI", monkeypatch)
+    with (project / "ldmail.yaml").open("a", encoding="utf-8") as file:
+        file.write("  timeout: 10m\n")
+    with ldmail_running(*PULLING[command], "--project", project) as process:
+        wait_for(lambda: len(lrs.seen) == 1, 60, "the pull's first request")
+        process.send_signal(signal.SIGTERM)
+        stopped = time.monotonic()
+        stdout, stderr = process.communicate(timeout=60)
+        assert time.monotonic() - stopped < 5
+    assert "stopped on request" in stdout + stderr, stdout + stderr
+    assert "Traceback" not in stdout + stderr
