@@ -11,7 +11,7 @@ from .errors import LdmailError
 def parse_now(value: str | None) -> datetime:
     """`--now` as an aware datetime; a value without an offset is this machine's local time."""
     if value is None:
-        return datetime.now(UTC)
+        return wall_now()
     try:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
