@@ -753,13 +753,14 @@ def stop_on_signals() -> Iterator[threading.Event]:
             signal.signal(sig, handler)
 
 
-def _pull_before_send(loaded: Project, db: Path | None, err: Console, now: datetime) -> None:
+def _pull_before_send(loaded: Project, db: Path | None, err: Console, now: datetime,
+                      stop: threading.Event) -> None:
     """send --pull: goal events from the LRS first; a failure is said, and sending goes on."""
     from .errors import LdmailError
     from .lrs import pull_project
 
     try:
-        result = pull_project(loaded, now, db=db)
+        result = pull_project(loaded, now, db=db, stop=stop)
     except LdmailError as exc:
         err.print(f"warning: lrs pull failed, sending anyway: {_escape(str(exc))}",
                   soft_wrap=True)
@@ -814,26 +815,24 @@ def send(
     with invocation(project, now) as inv:
         loaded = load_project(inv.root)
         err = console(stderr=True)
-        if pull and not dry_run:
-            _pull_before_send(loaded, db, err, inv.now)
-        elif pull:
-            err.print("note: a dry run does not pull from the LRS (a pull records events); "
-                      "run 'ldmail events pull' to pull now")
-        with Progress(TextColumn("sending"), BarColumn(), MofNCompleteColumn(), console=err,
-                      transient=True, disable=not err.is_terminal) as bar:
+        with stop_on_signals() as stop, Progress(
+                TextColumn("sending"), BarColumn(), MofNCompleteColumn(), console=err,
+                transient=True, disable=not err.is_terminal) as bar:
             task = bar.add_task("send", total=None)
 
             def advance(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
+            if pull and not dry_run:  # a stop during the pull also stops the send
+                _pull_before_send(loaded, db, err, inv.now, stop)
+            elif pull:
+                err.print("note: a dry run does not pull from the LRS (a pull records "
+                          "events); run 'ldmail events pull' to pull now")
             try:
-                with stop_on_signals() as stop:
-                    summary = run_send(loaded, inv.now, db=db, dry_run=dry_run,
-                                       campaign=campaign, limit=limit,
-                                       resend_unknown=resend_unknown, wait=wait,
-                                       progress=advance, stop=stop,
-                                       accept_exits=accept_exits, new_ledger=new_ledger,
-                                       show=show, allow_past=allow_past)
+                summary = run_send(loaded, inv.now, db=db, dry_run=dry_run, campaign=campaign,
+                                   limit=limit, resend_unknown=resend_unknown, wait=wait,
+                                   progress=advance, stop=stop, accept_exits=accept_exits,
+                                   new_ledger=new_ledger, show=show, allow_past=allow_past)
             except LedgerBusy as exc:
                 console().print(str(exc), soft_wrap=True)
                 return
@@ -1232,14 +1231,15 @@ def events_pull(
     from .config import load_project
     from .lrs import pull_project
 
-    with invocation(project, now) as inv:
-        result = pull_project(load_project(inv.root), inv.now, db=db)
+    with invocation(project, now) as inv, stop_on_signals() as stop:
+        result = pull_project(load_project(inv.root), inv.now, db=db, stop=stop)
     out = console()
     out.print(_escape(result.summary()), soft_wrap=True)
-    for skipped in result.skipped[:50]:
+    listed = result.notes + result.skipped
+    for skipped in listed[:50]:
         out.print(f"  {_escape(skipped.position)}: {_escape(skipped.reason)}", soft_wrap=True)
-    if len(result.skipped) > 50:
-        out.print(f"  … and {len(result.skipped) - 50} more")
+    if len(listed) > 50:
+        out.print(f"  … and {len(listed) - 50} more")
 
 
 survey_app = typer.Typer(help="Import answers to a campaign's evaluation survey.",

@@ -18,7 +18,7 @@ def parse_now(value: str | None) -> datetime:
     None (no --now) is the real clock; an empty or unreadable value is an error, never the
     real clock by accident."""
     if value is None:
-        return datetime.now(UTC)
+        return wall_now()
     example = "write e.g. 2026-12-15 or 2026-12-15T09:30+01:00"
     try:
         given = datetime.fromisoformat(value.strip())
@@ -33,6 +33,11 @@ def parse_now(value: str | None) -> datetime:
         raise LdmailError(f"--now '{value}' is outside the years ldmail can plan in "
                           f"({EARLIEST_NOW.year}-{LATEST_NOW.year - 1}); {example}")
     return moment
+
+
+def wall_now() -> datetime:
+    """The real time, whatever `--now` says: for comparing with other machines' clocks."""
+    return datetime.now(UTC)
 
 
 @lru_cache(maxsize=65536)  # a run writes and reads the same few moments for many people

@@ -20,7 +20,8 @@
     ├── TransportFatal           the transport cannot send at all (login, TLS); run stops
     │   ├── TokenRefused         an OAuth2 token was refused (Entra ID, the server, Graph)
     │   └── BasicAuthDisabled    the tenant turned password SMTP AUTH off (5.7.30)
-    └── TransportUnavailable     the server cannot be reached now; messages wait
+    ├── TransportUnavailable     the server cannot be reached now; messages wait
+    └── HttpFailed               an outside HTTP service gave no usable answer in time
     JsonLimit (ValueError)       an event file beyond the JSON limits (a rejected row)
     StopRequested (Exception)    SIGTERM or Ctrl-C while nothing was on the wire; internal
 
@@ -100,6 +101,18 @@ class TransportUnavailable(LdmailError):
 
     Nothing was handed over: the due messages wait for the next run, which tries again.
     """
+
+
+class HttpFailed(LdmailError):
+    """An outside HTTP service (the LRS, Graph) gave no complete answer within the request's
+    deadline and size bound, or the connection failed; `phase` says how far the request got
+    (connect: nothing reached the server; send: the request did not go out whole; answer: it
+    did, so the server may have acted on it); `late` that the deadline ended it."""
+
+    def __init__(self, message: str, phase: str, *, stopped: bool = False,
+                 late: bool = False) -> None:
+        self.phase, self.stopped, self.late = phase, stopped, late
+        super().__init__(message)
 
 
 class InboxUnavailable(LdmailError):

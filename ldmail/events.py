@@ -214,6 +214,7 @@ def statement_event(statement: Any, lookup: ActorLookup | None = None) -> Event:
     """One xAPI statement as a goal event; raises ValueError naming what is missing."""
     if not isinstance(statement, dict):
         raise ValueError("not a JSON object")
+    check_field_sizes(statement)
     verb = statement.get("verb")
     verb_id = verb.get("id") if isinstance(verb, dict) else None
     if not isinstance(verb_id, str) or not verb_name(verb_id):
@@ -233,6 +234,30 @@ def event_name(verb: str) -> str:
     """An event's name from a verb id or an export's event cell (see verb_name), refused
     when it holds control characters (see _plain)."""
     return _plain(verb_name(verb), "the event name")
+
+
+# The longest value ldmail takes from a statement, in characters (a UUID has 36, an address at
+# most 254, an IRI rarely more than a few hundred): a statement with a longer one is refused
+# as a whole, so the ledger and `history` never hold megabytes of one id or name.
+FIELD_LIMITS = {"id": 64, "actor": 320, "verb": 2048, "object": 2048}
+
+
+def check_field_sizes(statement: dict[str, Any]) -> None:
+    """ValueError naming the first field of `statement` longer than FIELD_LIMITS allows."""
+    actor = statement.get("actor")
+    account = actor.get("account") if isinstance(actor, dict) else None
+    verb, target = statement.get("verb"), statement.get("object")
+    fields = (("id", "id", statement.get("id")),
+              ("actor", "actor.mbox", actor.get("mbox") if isinstance(actor, dict) else None),
+              ("actor", "actor.name", actor.get("name") if isinstance(actor, dict) else None),
+              ("actor", "actor.account.name",
+               account.get("name") if isinstance(account, dict) else None),
+              ("verb", "verb.id", verb.get("id") if isinstance(verb, dict) else None),
+              ("object", "object.id", target.get("id") if isinstance(target, dict) else None))
+    for kind, name, value in fields:
+        if isinstance(value, str) and len(value) > FIELD_LIMITS[kind]:
+            raise ValueError(f"{name} of {len(value):,} characters (at most "
+                             f"{FIELD_LIMITS[kind]:,})")
 
 
 def course_id(text: str) -> str:
@@ -275,26 +300,29 @@ def _number(text: str) -> float | int:
     return float(text) if any(c in text for c in ".eE") else int(text)
 
 
-def _deep_line(text: str) -> int:
-    """The line where `text` first nests deeper than MAX_JSON_DEPTH (1 if it never does)."""
+def _deep_line(text: str, limit: int = MAX_JSON_DEPTH) -> int | None:
+    """The line where `text` first nests deeper than `limit`, or None."""
     depth = 0
     for token in _JSON_STRUCTURE.finditer(text):
         if token.group() in "[{":
             depth += 1
-            if depth > MAX_JSON_DEPTH:
+            if depth > limit:
                 return text.count("\n", 0, token.start()) + 1
         elif token.group() in "]}":
             depth -= 1
-    return 1
+    return None
 
 
-def load_json(text: str) -> Any:
-    """json.loads with the limits above; JsonLimit (with a line) instead of a traceback."""
+def load_json(text: str, depth: int = MAX_JSON_DEPTH) -> Any:
+    """json.loads with the limits above (a document that wraps statements may allow them
+    their depth); JsonLimit (with a line) instead of a traceback."""
+    deep = _deep_line(text, depth) if text.count("[") + text.count("{") > depth else None
+    if deep is not None:
+        raise JsonLimit(f"nested more than {depth} levels deep", deep)
     try:
         return json.loads(text, parse_int=_number, parse_float=_number)
-    except RecursionError:
-        raise JsonLimit(f"nested more than {MAX_JSON_DEPTH} levels deep",
-                        _deep_line(text)) from None
+    except RecursionError:  # a `depth` too close to Python's own limit
+        raise JsonLimit(f"nested more than {depth} levels deep", 1) from None
     except JsonLimit as exc:
         long_number = re.search(r"\d{" + str(MAX_JSON_DIGITS + 1) + ",}", text)
         line = text.count("\n", 0, long_number.start()) + 1 if long_number else 1

@@ -1,29 +1,45 @@
 """`ldmail events pull`: new xAPI statements from a Learning Record Store, as goal events.
 
 Reads the statements resource of xAPI 1.0.3 (`GET <endpoint>/statements?since=…&ascending=
-true`), page by page through `more`. Each page's events and the cursor (the `stored` time of
-the page's last statement, at most the answer's X-Experience-API-Consistent-Through) are
-committed in one transaction: a pull killed at any point repeats nothing and loses nothing.
+true`), page by page through `more`. Each page's events and the cursor are committed in one
+transaction, so a pull killed at any point loses nothing, and what it repeats is recognised
+by statement id.
+
+`since` is exclusive and statements stored in one batch share a `stored` time, which may
+straddle a page boundary: so the cursor is the latest `stored` time read *whole* (an earlier
+time than the latest on the page, until a later page or the end shows nothing more can carry
+it), never past X-Experience-API-Consistent-Through, and never moved by a `stored` time
+beyond now plus FUTURE_SKEW (such a statement is still recorded, and reported).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from .clock import iso
-from .errors import LdmailError
-from .events import ActorLookup, Skipped, actor_lookup, load_json, parse_timestamp, statement_event
+from . import outside
+from .clock import iso, wall_now
+from .errors import HttpFailed, LdmailError
+from .events import (
+    MAX_JSON_DEPTH,
+    ActorLookup,
+    Skipped,
+    actor_lookup,
+    load_json,
+    parse_timestamp,
+    statement_event,
+)
+from .hygiene import excerpt
 from .ledger import GoalEvent, Ledger, ledger_path
 from .lock import working_fence
 from .models import DateLimits, Lrs
@@ -33,9 +49,13 @@ if TYPE_CHECKING:
 
 CURSOR = "lrs_cursor"  # the meta key of the `stored` time read up to
 VOIDED = "http://adlnet.gov/expapi/verbs/voided"
-MAX_PAGES = 100_000
-ATTEMPTS = 5  # per request, for 429, 5xx and time-outs
+MAX_PAGES = 1_000  # per pull; an endless chain of `more` links stops there
+MAX_ANSWER = 64 * 1024 * 1024  # bytes of one page, once inflated (10,000 statements of 6 kB)
+ATTEMPTS = 5  # per request, for 429, 5xx and connections refused
 MAX_WAIT = 60.0  # longest pause between attempts, whatever Retry-After says
+MAX_PAGE_DEPTH = 512  # a page nested deeper is refused whole (each statement: 64)
+FUTURE_SKEW = timedelta(minutes=5)  # how far the LRS's clock may run ahead of ours
+STOPPED = "stopped on request"
 
 
 class LrsError(LdmailError):
@@ -48,6 +68,7 @@ class PullResult:
     added: int = 0
     already_known: int = 0
     skipped: list[Skipped] = field(default_factory=list)
+    notes: list[Skipped] = field(default_factory=list)  # recorded, but worth a look
     voided: int = 0  # voiding statements read
     revoked: int = 0  # goal events they revoked
     requests: int = 0
@@ -66,170 +87,221 @@ def _same_origin(a: str, b: str) -> bool:
     return (x.scheme, x.hostname, x.port) == (y.scheme, y.hostname, y.port)
 
 
-def _wait(response: httpx.Response | None, attempt: int) -> float:
-    """Seconds before the next attempt: what Retry-After says (seconds, or an HTTP date),
-    else an exponential back-off; never more than MAX_WAIT."""
-    after = response.headers.get("Retry-After", "").strip() if response is not None else ""
-    if after.isdigit():
-        return min(float(after), MAX_WAIT)
-    if after:
-        try:
-            until = parsedate_to_datetime(after)
-        except (TypeError, ValueError):
-            pass
-        else:
-            if until.tzinfo is not None:
-                return min(max((until - datetime.now(UTC)).total_seconds(), 0.0), MAX_WAIT)
-    return min(0.5 * 2.0 ** attempt, MAX_WAIT)
-
-
 class _Reader:
-    def __init__(self, lrs: Lrs, client: httpx.Client, sleep: Callable[[float], None]) -> None:
-        self.lrs, self.client, self.sleep = lrs, client, sleep
+    """GET with retries; one line for whatever ends the pull."""
+
+    def __init__(self, lrs: Lrs, client: httpx.Client, sleep: Callable[[float], None],
+                 stop: threading.Event | None) -> None:
+        self.lrs, self.client, self.sleep, self.stop = lrs, client, sleep, stop
         self.requests = 0
 
-    def get(self, url: str, params: dict[str, str] | None) -> httpx.Response:
+    def stopped(self) -> None:
+        if self.stop is not None and self.stop.is_set():
+            raise LrsError(f"{self.lrs.endpoint}: {STOPPED}; what was read is recorded, the "
+                           "next pull goes on from there")
+
+    def get(self, url: str, params: dict[str, str] | None) -> outside.Answer:
         lrs = self.lrs
         problem = ""
         for attempt in range(ATTEMPTS):
-            response: httpx.Response | None = None
+            self.stopped()
+            answer: outside.Answer | None = None
             self.requests += 1
             try:
-                response = self.client.get(url, params=params)
-            except httpx.TimeoutException:
-                problem = "no answer in time"
-            except httpx.TransportError as exc:
-                problem = f"cannot connect ({exc})"
+                answer = outside.request(self.client, "GET", url, params=params,
+                                         seconds=lrs.timeout.total_seconds(),
+                                         max_bytes=MAX_ANSWER, stop=self.stop)
+            except HttpFailed as exc:
+                self.stopped()
+                if exc.phase != "connect" or exc.late:
+                    # Late, too large or broken: asking again would only cost the time again.
+                    raise LrsError(f"{exc}; the cursor stays after the last recorded page, "
+                                   "the next pull tries again") from None
+                problem = str(exc)
             else:
-                if response.status_code in (401, 403):
+                if answer.status in (401, 403):
                     raise LrsError(
                         f"{lrs.endpoint}: the LRS refused user {lrs.user!r} "
-                        f"(HTTP {response.status_code}); check the secret in ${lrs.password_env}"
+                        f"(HTTP {answer.status}); check the secret in ${lrs.password_env}"
                         " and that this key may read statements (read-only scope)")
-                if response.status_code == 429 or response.status_code >= 500:
-                    problem = f"HTTP {response.status_code}"
-                elif response.status_code >= 400:
-                    raise LrsError(f"{url}: HTTP {response.status_code} "
-                                   f"{response.text[:200].strip()}")
+                if answer.status == 429 or answer.status >= 500:
+                    problem = f"{lrs.endpoint}: HTTP {answer.status}"
+                elif answer.status >= 400:
+                    said = answer.body[:200].decode("utf-8", "replace")
+                    raise LrsError(f"{url}: HTTP {answer.status} {excerpt(said, 200)}")
                 else:
-                    return response
+                    return answer
             if attempt + 1 < ATTEMPTS:
-                self.sleep(_wait(response, attempt))
-        raise LrsError(f"{lrs.endpoint}: {problem} after {ATTEMPTS} attempts; the cursor stays "
-                       "where it was, the next pull tries again")
+                self.sleep(outside.retry_after(answer.headers if answer else None, attempt,
+                                               floor=0.5, cap=MAX_WAIT))
+        raise LrsError(f"{problem} after {ATTEMPTS} attempts; the cursor stays where it was, "
+                       "the next pull tries again")
+
+
+@dataclass
+class _Cursor:
+    """The latest `stored` time read whole. Pages come in ascending `stored` order, so a time
+    earlier than the latest read is complete; the latest is complete only at the end."""
+
+    horizon: datetime  # stored times beyond it never move the cursor
+    top: tuple[datetime, str] | None = None  # the latest stored time read
+    below: tuple[datetime, str] | None = None  # the latest read before `top`
+
+    def see(self, stored: str) -> bool:
+        """Take one statement's stored time; False when it lies beyond the horizon."""
+        moment = parse_timestamp(stored)
+        if moment > self.horizon:
+            return False
+        if self.top is None or moment > self.top[0]:
+            if self.top is not None:
+                self.below = self.top
+            self.top = (moment, stored)
+        elif moment < self.top[0] and (self.below is None or moment > self.below[0]):
+            self.below = (moment, stored)
+        return True
+
+    def value(self, previous: str | None, through: str | None, *, ended: bool) -> str | None:
+        """The cursor to record: never back, never past `through` (Consistent-Through)."""
+        found = self.top if ended else self.below
+        if found is None:
+            return previous
+        moment, text = found
+        if through:
+            try:
+                if parse_timestamp(through) < moment:
+                    moment, text = parse_timestamp(through), through
+            except ValueError:
+                pass
+        if previous is not None:
+            try:
+                if parse_timestamp(previous) >= moment:
+                    return previous
+            except ValueError:
+                pass
+        return text
+
+
+@dataclass
+class _Page:
+    events: list[GoalEvent] = field(default_factory=list)
+    voided: list[str] = field(default_factory=list)
+
+
+class _Statements:
+    """What a pull's statements become: events, voidings, skipped rows and notes."""
+
+    def __init__(self, ledger: Ledger, lrs: Lrs, result: PullResult, limits: DateLimits,
+                 lookup: ActorLookup | None, cursor: _Cursor) -> None:
+        self.ledger, self.result, self.limits, self.lookup = ledger, result, limits, lookup
+        self.cursor = cursor
+        self.verbs, self.activities = set(lrs.verbs), set(lrs.activities)
+        self.forgotten = ledger.forgotten_hashes()
+        self.read: dict[str, GoalEvent] = {}  # statement id -> its event, in this pull
+        self.conflicts: set[str] = set()  # statement ids reported as conflicting
+
+    def page(self, statements: list[Any], number: int) -> _Page:
+        found = _Page()
+        known = self.ledger.pulled_statements(
+            s["id"] for s in statements
+            if isinstance(s, dict) and isinstance(s.get("id"), str) and len(s["id"]) <= 64)
+        for position, statement in enumerate(statements, start=1):
+            self.result.statements += 1
+            sid = statement.get("id") if isinstance(statement, dict) else None
+            where = f"page {number} statement {position} (id {_shown_id(sid)})"
+            future = self._stored(statement)
+            try:
+                self._one(statement, sid, found, known, where, future)
+            except ValueError as exc:
+                self.result.skipped.append(Skipped(where, str(exc)))
+        return found
+
+    def _stored(self, statement: Any) -> str | None:
+        """Moves the cursor; the stored time when it lies in the future, else None."""
+        stored = statement.get("stored") if isinstance(statement, dict) else None
+        if isinstance(stored, str) and len(stored) <= 64:
+            try:
+                return None if self.cursor.see(stored) else stored
+            except ValueError:
+                pass
+        return None
+
+    def _one(self, statement: Any, sid: Any, found: _Page, known: dict[str, GoalEvent],
+             where: str, future: str | None) -> None:
+        if not isinstance(sid, str) or not sid:
+            raise ValueError("no id")
+        if _nesting(statement) > MAX_JSON_DEPTH:
+            raise ValueError(f"nested more than {MAX_JSON_DEPTH} levels deep")
+        verb = statement.get("verb")
+        verb_id = verb.get("id") if isinstance(verb, dict) else None
+        target = statement.get("object")
+        if verb_id == VOIDED:
+            ref = target.get("id") if isinstance(target, dict) else None
+            if not isinstance(ref, str) or not ref or len(ref) > 64:
+                raise ValueError("a voiding statement without object.id (the statement it "
+                                 "voids)")
+            found.voided.append(ref)
+            return
+        if (self.verbs and verb_id not in self.verbs) or (self.activities and not (
+                isinstance(target, dict) and target.get("id") in self.activities)):
+            return
+        event = statement_event(statement, self.lookup)
+        self.limits.check(event.occurred_at, "the event's date")
+        if self.forgotten and self.ledger.address_hash(event.email) in self.forgotten:
+            return  # a forgotten person's events are not stored
+        goal = GoalEvent(event.email, event.event, event.object, iso(event.occurred_at), sid)
+        before = self.read.get(sid) or known.get(sid)
+        if before is not None and before != goal:
+            if sid in self.conflicts:
+                return  # said once is enough
+            self.conflicts.add(sid)
+            raise ValueError("conflict: this statement id was recorded before with other "
+                             "content; the first is kept")
+        self.read[sid] = goal
+        if future is not None and before is None:
+            self.result.notes.append(Skipped(where, f"stored {excerpt(future)}, in the future "
+                                             "by this computer's clock: recorded, but the "
+                                             "cursor does not move past it"))
+        found.events.append(goal)
+
+
+def _nesting(value: Any) -> int:
+    """How deep lists and objects nest in a parsed JSON value (1 for a flat one)."""
+    deepest, level = 0, [(value, 1)]
+    while level:
+        item, depth = level.pop()
+        children = item.values() if isinstance(item, dict) else \
+            item if isinstance(item, list) else None
+        if children is not None:
+            deepest = max(deepest, depth)
+            level.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _shown_id(sid: Any) -> str:
+    if not isinstance(sid, str) or not sid:
+        return "missing"
+    return sid if len(sid) <= 64 and sid.isprintable() else excerpt(sid, 64)
 
 
 def pull(ledger: Ledger, lrs: Lrs, now: datetime, *, limits: DateLimits | None = None,
-         client: httpx.Client | None = None, sleep: Callable[[float], None] = time.sleep,
-         max_pages: int = MAX_PAGES, lookup: ActorLookup | None = None) -> PullResult:
+         client: httpx.Client | None = None, sleep: Callable[[float], None] | None = None,
+         max_pages: int | None = None, lookup: ActorLookup | None = None,
+         stop: threading.Event | None = None) -> PullResult:
     """Record the statements stored since the last pull; see the module's docstring."""
     password = os.environ.get(lrs.password_env)
     if not password:
         raise LrsError(f"{lrs.endpoint}: set ${lrs.password_env} to the secret of LRS user "
                        f"{lrs.user!r}")
-    limits = limits or DateLimits()
     own = client is None
-    http = client or httpx.Client(timeout=lrs.timeout.total_seconds())
+    http = client or outside.new_client()
     http.auth = httpx.BasicAuth(lrs.user, password)
     http.headers["X-Experience-API-Version"] = lrs.version
-    reader = _Reader(lrs, http, sleep)
+    reader = _Reader(lrs, http, sleep or _sleeper(stop), stop)
     result = PullResult(cursor=ledger.meta(CURSOR))
-    verbs, activities = set(lrs.verbs), set(lrs.activities)
-    base = lrs.endpoint.rstrip("/") + "/"
-    url = base + "statements"
-    first = {"ascending": "true", "limit": str(lrs.page_size)}
-    if result.cursor:
-        first["since"] = result.cursor
-    if len(lrs.verbs) == 1:
-        first["verb"] = lrs.verbs[0]
-    if len(lrs.activities) == 1:
-        first["activity"] = lrs.activities[0]
-    params: dict[str, str] | None = first
-    seen: set[str] = set()
+    cursor = _Cursor(wall_now() + FUTURE_SKEW)
+    statements = _Statements(ledger, lrs, result, limits or DateLimits(), lookup, cursor)
     try:
-        for page in range(1, max_pages + 1):
-            response = reader.get(url, params)
-            try:
-                body = load_json(response.text)
-            except ValueError as exc:
-                raise LrsError(f"{url}: the answer is not JSON ({exc}); the cursor stays "
-                               "where it was") from None
-            if not isinstance(body, dict) or not isinstance(body.get("statements"), list):
-                raise LrsError(f"{url}: the answer holds no statements list; is "
-                               f"{lrs.endpoint} the xAPI endpoint?")
-            good: list[GoalEvent] = []
-            voided: list[str] = []
-            last: datetime | None = None
-            last_text: str | None = None
-            for number, statement in enumerate(body["statements"], start=1):
-                result.statements += 1
-                sid = statement.get("id") if isinstance(statement, dict) else None
-                where = f"page {page} statement {number} (id {sid or 'missing'})"
-                stored = statement.get("stored") if isinstance(statement, dict) else None
-                if isinstance(stored, str):
-                    try:  # the latest, even from an LRS that orders a page the other way
-                        moment = parse_timestamp(stored)
-                        if last is None or moment > last:
-                            last, last_text = moment, stored
-                    except ValueError:
-                        pass
-                try:
-                    if not isinstance(sid, str) or not sid:
-                        raise ValueError("no id")
-                    verb = statement.get("verb")
-                    verb_id = verb.get("id") if isinstance(verb, dict) else None
-                    if verb_id == VOIDED:
-                        target = statement.get("object")
-                        ref = target.get("id") if isinstance(target, dict) else None
-                        if not isinstance(ref, str) or not ref:
-                            raise ValueError("a voiding statement without object.id (the "
-                                             "statement it voids)")
-                        voided.append(ref)
-                        continue
-                    target = statement.get("object")
-                    if (verbs and verb_id not in verbs) or (activities and not (
-                            isinstance(target, dict) and target.get("id") in activities)):
-                        continue
-                    event = statement_event(statement, lookup)
-                    limits.check(event.occurred_at, "the event's date")
-                except ValueError as exc:
-                    result.skipped.append(Skipped(where, str(exc)))
-                    continue
-                good.append(GoalEvent(event.email, event.event, event.object,
-                                      iso(event.occurred_at), sid))
-            cursor = result.cursor
-            if last is not None and last_text is not None:
-                cursor = last_text
-                through = response.headers.get("X-Experience-API-Consistent-Through")
-                if through:
-                    try:
-                        if parse_timestamp(through) < last:
-                            cursor = through
-                    except ValueError:
-                        pass
-            added, known, revoked = ledger.record_pulled(
-                good, "lrs", voided=voided, cursor=(CURSOR, cursor) if cursor else None,
-                at=iso(now))
-            result.voided += len(voided)
-            result.revoked += revoked
-            result.added += added
-            result.already_known += known
-            result.cursor = cursor
-            more = body.get("more")
-            if not isinstance(more, str) or not more.strip():
-                break
-            if more in seen:
-                raise LrsError(f"{url}: the LRS sent the same 'more' link twice ({more}); "
-                               "stopped to avoid a loop (what was read is recorded)")
-            seen.add(more)
-            url = urljoin(base, more)
-            if not _same_origin(url, base):
-                raise LrsError(f"{lrs.endpoint}: 'more' points to another server ({url}); "
-                               "not followed")
-            params = None
-        else:
-            raise LrsError(f"{lrs.endpoint}: more than {max_pages} pages in one pull; stopped "
-                           "(what was read is recorded; pull again to go on)")
+        _pages(ledger, lrs, now, reader, statements, max_pages or MAX_PAGES)
     finally:
         result.requests = reader.requests
         if own:
@@ -237,9 +309,89 @@ def pull(ledger: Ledger, lrs: Lrs, now: datetime, *, limits: DateLimits | None =
     return result
 
 
+def _first_query(lrs: Lrs, since: str | None) -> dict[str, str]:
+    query = {"ascending": "true", "limit": str(lrs.page_size)}
+    if since:
+        query["since"] = since
+    if len(lrs.verbs) == 1:
+        query["verb"] = lrs.verbs[0]
+    if len(lrs.activities) == 1:
+        query["activity"] = lrs.activities[0]
+    return query
+
+
+def _pages(ledger: Ledger, lrs: Lrs, now: datetime, reader: _Reader, statements: _Statements,
+           max_pages: int) -> None:
+    result = statements.result
+    base = lrs.endpoint.rstrip("/") + "/"
+    url = base + "statements"
+    params: dict[str, str] | None = _first_query(lrs, result.cursor)
+    seen: set[str] = set()
+    for number in range(1, max_pages + 1):
+        answer = reader.get(url, params)
+        body = _statements_of(answer, url, lrs)
+        page = statements.page(body["statements"], number)
+        more = body.get("more")
+        ended = not isinstance(more, str) or not more.strip()
+        result.cursor = statements.cursor.value(
+            result.cursor, answer.headers.get("X-Experience-API-Consistent-Through"),
+            ended=ended)
+        added, known, revoked = ledger.record_pulled(
+            page.events, "lrs", voided=page.voided,
+            cursor=(CURSOR, result.cursor) if result.cursor else None, at=iso(now))
+        result.voided += len(page.voided)
+        result.revoked += revoked
+        result.added += added
+        result.already_known += known
+        if ended:
+            return
+        assert isinstance(more, str)
+        url = _next(more, base, url, seen, lrs)
+        params = None
+    raise LrsError(f"{lrs.endpoint}: more than {max_pages} pages in one pull; stopped (what "
+                   "was read is recorded; pull again to go on)")
+
+
+def _statements_of(answer: outside.Answer, url: str, lrs: Lrs) -> dict[str, Any]:
+    try:  # a statement nested too deep is refused on its own (_Statements), not its page
+        body = load_json(answer.body.decode("utf-8"), MAX_PAGE_DEPTH)
+    except ValueError as exc:  # UnicodeDecodeError and JSON's errors are ValueErrors
+        raise LrsError(f"{url}: the answer is not JSON ({exc}); the cursor stays where it "
+                       "was") from None
+    if not isinstance(body, dict) or not isinstance(body.get("statements"), list):
+        raise LrsError(f"{url}: the answer holds no statements list; is {lrs.endpoint} the "
+                       "xAPI endpoint?")
+    return body
+
+
+def _next(more: str, base: str, url: str, seen: set[str], lrs: Lrs) -> str:
+    if more in seen:
+        raise LrsError(f"{url}: the LRS sent the same 'more' link twice "
+                       f"({excerpt(more, 200)}); stopped to avoid a loop (what was read is "
+                       "recorded)")
+    seen.add(more)
+    following = urljoin(base, more)
+    if not _same_origin(following, base):
+        raise LrsError(f"{lrs.endpoint}: 'more' points to another server "
+                       f"({excerpt(following, 200)}); not followed")
+    return following
+
+
+def _sleeper(stop: threading.Event | None) -> Callable[[float], None]:
+    """A pause between attempts that a stop request cuts short."""
+    if stop is None:
+        return time.sleep
+
+    def pause(seconds: float) -> None:
+        stop.wait(seconds)
+
+    return pause
+
+
 def pull_project(project: Project, now: datetime, *, db: Path | None = None,
                  client: httpx.Client | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> PullResult:
+                 sleep: Callable[[float], None] | None = None,
+                 stop: threading.Event | None = None) -> PullResult:
     """`pull` with the project's lrs: settings and ledger."""
     lrs = project.settings.lrs
     if lrs is None:
@@ -250,17 +402,19 @@ def pull_project(project: Project, now: datetime, *, db: Path | None = None,
     with working_fence(ledger_path(project, db), "events pull"), \
             Ledger.of(project, db) as ledger:
         return pull(ledger, lrs, now, limits=project.settings.dates, client=client, sleep=sleep,
-                    lookup=actor_lookup(project, ledger))
+                    lookup=actor_lookup(project, ledger), stop=stop)
 
 
 def pull_logged(project: Project, log: logging.Logger, now: datetime, *,
-                db: Path | None = None) -> None:
+                db: Path | None = None, stop: threading.Event | None = None) -> None:
     """Pull before a send when lrs: is configured; a failure is logged, never fatal."""
     if project.settings.lrs is None:
         return
     try:
-        result = pull_project(project, now, db=db)
+        result = pull_project(project, now, db=db, stop=stop)
     except LdmailError as exc:
         log.error("lrs pull failed: %s", exc)
     else:
         log.info("%s", result.summary())
+        for note in result.notes:
+            log.warning("  %s: %s", note.position, note.reason)

@@ -433,7 +433,8 @@ class Lrs(Strict):
         "Only statements about one of these activity ids (empty: every activity)"))
     page_size: int = Field(500, ge=1, le=10000, description="Statements asked for per request")
     timeout: Duration = Field(timedelta(seconds=30), description=(
-        "Longest wait for one answer of the LRS"))
+        "Longest one request to the LRS may take in all (connecting, sending, the whole "
+        "answer)"))
 
     @model_validator(mode="after")
     def _secure(self) -> Lrs:

@@ -59,7 +59,10 @@ def run_forever(root: Path, interval: timedelta | None, *, db: Path | None = Non
         now = datetime.now(UTC) + shift
         try:
             project = load_project(root)  # re-read: campaigns may change between runs
-            pull_logged(project, log, now, db=db)  # goals from the LRS first, when lrs: is set
+            # Goals from the LRS first, when lrs: is set; a stop request cuts the pull short.
+            pull_logged(project, log, now, db=db, stop=stop)
+            if stop.is_set():
+                return
             summary = send(project, now, db=db, stop=stop)
         except TransportFatal as exc:
             # A refused login or a missing password does not mend itself: stop, and say so

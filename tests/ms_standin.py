@@ -37,7 +37,7 @@ from email.message import EmailMessage
 from email.policy import default as default_policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from time import monotonic
+from time import monotonic, sleep
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
@@ -76,6 +76,7 @@ class Reply:
     status: int
     headers: dict[str, str] = field(default_factory=dict)
     body: dict[str, Any] | None = None
+    trickle: bool = False  # the whole answer one byte every half second, headers included
 
 
 def tls_files(folder: Path) -> tuple[Path, Path, Path]:
@@ -200,6 +201,11 @@ class MsStandin:
         """Answer the next sendMail requests for a message to `recipient` with these."""
         with self._lock:
             self._replies.setdefault(recipient.lower(), deque()).extend(replies)
+
+    def forget_replies(self) -> None:
+        """Answer every sendMail request normally again."""
+        with self._lock:
+            self._replies.clear()
 
     def valid(self, token: str, scope: str) -> bool:
         with self._lock:
@@ -347,7 +353,27 @@ class MsStandin:
             reply = Reply(202)
         with self._lock:
             self.posts.append(Post(user, content_type, reply.status, data))
-        self._json(request, reply.status, reply.body, reply.headers)
+        if reply.trickle:
+            _trickle(request, reply)
+        else:
+            self._json(request, reply.status, reply.body, reply.headers)
+
+
+def _trickle(request: BaseHTTPRequestHandler, reply: Reply) -> None:
+    """A server that answers, but slower than any client should wait: one byte each half
+    second, until the client hangs up."""
+    data = b"" if reply.body is None else json.dumps(reply.body).encode()
+    head = "".join(f"{name}: {value}\r\n" for name, value in reply.headers.items())
+    answer = (f"HTTP/1.1 {reply.status} Slow\r\nContent-Length: {len(data)}\r\n{head}\r\n"
+              .encode() + data)
+    try:
+        for byte in answer:
+            request.wfile.write(bytes([byte]))
+            request.wfile.flush()
+            sleep(0.5)
+    except OSError:
+        pass
+    request.close_connection = True
 
 
 SECRET_ENV = "LDMAIL_TEST_CLIENT_SECRET"

@@ -250,3 +250,67 @@ def test_a_stop_ends_a_retry_after_wait_at_once(standin: MsStandin) -> None:
     assert outcome.status == "stopped"  # nothing was taken: the ledger puts it back
     assert time.monotonic() - started < 5
     assert [p.status for p in standin.posts] == [429]
+
+
+@pytest.mark.parametrize("after", ["0", "-5", "nan", "", "soon", "1e12"])
+def test_any_retry_after_posts_a_bounded_number_of_times(
+        project: Path, cli: Cli, standin: MsStandin, after: str) -> None:
+    """A 429 that never ends, whatever its Retry-After says (zero, negative, not a number,
+    missing, unreadable, absurd): a back-off from one second and transport.deadline bound
+    the posts, and the message is deferred, never unknown."""
+    use_graph(project, standin, deadline="6s")
+    headers = {"Retry-After": after} if after else {}
+    standin.sendmail_replies("ann@example.org", *[Reply(429, headers)] * 1000)
+
+    started = time.monotonic()
+    result = send(cli, project, NOW)
+
+    assert time.monotonic() - started < 30
+    assert "Traceback" not in result.output
+    posts = [p.status for p in standin.posts if "ann@" in str(p.message["To"])]
+    assert 1 <= len(posts) <= 5 and set(posts) == {429}, posts  # back-off 1, 2, 4 s < 6 s
+    ann = rows(project)["ann@example.org"]
+    assert ann["state"] == "deferred" and "past transport.deadline" in ann["error"]
+    assert "stopped early: transport unavailable" in result.stderr
+
+
+def test_a_trickling_graph_answer_ends_at_the_timeout_and_leaves_the_message_unknown(
+        project: Path, cli: Cli, standin: MsStandin) -> None:
+    use_graph(project, standin, timeout="3s", deadline="20s")
+    standin.sendmail_replies("ann@example.org", Reply(202, trickle=True))
+
+    started = time.monotonic()
+    result = send(cli, project, NOW)
+
+    assert time.monotonic() - started < 25  # 3 s for Ann's post, and the others' time
+    assert "Traceback" not in result.output
+    ledger = rows(project)
+    assert ledger["ann@example.org"]["state"] == "unknown"
+    assert "no complete answer within 3 s" in ledger["ann@example.org"]["error"]
+    assert sorted(e for e, r in ledger.items() if r["state"] == "sent") == \
+        sorted(set(PEOPLE) - {"ann@example.org"})
+
+
+def test_a_storm_of_5xx_stops_the_run_after_three_and_leaves_the_rest_due(
+        project: Path, cli: Cli, standin: MsStandin) -> None:
+    """Graph answers 500 to everything: three messages are `unknown` (Graph may have taken
+    them), and the run stops there instead of posting every due message into the storm."""
+    use_graph(project, standin)
+    for email in PEOPLE:
+        standin.sendmail_replies(email, Reply(500, body={"error": {
+            "code": "InternalServerError", "message": "Try later."}}))
+
+    result = send(cli, project, NOW)
+
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert "no clear answer 3 times in a row" in result.stderr
+    assert [p.status for p in standin.posts] == [500, 500, 500]
+    states = Counter(r["state"] for r in rows(project).values())
+    # The fourth was claimed when the run stopped: deferred, never posted; the fifth waits.
+    assert states == {"unknown": 3, "deferred": 1}, states
+
+    standin.forget_replies()  # Graph mends: the next run posts the rest, the unknown stay
+    later = send(cli, project, NOW + BACKOFF)
+    after = Counter(r["state"] for r in rows(project).values())
+    assert after == {"unknown": 3, "sent": 2}, (after, later.output)

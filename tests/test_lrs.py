@@ -8,13 +8,16 @@ import json
 import os
 import random
 import re
+import resource
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
 import uuid
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,7 +33,15 @@ import pytest
 from ldmail.schedule import in_holdout
 
 from .conftest import REPO, Cli
-from .smtp_server import PEOPLE, SmtpServer, edit_yaml, free_port, ldmail_running, ledger_rows
+from .smtp_server import (
+    PEOPLE,
+    SmtpServer,
+    edit_yaml,
+    free_port,
+    ldmail_running,
+    ledger_rows,
+    wait_for,
+)
 from .test_events import CONTROLLED, assert_only_plain_events, events, refusal, statement
 from .test_report import DAY_1, DAY_4, SCAFFOLD_PEOPLE, rows, send
 
@@ -118,13 +129,22 @@ def registrations(first: int, count: int) -> list[dict[str, Any]]:
              "id": str(uuid.uuid4())} for n in range(first, first + count)]
 
 
-def stored_later(first: int, count: int) -> list[dict[str, Any]]:
+def soon() -> datetime:
+    """A moment just ahead of now: statements appended to Ralph's file are stored after
+    those its API stored, and not so far ahead that the pull takes the LRS's clock for
+    wrong (lrs.FUTURE_SKEW)."""
+    return datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)
+
+
+def stored_later(first: int, count: int, start: datetime, *,
+                 batch: int = 1) -> list[dict[str, Any]]:
     """Registrations for the JSONL file, stored (and, for Ralph 5.1's fs backend, which
-    compares `since` with timestamps, happened) one second apart from 2099-01-01 on."""
-    start = datetime(2099, 1, 1, tzinfo=UTC)
+    compares `since` with timestamps, happened) 100 ms apart from `start` on, `batch` at a
+    time sharing one moment (as a batch POSTed to an LRS shares its stored time)."""
     made = registrations(first, count)
     for n, item in zip(range(first, first + count), made, strict=True):
-        item["timestamp"] = item["stored"] = (start + timedelta(seconds=n)).isoformat()
+        moment = start + timedelta(milliseconds=100 * (n // batch))
+        item["timestamp"] = item["stored"] = moment.isoformat()
     return made
 
 
@@ -143,15 +163,16 @@ def test_a_thousand_statements_in_batches(project: Path, cli: Cli, ralph: Ralph,
     ralph.post(registrations(0, 250))  # the first batch through Ralph's xAPI API
     expected = {"pulled 250 statements: 250 goal events recorded (0 already known)"}
     assert next(iter(expected)) in cli("events", "pull", "--project", project).stdout
-    ralph.append(stored_later(250, 250))
+    start = soon()
+    ralph.append(second_batch := stored_later(250, 250, start))
     second = cli("events", "pull", "--project", project)
     assert "pulled 250 statements: 250 goal events recorded (0 already known), 0 skipped; " \
-        "cursor now 2099-01-01T00:08:19+00:00" in second.stdout, second.output
-    ralph.append(stored_later(500, 250))
-    ralph.append(stored_later(750, 250))  # two batches before one pull: five pages of 100
+        f"cursor now {second_batch[-1]['stored']}" in second.stdout, second.output
+    ralph.append(stored_later(500, 250, start))
+    ralph.append(last := stored_later(750, 250, start))  # two batches, one pull: five pages
     third = cli("events", "pull", "--project", project)
     assert "pulled 500 statements: 500 goal events recorded (0 already known), 0 skipped; " \
-        "cursor now 2099-01-01T00:16:39+00:00" in third.stdout, third.output
+        f"cursor now {last[-1]['stored']}" in third.stdout, third.output
     recorded = events(project)
     assert len(recorded) == 1000 == len(set(recorded))
     assert {e[0] for e in recorded} == {f"learner{n}@example.org" for n in range(1000)}
@@ -164,43 +185,48 @@ def test_a_thousand_statements_in_batches(project: Path, cli: Cli, ralph: Ralph,
     assert len(events(project)) == 1000
 
 
+def recorded_statements(project: Path) -> list[str]:
+    try:
+        return [r[0] for r in rows(project, "SELECT statement FROM events")]
+    except sqlite3.OperationalError:  # the ledger does not have its tables yet
+        return []
+
+
 @pytest.mark.slow
-def test_a_pull_killed_mid_page_repeats_nothing_and_loses_nothing(
+def test_pulls_killed_at_random_lose_no_statement_of_a_shared_stored_time(
         project: Path, ralph: Ralph, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`ldmail events pull` killed (SIGKILL) at random moments while it reads 100 pages of
-    10, then run to the end: the ledger holds each of the 1,000 events exactly once."""
+    """`ldmail events pull` killed (SIGKILL) 10 times at random moments while it reads 100
+    pages of 10, whose statements share their stored time 7 at a time (so batches straddle
+    page boundaries), then run to the end: each of the 1,000 statements recorded exactly
+    once."""
     configure(project, ralph.endpoint, monkeypatch, page_size=10)
-    ralph.append(stored_later(0, 1000))
+    statements = stored_later(0, 1000, soon(), batch=7)
+    ralph.append(statements)
     command = [sys.executable, "-m", "ldmail", "events", "pull", "--project", str(project)]
     chance = random.Random(17)
-
-    def recorded_now() -> int:
-        try:
-            return len(events(project))
-        except sqlite3.OperationalError:  # the ledger does not have its tables yet
-            return 0
-
     counts: list[int] = []
-    while len(counts) < 5 and recorded_now() < 1000:
-        before = recorded_now()
+    while len(counts) < 10 and len(recorded_statements(project)) < 1000:
+        before = len(recorded_statements(project))
         puller = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        # Killed once this pull has recorded a page, a random moment later: mid-way through
-        # reading, checking or recording one of the pages that follow.
+        # Killed once this pull has recorded a random number of new statements, a random
+        # moment later: mid-way through reading, checking or recording a page.
+        wanted = before + chance.randint(1, 60)
         deadline = time.monotonic() + 60
-        while recorded_now() == before and puller.poll() is None:
-            assert time.monotonic() < deadline, "the pull recorded nothing in 60 s"
-            time.sleep(0.01)
-        time.sleep(chance.uniform(0.0, 0.3))
+        while len(recorded_statements(project)) < wanted and puller.poll() is None:
+            assert time.monotonic() < deadline, "the pull recorded too little in 60 s"
+            time.sleep(0.002)
+        time.sleep(chance.uniform(0.0, 0.05))
         puller.kill()
-        puller.wait(timeout=30)
-        counts.append(recorded_now())
-    assert len([n for n in counts if 0 < n < 1000]) >= 3, counts
+        _, stderr = puller.communicate(timeout=30)
+        assert b"Traceback" not in stderr, stderr.decode()
+        counts.append(len(recorded_statements(project)))
+    assert len([n for n in counts if 0 < n < 1000]) >= 5, counts
     last = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
     assert last.returncode == 0, last.stderr
-    assert "0 skipped; cursor now 2099-01-01T00:16:39+00:00" in last.stdout, last.stdout
-    recorded = events(project)
-    assert len(recorded) == 1000 == len(set(recorded))
-    assert {e[0] for e in recorded} == {f"learner{n}@example.org" for n in range(1000)}
+    assert f"0 skipped; cursor now {statements[-1]['stored']}" in last.stdout, last.stdout
+    recorded = recorded_statements(project)
+    assert sorted(recorded) == sorted(s["id"] for s in statements)
+    assert {e[0] for e in events(project)} == {f"learner{n}@example.org" for n in range(1000)}
 
 
 def test_two_batches_each_event_once(project: Path, cli: Cli, ralph: Ralph,
@@ -211,17 +237,17 @@ def test_two_batches_each_event_once(project: Path, cli: Cli, ralph: Ralph,
     assert first.exit_code == 0, first.output
     assert "pulled 35 statements: 35 goal events recorded (0 already known), 0 skipped" \
         in first.stdout
-    later = registrations(35, 15)
+    later, start = registrations(35, 15), soon()
     for n, item in enumerate(later):
         # Ralph 5.1's fs backend compares `since` with each statement's timestamp (not its
         # stored time): appended statements are stored, and happened, after the cursor.
-        item["timestamp"] = f"2099-01-01T00:00:{n:02d}+00:00"
-        item["stored"] = "2099-01-01T00:00:30.000000+00:00"
+        item["timestamp"] = (start + timedelta(seconds=n)).isoformat()
+        item["stored"] = (start + timedelta(seconds=30)).isoformat()
     ralph.append(later)
     second = cli("events", "pull", "--project", project)
     assert second.exit_code == 0, second.output
     assert "pulled 15 statements: 15 goal events recorded (0 already known), 0 skipped; " \
-        "cursor now 2099-01-01T00:00:30" in second.stdout
+        f"cursor now {later[0]['stored']}" in second.stdout
     again = cli("events", "pull", "--project", project)
     assert again.exit_code == 0, again.output
     assert "pulled 0 statements: 0 goal events recorded" in again.stdout
@@ -235,7 +261,7 @@ def test_malformed_statement_skipped_by_id(project: Path, cli: Cli, ralph: Ralph
     configure(project, ralph.endpoint, monkeypatch)
     ralph.post(registrations(0, 2))
     bad = {**registrations(2, 1)[0], "id": str(uuid.uuid4()),
-           "timestamp": "2099-01-01T00:00:00+00:00", "stored": "2099-01-01T00:00:00+00:00"}
+           "timestamp": soon().isoformat(), "stored": soon().isoformat()}
     bad["object"] = {"objectType": "Activity"}  # no object.id
     ralph.append([bad])
     result = cli("events", "pull", "--project", project)
@@ -298,7 +324,7 @@ def test_voided_registration_ends_the_goal(project: Path, cli: Cli, ralph: Ralph
             "actor": {"objectType": "Agent", "mbox": "mailto:lms@example.org"},
             "verb": {"id": "http://adlnet.gov/expapi/verbs/voided"},
             "object": {"objectType": "StatementRef", "id": registration["id"]},
-            "timestamp": "2099-01-01T00:00:00+00:00", "stored": "2099-01-01T00:00:00+00:00"}
+            "timestamp": soon().isoformat(), "stored": soon().isoformat()}
     ralph.append([void])
     pulled = cli("events", "pull", "--project", project, "--now", "2026-12-03T09:00+01:00")
     assert pulled.exit_code == 0, pulled.output
@@ -322,13 +348,17 @@ def test_voided_registration_ends_the_goal(project: Path, cli: Cli, ralph: Ralph
                      else [("converted", "goal reached")])
 
 
-Reply = tuple[int, dict[str, str], dict[str, Any] | bytes | None]
+class Trickle:
+    """A document answered one byte every half second, status line and headers included."""
+
+
+Reply = tuple[int, dict[str, str], dict[str, Any] | bytes | Trickle | None]
 
 
 class _Scripted(BaseHTTPRequestHandler):
     """Answers from `script` in order (the last one again once it runs out); `seen` keeps
     each request's path and query, `times` when it came. A document given as bytes is sent
-    as it is."""
+    as it is; `{n}` in a `more` link becomes the request's number (an endless chain)."""
 
     script: list[Reply] = []
     seen: list[str] = []
@@ -338,6 +368,11 @@ class _Scripted(BaseHTTPRequestHandler):
         self.seen.append(self.path)
         self.times.append(time.monotonic())
         status, headers, document = self.script[min(len(self.seen), len(self.script)) - 1]
+        if isinstance(document, Trickle):
+            self._trickle()
+            return
+        if isinstance(document, dict) and "{n}" in str(document.get("more")):
+            document = {**document, "more": document["more"].format(n=len(self.seen))}
         body = document if isinstance(document, bytes) else \
             json.dumps(document).encode() if document is not None else b""
         self.send_response(status)
@@ -346,6 +381,17 @@ class _Scripted(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def _trickle(self) -> None:
+        answer = b'HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n{"statements": []}  '
+        try:
+            for byte in answer:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(0.5)
+        except OSError:
+            pass
+        self.close_connection = True
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -414,23 +460,155 @@ def test_absolute_more_followed_and_a_loop_stopped(
                                                "p3@example.org"]
 
 
-def test_failing_lrs_keeps_cursor_after_recorded_pages(
-        project: Path, cli: Cli, scripted: tuple[type[_Scripted], str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    lrs, base = scripted
-    lrs.script = [(200, {}, page(1, "/xAPI/statements?page=2")), (503, {}, None)]
-    configure(project, f"{base}/xAPI", monkeypatch)
+def pull_fails(cli: Cli, project: Path, expected: str) -> None:
+    """`events pull` exits 1 with `expected` in one line, and no traceback."""
     failed = cli("events", "pull", "--project", project)
     assert failed.exit_code == 1
-    assert "HTTP 503 after 5 attempts" in failed.output
+    lines = [line for line in failed.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and expected in lines[0], failed.output
+
+
+def stored_at(name: str, stored: str) -> dict[str, Any]:
+    return {**statement(f"{name}@example.org", "registered", "course:excel",
+                        "2026-11-01T09:00:00Z"), "id": str(uuid.uuid4()), "stored": stored}
+
+
+def test_a_503_between_pages_loses_no_statement_of_a_shared_stored_time(
+        project: Path, cli: Cli, scripted: tuple[type[_Scripted], str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """B and C were stored in one batch (one stored time) that page 1 and page 2 split; the
+    LRS fails on page 2. The cursor stays at A's time, the last one read whole, so the next
+    pull (since is exclusive) gets B again and C: each statement once."""
+    lrs, base = scripted
+    a, b, c, d = (stored_at("a", "2026-11-01T09:00:01Z"), stored_at("b", "2026-11-01T09:00:02Z"),
+                  stored_at("c", "2026-11-01T09:00:02Z"), stored_at("d", "2026-11-01T09:00:03Z"))
+    lrs.script = [(200, {}, {"more": "/xAPI/statements?page=2", "statements": [a, b]}),
+                  (503, {}, None)]
+    configure(project, f"{base}/xAPI", monkeypatch)
+    pull_fails(cli, project, "HTTP 503 after 5 attempts")
     assert len(lrs.seen) == 6
-    assert [e[0] for e in events(project)] == ["p1@example.org"]
-    # The next pull starts after page 1: nothing twice, nothing lost.
-    lrs.script, lrs.seen = [(200, {}, page(2, ""))], []
+    assert cursor(project) == "2026-11-01T09:00:01Z"
+    # What an LRS answers to since=A's time: B, C and D.
+    lrs.script, lrs.seen = [(200, {}, {"more": "", "statements": [b, c, d]})], []
     again = cli("events", "pull", "--project", project)
     assert again.exit_code == 0, again.output
     assert "since=2026-11-01T09%3A00%3A01Z" in lrs.seen[0]
-    assert [e[0] for e in events(project)] == ["p1@example.org", "p2@example.org"]
+    assert "pulled 3 statements: 2 goal events recorded (1 already known), 0 skipped; " \
+        "cursor now 2026-11-01T09:00:03Z" in again.stdout
+    assert [e[0] for e in events(project)] == [f"{n}@example.org" for n in "abcd"]
+    assert sorted(r[0] for r in rows(project, "SELECT statement FROM events")) == \
+        sorted(s["id"] for s in (a, b, c, d))
+
+
+def test_a_statement_stored_in_the_future_does_not_move_the_cursor(
+        project: Path, cli: Cli, scripted: tuple[type[_Scripted], str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    lrs, base = scripted
+    now = datetime.now(UTC)
+    real = stored_at("real", (now - timedelta(minutes=1)).isoformat())
+    ahead = stored_at("ahead", "2126-12-01T00:00:00Z")
+    lrs.script = [(200, {}, {"more": "", "statements": [real, ahead]})]
+    configure(project, f"{base}/xAPI", monkeypatch)
+    first = cli("events", "pull", "--project", project)
+    assert first.exit_code == 0, first.output
+    assert f"cursor now {real['stored']}" in first.stdout
+    assert first.stdout.count("in the future") == 1
+    # Later real statements are still pulled; the one from the future is known, said once.
+    later = stored_at("later", now.isoformat())
+    lrs.script, lrs.seen = [(200, {}, {"more": "", "statements": [later, ahead]})], []
+    second = cli("events", "pull", "--project", project)
+    assert second.exit_code == 0, second.output
+    assert f"cursor now {later['stored']}" in second.stdout
+    assert "in the future" not in second.stdout
+    assert sorted(e[0] for e in events(project)) == \
+        ["ahead@example.org", "later@example.org", "real@example.org"]
+
+
+def test_one_id_with_other_content_is_a_conflict_reported_once(
+        project: Path, cli: Cli, scripted: tuple[type[_Scripted], str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    lrs, base = scripted
+    first = stored_at("first", "2026-11-01T09:00:01Z")
+    other = {**stored_at("other", "2026-11-01T09:00:02Z"), "id": first["id"]}
+    lrs.script = [(200, {}, {"more": "/xAPI/statements?page=2", "statements": [first, other]}),
+                  (200, {}, {"more": "", "statements": [other]})]
+    configure(project, f"{base}/xAPI", monkeypatch)
+    result = cli("events", "pull", "--project", project)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("conflict") == 1, result.stdout
+    assert "pulled 3 statements: 1 goal events recorded" in result.stdout
+    assert [e[0] for e in events(project)] == ["first@example.org"]
+
+
+def test_oversized_fields_and_deep_nesting_are_refused_rows(
+        project: Path, cli: Cli, scripted: tuple[type[_Scripted], str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    lrs, base = scripted
+    huge_actor = stored_at("huge", "2026-11-01T09:00:01Z")
+    huge_actor["actor"]["mbox"] = "mailto:" + "x" * 1_000_000 + "@example.org"
+    huge_object = stored_at("object", "2026-11-01T09:00:02Z")
+    huge_object["object"]["id"] = "course:" + "y" * 1_000_000
+    deep = stored_at("deep", "2026-11-01T09:00:03Z")
+    nested: dict[str, Any] = {}
+    deep["result"] = {"extensions": {"https://example.org/x": nested}}
+    for _ in range(100):
+        nested["n"] = {}
+        nested = nested["n"]
+    fine = stored_at("fine", "2026-11-01T09:00:04Z")
+    lrs.script = [(200, {}, {"more": "", "statements": [huge_actor, huge_object, deep, fine]})]
+    configure(project, f"{base}/xAPI", monkeypatch)
+    result = cli("events", "pull", "--project", project)
+    assert result.exit_code == 0, result.output
+    assert "pulled 4 statements: 1 goal events recorded (0 already known), 3 skipped" \
+        in result.stdout
+    assert "actor.mbox of 1,000,019 characters (at most 320)" in result.stdout
+    assert "object.id of 1,000,007 characters (at most 2,048)" in result.stdout
+    assert "nested more than 64 levels deep" in result.stdout
+    assert len(result.output) < 2000
+    assert [e[0] for e in events(project)] == ["fine@example.org"]
+
+
+def test_an_endless_chain_of_more_links_stops_at_the_page_bound(
+        project: Path, cli: Cli, scripted: tuple[type[_Scripted], str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import ldmail.lrs
+
+    monkeypatch.setattr(ldmail.lrs, "MAX_PAGES", 30)
+    lrs, base = scripted
+    chain = {"more": "/xAPI/statements?page={n}", "statements": [
+        stored_at("a", "2026-11-01T09:00:01Z"), stored_at("b", "2026-11-01T09:00:02Z")]}
+    lrs.script = [(200, {}, chain)]
+    configure(project, f"{base}/xAPI", monkeypatch)
+    pull_fails(cli, project, "more than 30 pages in one pull; stopped")
+    assert len(lrs.seen) == 30
+    assert cursor(project) == "2026-11-01T09:00:01Z"
+
+
+def bomb() -> bytes:
+    """0.6 MB of gzip that unpacks to 600 MB, made without holding 600 MB."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    zeros = b"\0" * 1_000_000
+    return b"".join(packer.compress(zeros) for _ in range(600)) + packer.flush()
+
+
+@pytest.mark.parametrize("body", ["bomb", "broken"])
+def test_a_gzip_bomb_or_a_broken_gzip_ends_in_one_line(
+        project: Path, scripted: tuple[type[_Scripted], str],
+        monkeypatch: pytest.MonkeyPatch, body: str) -> None:
+    lrs, base = scripted
+    data = bomb() if body == "bomb" else b"\x1f\x8b\x08\x00" + b"not gzip at all" * 10
+    lrs.script = [(200, {"Content-Encoding": "gzip"}, data)]
+    configure(project, f"{base}/xAPI", monkeypatch)
+    pulled = subprocess.run([sys.executable, "-m", "ldmail", "events", "pull", "--project",
+                             str(project)], capture_output=True, text=True, timeout=120,
+                            check=False)
+    assert pulled.returncode == 1
+    lines = pulled.stderr.strip().splitlines() + pulled.stdout.strip().splitlines()
+    assert len(lines) == 1, lines
+    expected = "larger than 67,108,864 bytes" if body == "bomb" else "a broken gzip answer"
+    assert expected in lines[0]
+    # The child never held the 600 MB (a Python process with ldmail is about 100 MB).
+    assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss < 400 * 1024
 
 
 def test_send_pull_goes_on_when_the_lrs_fails(
@@ -490,12 +668,14 @@ def test_an_answer_that_is_not_json_loses_nothing(
     assert failed.exit_code == 1
     assert "/xAPI/statements?page=2: the answer is not JSON" in failed.output
     assert "Traceback" not in failed.output
-    # Page 1 is kept with the cursor after it; the page that was not JSON is asked again.
-    assert cursor(project) == "2026-11-01T09:00:01Z"
-    lrs.script, lrs.seen = [(200, {}, page(2, ""))], []
+    # Page 1 is kept; its stored time might go on in page 2, so the cursor stays before it,
+    # and the next pull reads it again as already known.
+    assert cursor(project) is None
+    lrs.script, lrs.seen = [(200, {}, page(1, "/xAPI/statements?page=2")),
+                            (200, {}, page(2, ""))], []
     again = cli("events", "pull", "--project", project)
     assert again.exit_code == 0, again.output
-    assert "since=2026-11-01T09%3A00%3A01Z" in lrs.seen[0]
+    assert "pulled 2 statements: 1 goal events recorded (1 already known)" in again.stdout
     assert [e[0] for e in events(project)] == ["p1@example.org", "p2@example.org"]
 
 
@@ -553,3 +733,47 @@ def test_registered_between_run_ticks_get_no_further_step(
                                  "WHERE state != 'completed' ORDER BY email")
     assert [(r["email"], r["state"], r["exit_reason"]) for r in ended] == \
         [(email, "converted", "goal reached") for email in registered]
+
+
+# Each command that pulls, with arguments that make it end on its own.
+PULLING = {"events pull": ("events", "pull"), "send --pull": ("send", "--pull"),
+           "run": ("run", "--runs", "1", "--interval", "1h")}
+
+
+@pytest.mark.parametrize("command", PULLING)
+def test_a_trickling_lrs_ends_each_command_by_its_deadline(
+        project: Path, scripted: tuple[type[_Scripted], str],
+        monkeypatch: pytest.MonkeyPatch, command: str) -> None:
+    """An LRS that answers a byte every half second: the pull gives up at lrs.timeout (the
+    whole answer's time, not one read's), is not asked again, and the command goes on."""
+    lrs, base = scripted
+    lrs.script = [(200, {}, Trickle())]
+    configure(project, f"{base}/xAPI", monkeypatch)
+    with (project / "ldmail.yaml").open("a", encoding="utf-8") as file:
+        file.write("  timeout: 3s\n")
+    started = time.monotonic()
+    with ldmail_running(*PULLING[command], "--project", project) as process:
+        stdout, stderr = process.communicate(timeout=120)
+    assert time.monotonic() - started < 25  # 3 s for the pull, the rest to start and send
+    assert "no complete answer within 3 s" in stdout + stderr, stdout + stderr
+    assert "Traceback" not in stdout + stderr
+    assert len(lrs.seen) == 1
+
+
+@pytest.mark.parametrize("command", PULLING)
+def test_sigterm_ends_each_command_within_seconds_while_a_pull_trickles(
+        project: Path, scripted: tuple[type[_Scripted], str],
+        monkeypatch: pytest.MonkeyPatch, command: str) -> None:
+    lrs, base = scripted
+    lrs.script = [(200, {}, Trickle())]
+    configure(project, f"{base}/xAPI", monkeypatch)
+    with (project / "ldmail.yaml").open("a", encoding="utf-8") as file:
+        file.write("  timeout: 10m\n")
+    with ldmail_running(*PULLING[command], "--project", project) as process:
+        wait_for(lambda: len(lrs.seen) == 1, 60, "the pull's first request")
+        process.send_signal(signal.SIGTERM)
+        stopped = time.monotonic()
+        stdout, stderr = process.communicate(timeout=60)
+        assert time.monotonic() - stopped < 5
+    assert "stopped on request" in stdout + stderr, stdout + stderr
+    assert "Traceback" not in stdout + stderr

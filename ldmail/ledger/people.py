@@ -181,6 +181,18 @@ class PersonMoves(LedgerFile):
             self.note_intervention()
         return added, known, revoked
 
+    def pulled_statements(self, statements: Iterable[str]) -> dict[str, GoalEvent]:
+        """The events recorded from these xAPI statement ids, by id."""
+        found: dict[str, GoalEvent] = {}
+        wanted = sorted(set(statements))
+        for start in range(0, len(wanted), 500):  # SQLite's limit on bound parameters
+            chunk = wanted[start:start + 500]
+            for row in self.db.conn.execute(
+                    "SELECT email, event, object, occurred_at, statement FROM events WHERE"
+                    f" statement IN ({', '.join('?' for _ in chunk)})", chunk):
+                found[row[4]] = GoalEvent(*row)
+        return found
+
     def goal_events(self, event: str, until: str) -> list[GoalEvent]:
         """Events of one kind up to `until` (ISO UTC), earliest first."""
         return [GoalEvent(*row) for row in self.db.conn.execute(
