@@ -40,7 +40,7 @@ from .events import (
     statement_event,
 )
 from .hygiene import excerpt
-from .ledger import GoalEvent, Ledger, ledger_path
+from .ledger import FORGOTTEN, GoalEvent, Ledger, ledger_path
 from .lock import working_fence
 from .models import DateLimits, Lrs
 
@@ -246,9 +246,12 @@ class _Statements:
             return
         event = statement_event(statement, self.lookup)
         self.limits.check(event.occurred_at, "the event's date")
-        if self.forgotten and self.ledger.address_hash(event.email) in self.forgotten:
-            return  # a forgotten person's events are not stored
-        goal = GoalEvent(event.email, event.event, event.object, iso(event.occurred_at), sid)
+        # A forgotten person's events are stored under the keyed hash (record_pulled checks
+        # as it writes, so a forget during this pull wins too); compared here the same way.
+        email = event.email
+        if self.forgotten and self.ledger.address_hash(email) in self.forgotten:
+            email = FORGOTTEN + self.ledger.address_hash(email)
+        goal = GoalEvent(email, event.event, event.object, iso(event.occurred_at), sid)
         before = self.read.get(sid) or known.get(sid)
         if before is not None and before != goal:
             if sid in self.conflicts:
