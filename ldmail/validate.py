@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import difflib
 import re
+import shlex
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .audience import AudienceScan, scan_audience
@@ -291,7 +292,30 @@ def validate(root: Path, today: date, *, sample_people: bool = False) -> Report:
         check_events(project, campaign, report)
         if audience is not None and campaign.id in audience.groups:
             check_power(campaign, *audience.groups[campaign.id], report)
+    check_tracked(project, report)
     return report
+
+
+def check_tracked(project: Project, report: Report) -> None:
+    """A warning for each folder with personal data in it that git tracks."""
+    from .tracked import private_tracked, tracked_files
+
+    tracked = tracked_files(str(project.root))
+    if not tracked:
+        return
+    folders = [".ldmail"]
+    inbox = project.settings.inbox
+    if inbox is not None and inbox.kind != "imap" and inbox.path:
+        where = PurePosixPath(inbox.path)
+        done = where.parent / inbox.done_folder
+        if inbox.kind == "mbox" and where.suffix:
+            done = done.with_name(done.name + where.suffix)
+        folders += [str(where), str(done)]
+    for folder, files in private_tracked(tracked, folders).items():
+        report.warnings.append(Problem(
+            files[0], None, f"git tracks {len(files)} file(s) in {folder}, which hold names "
+            f"and addresses; untrack them (git rm -r --cached {shlex.quote(folder)}) and list "
+            f"{folder} in .gitignore"))
 
 
 def known_events(project: Project) -> set[str]:
