@@ -210,6 +210,13 @@ def invocation(project: Path | None, now: str | None) -> Iterator[Invocation]:
     except sqlite3.OperationalError as exc:
         from . import ledger
 
+        if "full" in str(exc) or "disk I/O" in str(exc):
+            # SQLite rolled the transaction back: the ledger holds what was written before.
+            console(stderr=True).print(
+                f"[red]error[/red] the ledger could not be written ({exc}); free space on "
+                "the disk that holds it and run the command again: what was recorded before "
+                "is intact, and this run's last change was not made", markup=True)
+            raise typer.Exit(1) from None
         if "locked" not in str(exc) and "busy" not in str(exc):
             raise
         # Every write is a transaction: what this run did before is recorded, the rest is not.

@@ -41,3 +41,30 @@ def test_full_outbox_stops_the_run_and_the_rest_follows_later(project: Path, cli
     total = len(written) + len(list(tiny_outbox.glob("*.eml")))
     assert total == 7  # the scaffold's seven treatment people, each exactly once
     assert {r["state"] for r in ledger_rows(project, "SELECT state FROM messages")} == {"sent"}
+
+
+def test_a_full_disk_under_the_ledger_is_one_line_and_the_ledger_stays_whole(example: Path,
+                                                                             cli: Cli) -> None:
+    """The shipped example's first run does not fit in 300 KiB: one line, exit 1, the ledger
+    passes SQLite's integrity check, and once there is room the next run does the work."""
+    import sqlite3
+
+    ledger = example / ".ldmail"
+    ledger.mkdir()
+    with mounted_tmpfs(ledger, "size=300k,mode=0700"):
+        full = cli("send", "--project", example, "--now", DAY1)
+        assert full.exit_code == 1
+        lines = full.stderr.strip().splitlines()
+        assert lines == ["error the ledger could not be written (database or disk is full); "
+                         "free space on the disk that holds it and run the command again: what "
+                         "was recorded before is intact, and this run's last change was not "
+                         "made"], lines
+        with sqlite3.connect(ledger / "ledger.db") as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        subprocess.run(["mount", "-o", "remount,size=64m", str(ledger)], check=True)
+        again = cli("send", "--project", example, "--now", DAY1)
+        assert again.exit_code == 0, again.output
+        sent = len(list((ledger / "outbox").glob("*.eml")))
+        assert sent > 0
+        assert ledger_rows(example, "SELECT count(*) AS n FROM messages WHERE state = 'sent'"
+                           )[0]["n"] == sent
