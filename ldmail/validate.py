@@ -11,8 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from .audience import AudienceScan, scan_audience
+from .budget import CONDITION_SECONDS_ENV, RunAllowance
 from .config import AUDIENCES_FILE, TEMPLATES_DIR, CampaignFile, Project, load_project
-from .errors import ConfigError, LdmailError, MissingTranslation, Problem, RenderError
+from .errors import (
+    BudgetExceeded,
+    ConfigError,
+    LdmailError,
+    MissingTranslation,
+    Problem,
+    RenderError,
+)
 from .expressions import evaluate
 from .models import Campaign, Step, Variant
 from .render import MAX_SUBJECT, Renderer
@@ -149,14 +157,29 @@ def check_campaign(project: Project, renderer: Renderer, campaign: CampaignFile,
 
 def check_conditions(project: Project, campaign: CampaignFile, audience: AudienceScan | None,
                      today: date, report: Report) -> None:
-    """Each step's when: answered for the people the campaign is tried on (with no learning
-    events yet), so a bomb or a reach into Python internals is an error before any send."""
-    from .journeys import condition_holds
+    """Each step's when: answered for the people the campaign is tried on, with no learning
+    events and with made-up ones for the events it names (journeys.trials), so a bomb or a
+    reach into Python internals is an error before any send, also behind reached('x') and.
+    The answers of one campaign get the time a send's conditions get (RunAllowance): CI runs
+    this on every pull request, and a condition slower than that holds sends anyway."""
+    from .journeys import condition_holds, trials
 
     now = datetime.combine(today, time(12), UTC)
+    allowance = RunAllowance()
 
     def answer(condition: str, attributes: Mapping[str, Any]) -> bool:
-        return condition_holds(condition, attributes, [], now)
+        for trial in trials(condition, now):
+            if allowance.spent():
+                raise BudgetExceeded(
+                    f"answering the conditions for the sample people took longer than "
+                    f"{allowance.seconds:g} s ({CONDITION_SECONDS_ENV}), as long as a send "
+                    "may take for every person due; make the condition simpler")
+            try:
+                with allowance.measuring():
+                    condition_holds(condition, attributes, trial.events, trial.at)
+            except LdmailError as exc:
+                raise LdmailError(f"{exc}{trial.told}") from None
+        return True
 
     people = [attributes for _, _, attributes in
               _people_of(project, _personas(project, campaign.model), audience, today)]
