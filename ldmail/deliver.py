@@ -356,6 +356,7 @@ class RunConditions:
         self.start_at = start_at  # the place of the first step the last run had no time for
         self.ran_out_at: str | None = None
         self._answers: dict[MessageKey, bool | str] = {}
+        self._places: dict[MessageKey, str] = {}
 
     def new(self, items: list[Due]) -> list[Due]:
         """The items not answered yet this run."""
@@ -363,14 +364,23 @@ class RunConditions:
 
     def in_turn(self, ledger: Ledger, items: list[Due]) -> list[tuple[str, Due]]:
         """`items` with their place in the rotation, in the order this run answers them."""
-        placed = sorted(((f"{ledger.address_hash(item.enrolment.email)} "
-                          f"{item.enrolment.campaign} {item.planned.step.id}", item)
-                         for item in items), key=lambda pair: pair[0])
+        placed = sorted(((self._place(ledger, item), item) for item in items),
+                        key=lambda pair: pair[0])
         if self.start_at is None:
             return placed
         start = self.start_at
         return [pair for pair in placed if pair[0] >= start] + \
             [pair for pair in placed if pair[0] < start]
+
+    def _place(self, ledger: Ledger, item: Due) -> str:
+        """Where `item` stands in the rotation: its person's keyed hash, campaign and step
+        (no address, so `forget` leaves none in the ledger's meta)."""
+        key = _key(item)
+        place = self._places.get(key)
+        if place is None:
+            place = self._places[key] = \
+                f"{ledger.address_hash(key.email)} {key.campaign} {key.step}"
+        return place
 
     def answer(self, place: str, item: Due, history: Iterable[GoalEvent], now: datetime
                ) -> Answer:
@@ -422,12 +432,12 @@ def _decide_conditions(ledger: Ledger, now: datetime, found: DueNow,
         if answer is True:
             going.add(_key(item))
         else:
-            _set_aside(found, item, answer, now)
+            _kept_back(found, item, answer, now)
     found.due = [item for item in found.due
                  if item.planned.step.when is None or _key(item) in going]
 
 
-def _set_aside(found: DueNow, item: Due, answer: Answer, now: datetime) -> None:
+def _kept_back(found: DueNow, item: Due, answer: Answer, now: datetime) -> None:
     """A step whose condition did not let it go: out of time, failed, waiting or skipped."""
     step = item.planned.step
     if answer is None:

@@ -22,6 +22,7 @@ from .errors import (
     RenderError,
 )
 from .expressions import evaluate
+from .journeys import Trial, condition_holds, trials
 from .models import Campaign, Step, Variant
 from .render import MAX_SUBJECT, Renderer
 from .samples import sample_person
@@ -159,36 +160,41 @@ def check_conditions(project: Project, campaign: CampaignFile, audience: Audienc
                      today: date, report: Report) -> None:
     """Each step's when: answered for the people the campaign is tried on, with no learning
     events and with made-up ones for the events it names (journeys.trials), so a bomb or a
-    reach into Python internals is an error before any send, also behind reached('x') and.
-    The answers of one campaign get the time a send's conditions get (RunAllowance): CI runs
-    this on every pull request, and a condition slower than that holds sends anyway."""
-    from .journeys import condition_holds, trials
-
+    reach into Python internals is an error before any send, even one only an event opens."""
     now = datetime.combine(today, time(12), UTC)
-    allowance = RunAllowance()
-
-    def answer(condition: str, attributes: Mapping[str, Any]) -> bool:
-        for trial in trials(condition, now):
-            if allowance.spent():
-                raise BudgetExceeded(
-                    f"answering the conditions for the sample people took longer than "
-                    f"{allowance.seconds:g} s ({CONDITION_SECONDS_ENV}), as long as a send "
-                    "may take for every person due; make the condition simpler")
-            try:
-                with allowance.measuring():
-                    condition_holds(condition, attributes, trial.events, trial.at)
-            except LdmailError as exc:
-                raise LdmailError(f"{exc}{trial.told}") from None
-        return True
-
     people = [attributes for _, _, attributes in
               _people_of(project, _personas(project, campaign.model), audience, today)]
     for index, step in enumerate(campaign.model.steps):
-        failure = first_failure(step.when, people, answer) if step.when else None
+        if step.when is None:
+            continue
+        failure = first_failure(step.when, people, _trying(trials(step.when, now)))
         if failure is not None:
             report.add(Problem(campaign.source.display,
                                campaign.source.line_of(("steps", index, "when")),
                                f"steps.when: step '{step.id}': {failure}"))
+
+
+def _trying(histories: list[Trial]) -> Answer:
+    """An Answer that tries a condition with each of `histories`, within the time a send's
+    conditions get together (RunAllowance): CI runs this on every pull request, and a
+    condition slower than that would hold sends anyway."""
+    allowance = RunAllowance()
+
+    def answer(condition: str, attributes: Mapping[str, Any]) -> bool:
+        for history in histories:
+            if allowance.spent():
+                raise BudgetExceeded(
+                    f"answering it for the people validate tries it on took longer than "
+                    f"{allowance.seconds:g} s ({CONDITION_SECONDS_ENV}), the time a send has "
+                    "for the conditions of every person due; make it simpler")
+            try:
+                with allowance.measuring():
+                    condition_holds(condition, attributes, history.events, history.at)
+            except LdmailError as exc:
+                raise LdmailError(f"{exc}{history.told}") from None
+        return True
+
+    return answer
 
 
 def check_persona_matches(project: Project, today: date, report: Report) -> None:
