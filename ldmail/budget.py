@@ -24,7 +24,8 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
@@ -64,20 +65,33 @@ def seconds_from_environment(name: str = SECONDS_ENV, default: float = DEFAULT_S
 
 
 class RunAllowance:
-    """A time allowance shared by many evaluations of one run (the run's when: conditions);
-    its clock starts at the first `spent()` question."""
+    """A time allowance shared by many evaluations of one run (the run's when: conditions).
 
-    def __init__(self, seconds: float | None = None) -> None:
+    Only the time inside `measuring()` counts: what the run does between evaluations (writing
+    skipped steps, reading the export again for the next pass) is not the conditions' doing,
+    and on a large audience would otherwise leave fast conditions unanswered. `clock` is a
+    seam for tests (a counter instead of the machine's speed).
+    """
+
+    def __init__(self, seconds: float | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.seconds = seconds if seconds is not None else seconds_from_environment(
             CONDITION_SECONDS_ENV, DEFAULT_CONDITION_SECONDS)
-        self._deadline: float | None = None
+        self.used = 0.0
+        self._clock = clock
 
     def spent(self) -> bool:
         """Whether the allowance is used up (asked before each evaluation)."""
-        if self._deadline is None:
-            self._deadline = time.monotonic() + self.seconds
-            return False
-        return time.monotonic() >= self._deadline
+        return self.used >= self.seconds
+
+    @contextmanager
+    def measuring(self) -> Iterator[None]:
+        """Count the time of the block (one evaluation) against the allowance."""
+        started = self._clock()
+        try:
+            yield
+        finally:
+            self.used += self._clock() - started
 
 
 MAX_ALLOCATED = 50_000_000  # characters of all the values one render builds, together

@@ -11,7 +11,7 @@ import json
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,6 +34,7 @@ from .errors import (
 )
 from .ledger import (
     Delivery,
+    GoalEvent,
     Group,
     Ledger,
     MessageKey,
@@ -218,7 +219,7 @@ class DueNow:
 
 
 def find_due(project: Project, ledger: Ledger, now: datetime,
-             conditions: RunAllowance | None = None) -> DueNow:
+             conditions: RunConditions | None = None) -> DueNow:
     """Messages to send now, and what waits for later; `conditions` is the run's time for
     answering when: conditions (shared by every call of one run)."""
     found: list[tuple[Enrolment, Planned, bool]] = []
@@ -263,7 +264,7 @@ def find_due(project: Project, ledger: Ledger, now: datetime,
                 next_change = now  # due, but not sent now: the next run must look again
     due.sort(key=lambda d: (d.planned.due_at, d.enrolment.campaign, d.person.row))
     found_now = DueNow(due, waiting, window_opens, complete, next_change)
-    _decide_conditions(ledger, now, found_now, conditions or RunAllowance())
+    _decide_conditions(ledger, now, found_now, conditions or RunConditions(RunAllowance()))
     _decide_managers(project, ledger, now, found_now)
     return found_now
 
@@ -326,48 +327,134 @@ CONDITION_RECHECK = timedelta(hours=1)
 # The ledger's reason for a step held because the run's time for conditions ran out.
 CONDITIONS_OUT_OF_TIME = ("condition not answered: the run's time for when: conditions "
                           f"({CONDITION_SECONDS_ENV}) ran out; tried again at the next run")
+# The ledger's meta key for where the next send starts answering conditions (RunConditions).
+CONDITIONS_FROM = "conditions_from"
+
+# A step's condition for one person this run: True or False, the reason it failed for
+# them (a text), or None when the run's time for conditions was spent before it.
+Answer = bool | str | None
+
+
+class RunConditions:
+    """The when: answers of one send, shared by its find_due passes, within the run's time.
+
+    Only the time spent answering counts (RunAllowance.measuring), and each answer is kept
+    for the run: the passes after skips ask only about the steps those skips made due.
+
+    When the time answers only some of the steps due, progress must still be fair: steps that
+    wait (wait_until) stay due for weeks, so answering in due-date order would give the same
+    oldest people the time every run and hold the others run after run. The steps are answered
+    instead in the order of a keyed hash of who and which step, starting where the last run ran
+    out (kept in the ledger) and going round: runs that answer at least k of n steps answer
+    every one within n/k runs (rounded up), whatever the due dates. A rotation rather than
+    "held ones first": a held step keeps its hold's reason after a later run answered it (and
+    it waits on), so the ledger alone cannot tell who has waited longest.
+    """
+
+    def __init__(self, allowance: RunAllowance, start_at: str | None = None) -> None:
+        self.allowance = allowance
+        self.start_at = start_at  # the place of the first step the last run had no time for
+        self.ran_out_at: str | None = None
+        self._answers: dict[MessageKey, bool | str] = {}
+        self._places: dict[MessageKey, str] = {}
+
+    def new(self, items: list[Due]) -> list[Due]:
+        """The items not answered yet this run."""
+        return [item for item in items if _key(item) not in self._answers]
+
+    def in_turn(self, ledger: Ledger, items: list[Due]) -> list[tuple[str, Due]]:
+        """`items` with their place in the rotation, in the order this run answers them."""
+        placed = sorted(((self._place(ledger, item), item) for item in items),
+                        key=lambda pair: pair[0])
+        if self.start_at is None:
+            return placed
+        start = self.start_at
+        return [pair for pair in placed if pair[0] >= start] + \
+            [pair for pair in placed if pair[0] < start]
+
+    def _place(self, ledger: Ledger, item: Due) -> str:
+        """Where `item` stands in the rotation: its person's keyed hash, campaign and step
+        (no address, so `forget` leaves none in the ledger's meta)."""
+        key = _key(item)
+        place = self._places.get(key)
+        if place is None:
+            place = self._places[key] = \
+                f"{ledger.address_hash(key.email)} {key.campaign} {key.step}"
+        return place
+
+    def answer(self, place: str, item: Due, history: Iterable[GoalEvent], now: datetime
+               ) -> Answer:
+        """The answer of `item`'s condition, with the person's events in `history`."""
+        key = _key(item)
+        if key in self._answers:
+            return self._answers[key]
+        if self.allowance.spent():
+            if self.ran_out_at is None:
+                self.ran_out_at = place
+            return None
+        from .journeys import LearningEvent, condition_holds  # the sandbox, only when needed
+
+        events = [LearningEvent(e.event, e.object, from_iso(e.occurred_at)) for e in history]
+        condition = item.planned.step.when
+        assert condition is not None
+        answer: bool | str
+        with self.allowance.measuring():
+            try:
+                answer = condition_holds(condition, item.person.attributes, events, now)
+            except LdmailError as exc:  # validate catches most; a person's values may not
+                answer = f"condition failed: {exc}"
+        self._answers[key] = answer
+        return answer
+
+    def remember(self, ledger: Ledger) -> None:
+        """Record where the next run starts: at the first step this one had no time for."""
+        if self.ran_out_at == self.start_at:
+            return
+        if self.ran_out_at is None:
+            ledger.drop_meta(CONDITIONS_FROM)
+        else:
+            ledger.set_meta(CONDITIONS_FROM, self.ran_out_at)
 
 
 def _decide_conditions(ledger: Ledger, now: datetime, found: DueNow,
-                       conditions: RunAllowance) -> None:
+                       conditions: RunConditions) -> None:
     """Steps due with a when: condition go only when it holds; otherwise they wait (wait_until,
     until their timeout) or are skipped with the reason. Once the run's time for conditions
     is spent, the rest are not answered (out_of_time): they are held for the next run."""
     conditional = [item for item in found.due if item.planned.step.when is not None]
     if not conditional:
         return
-    from .journeys import LearningEvent, condition_holds  # the sandbox, only when needed
-
-    history = ledger.events_of((item.enrolment.email for item in conditional), iso(now))
-    keep: list[Due] = []
-    for item in found.due:
-        step = item.planned.step
-        if step.when is None:
-            keep.append(item)
-            continue
-        if conditions.spent():
-            found.out_of_time.append(item)
-            continue
-        events = [LearningEvent(e.event, e.object, from_iso(e.occurred_at))
-                  for e in history.get(item.enrolment.email, ())]
-        try:
-            holds = condition_holds(step.when, item.person.attributes, events, now)
-        except LdmailError as exc:  # validate catches most; a person's values may not
-            found.unanswered.append((item, f"condition failed: {exc}"))
-            continue
-        if holds:
-            keep.append(item)
-        elif step.wait_until and now < item.planned.due_at + step.timeout:
-            found.waiting_condition += 1
-            recheck = min(item.planned.due_at + step.timeout, now + CONDITION_RECHECK)
-            found.next_change = recheck if found.next_change is None else \
-                min(found.next_change, recheck)
-        elif step.wait_until:
-            found.skipped.append((item, f"condition still false after "
-                                        f"{format_duration(step.timeout)}: {step.when}"))
+    history = ledger.events_of((item.enrolment.email for item in conditions.new(conditional)),
+                               iso(now))
+    going: set[MessageKey] = set()
+    for place, item in conditions.in_turn(ledger, conditional):
+        answer = conditions.answer(place, item, history.get(item.enrolment.email, ()), now)
+        if answer is True:
+            going.add(_key(item))
         else:
-            found.skipped.append((item, f"condition false: {step.when}"))
-    found.due = keep
+            _kept_back(found, item, answer, now)
+    found.due = [item for item in found.due
+                 if item.planned.step.when is None or _key(item) in going]
+
+
+def _kept_back(found: DueNow, item: Due, answer: Answer, now: datetime) -> None:
+    """A step whose condition did not let it go: out of time, failed, waiting or skipped."""
+    step = item.planned.step
+    if answer is None:
+        found.out_of_time.append(item)
+        found.next_change = now  # the next run must answer it (no quiet spell)
+    elif isinstance(answer, str):
+        found.unanswered.append((item, answer))
+    elif step.wait_until and now < item.planned.due_at + step.timeout:
+        found.waiting_condition += 1
+        recheck = min(item.planned.due_at + step.timeout, now + CONDITION_RECHECK)
+        found.next_change = recheck if found.next_change is None else \
+            min(found.next_change, recheck)
+    elif step.wait_until:
+        found.skipped.append((item, f"condition still false after "
+                                    f"{format_duration(step.timeout)}: {step.when}"))
+    else:
+        found.skipped.append((item, f"condition false: {step.when}"))
 
 
 class Sender:
@@ -646,7 +733,8 @@ def _run(project: Project, ledger: Ledger, now: datetime, *, dry_run: bool, camp
          accept_exits: bool = False, transports: list[Transport] | None = None,
          show: int = 0) -> SendSummary:
     summary = SendSummary(dry_run=dry_run)
-    conditions = RunAllowance()  # read first: a bad LDMAIL_CONDITION_SECONDS stops the run
+    # Read first: a bad LDMAIL_CONDITION_SECONDS stops the run.
+    conditions = RunConditions(RunAllowance(), ledger.meta(CONDITIONS_FROM))
     if not dry_run:
         summary.destination = _destination(project)
     # Read before the sync: whatever suppress or an import changes after it is re-checked.
@@ -703,9 +791,10 @@ def _run(project: Project, ledger: Ledger, now: datetime, *, dry_run: bool, camp
         found = find_due(project, ledger, now, conditions)
     summary.waiting_condition = found.waiting_condition
     summary.conditions_held = len(found.out_of_time)
-    summary.condition_seconds = conditions.seconds
+    summary.condition_seconds = conditions.allowance.seconds
     if not dry_run:
         _hold_unanswered(ledger, ledger.delivery(run_id, iso(now), interventions), found)
+        conditions.remember(ledger)
     for item, reason in found.unanswered:  # held, as a template that fails is: not lost
         summary.held.append(Failure(item.enrolment.email, item.enrolment.campaign,
                                     item.planned.step.id, reason))

@@ -206,15 +206,20 @@ def free_names(source: str) -> frozenset[str]:
     return frozenset(meta.find_undeclared_variables(parsed))
 
 
-def calls(source: str, functions: frozenset[str]) -> list[tuple[str, Any]]:
-    """Each call of one of `functions` in an expression, with its first argument when that
-    is a constant (None otherwise): what validate checks a condition's event names with."""
+def calls(source: str, functions: frozenset[str]
+          ) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
+    """Each call of one of `functions` in an expression, with its arguments, each the
+    constant it is or None: what validate checks and tries a condition's events with."""
     try:
         parsed = _environment().parse("{{ (" + source + ") }}")
     except TemplateSyntaxError:
         return []
-    return [(node.node.name, node.args[0].value if node.args and
-             isinstance(node.args[0], nodes.Const) else None)
+
+    def constant(node: nodes.Node) -> Any:
+        return node.value if isinstance(node, nodes.Const) else None
+
+    return [(node.node.name, tuple(constant(arg) for arg in node.args),
+             {keyword.key: constant(keyword.value) for keyword in node.kwargs})
             for node in parsed.find_all(nodes.Call)
             if isinstance(node.node, nodes.Name) and node.node.name in functions]
 

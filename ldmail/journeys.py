@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
+from itertools import combinations
 from typing import Any
 
 HELPERS = frozenset({"reached", "count", "days_since"})
@@ -36,7 +37,8 @@ def events_named(condition: str) -> list[str]:
     """The event names a condition's helpers are called with (constants only)."""
     from .expressions import calls  # the sandbox is loaded only where a condition is read
 
-    return [str(event) for _, event in calls(condition, HELPERS) if isinstance(event, str)]
+    return [str(args[0]) for _, args, _ in calls(condition, HELPERS)
+            if args and isinstance(args[0], str)]
 
 
 class _Never:
@@ -101,3 +103,64 @@ def condition_holds(condition: str, attributes: Mapping[str, Any],
     from .expressions import evaluate
 
     return evaluate(condition, {**attributes, **_helpers(events, now)})
+
+
+def _named_pairs(condition: str) -> list[tuple[str, str]]:
+    """(event, object pattern) of each helper call whose event is a constant."""
+    from .expressions import calls
+
+    found: set[tuple[str, str]] = set()
+    for _, args, keywords in calls(condition, HELPERS):
+        pattern = args[1] if len(args) > 1 else keywords.get("object", "*")
+        if args and isinstance(args[0], str):
+            found.add((args[0], pattern if isinstance(pattern, str) else "*"))
+    return sorted(found)
+
+
+def _instance(pattern: str) -> str:
+    """An object the `*` wildcard pattern matches ('course:*' -> 'course:x')."""
+    made = pattern.replace("*", "x").replace("?", "x")
+    return made if fnmatchcase(made, pattern) else pattern
+
+
+@dataclass(frozen=True)
+class Trial:
+    """A made-up history to try a condition with: events, the moment, and how to say it."""
+
+    events: tuple[LearningEvent, ...]
+    at: datetime
+    told: str  # "" for no events at the real moment
+
+
+# Up to this many events named, every combination of them is tried; more, each alone, all
+# but each, and all (a condition may hide a branch behind "a and not b").
+COMBINED = 4
+# The made-up "often, long ago": this many times, and answered this long after.
+OFTEN = 50
+LATER = timedelta(days=3650)
+
+
+def trials(condition: str, now: datetime) -> list[Trial]:
+    """The learning histories validate tries a condition with, so that a branch behind
+    reached(), count() or days_since() is run too: none (at `now` and ten years on), and for
+    each combination of the events it names, each once just before `now`, or OFTEN times and
+    answered ten years on (days_since large, count large)."""
+    pairs = _named_pairs(condition)
+    tried = [Trial((), now, ""), Trial((), now + LATER, " (tried ten years on)")]
+    if len(pairs) <= COMBINED:
+        groups = [list(group) for size in range(1, len(pairs) + 1)
+                  for group in combinations(pairs, size)]
+    else:
+        groups = [[pair] for pair in pairs] + \
+            [[other for other in pairs if other != pair] for pair in pairs] + [pairs]
+    for group in groups:
+        names = ", ".join(event if pattern == "*" else f"{event} {pattern}"
+                          for event, pattern in group)
+        once = tuple(LearningEvent(event, _instance(pattern), now - timedelta(minutes=1))
+                     for event, pattern in group)
+        tried.append(Trial(once, now, f" (tried with made-up events: {names} just now)"))
+        tried.append(Trial(tuple(LearningEvent(e.event, e.object, e.at - timedelta(days=day))
+                                 for e in once for day in range(OFTEN)), now + LATER,
+                           f" (tried with made-up events: {names} {OFTEN} times, "
+                           "ten years ago)"))
+    return tried

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import shlex
 from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
@@ -217,6 +218,12 @@ class OAuth2(Strict):
                                  f"both (remove {', '.join(app)} or token_command)")
             if not self.token_command.strip():
                 raise FieldError(("token_command",), "token_command is empty")
+            try:  # split here as the send splits it, so validate names a broken one
+                shlex.split(self.token_command)
+            except ValueError as exc:
+                raise FieldError(("token_command",), f"token_command cannot be read as a "
+                                 f"program and its arguments ({str(exc).lower()}); check its "
+                                 "quotes (it runs without a shell)") from None
             return self
         for name in ("tenant_id", "client_id"):
             if getattr(self, name) is None:

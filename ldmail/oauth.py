@@ -157,6 +157,8 @@ def token_source(settings: TransportSettings, scope: str, resolve: Resolve | Non
 COMMAND_OUTPUT_LIMIT = 64 * 1024
 # The longest line taken as a token: a longer one would fail every message (HTTP 431).
 TOKEN_LIMIT = 16 * 1024
+# How often a token_command that has not printed its line yet is asked whether it exited.
+EXIT_POLL = 0.05
 # A fixed hint, never the command's own words: its stderr may hold the token.
 COMMAND_HINT = "run it by hand to see why (a sign-in that expired, say); nothing was sent"
 
@@ -204,30 +206,37 @@ class _Command:
             raise TransportFatal(f"token_command: cannot run {self.name} ({why})") from None
 
     def _read_stdout(self, process: subprocess.Popen[bytes], deadline: float) -> bytes:
-        """At most COMMAND_OUTPUT_LIMIT bytes up to end of output; TimeoutExpired at the
-        deadline, TokenRefused (the group ended) when there is more."""
+        """Its output up to the first complete non-empty line, or all of it once the command
+        has exited or closed its output; TimeoutExpired at the deadline, TokenRefused (the
+        group ended) past COMMAND_OUTPUT_LIMIT bytes.
+
+        Not up to end of output: a command that starts a helper in the background (an agent
+        that keeps the token cached) leaves it holding stdout open long after the token came.
+        """
         assert process.stdout is not None
-        chunks: list[bytes] = []
-        size = 0
+        output = b""
         with process.stdout, selectors.DefaultSelector() as waiting:
             waiting.register(process.stdout, selectors.EVENT_READ)
-            while True:
+            while not _has_line(output):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise subprocess.TimeoutExpired(self.argv, self.timeout)
-                if not waiting.select(left):
+                exited = process.poll() is not None  # asked first: what it wrote is then read
+                if not waiting.select(0 if exited else min(left, EXIT_POLL)):
+                    if exited:
+                        return output
                     continue
-                chunk = os.read(process.stdout.fileno(), COMMAND_OUTPUT_LIMIT + 1 - size)
+                chunk = os.read(process.stdout.fileno(), COMMAND_OUTPUT_LIMIT + 1 - len(output))
                 if not chunk:
-                    return b"".join(chunks)
-                chunks.append(chunk)
-                size += len(chunk)
-                if size > COMMAND_OUTPUT_LIMIT:
+                    return output
+                output += chunk
+                if len(output) > COMMAND_OUTPUT_LIMIT:
                     _end_group(process)
                     raise TokenRefused(
                         f"token_command {self.name} printed more than "
                         f"{COMMAND_OUTPUT_LIMIT // 1024} kB, far more than an access token; it "
                         "must print the token alone on its first line; nothing was sent")
+        return output
 
     def _token(self, output: bytes) -> str:
         """The first non-empty line, if it can be an access token (printable ASCII without
@@ -246,6 +255,11 @@ class _Command:
                                "access token (printable ASCII without spaces, alone on the "
                                "first line); nothing was sent")
         return token.decode("ascii")
+
+
+def _has_line(output: bytes) -> bool:
+    """Whether `output` holds a complete line that is not blank (the token's)."""
+    return any(line.strip() for line in output.split(b"\n")[:-1])
 
 
 def _end_group(process: subprocess.Popen[bytes]) -> None:

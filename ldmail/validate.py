@@ -12,9 +12,18 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .audience import AudienceScan, scan_audience
+from .budget import CONDITION_SECONDS_ENV, RunAllowance
 from .config import AUDIENCES_FILE, TEMPLATES_DIR, CampaignFile, Project, load_project
-from .errors import ConfigError, LdmailError, MissingTranslation, Problem, RenderError
+from .errors import (
+    BudgetExceeded,
+    ConfigError,
+    LdmailError,
+    MissingTranslation,
+    Problem,
+    RenderError,
+)
 from .expressions import evaluate
+from .journeys import Trial, condition_holds, trials
 from .models import Campaign, Step, Variant
 from .render import MAX_SUBJECT, Renderer
 from .samples import sample_person
@@ -150,23 +159,43 @@ def check_campaign(project: Project, renderer: Renderer, campaign: CampaignFile,
 
 def check_conditions(project: Project, campaign: CampaignFile, audience: AudienceScan | None,
                      today: date, report: Report) -> None:
-    """Each step's when: answered for the people the campaign is tried on (with no learning
-    events yet), so a bomb or a reach into Python internals is an error before any send."""
-    from .journeys import condition_holds
-
+    """Each step's when: answered for the people the campaign is tried on, with no learning
+    events and with made-up ones for the events it names (journeys.trials), so a bomb or a
+    reach into Python internals is an error before any send, even one only an event opens."""
     now = datetime.combine(today, time(12), UTC)
-
-    def answer(condition: str, attributes: Mapping[str, Any]) -> bool:
-        return condition_holds(condition, attributes, [], now)
-
     people = [attributes for _, _, attributes in
               _people_of(project, _personas(project, campaign.model), audience, today)]
     for index, step in enumerate(campaign.model.steps):
-        failure = first_failure(step.when, people, answer) if step.when else None
+        if step.when is None:
+            continue
+        failure = first_failure(step.when, people, _trying(trials(step.when, now)))
         if failure is not None:
             report.add(Problem(campaign.source.display,
                                campaign.source.line_of(("steps", index, "when")),
                                f"steps.when: step '{step.id}': {failure}"))
+
+
+def _trying(histories: list[Trial]) -> Answer:
+    """An Answer that tries a condition with each of `histories`, within the time a send's
+    conditions get together (RunAllowance): CI runs this on every pull request, and a
+    condition slower than that would hold sends anyway."""
+    allowance = RunAllowance()
+
+    def answer(condition: str, attributes: Mapping[str, Any]) -> bool:
+        for history in histories:
+            if allowance.spent():
+                raise BudgetExceeded(
+                    f"answering it for the people validate tries it on took longer than "
+                    f"{allowance.seconds:g} s ({CONDITION_SECONDS_ENV}), the time a send has "
+                    "for the conditions of every person due; make it simpler")
+            try:
+                with allowance.measuring():
+                    condition_holds(condition, attributes, history.events, history.at)
+            except LdmailError as exc:
+                raise LdmailError(f"{exc}{history.told}") from None
+        return True
+
+    return answer
 
 
 def check_persona_matches(project: Project, today: date, report: Report) -> None:

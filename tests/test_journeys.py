@@ -385,6 +385,82 @@ def test_conditions_have_a_time_for_the_whole_run(project: Path, cli: Cli,
     assert len(outbox(project)["hello"]) == 8
 
 
+class ConditionClock:
+    """The run's clock for conditions, moved by what happens instead of the machine's speed:
+    one second per condition answered, an hour per skipped step written. Records who each
+    run answered (the set of addresses per run)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from ldmail import deliver, journeys
+        from ldmail.budget import RunAllowance
+        from ldmail.ledger.delivery import Delivery
+
+        self.now = 0.0
+        self.runs: list[list[str]] = []
+        holds, skip = journeys.condition_holds, Delivery.skip
+
+        def answered(condition: str, attributes: Any, *rest: Any) -> bool:
+            self.now += 1
+            self.runs[-1].append(attributes["email"])
+            return holds(condition, attributes, *rest)
+
+        def skipped(delivery: Delivery, *args: Any) -> None:
+            self.now += 3600
+            skip(delivery, *args)
+
+        def allowance() -> RunAllowance:
+            self.runs.append([])
+            return RunAllowance(clock=lambda: self.now)
+
+        monkeypatch.setattr(journeys, "condition_holds", answered)
+        monkeypatch.setattr(Delivery, "skip", skipped)
+        monkeypatch.setattr(deliver, "RunAllowance", allowance)
+
+
+def test_every_person_waiting_for_a_condition_is_answered_in_turn(
+        project: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A step that waits (wait_until) stays due for weeks. With time for 3 answers a run, the
+    8 people are answered 3 at a time in turn, each of them within any 3 runs in a row (in
+    due-date order the same 3 were answered every run, the others held run after run)."""
+    def waiting(campaign: dict[str, Any]) -> None:
+        campaign.update(holdout="0%")
+        campaign["steps"][0].update(when="reached('completed')", wait_until=True,
+                                    timeout="30d")
+    edit_yaml(project / "campaigns" / "welcome.yaml", waiting)
+    clock = ConditionClock(monkeypatch)
+    monkeypatch.setenv("LDMAIL_CONDITION_SECONDS", "2.5")  # 3 answers of a second each
+
+    for minute in range(0, 60, 10):
+        result = cli("send", "--project", project, "--now", f"2026-12-01T10:{minute:02d}+01:00")
+        assert result.exit_code == 1, result.output
+        assert "held: 5 due step(s) whose when: condition was not answered" in result.stderr
+
+    assert [len(set(run)) for run in clock.runs] == [3] * 6
+    for first in range(4):
+        assert len(set().union(*clock.runs[first:first + 3])) == 8, clock.runs
+
+
+def test_only_the_time_spent_answering_conditions_counts(
+        project: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writing 8 skipped steps (an hour each, on this clock) between the first pass and the
+    next does not spend the run's time: all 16 conditions are answered in one run."""
+    def skip_then_wait(campaign: dict[str, Any]) -> None:
+        campaign.update(holdout="0%")
+        campaign["steps"][0].update(when="false")
+        campaign["steps"][1].update(when="reached('completed')", wait_until=True,
+                                    timeout="30d", after="0d")
+    edit_yaml(project / "campaigns" / "welcome.yaml", skip_then_wait)
+    clock = ConditionClock(monkeypatch)
+    monkeypatch.setenv("LDMAIL_CONDITION_SECONDS", "16.5")
+
+    result = cli("send", "--project", project, "--now", "2026-12-01T10:00+01:00")
+
+    assert result.exit_code == 0, result.output
+    assert len(clock.runs[0]) == 16
+    assert rows(project, "SELECT step, state, count(*) FROM messages GROUP BY step, state") \
+        == [("hello", "skipped", 8)]
+
+
 def test_the_time_for_conditions_is_the_operators_to_set(project: Path, cli: Cli,
                                                          monkeypatch: pytest.MonkeyPatch
                                                          ) -> None:

@@ -322,6 +322,51 @@ def test_a_hung_token_command_is_ended_with_its_grandchild_at_the_time_out(
     assert exchange.logins == [] and exchange.received == []
 
 
+@pytest.mark.parametrize("line_end", ["\n", ""], ids=["a line", "no line end"])
+def test_a_token_command_that_leaves_a_helper_holding_its_output_gives_its_token(
+        project: Path, cli: Cli, exchange: Exchange, tmp_path: Path, line_end: str) -> None:
+    """A command that starts a helper in the background (an agent keeping the token cached)
+    which inherits stdout: the token is used once its line is complete, or once the command
+    exited, not after the helper ends (it once timed out with "gave no token")."""
+    known_people(project, exchange.port)
+    token = "ya29." + secrets.token_urlsafe(32)
+    pid_file = tmp_path / "helper.pid"
+    script = tmp_path / "with-helper.py"
+    script.write_text(
+        "import subprocess, sys\n"
+        "helper = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+        f"open({str(pid_file)!r}, 'w').write(str(helper.pid))\n"
+        f"sys.stdout.write({token + line_end!r})\n", encoding="utf-8")
+    use_xoauth2(project, exchange, None, timeout="60s",
+                oauth2={"token_command": f"{sys.executable} {script}"})
+    exchange.accepts = lambda given: given == token
+    try:
+        result = send(cli, project, NOW)
+
+        assert result.exit_code == 0, result.output
+        assert sorted(key[2] for key in exchange.keys()) == sorted(PEOPLE)
+        assert not pid_ended(int(pid_file.read_text()))  # the helper is the operator's
+    finally:
+        os.kill(int(pid_file.read_text()), 9)
+
+
+def test_a_token_command_with_an_unclosed_quote_is_an_error_of_ldmail_yaml(
+        project: Path, cli: Cli, exchange: Exchange) -> None:
+    """validate names the line (it once passed, and send ended in a traceback)."""
+    use_xoauth2(project, exchange, None, oauth2={"token_command": "/bin/echo 'abc"})
+    line = next(number for number, text in enumerate(
+        (project / "ldmail.yaml").read_text().splitlines(), start=1) if "token_command" in text)
+    error = (f"ldmail.yaml:{line}: transport.oauth2.token_command: token_command cannot be "
+             "read as a program and its arguments (no closing quotation); check its quotes "
+             "(it runs without a shell)")
+
+    checked = cli("validate", "--project", project)
+    sent = send(cli, project, NOW)
+
+    assert checked.exit_code == 1 and error in checked.output.splitlines()
+    assert sent.exit_code == 1 and only_error_line(sent.output) == f"error {error}"
+
+
 PEAK_MEMORY = (
     "import resource, subprocess, sys\n"
     "done = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"

@@ -145,6 +145,58 @@ def test_a_condition_the_sandbox_refuses_is_an_error_before_any_send(
     assert len(errors) == 2, result.stdout
 
 
+BOMB_TEXT = "'x' * 10**9 == ''"
+
+
+@pytest.mark.parametrize(("condition", "tried"), [
+    (f"reached('registered') and {BOMB_TEXT}", "registered just now"),
+    (f"count('completed') > 3 and {BOMB_TEXT}", "completed 50 times, ten years ago"),
+    (f"days_since('completed', object='course:*') > 30 and {BOMB_TEXT}",
+     "completed course:* 50 times, ten years ago"),
+    (f"days_since('completed') < 1 and {BOMB_TEXT}", "completed just now"),
+    (f"reached('registered', 'course:ex?el') and not reached('completed') and {BOMB_TEXT}",
+     "registered course:ex?el just now"),
+], ids=["reached", "count", "days_since long ago", "days_since just now", "one and not other"])
+def test_a_bomb_behind_a_learning_event_is_an_error_before_any_send(
+        project: Path, cli: Cli, condition: str, tried: str) -> None:
+    """The sample people have no learning events; the condition is also tried with made-up
+    ones for the events it names (each combination, once just now and often long ago), so a
+    branch only an event opens is run too (it once passed validate)."""
+    edit(project / "campaigns/welcome.yaml",
+         "  - {id: first-course, after: 3d, template: welcome/first-course}",
+         f"  - {{id: first-course, after: 3d, template: welcome/first-course, "
+         f"when: {condition!r}}}")
+
+    result = cli("validate", "--project", project, "--sample-people")
+
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert (f"campaigns/welcome.yaml:14: steps.when: step 'first-course': expression "
+            f"{condition!r} repeating 1 item(s) 1000000000 times is too large (tried with "
+            f"made-up events: {tried})") in result.stdout.splitlines()
+
+
+def test_a_condition_validate_cannot_answer_in_a_sends_time_is_an_error(
+        project: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trying every condition stays cheap for CI: once a step's answers took the time a send
+    has for all its conditions, that condition is named instead of being tried on and on."""
+    from .test_journeys import SLOW_CONDITION
+
+    edit(project / "campaigns/welcome.yaml",
+         "  - {id: first-course, after: 3d, template: welcome/first-course}",
+         f"  - {{id: first-course, after: 3d, template: welcome/first-course, "
+         f"when: {SLOW_CONDITION!r}}}")
+    monkeypatch.setenv("LDMAIL_CONDITION_SECONDS", "0.001")  # spent by the first slow answer
+
+    result = cli("validate", "--project", project, "--sample-people")
+
+    assert result.exit_code == 1
+    assert [line for line in result.stdout.splitlines() if "steps.when" in line] == [
+        "campaigns/welcome.yaml:14: steps.when: step 'first-course': answering it for the "
+        "people validate tries it on took longer than 0.001 s (LDMAIL_CONDITION_SECONDS), the "
+        "time a send has for the conditions of every person due; make it simpler"]
+
+
 def test_github_and_json_formats(project: Path, cli: Cli) -> None:
     edit(project / "campaigns/welcome.yaml", "after: 3d", "afer: 3d")
     github = cli("validate", "--project", project, "--format", "github")
