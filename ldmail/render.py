@@ -409,8 +409,9 @@ class Renderer:
                                      f"(its readers wait until it exists), or give the "
                                      f"campaign fallback_language: {default} to send them the "
                                      f"{default} text")
-        raise RenderError(missing, None, f"template '{template}' not found: create {missing}"
-                          " or fix the step's template")
+        first = f"{TEMPLATES_DIR}/{default}/{template}.md"
+        raise RenderError(first, None, f"template '{template}' not found: create {first} (and "
+                          "one in each other language listed) or fix the step's template")
 
     def _syntax_error(self, exc: TemplateSyntaxError, display: str) -> RenderError:
         where = exc.filename or display

@@ -48,6 +48,7 @@ def test_a_full_disk_under_the_ledger_is_one_line_and_the_ledger_stays_whole(exa
     """The shipped example's first run does not fit in 300 KiB: one line, exit 1, the ledger
     passes SQLite's integrity check, and once there is room the next run does the work."""
     import sqlite3
+    from contextlib import closing
 
     ledger = example / ".ldmail"
     ledger.mkdir()
@@ -59,7 +60,7 @@ def test_a_full_disk_under_the_ledger_is_one_line_and_the_ledger_stays_whole(exa
                          "free space on the disk that holds it and run the command again: what "
                          "was recorded before is intact, and this run's last change was not "
                          "made"], lines
-        with sqlite3.connect(ledger / "ledger.db") as conn:
+        with closing(sqlite3.connect(ledger / "ledger.db")) as conn:  # closed: unmountable
             assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         subprocess.run(["mount", "-o", "remount,size=64m", str(ledger)], check=True)
         again = cli("send", "--project", example, "--now", DAY1)
