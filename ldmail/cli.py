@@ -1154,10 +1154,9 @@ def inbox(
 
     if resume is not None:
         with invocation(project, now) as inv:
-            cleared = resume_domain(load_project(inv.root), resume, inv.now, db=db)
-        bounces = _plural(cleared, "sender-side bounce", "sender-side bounces")
-        console().print(f"{_escape(resume)}: {bounces} cleared; the next send goes there "
-                        "again", soft_wrap=True)
+            resumed = resume_domain(load_project(inv.root), resume, inv.now, db=db,
+                                    dry_run=dry_run)
+        console().print(_escape(resumed.line()), soft_wrap=True)
         return
     with invocation(project, now) as inv:
         result = read_inbox(load_project(inv.root), inv.now, db=db, dry_run=dry_run)
