@@ -1147,7 +1147,8 @@ def inbox(
     Message-ID of a message ldmail sent marks it bounced (a permanent recipient-side reason
     also suppresses the address; a sender-side one, such as SPF, counts against the receiving
     domain); an unsubscribe mail suppresses the person for good. Both are moved to the done
-    folder and applied once; other mails, and bounces that prove nothing, are left alone.
+    folder and applied once; bounces that prove nothing are counted once and moved too; other
+    mails are left alone.
     """
     from .config import load_project
     from .inbox import read_inbox, resume_domain

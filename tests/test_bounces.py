@@ -398,7 +398,8 @@ def test_a_forward_counts_for_the_domain_that_refused_it(sent_people: Path, cli:
     reply = f"550 5.7.26 <{forward}> unauthenticated (from <{CHLOE}> via x@y.example): SPF fail"
     maildir(sent_people, [postfix_report(original(sent_people, CHLOE), forward, reply)])
     use_inbox(sent_people, kind="maildir", path="exports/inbox")
-    inbox(sent_people)
+    result = inbox(sent_people)
+    assert "(authfailure: counted for gmail.example, nobody suppressed)" in result.stdout
     rows = sender_failures(sent_people)
     assert [row["domain"] for row in rows] == ["gmail.example"]
     reason = str(rows[0]["reason"])

@@ -69,6 +69,7 @@ class Handled:
     reason_kind: str = ""  # the bounce's reason in the taxonomy (reasons.py), e.g. userunknown
     sender_side: bool = False  # the sending side's fault: counted for the receiving domain
     again: bool = False  # a later bounce of a message already bounced
+    counted_for: str = ""  # the domain a sender-side failure is counted for (the refusing one)
 
     @property
     def label(self) -> str:
@@ -81,8 +82,8 @@ class Handled:
     def effect(self) -> str:
         if self.suppressed:
             done = "suppressed"
-        elif self.sender_side and self.email != FORGOTTEN_SHOWN:
-            done = f"counted for {self.email.rpartition('@')[2]}, nobody suppressed"
+        elif self.sender_side and self.counted_for:
+            done = f"counted for {self.counted_for}, nobody suppressed"
         elif self.sender_side:
             done = "nobody suppressed"
         elif self.kind == "bounce" and not self.hard:
@@ -237,7 +238,8 @@ class _Reader:
                 self.result.left_alone[f"a bounce of a message the ledger has as {result}"] += 1
             else:
                 self._handled("bounce", action.address, failure, result, action.key,
-                              again=action.again)
+                              again=action.again, counted_for=action.sender_failure.domain
+                              if action.sender_failure and not result.forgotten else "")
         return any(isinstance(result, Applied) for result in results)
 
     def _unverified(self, mail: str) -> bool:
@@ -277,7 +279,7 @@ class _Reader:
 
     def _handled(self, kind: Literal["bounce", "unsubscribe"], address: str,
                  failure: Failure | None, applied: Applied, key: MessageKey | None = None, *,
-                 again: bool = False) -> None:
+                 again: bool = False, counted_for: str = "") -> None:
         """Note a mail applied; a forgotten person is shown with neither address nor reason."""
         forgotten = applied.forgotten or address.startswith(FORGOTTEN)
         reason = UNSUBSCRIBED_BY_MAIL if failure is None else \
@@ -287,7 +289,7 @@ class _Reader:
             failure is not None and failure.effect is Effect.SUPPRESS,
             key.campaign if key else None, key.step if key else None, applied.suppressed,
             failure.kind.value if failure else "",
-            failure is not None and failure.effect is Effect.SENDER, again))
+            failure is not None and failure.effect is Effect.SENDER, again, counted_for))
 
     # -- unsubscribes -------------------------------------------------------------------------
 
