@@ -334,8 +334,9 @@ def _targets(proven: list[SentMessage], failures: list[Failure],
     manager copied in (`copy`). The proof says which message, not which address: an action
     applies only to an address a failure names (`known_as` gives one as the ledger keeps it,
     a forgotten one as its keyed hash). A bounce that names neither (a forward to another
-    address) is about the person only when it proves one message and names one address;
-    otherwise it proves nothing (empty)."""
+    address) is about the person only when it proves one message and names one address, and
+    that message copied no manager in (the manager holds the same Message-ID, so a forward
+    could be either's, or forged by either); otherwise it proves nothing (empty)."""
     def named(address: str | None, failure: Failure) -> bool:
         return address is not None and address.lower() in (
             failure.names | {known_as(name) for name in failure.names})
@@ -349,7 +350,8 @@ def _targets(proven: list[SentMessage], failures: list[Failure],
     if found:
         return found
     addresses = {failure.address for failure in failures}
-    if len(proven) == 1 and len(addresses) == 1 and None not in addresses:
+    if len(proven) == 1 and proven[0].cc is None and len(addresses) == 1 \
+            and None not in addresses:
         return [(proven[0], _worst(failures), False)]
     return []
 
@@ -370,8 +372,8 @@ def _kind_word(failure: Failure) -> str:
     return {Effect.SUPPRESS: "hard", Effect.SENDER: "sender-side"}.get(failure.effect, "soft")
 
 
-_ANY_ADDRESS = re.compile(r"<?[\w.+'=-]{1,64}@[a-z0-9](?:[a-z0-9-]{0,62}\.)+[a-z]{2,63}>?",
-                          re.I)
+# Anything with an @ in it, as servers write addresses (also without a top-level domain).
+_ANY_ADDRESS = re.compile(r"<?[^\s<>@,;:()\[\]\"']+@[^\s<>@,;:()\[\]\"']+>?")
 
 
 def _sender_failure(address: str, failure: Failure) -> SenderFailure | None:
@@ -382,17 +384,13 @@ def _sender_failure(address: str, failure: Failure) -> SenderFailure | None:
     if failure.effect is not Effect.SENDER:
         return None
     refusing = failure.final or failure.address or address
-    local = address.rpartition("@")[0]
 
     def redacted(found: re.Match[str]) -> str:
-        return "<recipient>" if found[0].strip("<>").lower() == address.lower() \
-            else "<address>"
+        said = found[0].strip("<>").rstrip(".").lower()
+        return "<recipient>" if said == address.lower() else "<address>"
 
-    words = _ANY_ADDRESS.sub(redacted, failure.reason)
-    if local:  # the local part alone, as some servers quote it ("ann... User unknown")
-        words = re.sub(rf"(?<![\w.+'=-]){re.escape(local)}(?![\w.+'=-])", "<recipient>",
-                       words, flags=re.I)
-    return SenderFailure(refusing.rpartition("@")[2].lower(), words, address)
+    return SenderFailure(refusing.rpartition("@")[2].lower(),
+                         _ANY_ADDRESS.sub(redacted, failure.reason), address)
 
 
 @dataclass(frozen=True)
