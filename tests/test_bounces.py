@@ -367,6 +367,10 @@ def message_sent_to(server: SmtpServer, address: str) -> bytes:
 
 # -- a bounce cannot be turned against learners -----------------------------------------------
 
+def count_failures(project: Path) -> int:
+    return int(ledger_rows(project, "SELECT count(*) AS n FROM sender_failures")[0]["n"])
+
+
 def sender_failures(project: Path) -> list[dict[str, object]]:
     return ledger_rows(project, "SELECT domain, reason, message, recipient FROM sender_failures"
                                 " ORDER BY id")
@@ -459,14 +463,15 @@ def test_resume_dry_run_changes_nothing_and_an_unknown_domain_says_so(sent_peopl
 
 
 def test_failures_older_than_the_window_are_deleted(sent_people: Path, cli: Cli) -> None:
+    """Rows are never needed after the window: an inbox run deletes them."""
     maildir(sent_people, [postfix_report(original(sent_people, CHLOE), CHLOE, SPF)])
     use_inbox(sent_people, kind="maildir", path="exports/inbox")
     inbox(sent_people)
-    assert len(sender_failures(sent_people)) == 1
+    assert count_failures(sent_people) == 1
     inbox(sent_people, now=LATER + timedelta(hours=23))
-    assert len(sender_failures(sent_people)) == 1
+    assert count_failures(sent_people) == 1
     inbox(sent_people, now=LATER + timedelta(hours=25))  # the default window is 24 hours
-    assert sender_failures(sent_people) == []
+    assert count_failures(sent_people) == 0
 
 
 def test_original_recipient_starts_the_next_recipient_without_blank_lines() -> None:

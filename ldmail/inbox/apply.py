@@ -223,8 +223,8 @@ class _Reader:
         targets = _targets(proven, failures, self._known_as)
         if not targets:
             return self._unverified(mail)
-        planned = [(failure, action) for target in targets
-                   for failure in [target[1]] if (action := self._action(target)) is not None]
+        planned = [(target[1], action) for target in targets
+                   if (action := self._action(target)) is not None]
         if not planned:
             return False
         actions = [action for _, action in planned]
@@ -337,14 +337,13 @@ def _targets(proven: list[SentMessage], failures: list[Failure],
     address) is about the person only when it proves one message and names one address, and
     that message copied no manager in (the manager holds the same Message-ID, so a forward
     could be either's, or forged by either); otherwise it proves nothing (empty)."""
-    def named(address: str | None, failure: Failure) -> bool:
-        return address is not None and address.lower() in (
-            failure.names | {known_as(name) for name in failure.names})
-
+    names = [failure.names | {known_as(name) for name in failure.names}
+             for failure in failures]  # looked up once per failure, not per message
     found: list[_Target] = []
     for sent in proven:
         for address, copy in ((sent.recipient, False), (sent.cc, True)):
-            mine = [failure for failure in failures if named(address, failure)]
+            mine = [failure for failure, named in zip(failures, names, strict=True)
+                    if address is not None and address.lower() in named]
             if mine:
                 found.append((sent, _worst(mine), copy))
     if found:
