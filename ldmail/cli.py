@@ -1154,17 +1154,17 @@ def inbox(
     Message-ID of a message ldmail sent marks it bounced (a permanent recipient-side reason
     also suppresses the address; a sender-side one, such as SPF, counts against the receiving
     domain); an unsubscribe mail suppresses the person for good. Both are moved to the done
-    folder and applied once; other mails, and bounces that prove nothing, are left alone.
+    folder and applied once; bounces that prove nothing are counted once and moved too; other
+    mails are left alone.
     """
     from .config import load_project
     from .inbox import read_inbox, resume_domain
 
     if resume is not None:
         with invocation(project, now) as inv:
-            cleared = resume_domain(load_project(inv.root), resume, inv.now, db=db)
-        bounces = _plural(cleared, "sender-side bounce", "sender-side bounces")
-        console().print(f"{_escape(resume)}: {bounces} cleared; the next send goes there "
-                        "again", soft_wrap=True)
+            resumed = resume_domain(load_project(inv.root), resume, inv.now, db=db,
+                                    dry_run=dry_run)
+        console().print(_escape(resumed.line()), soft_wrap=True)
         return
     with invocation(project, now) as inv:
         result = read_inbox(load_project(inv.root), inv.now, db=db, dry_run=dry_run)

@@ -9,6 +9,7 @@ import base64
 import json
 import mailbox
 import re
+import sqlite3
 import subprocess
 from datetime import timedelta
 from pathlib import Path
@@ -19,6 +20,7 @@ from ldmail.inbox import Effect, bounce_failures, cited_ids, classify, parse
 
 from .bounce_mails import (
     forged_report,
+    message_id,
     postfix_bounce,
     postfix_delay,
     postfix_report,
@@ -141,6 +143,16 @@ def test_the_corpus_covers_every_mta_the_issue_names() -> None:
     ("4.1.1", "450 4.1.1 <ann@example.org>: Recipient address rejected: User unknown",
      "userunknown", R),  # a temporary answer never suppresses
     ("5.1.10", "", "notaccept", S),
+    # Microsoft's Directory-Based Edge Blocking: the recipient does not exist.
+    ("5.4.1", "550 5.4.1 Recipient address rejected: Access denied. AS(201806281)",
+     "userunknown", S),
+    # Words that would put a clear 5.1.1 on the sender's side do not win over it...
+    ("5.1.1", "550 5.1.1 User unknown (spam check skipped)", "userunknown", S),
+    ("5.1.1", "5.1.1 User unknown; reputation", "userunknown", S),
+    ("5.1.1", "5.1.1 unknown user; message rejected by policy", "userunknown", S),
+    # ...except specific authentication evidence, or a code of the server's own.
+    ("5.1.1", "550 5.1.1 SPF hard fail", "authfailure", X),
+    ("5.1.1", "5.1.1 550 5.7.1 IP address blacklisted by recipient", "blocked", X),
 ])
 def test_reasons_follow_the_taxonomy(status: str, text: str, reason: str,
                                      effect: Effect) -> None:
@@ -194,10 +206,16 @@ def test_a_forged_report_and_a_postmaster_text_suppress_nobody(forty: Path, cli:
     assert suppressed(forty) == {everyone[0]}
     assert [row["email"] for row in ledger_rows(
         forty, "SELECT email FROM messages WHERE state = 'bounced'")] == [everyone[0]]
-    # The unverified reports stay in the folder, as every mail left alone does.
-    assert len(mailbox.Maildir(folder)) == 2
+    # The unverified reports are recorded once and moved to the done folder (kept there):
+    # a later run neither reads nor counts them again.
+    assert len(mailbox.Maildir(folder)) == 0
+    assert len(mailbox.Maildir(forty / "exports" / "ldmail" / "processed")) == 3
+    assert ledger_rows(forty, "SELECT outcome, count(*) AS n FROM inbox_mails GROUP BY"
+                       " outcome ORDER BY outcome") == [{"outcome": "bounce", "n": 1},
+                                                        {"outcome": "unverified", "n": 2}]
+    maildir(forty, [forged_report(everyone)])  # the same forged mail once more
     again = json.loads(inbox(forty, "--format", "json").stdout)
-    assert (again["unverified"], again["bounces"], again["left_alone"]) == (2, 0, 2)
+    assert (again["unverified"], again["bounces"], again["applied_before"]) == (0, 0, 1)
     assert suppressed(forty) == {everyone[0]}
 
 
@@ -290,7 +308,9 @@ def test_no_mail_makes_a_traceback(sent_people: Path, cli: Cli) -> None:
     maildir(sent_people, mails)
     use_inbox(sent_people, kind="maildir", path="exports/inbox")
     result = json.loads(inbox(sent_people, "--format", "json").stdout)
-    assert result["bounces"] == 1 and result["unverified"] >= len(EXPECTED)
+    # (corpus files that share a Message-ID are one mail: recorded once, then applied before)
+    assert result["bounces"] == 1
+    assert result["unverified"] + result["applied_before"] >= len(EXPECTED)
     assert suppressed(sent_people) == {EMMA}
 
 
@@ -343,3 +363,145 @@ def message_sent_to(server: SmtpServer, address: str) -> bytes:
     found = [r for r in server.received if address in r.rcpt_tos]
     assert len(found) == 1
     return found[0].data
+
+
+# -- a bounce cannot be turned against learners -----------------------------------------------
+
+def count_failures(project: Path) -> int:
+    return int(ledger_rows(project, "SELECT count(*) AS n FROM sender_failures")[0]["n"])
+
+
+def sender_failures(project: Path) -> list[dict[str, object]]:
+    return ledger_rows(project, "SELECT domain, reason, message, recipient FROM sender_failures"
+                                " ORDER BY id")
+
+
+def test_one_learner_counts_once_however_many_reports_she_forges(sent_people: Path,
+                                                                  cli: Cli) -> None:
+    """Chloe mails a delay notice and three SPF reports citing her own message: one failure
+    is counted (for her message), so she alone can never stop the domain."""
+    mine = original(sent_people, CHLOE)
+    maildir(sent_people, [postfix_report(mine, CHLOE, "451 4.7.26 SPF temporary error",
+                                         action="delayed", queue="DLY0")]
+            + [postfix_report(mine, CHLOE, SPF, queue=f"Q{n}x") for n in range(3)])
+    use_inbox(sent_people, kind="maildir", path="exports/inbox")
+    inbox(sent_people)
+    rows = sender_failures(sent_people)
+    assert len(rows) == 1 and rows[0]["domain"] == "example.org" and rows[0]["message"]
+    edit_yaml(sent_people / "ldmail.yaml",
+              lambda s: s["inbox"].update(sender_stop={"after": 1, "within": "168h"}))
+    result = cli("send", "--project", sent_people, "--now", (LATER + timedelta(days=2))
+                 .isoformat())
+    assert "not sending to example.org: 1 sender-side bounce" in result.stderr, result.stderr
+
+
+def test_a_forward_counts_for_the_domain_that_refused_it(sent_people: Path, cli: Cli) -> None:
+    """Chloe forwards to another domain, which refuses with SPF: the failure counts for that
+    domain, not for the company's; every address is taken out of the reason kept."""
+    forward = "chloe.forward@gmail.example"
+    reply = f"550 5.7.26 <{forward}> unauthenticated (from <{CHLOE}> via x@y.example): SPF fail"
+    maildir(sent_people, [postfix_report(original(sent_people, CHLOE), forward, reply)])
+    use_inbox(sent_people, kind="maildir", path="exports/inbox")
+    result = inbox(sent_people)
+    assert "(authfailure: counted for gmail.example, nobody suppressed)" in result.stdout
+    rows = sender_failures(sent_people)
+    assert [row["domain"] for row in rows] == ["gmail.example"]
+    reason = str(rows[0]["reason"])
+    assert "@" not in reason and "<<" not in reason and "<recipient>" in reason, reason
+
+
+def test_a_bounce_names_the_address_it_acts_on(sent_people: Path, cli: Cli) -> None:
+    """The proof says which message, not which address: a report citing Ann's and Bob's
+    messages but naming neither proves nothing; one citing Ann's message and naming two other
+    addresses proves nothing either. Both are recorded once as unverified."""
+    ann, bob = original(sent_people, ANN), original(sent_people, BOB)
+    both = with_report(postfix_bounce(ann, "someone@elsewhere.example"), cite=bob)
+    two = with_report(postfix_bounce(ann, "one@elsewhere.example", queue="7Tt7Tt7Tt7"),
+                      failed="two@elsewhere.example")
+    maildir(sent_people, [both, two])
+    use_inbox(sent_people, kind="maildir", path="exports/inbox")
+    result = json.loads(inbox(sent_people, "--format", "json").stdout)
+    assert (result["bounces"], result["unverified"]) == (0, 2), result
+    assert suppressed(sent_people) == set()
+    assert ledger_rows(sent_people, "SELECT count(*) AS n FROM messages WHERE state ="
+                       " 'bounced'") == [{"n": 0}]
+
+
+def test_one_mail_proving_two_messages_is_applied_once(sent_people: Path, cli: Cli) -> None:
+    """A report for Ann and Bob, citing both messages, when Bob's can no longer bounce: Ann's
+    bounce and the mail are written in one transaction, so a second run applies nothing."""
+    ann, bob = original(sent_people, ANN), original(sent_people, BOB)
+    mail = with_report(postfix_report(ann, ANN, SPF), failed=BOB, cite=bob)
+    maildir(sent_people, [mail])
+    with sqlite3.connect(sent_people / ".ldmail" / "ledger.db") as conn:  # a failed resend
+        conn.execute("UPDATE messages SET state = 'failed' WHERE email = ?", (BOB,))
+    use_inbox(sent_people, kind="maildir", path="exports/inbox")
+    first = json.loads(inbox(sent_people, "--format", "json").stdout)
+    assert (first["sender_side"], first["left_alone"]) == (1, 1), first
+    assert ledger_rows(sent_people, "SELECT outcome FROM inbox_mails") == [{"outcome": "bounce"}]
+    maildir(sent_people, [mail])  # left in the folder (a move that failed, a second copy)
+    again = json.loads(inbox(sent_people, "--format", "json").stdout)
+    assert (again["bounces"], again["applied_before"]) == (0, 1), again
+    assert len(sender_failures(sent_people)) == 1
+
+
+def test_resume_dry_run_changes_nothing_and_an_unknown_domain_says_so(sent_people: Path,
+                                                                      cli: Cli) -> None:
+    maildir(sent_people, [postfix_report(original(sent_people, CHLOE), CHLOE, SPF)])
+    use_inbox(sent_people, kind="maildir", path="exports/inbox")
+    inbox(sent_people)
+    dry = cli("inbox", "--project", sent_people, "--resume", "example.org", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert "example.org (dry run: nothing changed): would clear 1 sender-side bounce" in \
+        dry.stdout, dry.stdout
+    assert ledger_rows(sent_people, "SELECT cleared_at FROM sender_failures") == [
+        {"cleared_at": None}]
+    unknown = cli("inbox", "--project", sent_people, "--resume", "nowhere.example")
+    assert unknown.exit_code == 0, unknown.output
+    assert "nowhere.example: nothing was stopped for that domain" in unknown.stdout
+    assert "cleared" not in unknown.stdout
+
+
+def test_failures_older_than_the_window_are_deleted(sent_people: Path, cli: Cli) -> None:
+    """Rows are never needed after the window: an inbox run deletes them."""
+    maildir(sent_people, [postfix_report(original(sent_people, CHLOE), CHLOE, SPF)])
+    use_inbox(sent_people, kind="maildir", path="exports/inbox")
+    inbox(sent_people)
+    assert count_failures(sent_people) == 1
+    inbox(sent_people, now=LATER + timedelta(hours=23))
+    assert count_failures(sent_people) == 1
+    inbox(sent_people, now=LATER + timedelta(hours=25))  # the default window is 24 hours
+    assert count_failures(sent_people) == 0
+
+
+def test_original_recipient_starts_the_next_recipient_without_blank_lines() -> None:
+    raw = _lines_report("Final-Recipient: rfc822; one@example.org\nAction: failed\n"
+                        "Status: 5.2.2\nOriginal-Recipient: rfc822; two@example.org\n"
+                        "Final-Recipient: rfc822; two.final@example.org\nAction: failed\n"
+                        "Status: 5.1.1\n")
+    message, compat = parse(raw)
+    found = [(f.address, f.status, f.final) for f in bounce_failures(message, compat) or []]
+    assert found == [("one@example.org", "5.2.2", "one@example.org"),
+                     ("two@example.org", "5.1.1", "two.final@example.org")]
+
+
+def _lines_report(fields: str) -> bytes:
+    return (f"From: MAILER-DAEMON@mx.example.net\nSubject: failed\nMIME-Version: 1.0\n"
+            f"Content-Type: multipart/report; report-type=delivery-status; boundary=b\n\n"
+            f"--b\nContent-Type: text/plain\n\nfailed.\n\n--b\n"
+            f"Content-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.net\n"
+            f"{fields}\n--b--\n").encode()
+
+
+def with_report(mail: bytes, *, failed: str | None = None, cite: bytes | None = None) -> bytes:
+    """A Postfix report with one more failed recipient, or citing one more message's id."""
+    if failed is not None:
+        mail = re.sub(rb"(\r\n--[^\r\n]+\r\nContent-Description: Undelivered Message Headers)",
+                      f"\r\nFinal-Recipient: rfc822; {failed}\r\nAction: failed\r\n"
+                      f"Status: 5.1.1\r\n".encode().replace(b"\\", b"\\\\") + rb"\1", mail,
+                      count=1)
+    if cite is not None:
+        mail = mail.replace(b"Content-Type: text/rfc822-headers\r\n\r\n",
+                            b"Content-Type: text/rfc822-headers\r\n\r\nReferences: "
+                            + message_id(cite).encode() + b"\r\n", 1)
+    return mail

@@ -379,6 +379,17 @@ def test_validate_renders_the_note_for_a_stand_in_manager(project: Path, cli: Cl
     assert "undefined variable" in result.output and "manager" in result.output
 
 
+def sent_with_managers_copied(project: Path, cli: Cli) -> dict[tuple[str, str], bytes]:
+    """A week of sends with the managers copied in: each mail of the outbox by its step and
+    its recipient."""
+    with_managers(project, None, cc=True)
+    for day in (TUE, WED, THU, FRI):
+        run(cli, project, day)
+    return {(str(m["X-Ldmail-Step"]), str(m["To"].addresses[0].addr_spec)): path.read_bytes()
+            for path in (project / ".ldmail" / "outbox").glob("*.eml")
+            for m in [message_from_bytes(path.read_bytes(), policy=default)]}
+
+
 def test_a_bounce_suppresses_the_manager_it_came_back_from(project: Path, cli: Cli) -> None:
     """A hard bounce of the note to Dirk's manager suppresses the manager, not Dirk; one that
     names only the manager copied in on Ann's reminder suppresses the manager and leaves
@@ -386,12 +397,7 @@ def test_a_bounce_suppresses_the_manager_it_came_back_from(project: Path, cli: C
     from .bounce_mails import exchange_ndr, postfix_bounce
     from .test_inbox import maildir, use_inbox
 
-    with_managers(project, None, cc=True)
-    for day in (TUE, WED, THU, FRI):
-        run(cli, project, day)
-    sent = {(str(m["X-Ldmail-Step"]), str(m["To"].addresses[0].addr_spec)): path.read_bytes()
-            for path in (project / ".ldmail" / "outbox").glob("*.eml")
-            for m in [message_from_bytes(path.read_bytes(), policy=default)]}
+    sent = sent_with_managers_copied(project, cli)
     maildir(project, [postfix_bounce(sent[("escalate", "carl@example.org")], "carl@example.org"),
                       exchange_ndr(sent[("reminder-3", "ann@example.org")], "bea@example.org")])
     use_inbox(project, kind="maildir", path="exports/inbox")
@@ -414,12 +420,7 @@ def test_a_bounce_of_a_forgotten_managers_copy_leaves_the_learner_alone(project:
     from .bounce_mails import exchange_ndr
     from .test_inbox import maildir, use_inbox
 
-    with_managers(project, None, cc=True)
-    for day in (TUE, WED, THU, FRI):
-        run(cli, project, day)
-    sent = {(str(m["X-Ldmail-Step"]), str(m["To"].addresses[0].addr_spec)): path.read_bytes()
-            for path in (project / ".ldmail" / "outbox").glob("*.eml")
-            for m in [message_from_bytes(path.read_bytes(), policy=default)]}
+    sent = sent_with_managers_copied(project, cli)
     assert cli("forget", "bea@example.org", "--project", project).exit_code == 0
     maildir(project, [exchange_ndr(sent[("reminder-3", "ann@example.org")], "bea@example.org")])
     use_inbox(project, kind="maildir", path="exports/inbox")
@@ -431,3 +432,22 @@ def test_a_bounce_of_a_forgotten_managers_copy_leaves_the_learner_alone(project:
     assert "ann@example.org" not in {r["email"] for r in ledger_rows(
         project, "SELECT email FROM suppressions")}
     assert b"bea@example.org" not in (project / ".ldmail" / "ledger.db").read_bytes()
+
+
+def test_a_bounce_naming_neither_of_a_copied_message_proves_nothing(project: Path,
+                                                                    cli: Cli) -> None:
+    """Ann and Bea (copied in) hold the same Message-ID: a bounce of it that names neither
+    (as a forward's would) could be either's, or forged by either, so it changes nothing."""
+    from .bounce_mails import exchange_ndr
+    from .test_inbox import maildir, use_inbox
+
+    sent = sent_with_managers_copied(project, cli)
+    maildir(project, [exchange_ndr(sent[("reminder-3", "ann@example.org")],
+                                   "someone@elsewhere.example")])
+    use_inbox(project, kind="maildir", path="exports/inbox")
+    result = cli("inbox", "--project", project, "--now", at(FRI, 12).isoformat())
+    assert result.exit_code == 0, result.output
+    assert "unverified" in result.stdout, result.stdout
+    assert ledger_rows(project, "SELECT email FROM suppressions") == []
+    assert ledger_rows(project, "SELECT state FROM messages WHERE email = 'ann@example.org'"
+                                " AND step = 'reminder-3'") == [{"state": "sent"}]

@@ -15,11 +15,12 @@ from typing import Literal
 
 from ..clock import iso
 from ..config import SETTINGS_FILE, Project
-from ..errors import IllegalTransition, LdmailError
+from ..errors import LdmailError
 from ..ledger import (
     ERASED,
     FORGOTTEN,
     Applied,
+    BounceAction,
     Ledger,
     MessageKey,
     MessageOp,
@@ -30,7 +31,7 @@ from ..ledger import (
 )
 from ..ledger.states import message_sources
 from ..lock import inbox_lock, working_fence
-from ..models import Inbox
+from ..models import Inbox, SenderStop
 from .bounces import (
     Failure,
     bounce_failures,
@@ -43,8 +44,9 @@ from .folders import Folder, open_folder
 from .reasons import Effect
 
 NOT_OURS = "not a bounce or an unsubscribe"
-# A bounce that names no Message-ID of this ledger: anyone can write one (a forged DSN, a
-# "postmaster" text), so it proves nothing and changes nothing; it stays in the folder.
+# A bounce that names no Message-ID of this ledger (or no address of the messages it names):
+# anyone can write one (a forged DSN, a "postmaster" text), so it proves nothing and changes
+# nothing; it is recorded once (its keyed hash) and moved to the done folder, where it is kept.
 UNVERIFIED = "unverified: no message of this ledger named"
 NO_TOKEN = "an unsubscribe token no person in the ledger has"
 UNSUBSCRIBED_BY_MAIL = "unsubscribed by mail"
@@ -67,6 +69,7 @@ class Handled:
     reason_kind: str = ""  # the bounce's reason in the taxonomy (reasons.py), e.g. userunknown
     sender_side: bool = False  # the sending side's fault: counted for the receiving domain
     again: bool = False  # a later bounce of a message already bounced
+    counted_for: str = ""  # the domain a sender-side failure is counted for (the refusing one)
 
     @property
     def label(self) -> str:
@@ -79,8 +82,8 @@ class Handled:
     def effect(self) -> str:
         if self.suppressed:
             done = "suppressed"
-        elif self.sender_side and self.email != FORGOTTEN_SHOWN:
-            done = f"counted for {self.email.rpartition('@')[2]}, nobody suppressed"
+        elif self.sender_side and self.counted_for:
+            done = f"counted for {self.counted_for}, nobody suppressed"
         elif self.sender_side:
             done = "nobody suppressed"
         elif self.kind == "bounce" and not self.hard:
@@ -214,35 +217,55 @@ class _Reader:
     # -- bounces ------------------------------------------------------------------------------
 
     def _bounce(self, mail: str, failures: list[Failure], proven: list[SentMessage]) -> bool:
-        """Apply a bounce to the messages whose Message-ID it carries, and only to their
-        recipients (the person, or the manager copied in)."""
-        if not proven:
-            self.result.left_alone[UNVERIFIED] += 1
+        """Apply a bounce to the messages whose Message-ID it carries, and only to the
+        addresses its failures name (the person, or the manager copied in); all of it, and
+        the mail as applied, in one transaction."""
+        targets = _targets(proven, failures, self._known_as)
+        if not targets:
+            return self._unverified(mail)
+        planned = [(target[1], action) for target in targets
+                   if (action := self._action(target)) is not None]
+        if not planned:
             return False
-        targets = [(sent, *_about(sent, failures, self._known_as)) for sent in proven]
-        applied = False
-        for index, (sent, failure, copy) in enumerate(targets):
-            last = index == len(targets) - 1
-            if copy:
-                applied |= self._apply_copy_bounce(sent, failure, mail if last else None)
-            else:
-                applied |= self._apply_bounce(sent, failure, mail if last else None)
-        return applied
-
-    def _apply_copy_bounce(self, sent: SentMessage, failure: Failure, mail: str | None) -> bool:
-        """Only the copy to the person's manager bounced: the message stays as it is, and a
-        hard bounce suppresses the manager's address."""
-        address = sent.cc
-        assert address is not None  # _about found the copy's failure
-        suppression = _suppression(failure)
+        actions = [action for _, action in planned]
         if self.dry_run:
-            applied = self._would(address, suppression)
+            results: list[Applied | str] = [
+                self._would(action.address, action.suppression) for action in actions]
         else:
-            applied = self.ledger.bounced_again(address, self.at, mail=mail,
-                                                suppression=suppression,
-                                                sender_failure=_sender_failure(address, failure))
-        self._handled("bounce", address, failure, applied, sent.key)
+            results = self.ledger.apply_bounce(actions, self.at, mail=mail)
+        for (failure, action), result in zip(planned, results, strict=True):
+            if isinstance(result, str):  # changed meanwhile (a resend of an unknown one)
+                self.result.left_alone[f"a bounce of a message the ledger has as {result}"] += 1
+            else:
+                self._handled("bounce", action.address, failure, result, action.key,
+                              again=action.again, counted_for=action.sender_failure.domain
+                              if action.sender_failure and not result.forgotten else "")
+        return any(isinstance(result, Applied) for result in results)
+
+    def _unverified(self, mail: str) -> bool:
+        """A bounce that proves nothing: counted once, recorded (its keyed hash only) and
+        moved to the done folder, so that later runs do not read it again."""
+        self.result.left_alone[UNVERIFIED] += 1
+        if not self.dry_run:
+            self.ledger.unverified(mail, self.at)
         return True
+
+    def _action(self, target: _Target) -> BounceAction | None:
+        """What the bounce does to one message; None (counted as left alone) for a message
+        the ledger has in a state that cannot bounce."""
+        sent, failure, copy = target
+        address = sent.cc if copy else sent.recipient
+        assert address is not None  # _targets found the copy's failure
+        forgotten = address.startswith(FORGOTTEN)
+        again = not copy and sent.state == MessageState.BOUNCED
+        if not copy and not again and sent.state not in message_sources(MessageOp.BOUNCE):
+            self.result.left_alone[f"a bounce of a message the ledger has as {sent.state}"] += 1
+            return None
+        return BounceAction(
+            sent.key, address,
+            f"{_kind_word(failure)} bounce ({failure.kind.value}): {failure.reason}",
+            None if forgotten else _suppression(failure),
+            None if forgotten else _sender_failure(address, failure), copy, again)
 
     def _known_as(self, address: str) -> str:
         """An address as the ledger keeps it: a forgotten person's as its keyed hash."""
@@ -256,7 +279,7 @@ class _Reader:
 
     def _handled(self, kind: Literal["bounce", "unsubscribe"], address: str,
                  failure: Failure | None, applied: Applied, key: MessageKey | None = None, *,
-                 again: bool = False) -> None:
+                 again: bool = False, counted_for: str = "") -> None:
         """Note a mail applied; a forgotten person is shown with neither address nor reason."""
         forgotten = applied.forgotten or address.startswith(FORGOTTEN)
         reason = UNSUBSCRIBED_BY_MAIL if failure is None else \
@@ -266,37 +289,7 @@ class _Reader:
             failure is not None and failure.effect is Effect.SUPPRESS,
             key.campaign if key else None, key.step if key else None, applied.suppressed,
             failure.kind.value if failure else "",
-            failure is not None and failure.effect is Effect.SENDER, again))
-
-    def _apply_bounce(self, sent: SentMessage, failure: Failure, mail: str | None) -> bool:
-        key, email_address = sent.key, sent.recipient
-        forgotten = email_address.startswith(FORGOTTEN)
-        suppression = None if forgotten else _suppression(failure)
-        error = f"{_kind_word(failure)} bounce ({failure.kind.value}): {failure.reason}"
-        sender_failure = None if forgotten else _sender_failure(email_address, failure)
-        again = sent.state == MessageState.BOUNCED
-        if not again and sent.state not in message_sources(MessageOp.BOUNCE):
-            self.result.left_alone[f"a bounce of a message the ledger has as {sent.state}"] += 1
-            return False
-        if self.dry_run:
-            applied = self._would(email_address, suppression)
-        else:
-            try:
-                if again:  # a harder reason (a delay, then 5.1.1) replaces the earlier one
-                    applied = self.ledger.bounced_again(
-                        email_address, self.at, mail=mail, suppression=suppression,
-                        sender_failure=sender_failure,
-                        harder=(key, error) if suppression is not None else None)
-                else:
-                    applied = self.ledger.bounce(key, error, self.at, mail=mail,
-                                                 suppression=suppression, address=email_address,
-                                                 sender_failure=sender_failure)
-            except IllegalTransition as exc:  # changed meanwhile (a resend of an unknown one)
-                self.result.left_alone[f"a bounce of a message the ledger has as "
-                                       f"{exc.state}"] += 1
-                return False
-        self._handled("bounce", email_address, failure, applied, key, again=again)
-        return True
+            failure is not None and failure.effect is Effect.SENDER, again, counted_for))
 
     # -- unsubscribes -------------------------------------------------------------------------
 
@@ -332,23 +325,34 @@ class _Reader:
         return moved
 
 
-def _about(sent: SentMessage, failures: list[Failure], known_as: Callable[[str], str]
-           ) -> tuple[Failure, bool]:
-    """The failure a bounce reports for this message's recipient, and whether it is the copy
-    to the manager alone. A bounce that names neither (a forward to another address) is about
-    the person: it carries the message's own Message-ID. `known_as` gives an address as the
-    ledger keeps it (a forgotten one as its keyed hash), so a forgotten manager's copy is still
-    recognised as the copy."""
-    def names(failure: Failure) -> set[str]:
-        return failure.names | {known_as(name) for name in failure.names}
+_Target = tuple[SentMessage, Failure, bool]  # the message, its failure, the copy alone
 
-    mine = [f for f in failures if sent.recipient.lower() in names(f)]
-    if mine:
-        return _worst(mine), False
-    copy = [f for f in failures if sent.cc is not None and sent.cc.lower() in names(f)]
-    if copy:
-        return _worst(copy), True
-    return _worst(failures), False
+
+def _targets(proven: list[SentMessage], failures: list[Failure],
+             known_as: Callable[[str], str]) -> list[_Target]:
+    """Each proven message with the failure the bounce names for its recipient, and for the
+    manager copied in (`copy`). The proof says which message, not which address: an action
+    applies only to an address a failure names (`known_as` gives one as the ledger keeps it,
+    a forgotten one as its keyed hash). A bounce that names neither (a forward to another
+    address) is about the person only when it proves one message and names one address, and
+    that message copied no manager in (the manager holds the same Message-ID, so a forward
+    could be either's, or forged by either); otherwise it proves nothing (empty)."""
+    names = [failure.names | {known_as(name) for name in failure.names}
+             for failure in failures]  # looked up once per failure, not per message
+    found: list[_Target] = []
+    for sent in proven:
+        for address, copy in ((sent.recipient, False), (sent.cc, True)):
+            mine = [failure for failure, named in zip(failures, names, strict=True)
+                    if address is not None and address.lower() in named]
+            if mine:
+                found.append((sent, _worst(mine), copy))
+    if found:
+        return found
+    addresses = {failure.address for failure in failures}
+    if len(proven) == 1 and proven[0].cc is None and len(addresses) == 1 \
+            and None not in addresses:
+        return [(proven[0], _worst(failures), False)]
+    return []
 
 
 def _worst(failures: list[Failure]) -> Failure:
@@ -367,22 +371,64 @@ def _kind_word(failure: Failure) -> str:
     return {Effect.SUPPRESS: "hard", Effect.SENDER: "sender-side"}.get(failure.effect, "soft")
 
 
+# Anything with an @ in it, as servers write addresses (also without a top-level domain).
+_ANY_ADDRESS = re.compile(r"<?[^\s<>@,;:()\[\]\"']+@[^\s<>@,;:()\[\]\"']+>?")
+
+
 def _sender_failure(address: str, failure: Failure) -> SenderFailure | None:
-    """A sender-side failure for the receiving domain, with the address taken out of the
-    reason (it is kept with the domain for days, and `forget` must not find it there)."""
+    """A sender-side failure, counted for the domain that refused it: the Final-Recipient's
+    when the report names one other than the address (a forward), else the address the
+    failure names, else the recipient's. Every address is taken out of the reason (it is kept
+    with the domain for days, and `forget` must not find one there)."""
     if failure.effect is not Effect.SENDER:
         return None
-    local, _, domain = address.rpartition("@")
-    words = re.sub(re.escape(address), "<recipient>", failure.reason, flags=re.I)
-    return SenderFailure(domain.lower(), re.sub(re.escape(local) + "@", "<recipient>@", words,
-                                                flags=re.I) if local else words)
+    refusing = failure.final or failure.address or address
+
+    def redacted(found: re.Match[str]) -> str:
+        said = found[0].strip("<>").rstrip(".").lower()
+        return "<recipient>" if said == address.lower() else "<address>"
+
+    return SenderFailure(refusing.rpartition("@")[2].lower(),
+                         _ANY_ADDRESS.sub(redacted, failure.reason), address)
 
 
-def resume_domain(project: Project, domain: str, now: datetime, *, db: Path | None = None
-                  ) -> int:
-    """Send to `domain` again: clear its sender-side bounces; returns how many."""
-    with Ledger.of(project, db) as ledger:
-        return ledger.resume_domain(domain.strip().lower(), iso(now))
+@dataclass(frozen=True)
+class DomainResume:
+    """What `ldmail inbox --resume DOMAIN` did (or, in a dry run, would do)."""
+
+    domain: str
+    failures: int  # the sender-side failures counted for it, not cleared
+    stopped: bool  # whether they stop `send` there now
+    dry_run: bool = False
+
+    def line(self) -> str:
+        bounces = _count(self.failures, "sender-side bounce", "sender-side bounces")
+        if not self.failures:
+            return (f"{self.domain}: nothing was stopped for that domain (no sender-side "
+                    "bounces counted); nothing to resume")
+        if self.dry_run:
+            return (f"{self.domain} (dry run: nothing changed): would clear {bounces}"
+                    + ("; the next send would go there again" if self.stopped else
+                       " (not enough to stop sending there)"))
+        return f"{self.domain}: {bounces} cleared; the next send goes there again"
+
+
+def resume_domain(project: Project, domain: str, now: datetime, *, db: Path | None = None,
+                  dry_run: bool = False) -> DomainResume:
+    """Send to `domain` again: clear its sender-side bounces (a dry run only counts them)."""
+    domain = domain.strip().lower()
+    stop = _sender_stop(project)
+    with Ledger.of(project, db, readonly=dry_run) as ledger:
+        stopped = any(found.domain == domain for found in ledger.stopped_domains(
+            iso(now - stop.within), stop.after))
+        if dry_run:
+            return DomainResume(domain, ledger.sender_failures_of(domain, ""), stopped, True)
+        return DomainResume(domain, ledger.resume_domain(domain, iso(now)), stopped)
+
+
+def _sender_stop(project: Project) -> SenderStop:
+    inbox = project.settings.inbox
+    return inbox.sender_stop if inbox is not None else SenderStop()
 
 
 def read_inbox(project: Project, now: datetime, *, db: Path | None = None,
@@ -428,6 +474,8 @@ def _read(project: Project, db: Path | None, now: datetime, folder: Folder,
           result: InboxResult) -> list[str]:
     """Apply every mail; returns the keys of those to move to the done folder."""
     with Ledger.of(project, db, readonly=result.dry_run) as ledger:
+        if not result.dry_run:  # what is older than the stop's window counts for nothing
+            ledger.prune_sender_failures(iso(now - _sender_stop(project).within))
         reader = _Reader(project, ledger, now, result)
         handled = [key for key in folder.keys() if reader.read(key, folder.fetch(key))]
         return handled + reader.unsubscribe_all()

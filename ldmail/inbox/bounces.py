@@ -99,7 +99,9 @@ def _recipient_fields(blocks: list[list[tuple[str, str]]]) -> list[dict[str, str
     """The fields of each recipient, in order. A recipient starts at a blank line or at a
     field the current one already has: some servers (AOL) write every recipient, and the
     per-message fields, without blank lines between them; others (Exim, Amazon WorkMail)
-    put Action before Final-Recipient."""
+    put Action before Final-Recipient. Original-Recipient comes just before or just after
+    Final-Recipient (Postfix, Amazon SES), so it starts the next recipient once the current
+    one has its Final-Recipient and its Status."""
     groups: list[dict[str, str]] = []
     for block in blocks:
         current: dict[str, str] | None = None
@@ -107,7 +109,8 @@ def _recipient_fields(blocks: list[list[tuple[str, str]]]) -> list[dict[str, str
             key = name.lower()
             if key not in _RECIPIENT_FIELDS:
                 continue
-            if current is None or key in current:
+            if current is None or key in current or (
+                    key == "original-recipient" and {"final-recipient", "status"} <= set(current)):
                 current = {}
                 groups.append(current)
             current[key] = str(value)

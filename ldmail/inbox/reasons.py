@@ -75,6 +75,9 @@ _TEXT: list[tuple[Reason, re.Pattern[str]]] = [
         r"\bspf\b", r"\bdkim\b", r"\bdmarc\b", r"sender policy framework", r"unauthenticated",
         r"authentication (?:checks? )?fail", r"not authenticated", r"5\.7\.2[0-46-9]\b",
         r"5\.7\.509\b", r"5\.7\.515\b")),
+    # Microsoft's Directory-Based Edge Blocking: the recipient does not exist (said with
+    # "Access denied" and 5.4.1, which would otherwise read as a block).
+    (R.USER_UNKNOWN, _words(r"\bas\(201806281\)", r"5\.4\.1 recipient address rejected")),
     (R.MAILBOX_FULL, _words(
         r"mailbox (?:is )?full", r"full mailbox", r"over ?quota", r"quota (?:exceeded|"
         r"violation)", r"exceed(?:ed|s|ing)? (?:\w+ )?(?:mailbox |storage |disk )?quota",
@@ -157,6 +160,22 @@ _SUBJECT: dict[str, Reason] = {
     "5": R.SYSTEM_ERROR, "6": R.CONTENT_ERROR, "7": R.SECURITY_ERROR,
 }
 _AUTH_STATUS = re.compile(r"^7\.(?:2[0-4]|26|29)$")
+# A clear "no such address" (x.1.1, x.1.10) or "no such domain" (x.1.2): words that would put
+# it on the sender's side ("spam check skipped", "reputation", "policy") do not win over it,
+# or a learner could forge "5.1.1 ...; policy" to count against the domain; only specific
+# authentication evidence does. Words about the recipient (a full mailbox) still refine it.
+_CLEAR_STATUS = frozenset({"1.1", "1.10", "1.2"})
+_AUTH_EVIDENCE = re.compile(r"\bspf\b|\bdkim\b|\bdmarc\b|sender policy framework|"
+                            r"(?<![\d.])5\.7\.2\d\b", re.I)
+_SAID_STATUS = re.compile(r"(?<![\d.])[245]\.(\d{1,3}\.\d{1,3})(?![\d.])")
+
+
+def _clear_status(status: str, text: str) -> bool:
+    """Whether the status is a clear x.1.1, x.1.10 or x.1.2 that the server's words do not
+    contradict with a code of their own ("5.1.1 550 5.7.1 IP address blacklisted")."""
+    subject_detail = status.partition(".")[2]
+    return subject_detail in _CLEAR_STATUS and \
+        set(_SAID_STATUS.findall(text)) <= {subject_detail}
 
 
 def classify(status: str, text: str) -> Reason:
@@ -164,6 +183,8 @@ def classify(status: str, text: str) -> Reason:
     server's words."""
     for reason, words in _TEXT:
         if words.search(text):
+            if reason in SENDER_SIDE and _clear_status(status, text):
+                return R.AUTH_FAILURE if _AUTH_EVIDENCE.search(text) else _by_status(status)
             return _sharpen(reason, status, text)
     return _by_status(status)
 

@@ -160,13 +160,24 @@ def m013_sender_failures(db: Database) -> None:
                " NULL")
 
 
+def m014_sender_failure_keys(db: Database) -> None:
+    # A sender-side failure names the message it is about (counted once, on its first
+    # sender-side bounce: a repeat, or a delay before the failure, adds nothing) and the
+    # failed address as its keyed hash, so that the stop counts distinct recipients, not mails.
+    db.execute("ALTER TABLE sender_failures ADD COLUMN message INTEGER")
+    db.execute("ALTER TABLE sender_failures ADD COLUMN recipient TEXT")
+    db.execute("CREATE UNIQUE INDEX sender_failures_message ON sender_failures (message)"
+               " WHERE message IS NOT NULL")
+
+
 # The schema's versions, in order. sqlite-utils applies them (and records each in its
 # _sqlite_migrations table); it is only imported when one is pending, because importing it
 # costs more than a whole cron run that finds nothing to do.
 MIGRATIONS = [m001_initial, m002_streamed_sync, m003_missing_since, m004_staged_rejected,
               m005_survey_answers, m006_inbox, m007_event_statements,
               m008_voided_events, m009_message_variants, m010_staged_country,
-              m011_message_manager, m012_enrolment_rounds, m013_sender_failures]
+              m011_message_manager, m012_enrolment_rounds, m013_sender_failures,
+              m014_sender_failure_keys]
 MIGRATION_SET = "ldmail"
 
 
