@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .config import Project
     from .deliver import SendSummary
     from .errors import Problem
+    from .inbox import InboxResult
     from .models import Campaign
     from .preview import PreviewItem
     from .report import CampaignReport, Report
@@ -1116,16 +1117,24 @@ def inbox(
     Reads every mail in the folder named by inbox: in ldmail.yaml. A bounce marks its message
     bounced (a hard one also suppresses the address); an unsubscribe mail suppresses the
     person for good. Both are moved to the done folder and applied once; other mails are
-    left alone.
+    left alone. SIGTERM or Ctrl-C stops between two mails (exit 1).
     """
     from .config import load_project
     from .inbox import read_inbox
 
-    with invocation(project, now) as inv:
-        result = read_inbox(load_project(inv.root), inv.now, db=db, dry_run=dry_run)
+    with invocation(project, now) as inv, stop_on_signals() as stop:
+        result = read_inbox(load_project(inv.root), inv.now, db=db, dry_run=dry_run, stop=stop)
     if output == OutputFormat.JSON:
         sys.stdout.write(result.to_json() + "\n")
-        return
+    else:
+        _print_inbox(result)
+    if result.stopped:
+        console(stderr=True).print(f"stopped early: {result.stopped}", soft_wrap=True)
+        raise typer.Exit(1)
+
+
+def _print_inbox(result: InboxResult) -> None:
+    """The summary line, one line per handled mail, and where they went."""
     out = console()
     # Cron appends run after run to one log: there each run's summary starts with its time.
     stamp = "" if out.is_terminal else datetime.now().astimezone().strftime(LOG_TIME) + " "

@@ -24,8 +24,9 @@ folder (a move that failed, a run stopped in between) is moved later but never a
 from ..errors import InboxUnavailable
 from .apply import FORGOTTEN_SHOWN, Handled, InboxResult, read_inbox
 from .bounces import Failure, bounce_failures, original_ids, unsubscribe_token
-from .folders import Folder, ImapFolder, LocalFolder, imap_name, open_folder
+from .folders import Folder, MaildirFolder, MboxFolder, open_folder
+from .imap import ImapFolder, imap_name
 
 __all__ = ["FORGOTTEN_SHOWN", "Failure", "Folder", "Handled", "ImapFolder", "InboxResult",
-           "InboxUnavailable", "LocalFolder", "bounce_failures", "imap_name", "open_folder",
-           "original_ids", "read_inbox", "unsubscribe_token"]
+           "InboxUnavailable", "MaildirFolder", "MboxFolder", "bounce_failures", "imap_name",
+           "open_folder", "original_ids", "read_inbox", "unsubscribe_token"]

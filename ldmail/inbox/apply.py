@@ -6,6 +6,7 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import threading
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -16,16 +17,18 @@ from typing import Literal
 
 from ..clock import iso
 from ..config import SETTINGS_FILE, Project
-from ..errors import IllegalTransition, LdmailError
+from ..errors import IllegalTransition, LdmailError, StopRequested
 from ..ledger import FORGOTTEN, Ledger, MessageOp, MessageState, SentMessage
 from ..ledger.states import message_sources
 from .bounces import Failure, bounce_failures, mail_identity, original_ids, unsubscribe_token
-from .folders import open_folder
+from .folders import Folder, open_folder
 
 NOT_OURS = "not a bounce or an unsubscribe"
 NOT_SENT = "a bounce of a message ldmail did not send"
 NO_TOKEN = "an unsubscribe token no person in the ledger has"
 UNSUBSCRIBED_BY_MAIL = "unsubscribed by mail"
+STOPPED = ("stopped on request; what was applied is recorded, the rest (and moving the "
+           "handled mails) waits for the next run")
 FORGOTTEN_SHOWN = "(forgotten)"  # how a person erased on request is named in the output
 
 
@@ -66,6 +69,7 @@ class InboxResult:
     left_alone: Counter[str] = field(default_factory=Counter)
     applied_before: int = 0  # mails an earlier run applied but left in the folder
     moved: int = 0
+    stopped: str | None = None  # why the run ended before the last mail
 
     @property
     def bounces(self) -> list[Handled]:
@@ -110,6 +114,7 @@ class InboxResult:
             "left_alone": sum(self.left_alone.values()),
             "left_alone_reasons": dict(sorted(self.left_alone.items())),
             "applied_before": self.applied_before, "moved": self.moved,
+            "stopped": self.stopped,
             "handled": [asdict(item) for item in self.handled]}, indent=2, ensure_ascii=False)
 
 
@@ -290,24 +295,54 @@ def _worst(failures: list[Failure]) -> Failure:
     return sorted(failures, key=lambda f: (not f.hard, not f.status))[0]
 
 
+def _read_each(folder: Folder, reader: _Reader, limit: int, stop: threading.Event | None
+               ) -> list[str]:
+    """Read and apply the mails one by one (a stop request is obeyed between two); returns
+    the keys of those to move. A mail over `limit` bytes is counted, never read whole."""
+    too_large = f"larger than inbox.max_mail_size ({limit:,} bytes; not read)"
+    handled = []
+    for key in folder.keys():
+        if stop is not None and stop.is_set():
+            raise StopRequested
+        if folder.size(key) > limit:
+            reader.result.left_alone[too_large] += 1
+            continue
+        raw = folder.fetch(key, limit)
+        if len(raw) > limit:  # grew since, or the server did not say its size
+            reader.result.left_alone[too_large] += 1
+        elif reader.read(key, raw):
+            handled.append(key)
+    return handled + reader.unsubscribe_all()
+
+
 def read_inbox(project: Project, now: datetime, *, db: Path | None = None,
-               dry_run: bool = False) -> InboxResult:
+               dry_run: bool = False, stop: threading.Event | None = None) -> InboxResult:
     """Apply every bounce and unsubscribe mail in the inbox folder once, and move them to the
-    done folder; a dry run reads the ledger only and moves nothing."""
+    done folder; a dry run reads the ledger only and moves nothing.
+
+    A mail larger than inbox.max_mail_size is not read (counted as left alone). A stop
+    request ends the run between two mails (or cuts an IMAP command short): what was applied
+    stays applied, the handled mails are moved by the next run, and `stopped` says so."""
     settings = project.settings.inbox
     if settings is None:
         raise LdmailError(f"{SETTINGS_FILE} has no inbox: block; add one that names the "
                           "sender's mailbox (kind: imap with host, user and password_env, or "
                           "kind: maildir or mbox with a path); see the README's 'The sender's "
                           "mailbox'")
-    folder = open_folder(project, settings)
+    try:
+        folder = open_folder(project, settings, stop)
+    except StopRequested:  # while connecting: nothing read yet
+        return InboxResult(settings.kind, settings.done_folder, dry_run, stopped=STOPPED)
     try:
         result = InboxResult(folder.where, folder.done, dry_run=dry_run)
-        with Ledger.of(project, db, readonly=dry_run) as ledger:
-            reader = _Reader(project, ledger, now, result)
-            handled = [key for key in folder.keys() if reader.read(key, folder.fetch(key))]
-            handled += reader.unsubscribe_all()
-        if not dry_run:
+        handled: list[str] = []
+        try:
+            with Ledger.of(project, db, readonly=dry_run) as ledger:
+                reader = _Reader(project, ledger, now, result)
+                handled = _read_each(folder, reader, settings.max_mail_size, stop)
+        except StopRequested:
+            result.stopped = STOPPED
+        if not dry_run and not result.stopped:
             folder.move(handled)
             result.moved = len(handled)
         return result
