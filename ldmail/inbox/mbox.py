@@ -95,9 +95,15 @@ class MboxLock:
             if exc.errno in (errno.EAGAIN, errno.EACCES):
                 return "another program (its fcntl lock)"
             raise
-        if self._dotlock() or (self._stale() and self._dotlock()):
-            self.fd = fd
-            return None
+        try:
+            if self._dotlock() or (self._stale() and self._dotlock()):
+                self.fd = fd
+                return None
+        except OSError as exc:
+            os.close(fd)
+            raise InboxUnavailable(f"{self.shown}: cannot write its lock {self.dotlock.name} "
+                                   f"({exc.strerror}); ldmail needs to write in that folder"
+                                   ) from None
         os.close(fd)  # releases the fcntl lock
         return f"another program (its dotlock {self.dotlock.name})"
 
@@ -116,19 +122,28 @@ class MboxLock:
     def _stale(self) -> bool:
         """Called with the fcntl lock held: see the module's rule. A stale one is removed."""
         try:
-            made = os.stat(self.dotlock, follow_symlinks=False).st_mtime
-            with open(self.dotlock, "rb") as file:
-                text = file.read(200).decode("utf-8", "replace").strip()
+            # Not followed, never waited on: a link or a FIFO in its place is held, not read.
+            fd = os.open(self.dotlock, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except FileNotFoundError:
             return True  # gone meanwhile
         except OSError:
             return False
+        try:
+            made = os.fstat(fd).st_mtime
+            text = os.read(fd, 200).decode("utf-8", "replace").strip()
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
         pid, _, host = text.removeprefix(_MARK).partition("@")
         ours_and_dead = (text.startswith(_MARK) and pid.isdigit()
                          and host == socket.gethostname() and not _alive(int(pid)))
         if not ours_and_dead and parse_now(None).timestamp() - made < STALE_DOTLOCK:
             return False
-        self.dotlock.unlink(missing_ok=True)
+        try:
+            self.dotlock.unlink(missing_ok=True)
+        except OSError:
+            return False  # a folder in its place, say: held, for a person to look at
         return True
 
     def release(self) -> None:
