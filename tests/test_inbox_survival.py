@@ -340,3 +340,24 @@ def test_a_parse_of_the_done_mbox_shows_each_mail_with_its_from_line(
     assert done.get_message(key).get_from().startswith("MAILER-DAEMON")
     parsed = message_from_bytes(done.get_bytes(key), policy=compat32)
     assert parsed["Subject"].startswith("Undeliverable: ")
+
+
+def test_a_move_cut_short_between_append_and_removal_is_undone_once(
+        one_bounce_mbox: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The moment the kill trial can only hit by chance: the done mbox has the mail, the
+    inbox still has it too. The next run cuts the done mbox back and moves it once."""
+    project = one_bounce_mbox.parent.parent
+    done = project / "exports" / "ldmail" / "processed.mbox"
+
+    def killed(box: mailbox.mbox) -> None:
+        raise KeyboardInterrupt  # as a SIGKILL would, but where we choose
+
+    with monkeypatch.context() as patch:
+        patch.setattr(mailbox.mbox, "flush", killed)
+        assert inbox(cli, project).exit_code != 0  # click says "Aborted!"
+    assert len(mailbox.mbox(done)) == 1 and len(mailbox.mbox(one_bounce_mbox)) == 1
+    result = inbox(cli, project)
+    assert result.exit_code == 0, result.output
+    assert summary(result.stdout).endswith("1 applied by an earlier run (moved now)")
+    assert len(mailbox.mbox(done)) == 1 and len(mailbox.mbox(one_bounce_mbox)) == 0
+    assert not done.with_name("processed.mbox.moving").exists()
