@@ -361,3 +361,12 @@ def test_a_move_cut_short_between_append_and_removal_is_undone_once(
     assert summary(result.stdout).endswith("1 applied by an earlier run (moved now)")
     assert len(mailbox.mbox(done)) == 1 and len(mailbox.mbox(one_bounce_mbox)) == 0
     assert not done.with_name("processed.mbox.moving").exists()
+
+
+def test_a_dry_run_on_an_mbox_leaves_no_file_behind(one_bounce_mbox: Path, cli: Cli) -> None:
+    project = one_bounce_mbox.parent.parent
+    before = sorted(path.name for path in one_bounce_mbox.parent.iterdir())
+    result = inbox(cli, project, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert summary(result.stdout).startswith("inbox (dry run: nothing changed or moved): 1 bounce")
+    assert sorted(path.name for path in one_bounce_mbox.parent.iterdir()) == before

@@ -330,7 +330,7 @@ def read_inbox(project: Project, now: datetime, *, db: Path | None = None,
                           "kind: maildir or mbox with a path); see the README's 'The sender's "
                           "mailbox'")
     try:
-        folder = open_folder(project, settings, stop)
+        folder = open_folder(project, settings, stop, dry_run=dry_run)
     except StopRequested:  # while connecting: nothing read yet
         return InboxResult(settings.kind, settings.done_folder, dry_run, stopped=STOPPED)
     try:

@@ -107,22 +107,24 @@ class MboxFolder:
     """An mbox file in the project; handled mails go to the mbox `done_folder` beside it (with
     the same extension). Both files are locked while the run reads (see mbox.py)."""
 
-    def __init__(self, project: Project, settings: Inbox,
-                 stop: threading.Event | None = None) -> None:
+    def __init__(self, project: Project, settings: Inbox, stop: threading.Event | None = None,
+                 *, moves: bool = True) -> None:
         relative, path, done, done_path = _local_paths(project, settings)
         self.where, self.done = f"mbox {relative}", str(done)
         if not path.is_file():
             raise InboxUnavailable(f"{relative}: no mbox file there; check inbox.path in "
                                    f"{SETTINGS_FILE}")
-        done_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._locks = ExitStack()
         try:
             self._locks.enter_context(MboxLock(path, str(relative), stop))
-            done_lock = self._locks.enter_context(MboxLock(done_path, str(done), stop))
             self.box = mailbox.mbox(path, create=False)
             self._locks.callback(self.box.close)  # closed before the locks are let go
-            self._move = MboxMove(self.box, path, done_lock)
-            self._move.finish_interrupted()
+            self._move: MboxMove | None = None
+            if moves:  # not in a dry run, which changes nothing
+                done_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                done_lock = self._locks.enter_context(MboxLock(done_path, str(done), stop))
+                self._move = MboxMove(self.box, path, done_lock)
+                self._move.finish_interrupted()
         except BaseException:
             self._locks.close()
             raise
@@ -141,6 +143,7 @@ class MboxFolder:
     def move(self, keys: list[str]) -> None:
         if not keys:
             return
+        assert self._move is not None, "a dry run moves nothing"
         try:
             self._move.move(keys)
         except mailbox.ExternalClashError:
@@ -153,10 +156,10 @@ class MboxFolder:
         self._locks.close()
 
 
-def open_folder(project: Project, settings: Inbox,
-                stop: threading.Event | None = None) -> Folder:
+def open_folder(project: Project, settings: Inbox, stop: threading.Event | None = None, *,
+                dry_run: bool = False) -> Folder:
     if settings.kind == "imap":
         return ImapFolder(settings, project, stop)
     if settings.kind == "maildir":
         return MaildirFolder(project, settings)
-    return MboxFolder(project, settings, stop)
+    return MboxFolder(project, settings, stop, moves=not dry_run)
