@@ -18,6 +18,7 @@ BYE_AFTER_SELECT = "bye after select"
 LONG_LINE = "2 MB line"
 LONG_LITERAL = "2 MB literal"
 TRICKLE = "trickle"  # the answer to SELECT, one byte a second, forever
+TRICKLE_GREETING = "trickle greeting"  # the greeting, one byte a second, forever
 BYE_ON_SECOND_FETCH = "bye on the second fetch"  # the first mail is served whole
 TWO_MB = 2 * 1024 * 1024
 
@@ -45,6 +46,9 @@ class HostileImap:
     def serve(self, conn: socket.socket, reader: BufferedIOBase) -> None:
         fetches = 0
         try:
+            if self.mode == TRICKLE_GREETING:
+                self._trickle(conn)
+                return
             conn.sendall(b"* OK [CAPABILITY IMAP4rev1] stand-in ready\r\n")
             while not self.done.is_set():
                 line = reader.readline()
@@ -98,10 +102,13 @@ class HostileImap:
             conn.sendall(f"* OK {{{TWO_MB}}}\r\n".encode() + b"x" * TWO_MB + b"\r\n"
                          + f"{tag} OK done\r\n".encode())
         elif self.mode == TRICKLE:
-            self.trickling.set()
-            while not self.done.is_set():
-                conn.sendall(b"*")
-                time.sleep(1)
+            self._trickle(conn)
+
+    def _trickle(self, conn: socket.socket) -> None:
+        self.trickling.set()
+        while not self.done.is_set():
+            conn.sendall(b"*")
+            time.sleep(1)
 
 
 class _Server(socketserver.ThreadingTCPServer):

@@ -11,6 +11,7 @@ import mailbox
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -31,6 +32,7 @@ from .hostile_imap import (
     LONG_LINE,
     LONG_LITERAL,
     TRICKLE,
+    TRICKLE_GREETING,
     HostileImap,
 )
 from .imap_server import Dovecot
@@ -182,7 +184,7 @@ def dead_pid() -> int:
 def test_a_dotlock_a_killed_run_left_is_recovered(one_bounce_mbox: Path, cli: Cli) -> None:
     project = one_bounce_mbox.parent.parent
     lock = one_bounce_mbox.with_name("inbox.mbox.lock")
-    lock.write_text(f"ldmail {dead_pid()}@{os.uname().nodename}\n")
+    lock.write_text(f"ldmail {dead_pid()}@{socket.gethostname()}\n")
     result = inbox(cli, project)
     assert result.exit_code == 0, result.output
     assert summary(result.stdout).startswith("inbox: 1 bounce (1 hard, 0 soft)")
@@ -295,6 +297,17 @@ def test_a_hostile_imap_server_is_one_line_within_the_deadline(
     assert time.monotonic() - started < 30
     assert line.startswith(f"error imap 127.0.0.1:{hostile.port}: {said}"), line
     assert "what was applied is recorded, the rest waits for the next run" in line
+
+
+@pytest.mark.parametrize("hostile", [TRICKLE_GREETING], indirect=True)
+def test_a_trickled_greeting_ends_by_the_deadline(sent: Path, cli: Cli, hostile: HostileImap,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    use_hostile(sent, hostile, monkeypatch)
+    started = time.monotonic()
+    line = one_line_error(inbox(cli, sent))
+    assert time.monotonic() - started < 30
+    assert line.startswith(f"error cannot reach the IMAP server 127.0.0.1:{hostile.port} (no "
+                           "greeting within 3 s)"), line
 
 
 @pytest.mark.parametrize("hostile", [BYE_ON_SECOND_FETCH], indirect=True)
