@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .config import Project
     from .deliver import SendSummary
     from .errors import Problem
+    from .inbox import InboxResult
     from .models import Campaign
     from .preview import PreviewItem
     from .report import CampaignReport, Report
@@ -1155,7 +1156,7 @@ def inbox(
     also suppresses the address; a sender-side one, such as SPF, counts against the receiving
     domain); an unsubscribe mail suppresses the person for good. Both are moved to the done
     folder and applied once; bounces that prove nothing are counted once and moved too; other
-    mails are left alone.
+    mails are left alone. SIGTERM or Ctrl-C stops between two mails (exit 1).
     """
     from .config import load_project
     from .inbox import read_inbox, resume_domain
@@ -1166,11 +1167,19 @@ def inbox(
                                     dry_run=dry_run)
         console().print(_escape(resumed.line()), soft_wrap=True)
         return
-    with invocation(project, now) as inv:
-        result = read_inbox(load_project(inv.root), inv.now, db=db, dry_run=dry_run)
+    with invocation(project, now) as inv, stop_on_signals() as stop:
+        result = read_inbox(load_project(inv.root), inv.now, db=db, dry_run=dry_run, stop=stop)
     if output == OutputFormat.JSON:
         sys.stdout.write(result.to_json() + "\n")
-        return
+    else:
+        _print_inbox(result)
+    if result.stopped:
+        console(stderr=True).print(f"stopped early: {result.stopped}", soft_wrap=True)
+        raise typer.Exit(1)
+
+
+def _print_inbox(result: InboxResult) -> None:
+    """The summary line, one line per handled mail, and where they went."""
     out = console()
     # Cron appends run after run to one log: there each run's summary starts with its time.
     stamp = "" if out.is_terminal else datetime.now().astimezone().strftime(LOG_TIME) + " "

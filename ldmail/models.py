@@ -393,7 +393,10 @@ class Inbox(Strict):
         "maildir or mbox: the Maildir folder or mbox file, relative to the project; "
         "done_folder is then a sibling of it"))
     timeout: Duration = Field(timedelta(seconds=30), description=(
-        "Longest wait for the IMAP server's answer to one command"))
+        "Longest time one IMAP command may take, from sending it to the end of its answer"))
+    max_mail_size: int = Field(10 * 1024 * 1024, ge=1024, description=(
+        "Largest mail read, in bytes; a larger one is left in the folder and counted, never "
+        "loaded (IMAP says each mail's size before it is fetched)"))
     sender_stop: SenderStop = Field(default_factory=SenderStop, description=(
         "Sender-side bounces (SPF, DKIM, DMARC, blocks, spam, policy) never suppress a "
         "learner; this many from one domain stop sending there"))

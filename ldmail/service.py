@@ -17,21 +17,24 @@ from .lrs import pull_logged
 log = logging.getLogger("ldmail.run")
 
 
-def read_inbox_logged(root: Path, now: datetime, db: Path | None) -> None:
+def read_inbox_logged(root: Path, now: datetime, db: Path | None,
+                      stop: threading.Event | None = None) -> None:
     """Bounces and unsubscribe mails, when ldmail.yaml has an inbox: block. A failure (a
     refused login, an unreachable server) is logged, not fatal: sending goes on, and the
-    next interval tries the mailbox again."""
+    next interval tries the mailbox again. A stop request ends it between two mails."""
     from .inbox import read_inbox
 
     try:
         project = load_project(root)
         if project.settings.inbox is None:
             return
-        result = read_inbox(project, now, db=db)
+        result = read_inbox(project, now, db=db, stop=stop)
     except LdmailError as exc:
         log.error("inbox failed: %s", exc)
     else:
         log.info("%s", result.summary())
+        if result.stopped:
+            log.info("inbox %s", result.stopped)
 
 
 def run_forever(root: Path, interval: timedelta | None, *, db: Path | None = None,
@@ -81,7 +84,7 @@ def run_forever(root: Path, interval: timedelta | None, *, db: Path | None = Non
             for hold in summary.domain_holds:
                 log.warning("%s", hold.line(hold.resumes_by))
         if not stop.is_set():
-            read_inbox_logged(root, now, db)
+            read_inbox_logged(root, now, db, stop)
         runs += 1
         if max_runs is not None and runs >= max_runs:
             stop.set()

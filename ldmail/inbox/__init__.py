@@ -27,10 +27,11 @@ folder (a move that failed, a run stopped in between) is moved later but never a
 from ..errors import InboxUnavailable
 from .apply import FORGOTTEN_SHOWN, Handled, InboxResult, read_inbox, resume_domain
 from .bounces import Failure, bounce_failures, cited_ids, parse, unsubscribe_token
-from .folders import Folder, ImapFolder, LocalFolder, imap_name, open_folder
+from .folders import Folder, MaildirFolder, MboxFolder, open_folder
+from .imap import ImapFolder, imap_name
 from .reasons import Effect, Reason, classify
 
 __all__ = ["FORGOTTEN_SHOWN", "Effect", "Failure", "Folder", "Handled", "ImapFolder",
-           "InboxResult", "InboxUnavailable", "LocalFolder", "Reason", "bounce_failures",
-           "cited_ids", "classify", "imap_name", "open_folder", "parse", "read_inbox",
-           "resume_domain", "unsubscribe_token"]
+           "InboxResult", "InboxUnavailable", "MaildirFolder", "MboxFolder", "Reason",
+           "bounce_failures", "cited_ids", "classify", "imap_name", "open_folder", "parse",
+           "read_inbox", "resume_domain", "unsubscribe_token"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -15,7 +16,7 @@ from typing import Literal
 
 from ..clock import iso
 from ..config import SETTINGS_FILE, Project
-from ..errors import LdmailError
+from ..errors import LdmailError, StopRequested
 from ..ledger import (
     ERASED,
     FORGOTTEN,
@@ -50,6 +51,8 @@ NOT_OURS = "not a bounce or an unsubscribe"
 UNVERIFIED = "unverified: no message of this ledger named"
 NO_TOKEN = "an unsubscribe token no person in the ledger has"
 UNSUBSCRIBED_BY_MAIL = "unsubscribed by mail"
+STOPPED = ("stopped on request; what was applied is recorded, the rest (and moving the "
+           "handled mails) waits for the next run")
 FORGOTTEN_SHOWN = "(forgotten)"  # how a person erased on request is named in the output
 
 
@@ -104,6 +107,7 @@ class InboxResult:
     left_alone: Counter[str] = field(default_factory=Counter)
     applied_before: int = 0  # mails an earlier run applied but left in the folder
     moved: int = 0
+    stopped: str | None = None  # why the run ended before the last mail
 
     @property
     def bounces(self) -> list[Handled]:
@@ -156,6 +160,7 @@ class InboxResult:
             "left_alone": sum(self.left_alone.values()),
             "left_alone_reasons": dict(sorted(self.left_alone.items())),
             "applied_before": self.applied_before, "moved": self.moved,
+            "stopped": self.stopped,
             "handled": [asdict(item) for item in self.handled]}, indent=2, ensure_ascii=False)
 
 
@@ -431,10 +436,34 @@ def _sender_stop(project: Project) -> SenderStop:
     return inbox.sender_stop if inbox is not None else SenderStop()
 
 
+def _read_each(folder: Folder, reader: _Reader, limit: int, stop: threading.Event | None
+               ) -> list[str]:
+    """Read and apply the mails one by one (a stop request is obeyed between two); returns
+    the keys of those to move. A mail over `limit` bytes is counted, never read whole."""
+    too_large = f"larger than inbox.max_mail_size ({limit:,} bytes; not read)"
+    handled = []
+    for key in folder.keys():
+        if stop is not None and stop.is_set():
+            raise StopRequested
+        if folder.size(key) > limit:
+            reader.result.left_alone[too_large] += 1
+            continue
+        raw = folder.fetch(key, limit)
+        if len(raw) > limit:  # grew since, or the server did not say its size
+            reader.result.left_alone[too_large] += 1
+        elif reader.read(key, raw):
+            handled.append(key)
+    return handled + reader.unsubscribe_all()
+
+
 def read_inbox(project: Project, now: datetime, *, db: Path | None = None,
-               dry_run: bool = False) -> InboxResult:
+               dry_run: bool = False, stop: threading.Event | None = None) -> InboxResult:
     """Apply every bounce and unsubscribe mail in the inbox folder once, and move them to the
-    done folder; a dry run reads the ledger only and moves nothing."""
+    done folder; a dry run reads the ledger only and moves nothing.
+
+    A mail larger than inbox.max_mail_size is not read (counted as left alone). A stop
+    request ends the run between two mails (or cuts an IMAP command short): what was applied
+    stays applied, the handled mails are moved by the next run, and `stopped` says so."""
     settings = project.settings.inbox
     if settings is None:
         raise LdmailError(f"{SETTINGS_FILE} has no inbox: block; add one that names the "
@@ -442,12 +471,12 @@ def read_inbox(project: Project, now: datetime, *, db: Path | None = None,
                           "kind: maildir or mbox with a path); see the README's 'The sender's "
                           "mailbox'")
     if dry_run:
-        return _read_folder(project, settings, db, now, dry_run=True)
+        return _read_folder(project, settings, db, now, stop, dry_run=True)
     # One reader per inbox (taken before the folder is opened: an mbox is locked on opening),
     # and `forget` waits for this run to end before it erases.
     path = ledger_path(project, db)
     with inbox_lock(path, _inbox_name(settings)), working_fence(path, "inbox run"):
-        return _read_folder(project, settings, db, now, dry_run=False)
+        return _read_folder(project, settings, db, now, stop, dry_run=False)
 
 
 def _inbox_name(settings: Inbox) -> str:
@@ -456,13 +485,20 @@ def _inbox_name(settings: Inbox) -> str:
     return f"{settings.kind} {settings.path}"
 
 
-def _read_folder(project: Project, settings: Inbox, db: Path | None, now: datetime, *,
-                 dry_run: bool) -> InboxResult:
-    folder = open_folder(project, settings)
+def _read_folder(project: Project, settings: Inbox, db: Path | None, now: datetime,
+                 stop: threading.Event | None, *, dry_run: bool) -> InboxResult:
+    try:
+        folder = open_folder(project, settings, stop, dry_run=dry_run)
+    except StopRequested:  # while connecting: nothing read yet
+        return InboxResult(settings.kind, settings.done_folder, dry_run, stopped=STOPPED)
     try:
         result = InboxResult(folder.where, folder.done, dry_run=dry_run)
-        handled = _read(project, db, now, folder, result)
-        if not dry_run:
+        handled: list[str] = []
+        try:
+            handled = _read(project, db, now, folder, result, settings.max_mail_size, stop)
+        except StopRequested:
+            result.stopped = STOPPED
+        if not dry_run and not result.stopped:
             folder.move(handled)
             result.moved = len(handled)
         return result
@@ -471,11 +507,9 @@ def _read_folder(project: Project, settings: Inbox, db: Path | None, now: dateti
 
 
 def _read(project: Project, db: Path | None, now: datetime, folder: Folder,
-          result: InboxResult) -> list[str]:
+          result: InboxResult, limit: int, stop: threading.Event | None) -> list[str]:
     """Apply every mail; returns the keys of those to move to the done folder."""
     with Ledger.of(project, db, readonly=result.dry_run) as ledger:
         if not result.dry_run:  # what is older than the stop's window counts for nothing
             ledger.prune_sender_failures(iso(now - _sender_stop(project).within))
-        reader = _Reader(project, ledger, now, result)
-        handled = [key for key in folder.keys() if reader.read(key, folder.fetch(key))]
-        return handled + reader.unsubscribe_all()
+        return _read_each(folder, _Reader(project, ledger, now, result), limit, stop)
