@@ -194,7 +194,7 @@ def test_a_ledger_from_before_the_staged_export_is_upgraded_in_place(project: Pa
          "m004_staged_rejected", "m005_survey_answers", "m006_inbox",
          "m007_event_statements", "m008_voided_events", "m009_message_variants",
          "m010_staged_country", "m011_message_manager", "m012_enrolment_rounds",
-         "m013_sender_failures", "m014_sender_failure_keys"]
+         "m013_sender_failures"]
     # The person enrolled before the upgrade keeps their enrolment and history: no second
     # hello, and the next step, long due, goes out now.
     assert ledger_rows(project, "SELECT step, sent_at FROM messages WHERE email = ?"

@@ -149,23 +149,18 @@ def m012_enrolment_rounds(db: Database) -> None:
 
 def m013_sender_failures(db: Database) -> None:
     # `ldmail inbox`: bounces whose reason is on the sending side (SPF, DKIM, DMARC, a block
-    # list, spam or policy filters), per receiving domain, with the reason without the
-    # recipient's address. Enough of them within a while stop `send` to that domain until
-    # they age out or `ldmail inbox --resume DOMAIN` clears them (cleared_at).
+    # list, spam or policy filters), per receiving domain, with the reason without any
+    # address. Each names the message it is about (counted once, on its first sender-side
+    # bounce: a repeat, or a delay before the failure, adds nothing) and the failed address
+    # as its keyed hash, so the stop counts distinct recipients, not mails. Enough of them
+    # within a while stop `send` to that domain until they age out or `ldmail inbox --resume
+    # DOMAIN` clears them (cleared_at).
     db.execute("""
         CREATE TABLE sender_failures (
             id INTEGER PRIMARY KEY, domain TEXT NOT NULL, reason TEXT NOT NULL,
-            at TEXT NOT NULL, cleared_at TEXT)""")
+            at TEXT NOT NULL, cleared_at TEXT, message INTEGER, recipient TEXT)""")
     db.execute("CREATE INDEX sender_failures_at ON sender_failures (at) WHERE cleared_at IS"
                " NULL")
-
-
-def m014_sender_failure_keys(db: Database) -> None:
-    # A sender-side failure names the message it is about (counted once, on its first
-    # sender-side bounce: a repeat, or a delay before the failure, adds nothing) and the
-    # failed address as its keyed hash, so that the stop counts distinct recipients, not mails.
-    db.execute("ALTER TABLE sender_failures ADD COLUMN message INTEGER")
-    db.execute("ALTER TABLE sender_failures ADD COLUMN recipient TEXT")
     db.execute("CREATE UNIQUE INDEX sender_failures_message ON sender_failures (message)"
                " WHERE message IS NOT NULL")
 
@@ -176,8 +171,7 @@ def m014_sender_failure_keys(db: Database) -> None:
 MIGRATIONS = [m001_initial, m002_streamed_sync, m003_missing_since, m004_staged_rejected,
               m005_survey_answers, m006_inbox, m007_event_statements,
               m008_voided_events, m009_message_variants, m010_staged_country,
-              m011_message_manager, m012_enrolment_rounds, m013_sender_failures,
-              m014_sender_failure_keys]
+              m011_message_manager, m012_enrolment_rounds, m013_sender_failures]
 MIGRATION_SET = "ldmail"
 
 
