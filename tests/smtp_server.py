@@ -37,6 +37,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from email.message import EmailMessage
 from email.policy import default as default_policy
 from functools import cached_property
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from time import monotonic, sleep
 from time import time as wall_clock
@@ -263,6 +264,19 @@ def use_smtp(project: Path, port: int, **transport: Any) -> None:
     """Switch a project's ldmail.yaml to SMTP on loopback, without TLS (allowed to loopback)."""
     edit_yaml(project / "ldmail.yaml", lambda settings: settings.update(transport={
         "kind": "smtp", "host": "127.0.0.1", "port": port, "security": "none", **transport}))
+
+
+@contextmanager
+def http_serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A threaded HTTP server on a free loopback port answering with `handler`, for the
+    stand-ins of outside services; yields its base URL and shuts it down afterwards."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def free_port() -> int:

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
@@ -29,6 +29,7 @@ from .conftest import Cli, CliResult
 from .smtp_server import (
     NOW,
     SmtpServer,
+    http_serving,
     known_people,
     ldmail_running,
     ledger_rows,
@@ -85,13 +86,8 @@ def lrs() -> Iterator[tuple[list[dict[str, Any]], str]]:
     _StandIn.statements = statements
     _StandIn.held, _StandIn.gate = threading.Event(), threading.Event()
     _StandIn.gate.set()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _StandIn)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield statements, f"http://127.0.0.1:{server.server_address[1]}/xAPI"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with http_serving(_StandIn) as base:
+        yield statements, f"{base}/xAPI"
 
 
 def completions(statements: list[dict[str, Any]], emails: list[str]) -> None:

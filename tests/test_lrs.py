@@ -14,7 +14,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 import uuid
 import zlib
@@ -23,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ from .smtp_server import (
     SmtpServer,
     edit_yaml,
     free_port,
+    http_serving,
     ldmail_running,
     ledger_rows,
     wait_for,
@@ -403,13 +403,8 @@ def scripted(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[type[_Scripted],
 
     monkeypatch.setattr(ldmail.lrs, "MAX_WAIT", 0.01)  # retries without the real pauses
     _Scripted.script, _Scripted.seen, _Scripted.times = [], [], []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Scripted)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield _Scripted, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with http_serving(_Scripted) as base:
+        yield _Scripted, base
 
 
 def page(n: int, more: str) -> dict[str, Any]:
