@@ -764,13 +764,12 @@ def stop_on_signals() -> Iterator[threading.Event]:
 def _pull_before_send(loaded: Project, db: Path | None, err: Console, now: datetime,
                       stop: threading.Event) -> None:
     """send --pull: goal events from the LRS first; a failure is said, and sending goes on."""
-    from .errors import LdmailError
-    from .lrs import pull_project
+    from .lrs import pull_failure, pull_project
 
     try:
         result = pull_project(loaded, now, db=db, stop=stop)
-    except LdmailError as exc:
-        err.print(f"warning: lrs pull failed, sending anyway: {_escape(str(exc))}",
+    except Exception as exc:  # whatever ends the pull, the send goes on
+        err.print(f"warning: lrs pull failed, sending anyway: {_escape(pull_failure(exc))}",
                   soft_wrap=True)
     else:
         err.print(_escape(result.summary()), soft_wrap=True)

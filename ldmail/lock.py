@@ -11,11 +11,12 @@ import errno
 import fcntl
 import hashlib
 import os
+import threading
 import time
 from pathlib import Path
 from types import TracebackType
 
-from .errors import LdmailError, LedgerBusy
+from .errors import LdmailError, LedgerBusy, StopRequested
 
 # How long a pull or an inbox run waits for a `forget` that is erasing (seconds); longer than
 # forget's own default wait, so a forget that keeps to its defaults never makes them fail.
@@ -42,12 +43,14 @@ class FileLock:
     """An advisory kernel lock on `path`, exclusive or `shared`, waiting up to `wait` seconds.
 
     `busy` is the line raised (as LedgerBusy) when it cannot be had; `{pid}` in it is replaced
-    by the process that holds it exclusively (shared holders do not note their pid).
+    by the process that holds it exclusively (shared holders do not note their pid). A set
+    `stop` ends the wait with StopRequested.
     """
 
     def __init__(self, path: Path, busy: str, *, wait: float = 0.0, shared: bool = False,
-                 what: str = "lock") -> None:
+                 what: str = "lock", stop: threading.Event | None = None) -> None:
         self.path, self.busy, self.wait, self.shared, self.what = path, busy, wait, shared, what
+        self.stop = stop
         self.fd: int | None = None
 
     def __enter__(self) -> FileLock:
@@ -63,12 +66,21 @@ class FileLock:
                     holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
                     os.close(fd)
                     raise LedgerBusy(self.busy.format(pid=holder)) from None
-                time.sleep(0.05)
+                if self._stop_asked_after(0.05):
+                    os.close(fd)
+                    raise StopRequested(f"stopped on request waiting for {self.path}") from None
         if not self.shared:
             os.ftruncate(fd, 0)
             os.pwrite(fd, str(os.getpid()).encode(), 0)
         self.fd = fd
         return self
+
+    def _stop_asked_after(self, seconds: float) -> bool:
+        """A pause between two tries, cut short by a stop request (then True)."""
+        if self.stop is None:
+            time.sleep(seconds)
+            return False
+        return self.stop.wait(seconds)
 
     def _open(self) -> int:
         try:
@@ -108,12 +120,14 @@ def inbox_lock(ledger: Path, inbox: str) -> FileLock:
                     "and the next one will read what is left")
 
 
-def working_fence(ledger: Path, command: str) -> FileLock:
-    """Held (shared) by a pull or an inbox run while it works, so `forget` can wait for it."""
+def working_fence(ledger: Path, command: str,
+                  stop: threading.Event | None = None) -> FileLock:
+    """Held (shared) by a pull or an inbox run while it works, so `forget` can wait for it;
+    a set `stop` ends the wait for a running forget (StopRequested)."""
     return FileLock(fence_path(ledger),
                     f"ldmail forget (pid {{pid}}) is still erasing a person from this ledger "
                     f"after {FENCE_WAIT:g} s; this {command} did nothing: run it again once "
-                    "forget has ended", wait=FENCE_WAIT, shared=True)
+                    "forget has ended", wait=FENCE_WAIT, shared=True, stop=stop)
 
 
 def forget_fence(ledger: Path, wait: float) -> FileLock:

@@ -29,7 +29,7 @@ import httpx
 
 from . import outside
 from .clock import iso, wall_now
-from .errors import HttpFailed, LdmailError
+from .errors import HttpFailed, LdmailError, StopRequested
 from .events import (
     MAX_JSON_DEPTH,
     ActorLookup,
@@ -373,8 +373,15 @@ def _next(more: str, base: str, url: str, seen: set[str], lrs: Lrs) -> str:
                        f"({excerpt(more, 200)}); stopped to avoid a loop (what was read is "
                        "recorded)")
     seen.add(more)
-    following = urljoin(base, more)
-    if not _same_origin(following, base):
+    try:
+        following = urljoin(base, more)
+        same = _same_origin(following, base)
+        httpx.URL(following)
+    except outside.BAD_URL as exc:
+        raise LrsError(f"{url}: the LRS sent a 'more' link that is not a usable URL "
+                       f"({excerpt(more, 200)}: {exc}); not followed, the cursor stays after "
+                       "the last recorded page") from None
+    if not same:
         raise LrsError(f"{lrs.endpoint}: 'more' points to another server "
                        f"({excerpt(following, 200)}); not followed")
     return following
@@ -402,10 +409,21 @@ def pull_project(project: Project, now: datetime, *, db: Path | None = None,
                           "'Goals from a Learning Record Store')")
     # `forget` waits for a running pull to end before it erases (a forgotten person's events
     # are stored under the keyed hash: record_pulled checks as it writes).
-    with working_fence(ledger_path(project, db), "events pull"), \
-            Ledger.of(project, db) as ledger:
-        return pull(ledger, lrs, now, limits=project.settings.dates, client=client, sleep=sleep,
-                    lookup=actor_lookup(project, ledger), stop=stop)
+    try:
+        with working_fence(ledger_path(project, db), "events pull", stop), \
+                Ledger.of(project, db) as ledger:
+            return pull(ledger, lrs, now, limits=project.settings.dates, client=client,
+                        sleep=sleep, lookup=actor_lookup(project, ledger), stop=stop)
+    except StopRequested:  # only the wait for a running forget raises it
+        raise LrsError(f"{lrs.endpoint}: {STOPPED} while waiting for a running forget; "
+                       "nothing was pulled") from None
+
+
+def pull_failure(exc: Exception) -> str:
+    """One line for whatever ended a pull that a send goes on after."""
+    if isinstance(exc, LdmailError):
+        return str(exc)
+    return f"{type(exc).__name__}: {excerpt(' '.join(str(exc).split()), 200)}"
 
 
 def pull_logged(project: Project, log: logging.Logger, now: datetime, *,
@@ -415,8 +433,8 @@ def pull_logged(project: Project, log: logging.Logger, now: datetime, *,
         return
     try:
         result = pull_project(project, now, db=db, stop=stop)
-    except LdmailError as exc:
-        log.error("lrs pull failed: %s", exc)
+    except Exception as exc:  # whatever ends the pull, the send goes on
+        log.error("lrs pull failed: %s", pull_failure(exc))
     else:
         log.info("%s", result.summary())
         for note in result.notes:

@@ -33,6 +33,10 @@ ENCODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS,
              "deflate": zlib.MAX_WBITS}
 CHUNK = 65_536
 STOP_POLL = 0.1  # how soon a stop request is noticed, in seconds
+# What building or sending a request raises for a URL it cannot use (a port out of range, a
+# broken IPv6 literal, a control character, a host name IDNA refuses); UnicodeError is a
+# ValueError.
+BAD_URL = (httpx.InvalidURL, ValueError)
 
 
 @dataclass(frozen=True)
@@ -57,8 +61,12 @@ def request(client: httpx.Client, method: str, url: str, *, seconds: float, max_
             stop: threading.Event | None = None, **options: Any) -> Answer:
     """One request that ends within `seconds` whatever the server does, with a body of at
     most `max_bytes` once inflated; HttpFailed (one line, the phase it reached) otherwise."""
-    built = client.build_request(method, url, timeout=httpx.Timeout(max(seconds, 0.001)),
-                                 **options)
+    try:
+        built = client.build_request(method, url, timeout=httpx.Timeout(max(seconds, 0.001)),
+                                     **options)
+    except BAD_URL as exc:
+        raise HttpFailed(f"{url[:200]!r} is not a usable URL ({_describe(exc)})",
+                         "connect") from None
     where = str(built.url.copy_with(query=None))
     with _Watchdog(time.monotonic() + seconds, stop) as dog:
         built.extensions["trace"] = dog.trace
@@ -72,6 +80,8 @@ def request(client: httpx.Client, method: str, url: str, *, seconds: float, max_
             raise dog.failure(where, seconds, exc) from None
         except HttpFailed:
             raise
+        except BAD_URL as exc:  # e.g. a host name IDNA cannot encode, found while connecting
+            raise dog.failure(where, seconds, exc) from None
         except OSError as exc:  # raised by the socket itself, outside httpx's mapping
             raise dog.failure(where, seconds, exc) from None
     return Answer(response.status_code, response.headers, body, response.reason_phrase)

@@ -10,10 +10,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
 
 from .audience import AudienceScan, scan_audience
 from .budget import CONDITION_SECONDS_ENV, RunAllowance
-from .config import AUDIENCES_FILE, TEMPLATES_DIR, CampaignFile, Project, load_project
+from .config import (
+    AUDIENCES_FILE,
+    SETTINGS_FILE,
+    TEMPLATES_DIR,
+    CampaignFile,
+    Project,
+    load_project,
+)
 from .errors import (
     BudgetExceeded,
     ConfigError,
@@ -322,7 +332,32 @@ def validate(root: Path, today: date, *, sample_people: bool = False) -> Report:
         if audience is not None and campaign.id in audience.groups:
             check_power(campaign, *audience.groups[campaign.id], report)
     check_tracked(project, report)
+    check_hosts(project, report)
     return report
+
+
+def check_hosts(project: Project, report: Report) -> None:
+    """A problem for an LRS endpoint or IMAP host that no request could go to (a port out of
+    range, a double dot): found now rather than as a failed pull or inbox run."""
+    lrs, inbox = project.settings.lrs, project.settings.inbox
+    if lrs is not None:
+        try:
+            httpx.URL(lrs.endpoint)
+            _host_name(urlsplit(lrs.endpoint).hostname or "")
+        except (httpx.InvalidURL, ValueError) as exc:  # UnicodeError is a ValueError
+            report.add(Problem(SETTINGS_FILE, None, f"lrs.endpoint {lrs.endpoint!r} is not a "
+                               f"usable URL ({exc}); e.g. https://lrs.example.org/xAPI"))
+    if inbox is not None and inbox.kind == "imap" and inbox.host:
+        try:
+            _host_name(inbox.host)
+        except UnicodeError as exc:
+            report.add(Problem(SETTINGS_FILE, None, f"inbox.host {inbox.host!r} is not a "
+                               f"host name ({exc}); e.g. imap.example.org"))
+
+
+def _host_name(host: str) -> None:
+    """UnicodeError unless the resolver could be asked for `host` (it encodes with IDNA)."""
+    host.encode("idna")
 
 
 def check_tracked(project: Project, report: Report) -> None:

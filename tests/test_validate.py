@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import Cli
+from .smtp_server import edit_yaml
 
 
 def edit(path: Path, old: str, new: str) -> None:
@@ -227,3 +228,18 @@ def test_an_include_outside_the_templates_is_named_as_such(project: Path, cli: C
     assert "includes '../ldmail.yaml', outside templates/: templates may only use files in " \
         "templates/" in result.output
     assert "create templates/../" not in result.output
+
+
+def test_an_lrs_endpoint_or_imap_host_with_a_double_dot_is_an_error(project: Path,
+                                                                      cli: Cli) -> None:
+    edit_yaml(project / "ldmail.yaml", lambda settings: settings.update(
+        lrs={"endpoint": "https://lrs..example.org/xAPI", "user": "reader",
+             "password_env": "LDMAIL_LRS_PASSWORD"},
+        inbox={"kind": "imap", "host": "imap..example.org", "user": "learning@example.org",
+               "password_env": "LDMAIL_IMAP_PASSWORD"}))
+    result = cli("validate", "--project", project)
+    assert result.exit_code == 1
+    assert "ldmail.yaml: lrs.endpoint 'https://lrs..example.org/xAPI' is not a usable URL" \
+        in result.stdout, result.stdout
+    assert "ldmail.yaml: inbox.host 'imap..example.org' is not a host name" in result.stdout
+    assert "Traceback" not in result.output

@@ -475,8 +475,11 @@ def read_inbox(project: Project, now: datetime, *, db: Path | None = None,
     # One reader per inbox (taken before the folder is opened: an mbox is locked on opening),
     # and `forget` waits for this run to end before it erases.
     path = ledger_path(project, db)
-    with inbox_lock(path, _inbox_name(settings)), working_fence(path, "inbox run"):
-        return _read_folder(project, settings, db, now, stop, dry_run=False)
+    try:
+        with inbox_lock(path, _inbox_name(settings)), working_fence(path, "inbox run", stop):
+            return _read_folder(project, settings, db, now, stop, dry_run=False)
+    except StopRequested:  # while waiting for a running forget: nothing read yet
+        return InboxResult(settings.kind, settings.done_folder, False, stopped=STOPPED)
 
 
 def _inbox_name(settings: Inbox) -> str:
