@@ -1,11 +1,13 @@
 """A stand-in for a hostile IMAP server on loopback, for what Dovecot will not do: answer BYE
-after SELECT, send a 2 MB line or literal, trickle its answer one byte a second, or hang up
-in the middle of a run. It speaks just enough IMAP4rev1 over a raw socket (socketserver, one
+after SELECT, send a 2 MB line or literal, trickle its answer (or a STARTTLS handshake) one
+byte a second, hang up in the middle of a run, keep a mail's size to itself, or hold more mails
+than fit in a 1 MB SEARCH line. It speaks just enough IMAP4rev1 over a raw socket (socketserver, one
 thread per connection) for imaplib to log in, select, search, fetch and log out.
 """
 
 from __future__ import annotations
 
+import re
 import socket
 import socketserver
 import threading
@@ -20,15 +22,23 @@ LONG_LITERAL = "2 MB literal"
 TRICKLE = "trickle"  # the answer to SELECT, one byte a second, forever
 TRICKLE_GREETING = "trickle greeting"  # the greeting, one byte a second, forever
 BYE_ON_SECOND_FETCH = "bye on the second fetch"  # the first mail is served whole
+POLITE = "polite"  # misbehaves only as `unsized` and `padding` say
+STARTTLS_TRICKLE = "starttls trickle"  # OK to STARTTLS, then a handshake one byte a second
+TLS_RECORD_START = b"\x16\x03\x03\x40\x00\x02\x00\x3f\xfc"  # a 16 kB ServerHello, begun
+PADDING_SIZE = 999_999_999  # RFC822.SIZE of a padding mail: over any size bound, never fetched
 TWO_MB = 2 * 1024 * 1024
 
 
 @dataclass
 class HostileImap:
-    """`mode` says how it misbehaves; `mails` are what SEARCH and FETCH serve (UIDs 1, 2…)."""
+    """`mode` says how it misbehaves; `mails` are what SEARCH and FETCH serve (UIDs 1, 2…);
+    `unsized` UIDs have no RFC822.SIZE; `padding` more UIDs follow in SEARCH, each of
+    PADDING_SIZE bytes."""
 
     mode: str
     mails: list[bytes] = field(default_factory=list)
+    unsized: set[int] = field(default_factory=set)
+    padding: int = 0
     trickling: threading.Event = field(default_factory=threading.Event)  # started to trickle
 
     def __post_init__(self) -> None:
@@ -49,7 +59,7 @@ class HostileImap:
             if self.mode == TRICKLE_GREETING:
                 self._trickle(conn)
                 return
-            conn.sendall(b"* OK [CAPABILITY IMAP4rev1] stand-in ready\r\n")
+            conn.sendall(f"* OK [CAPABILITY {self._capabilities()}] stand-in ready\r\n".encode())
             while not self.done.is_set():
                 line = reader.readline()
                 if not line:
@@ -58,7 +68,13 @@ class HostileImap:
                 command = rest.split(" ")[0].upper()
                 if command == "UID":
                     command = "UID " + rest.split(" ")[1].upper()
-                if command == "SELECT" and self.mode != BYE_ON_SECOND_FETCH:
+                if command == "STARTTLS":
+                    conn.sendall(f"{tag} OK begin TLS\r\n".encode())
+                    reader.read(1)  # the ClientHello: imaplib reads no TLS byte with the line
+                    conn.sendall(TLS_RECORD_START)
+                    self._trickle(conn, b"\x00")
+                    return
+                if command == "SELECT" and self.mode not in (BYE_ON_SECOND_FETCH, POLITE):
                     self._misbehave(conn, tag)
                     return
                 if command == "UID FETCH" and "BODY" in rest.upper():
@@ -75,23 +91,34 @@ class HostileImap:
     def _answer(self, tag: str, command: str, rest: str) -> bytes:
         """The untagged part of a polite answer."""
         if command == "CAPABILITY":
-            return b"* CAPABILITY IMAP4rev1\r\n"
+            return f"* CAPABILITY {self._capabilities()}\r\n".encode()
         if command == "SELECT":
             return f"* {len(self.mails)} EXISTS\r\n".encode()
+        uids = range(1, len(self.mails) + self.padding + 1)
         if command == "UID SEARCH":
-            return ("* SEARCH " + " ".join(str(n + 1) for n in range(len(self.mails)))
-                    + "\r\n").encode()
+            return ("* SEARCH " + " ".join(map(str, uids)) + "\r\n").encode()
         if command == "UID FETCH" and "RFC822.SIZE" in rest.upper():
-            return b"".join(f"* {n + 1} FETCH (UID {n + 1} RFC822.SIZE {len(mail)})\r\n"
-                            .encode() for n, mail in enumerate(self.mails))
+            return "".join(f"* {uid} FETCH (UID {uid}{self._size(uid)})\r\n"
+                           for uid in uids).encode()
         if command == "UID FETCH":
             uid = int(rest.split(" ")[2])
-            mail = self.mails[uid - 1]
-            return (f"* {uid} FETCH (UID {uid} BODY[] {{{len(mail)}}}\r\n".encode() + mail
-                    + b")\r\n")
+            partial = re.search(r"<0\.(\d+)>", rest)
+            mail = self.mails[uid - 1][:int(partial[1]) if partial else None]
+            origin = "<0>" if partial else ""
+            return (f"* {uid} FETCH (UID {uid} BODY[]{origin} {{{len(mail)}}}\r\n".encode()
+                    + mail + b")\r\n")
         if command == "LOGOUT":
             return b"* BYE logging out\r\n"
         return b""
+
+    def _capabilities(self) -> str:
+        return "IMAP4rev1 STARTTLS" if self.mode == STARTTLS_TRICKLE else "IMAP4rev1"
+
+    def _size(self, uid: int) -> str:
+        if uid in self.unsized:
+            return ""
+        size = len(self.mails[uid - 1]) if uid <= len(self.mails) else PADDING_SIZE
+        return f" RFC822.SIZE {size}"
 
     def _misbehave(self, conn: socket.socket, tag: str) -> None:
         if self.mode == BYE_AFTER_SELECT:
@@ -104,10 +131,10 @@ class HostileImap:
         elif self.mode == TRICKLE:
             self._trickle(conn)
 
-    def _trickle(self, conn: socket.socket) -> None:
+    def _trickle(self, conn: socket.socket, byte: bytes = b"*") -> None:
         self.trickling.set()
         while not self.done.is_set():
-            conn.sendall(b"*")
+            conn.sendall(byte)
             time.sleep(1)
 
 

@@ -21,8 +21,11 @@ from collections.abc import Callable, Iterator
 from email import message_from_bytes
 from email.policy import compat32
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from ldmail.inbox.folders import MboxFolder
 
 from .bounce_mails import exchange_ndr, message_id, postfix_bounce
 from .conftest import Cli
@@ -31,6 +34,8 @@ from .hostile_imap import (
     BYE_ON_SECOND_FETCH,
     LONG_LINE,
     LONG_LITERAL,
+    POLITE,
+    STARTTLS_TRICKLE,
     TRICKLE,
     TRICKLE_GREETING,
     HostileImap,
@@ -275,10 +280,10 @@ def hostile(request: pytest.FixtureRequest) -> Iterator[HostileImap]:
 
 
 def use_hostile(project: Path, server: HostileImap, monkeypatch: pytest.MonkeyPatch,
-                timeout: str = "3s") -> None:
+                timeout: str = "3s", security: str = "none", **more: Any) -> None:
     monkeypatch.setenv(PASSWORD_ENV, "secret")
-    use_inbox(project, kind="imap", host="127.0.0.1", port=server.port, security="none",
-              user="learning", password_env=PASSWORD_ENV, timeout=timeout)
+    use_inbox(project, kind="imap", host="127.0.0.1", port=server.port, security=security,
+              user="learning", password_env=PASSWORD_ENV, timeout=timeout, **more)
 
 
 @pytest.mark.parametrize(("hostile", "said"), [
@@ -320,6 +325,53 @@ def test_what_was_applied_before_a_bye_stays_applied(
     line = one_line_error(inbox(cli, sent))
     assert "UID FETCH failed (" in line
     assert [row["email"] for row in ledger_rows(sent, "SELECT email FROM suppressions")] == [ANN]
+
+
+@pytest.mark.parametrize("hostile", [POLITE], indirect=True)
+def test_a_mail_whose_size_the_server_keeps_is_fetched_partially_and_skipped(
+        sent: Path, cli: Cli, hostile: HostileImap,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """No RFC822.SIZE for mail 1: the run fetches at most max_mail_size + 1 bytes of it,
+    counts it as too large and goes on to the bounce after it."""
+    hostile.mails = [padded_bounce(sent, ANN, 200_000), exchange_ndr(original(sent, BOB), BOB)]
+    hostile.unsized = {1}
+    use_hostile(sent, hostile, monkeypatch, max_mail_size=50_000)
+    result = inbox(cli, sent)
+    assert result.exit_code == 0, result.output
+    assert summary(result.stdout) == (
+        "inbox: 1 bounce (1 hard, 0 soft), 0 unsubscribes, 1 left alone (larger than "
+        "inbox.max_mail_size (50,000 bytes; not read))")
+    assert [row["email"] for row in ledger_rows(sent, "SELECT email FROM suppressions")] == [BOB]
+
+
+@pytest.mark.parametrize("hostile", [POLITE], indirect=True)
+def test_a_search_answer_over_a_megabyte_is_read(
+        sent: Path, cli: Cli, hostile: HostileImap,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over 110,000 mails make the UID SEARCH line longer than imaplib's 1 MB bound."""
+    hostile.mails = [exchange_ndr(original(sent, BOB), BOB)]
+    hostile.padding = 200_000  # each over the size bound: listed, sized, never fetched
+    use_hostile(sent, hostile, monkeypatch, timeout="5m")
+    result = inbox(cli, sent)
+    assert result.exit_code == 0, result.output
+    assert summary(result.stdout).startswith("inbox: 1 bounce (1 hard, 0 soft), 0 unsubscribes, "
+                                             "200000 left alone (larger than")
+    assert [row["email"] for row in ledger_rows(sent, "SELECT email FROM suppressions")] == [BOB]
+
+
+@pytest.mark.parametrize("hostile", [STARTTLS_TRICKLE], indirect=True)
+def test_sigterm_ends_a_trickled_starttls_handshake_within_seconds(
+        sent: Path, hostile: HostileImap, monkeypatch: pytest.MonkeyPatch) -> None:
+    use_hostile(sent, hostile, monkeypatch, timeout="5m", security="starttls")
+    run = ldmail(sent, "inbox")
+    wait_for(hostile.trickling)
+    stopped = time.monotonic()
+    run.send_signal(signal.SIGTERM)
+    out, err = run.communicate(timeout=30)
+    assert time.monotonic() - stopped < 5, err
+    assert "Traceback" not in out + err
+    assert run.returncode == 1, err
+    assert "stopped" in err, err
 
 
 @pytest.mark.parametrize("command", ["inbox", "run"])
@@ -374,6 +426,32 @@ def test_a_move_cut_short_between_append_and_removal_is_undone_once(
     assert summary(result.stdout).endswith("1 applied by an earlier run (moved now)")
     assert len(mailbox.mbox(done)) == 1 and len(mailbox.mbox(one_bounce_mbox)) == 0
     assert not done.with_name("processed.mbox.moving").exists()
+
+
+def test_an_mbox_another_program_changes_mid_run_is_one_line_and_the_next_run_moves(
+        one_bounce_mbox: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A program that ignores the locks appends a mail while the run reads: the move meets
+    the clash, the run ends in one line, and the next run moves the handled mail once."""
+    project = one_bounce_mbox.parent.parent
+    done = project / "exports" / "ldmail" / "processed.mbox"
+    fetch = MboxFolder.fetch
+
+    def fetch_then_append(folder: MboxFolder, key: str, limit: int) -> bytes:
+        with open(one_bounce_mbox, "ab") as file:
+            file.write(b"From someone@example.org Mon Dec  7 10:00:00 2026\n"
+                       b"Subject: late\n\nlate\n\n")
+        return fetch(folder, key, limit)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(MboxFolder, "fetch", fetch_then_append)
+        line = one_line_error(inbox(cli, project))
+    assert "changed by another program" in line, line
+    assert [row["email"] for row in ledger_rows(project, "SELECT email FROM suppressions")] \
+        == [ANN]
+    result = inbox(cli, project)
+    assert result.exit_code == 0, result.output
+    assert len(mailbox.mbox(done)) == 1
+    assert [message["Subject"] for message in mailbox.mbox(one_bounce_mbox)] == ["late"]
 
 
 def test_a_dry_run_on_an_mbox_leaves_no_file_behind(one_bounce_mbox: Path, cli: Cli) -> None:

@@ -118,7 +118,7 @@ class MboxFolder:
         try:
             self._locks.enter_context(MboxLock(path, str(relative), stop))
             self.box = mailbox.mbox(path, create=False)
-            self._locks.callback(self.box.close)  # closed before the locks are let go
+            self._locks.callback(self._close_box)  # closed before the locks are let go
             self._move: MboxMove | None = None
             if moves:  # not in a dry run, which changes nothing
                 done_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -151,6 +151,12 @@ class MboxFolder:
                 f"{self.where.removeprefix('mbox ')}: changed by another program that ignored "
                 "its locks while this run read it; what was applied is recorded, and the "
                 "next run moves the handled mails") from None
+
+    def _close_box(self) -> None:
+        try:
+            self.box.close()  # writes pending removals first; the file is closed either way
+        except mailbox.ExternalClashError:
+            pass  # after a move that met the same clash: the journal has the next run redo it
 
     def close(self) -> None:
         self._locks.close()

@@ -3,8 +3,9 @@
 Every command has a total deadline (inbox.timeout), not only a time per read: a watchdog
 thread shuts the socket down under a command that outlives it, or at once when a stop
 (SIGTERM, Ctrl-C) is asked for, so a server that trickles one byte a second holds nothing.
-Lines are bounded by imaplib (1 MB), literals here (1 MB, a mail's body up to
-inbox.max_mail_size, whose RFC822.SIZE is read before the body is fetched). Every failure,
+Lines are bounded (1 MB; the SEARCH answer 16 MB), literals too (1 MB; a mail's body
+inbox.max_mail_size plus one byte, fetched partially so a server that does not tell or
+under-tells a mail's RFC822.SIZE sends no more, and the mail counts as too large). Every failure,
 a BYE included, is one InboxUnavailable line naming the server; what was applied before it
 stays applied and the rest waits for the next run.
 """
@@ -21,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from ..config import SETTINGS_FILE, Project
 from ..errors import InboxUnavailable, LdmailError, StopRequested
@@ -30,6 +31,12 @@ from .bounces import one_line
 
 MOVE_BATCH = 200  # mails moved to the done folder with one command
 ANSWER_LITERAL = 1_000_000  # imaplib's own bound on a line; no other answer needs more
+ANSWER_LINE = 1_000_000  # imaplib's bound on a line (its _MAXLINE)
+# The UID SEARCH ALL answer is one line of every UID in the folder: about 110,000 mails make
+# it longer than 1 MB. One bounded line is simpler than searching in UID windows (which takes
+# UIDNEXT and a command per window); 16 MB holds the UIDs of over 1.4 million mails at their
+# widest (10 digits and a space), which no bounce mailbox reaches.
+SEARCH_LINE = 16_000_000
 WATCH_STEP = 0.1  # seconds between the watchdog's looks at a stop request
 
 
@@ -77,20 +84,30 @@ def _said(data: Sequence[object] | None) -> str:
 
 class _Watchdog:
     """Ends the command in hand by shutting its socket down: past its deadline, or once a
-    stop is asked for. `fired` says which, for the message."""
+    stop is asked for. `fired` says which, for the message.
+
+    It holds duplicates of the socket's descriptor: STARTTLS wraps the socket, and the wrap
+    detaches the original object (its shutdown would fail with EBADF during the handshake),
+    while a duplicate's shutdown still ends the connection. `release` closes them."""
 
     def __init__(self, seconds: float, stop: threading.Event | None) -> None:
         self.seconds, self.stop = seconds, stop
         self.fired: str | None = None  # "deadline" or "stop"
-        self._sock: socket.socket | None = None
+        self._socks: list[socket.socket] = []
         self._lock = threading.Lock()
         self._finished = threading.Event()
 
     def attach(self, sock: socket.socket) -> None:
         with self._lock:
-            self._sock = sock
+            self._socks.append(sock.dup())
             if self.fired:
                 self._shut()
+
+    def release(self) -> None:
+        with self._lock:
+            for sock in self._socks:
+                sock.close()
+            self._socks.clear()
 
     @contextmanager
     def command(self) -> Iterator[None]:
@@ -122,14 +139,13 @@ class _Watchdog:
             return
 
     def _shut(self) -> None:
-        if self._sock is None:
-            return
-        try:
-            # The plain socket's shutdown, also under TLS: it wakes the reading thread at
-            # once, where SSLSocket's own would first try to talk to the server.
-            socket.socket.shutdown(self._sock, socket.SHUT_RDWR)
-        except OSError:
-            pass  # already closed
+        for sock in self._socks:
+            try:
+                # A plain socket's shutdown, also under TLS: it wakes the reading thread at
+                # once, where SSLSocket's own would first try to talk to the server.
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed
 
 
 class _Imap(imaplib.IMAP4):
@@ -140,14 +156,15 @@ class _Imap(imaplib.IMAP4):
                  tls: ssl.SSLContext | None) -> None:
         self.watchdog, self.tls = watchdog, tls
         self.literal_limit = ANSWER_LITERAL
+        self.line_limit = ANSWER_LINE
         super().__init__(host, port, timeout)
 
     def _create_socket(self, timeout: float | None) -> socket.socket:
         sock: socket.socket = super()._create_socket(timeout)  # type: ignore[misc]
+        self.watchdog.attach(sock)  # the plain socket: an SSLSocket has no dup()
         if self.tls is not None:
             sock = self.tls.wrap_socket(sock, server_hostname=self.host,
                                         do_handshake_on_connect=False)
-        self.watchdog.attach(sock)
         if isinstance(sock, ssl.SSLSocket):
             sock.do_handshake()  # under the watchdog: a trickled handshake is cut short too
         return sock
@@ -158,10 +175,17 @@ class _Imap(imaplib.IMAP4):
                              f"{self.literal_limit:,} are expected")
         return super().read(size)
 
+    def readline(self) -> bytes:
+        # imaplib's own, with the bound of the answer in hand in place of its _MAXLINE.
+        line = cast(bytes, self.file.readline(self.line_limit + 1))
+        if len(line) > self.line_limit:
+            raise self.error(f"got more than {self.line_limit} bytes")
+        return line
+
     def starttls(self, ssl_context: Any = None) -> tuple[Literal["OK"], list[None]]:
-        answer = super().starttls(ssl_context)
-        self.watchdog.attach(self.sock)
-        return answer
+        # The watchdog holds a duplicate of the plain socket from _create_socket, which
+        # still ends the connection during and after the handshake here.
+        return super().starttls(ssl_context)
 
 
 class ImapFolder:
@@ -241,8 +265,11 @@ class ImapFolder:
                 with self._command("STARTTLS"):
                     conn.starttls(ssl_context=context)
             return conn
-        except (OSError, EOFError, imaplib.IMAP4.error) as exc:
-            raise self._unreachable(host, port, exc) from None
+        except BaseException as exc:
+            self.watchdog.release()
+            if isinstance(exc, (OSError, EOFError, imaplib.IMAP4.error)):
+                raise self._unreachable(host, port, exc) from None
+            raise
 
     def _unreachable(self, host: str, port: int, exc: BaseException) -> Exception:
         if self.watchdog.fired == "stop":
@@ -327,8 +354,12 @@ class ImapFolder:
     # -- the Folder protocol --------------------------------------------------------------
 
     def keys(self) -> list[str]:
-        with self._command("UID SEARCH"):
-            data = self._check(self.conn.uid("SEARCH", "ALL"), "UID SEARCH")
+        self.conn.line_limit = SEARCH_LINE
+        try:
+            with self._command("UID SEARCH"):
+                data = self._check(self.conn.uid("SEARCH", "ALL"), "UID SEARCH")
+        finally:
+            self.conn.line_limit = ANSWER_LINE
         uids = [uid.decode("ascii") for item in data if isinstance(item, bytes)
                 for uid in item.split()]
         if uids:
@@ -344,13 +375,16 @@ class ImapFolder:
         return uids
 
     def size(self, key: str) -> int:
-        return self._sizes.get(key, 0)  # a size the server did not say: the literal's bound
+        return self._sizes.get(key, 0)  # a size the server did not say: fetch's bound
 
     def fetch(self, key: str, limit: int) -> bytes:
-        self.conn.literal_limit = limit
+        # A partial fetch: the server sends at most limit + 1 bytes, also of a mail whose size
+        # it did not say (or under-said), and the caller counts one that long as too large.
+        self.conn.literal_limit = limit + 1
         try:
             with self._command("UID FETCH"):
-                data = self._check(self.conn.uid("FETCH", key, "(BODY.PEEK[])"), "UID FETCH")
+                data = self._check(self.conn.uid("FETCH", key, f"(BODY.PEEK[]<0.{limit + 1}>)"),
+                                   "UID FETCH")
         finally:
             self.conn.literal_limit = ANSWER_LITERAL
         for item in data:
@@ -417,3 +451,4 @@ class ImapFolder:
                 self.conn.shutdown()
             except OSError:
                 pass  # LOGOUT closed it already
+            self.watchdog.release()
