@@ -9,10 +9,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import httpx
 
 from .audience import AudienceScan, scan_audience
 from .budget import CONDITION_SECONDS_ENV, RunAllowance
@@ -33,12 +31,14 @@ from .errors import (
     RenderError,
 )
 from .expressions import evaluate
-from .journeys import Trial, condition_holds, trials
 from .models import Campaign, Step, Variant
 from .render import MAX_SUBJECT, Renderer
 from .samples import sample_person
 from .sensitivity import Sensitivity, sensitivity
 from .yamlfile import Loc
+
+if TYPE_CHECKING:
+    from .journeys import Trial
 
 
 @dataclass
@@ -172,6 +172,8 @@ def check_conditions(project: Project, campaign: CampaignFile, audience: Audienc
     """Each step's when: answered for the people the campaign is tried on, with no learning
     events and with made-up ones for the events it names (journeys.trials), so a bomb or a
     reach into Python internals is an error before any send, even one only an event opens."""
+    from .journeys import trials  # loaded here: a quiet cron send imports this module
+
     now = datetime.combine(today, time(12), UTC)
     people = [attributes for _, _, attributes in
               _people_of(project, _personas(project, campaign.model), audience, today)]
@@ -189,6 +191,8 @@ def _trying(histories: list[Trial]) -> Answer:
     """An Answer that tries a condition with each of `histories`, within the time a send's
     conditions get together (RunAllowance): CI runs this on every pull request, and a
     condition slower than that would hold sends anyway."""
+    from .journeys import condition_holds
+
     allowance = RunAllowance()
 
     def answer(condition: str, attributes: Mapping[str, Any]) -> bool:
@@ -339,6 +343,8 @@ def validate(root: Path, today: date, *, sample_people: bool = False) -> Report:
 def check_hosts(project: Project, report: Report) -> None:
     """A problem for an LRS endpoint or IMAP host that no request could go to (a port out of
     range, a double dot): found now rather than as a failed pull or inbox run."""
+    import httpx  # only here: a cron send imports this module, and httpx costs 40 ms
+
     lrs, inbox = project.settings.lrs, project.settings.inbox
     if lrs is not None:
         try:
