@@ -249,8 +249,9 @@ class _Statements:
         # A forgotten person's events are stored under the keyed hash (record_pulled checks
         # as it writes, so a forget during this pull wins too); compared here the same way.
         email = event.email
-        if self.forgotten and self.ledger.address_hash(email) in self.forgotten:
-            email = FORGOTTEN + self.ledger.address_hash(email)
+        hashed = self.ledger.address_hash(email) if self.forgotten else None
+        if hashed in self.forgotten:
+            email = FORGOTTEN + str(hashed)
         goal = GoalEvent(email, event.event, event.object, iso(event.occurred_at), sid)
         before = self.read.get(sid) or known.get(sid)
         if before is not None and before != goal:
