@@ -777,13 +777,20 @@ BAD_MORE = {"port out of range": "http://127.0.0.1:99999/xAPI/statements?p=2",
             "NUL character": "/xAPI/statements?p=\x00"}
 
 
+def one_page_then(more: str, project: Path, scripted: tuple[type[_Scripted], str],
+                  monkeypatch: pytest.MonkeyPatch) -> type[_Scripted]:
+    """The scripted LRS answers one page whose `more` link is `more`, for `project`."""
+    lrs, base = scripted
+    lrs.script = [(200, {}, page(1, more))]
+    configure(project, f"{base}/xAPI", monkeypatch)
+    return lrs
+
+
 @pytest.mark.parametrize("more", BAD_MORE.values(), ids=BAD_MORE.keys())
 def test_a_more_link_that_is_not_a_url_ends_the_pull_in_one_line(
         project: Path, cli: Cli, scripted: tuple[type[_Scripted], str],
         monkeypatch: pytest.MonkeyPatch, more: str) -> None:
-    lrs, base = scripted
-    lrs.script = [(200, {}, page(1, more))]
-    configure(project, f"{base}/xAPI", monkeypatch)
+    lrs = one_page_then(more, project, scripted, monkeypatch)
     pull_fails(cli, project, "'more' link that is not a usable URL")
     # The first page is recorded; the bad link was never asked for.
     assert [e[0] for e in events(project)] == ["p1@example.org"]
@@ -794,9 +801,7 @@ def test_a_more_link_that_is_not_a_url_ends_the_pull_in_one_line(
 def test_send_pull_sends_although_a_more_link_is_not_a_url(
         project: Path, cli: Cli, scripted: tuple[type[_Scripted], str],
         monkeypatch: pytest.MonkeyPatch, more: str) -> None:
-    lrs, base = scripted
-    lrs.script = [(200, {}, page(1, more))]
-    configure(project, f"{base}/xAPI", monkeypatch)
+    one_page_then(more, project, scripted, monkeypatch)
     result = cli("send", "--pull", "--project", project, "--now", DAY_1)
     assert "warning: lrs pull failed, sending anyway" in result.output
     assert "Traceback" not in result.output
