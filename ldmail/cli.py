@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -74,7 +74,8 @@ ProjectOption = Annotated[
 ]
 NowOption = Annotated[
     str | None,
-    typer.Option("--now", help="Pretend it is this ISO date-time, e.g. 2026-12-15T10:00.",
+    typer.Option("--now", help="Pretend it is this ISO date-time, e.g. 2026-12-15T10:00 "
+                 "(without an offset: in the project's timezone).",
                  metavar="DATE-TIME",
                  show_default=False),
 ]
@@ -195,11 +196,13 @@ def invocation(project: Path | None, now: str | None) -> Iterator[Invocation]:
     import sqlite3
 
     from .clock import parse_now
+    from .config import project_timezone
     from .errors import ConfigError, LdmailError
 
     try:
         given = now if now is not None else _global_options().now
-        yield Invocation(_project_root(project), parse_now(given))
+        root = _project_root(project)
+        yield Invocation(root, parse_now(given, lambda: project_timezone(root)))
     except ConfigError as exc:
         err = console(stderr=True)
         for problem in exc.problems:
@@ -615,18 +618,18 @@ CampaignOption = Annotated[str | None, typer.Option("--campaign", "-c", help="On
                                                     autocompletion=_complete_campaign)]
 
 
-def _local(moment: str) -> str:
-    """An ISO UTC moment as this machine's local time, with its zone."""
-    from .clock import from_iso
+def _local(moment: str, zone: tzinfo) -> str:
+    """An ISO UTC moment of the ledger in the project's time zone, with the zone's name."""
+    from .clock import from_iso, shown
 
-    return from_iso(moment).astimezone().strftime("%a %Y-%m-%d %H:%M %Z")
+    return shown(from_iso(moment), zone)
 
 
 def _plural(count: int, one: str, many: str) -> str:
     return f"{count} {one if count == 1 else many}"
 
 
-def _print_summary(summary: SendSummary) -> None:
+def _print_summary(summary: SendSummary, zone: tzinfo) -> None:
     from rich.table import Table
 
     out = console()
@@ -658,10 +661,10 @@ def _print_summary(summary: SendSummary) -> None:
                   else f"messages went to the outbox folder {where} (one .eml file each)")
     if summary.dry_run and summary.last_due_at and summary.sent:
         out.print(f"at the transport's rate the last of these {summary.sent} goes out "
-                  f"{_local(summary.last_due_at)}")
+                  f"{_local(summary.last_due_at, zone)}")
     if summary.waiting_window and summary.window_opens:
         out.print(f"{summary.waiting_window} due message(s) wait for the send window, which "
-                  f"opens {_local(summary.window_opens)} for the first of them")
+                  f"opens {_local(summary.window_opens, zone)} for the first of them")
     if summary.skipped:
         verb = "would skip" if summary.dry_run else "skipped"
         out.print(f"{verb} {_plural(summary.skipped, 'step', 'steps')} whose when: condition "
@@ -690,7 +693,7 @@ def _print_summary(summary: SendSummary) -> None:
         details.append(f"{summary.held_by_limit} held back by --limit")
     if summary.held_by_cap:
         details.append(f"{summary.held_by_cap} held back by the daily cap" + (
-            f" (room again from {_local(summary.cap_frees_at)})" if summary.cap_frees_at
+            f" (room again from {_local(summary.cap_frees_at, zone)})" if summary.cap_frees_at
             else ""))
     if summary.requeued_unknown:
         details.append(f"{summary.requeued_unknown} unknown message(s) queued to resend")
@@ -698,7 +701,7 @@ def _print_summary(summary: SendSummary) -> None:
         out.print("; ".join(details))
     err = console(stderr=True)
     for hold in summary.domain_holds:
-        err.print("warning: " + _escape(hold.line(_local(hold.resumes_by))), soft_wrap=True)
+        err.print("warning: " + _escape(hold.line(_local(hold.resumes_by, zone))), soft_wrap=True)
     lost = len(summary.unknown) - summary.unknown_found
     if summary.unknown_found:
         err.print(f"warning: {summary.unknown_found} message(s) were being sent when an earlier "
@@ -846,7 +849,7 @@ def send(
     if output == OutputFormat.JSON:
         sys.stdout.write(summary.to_json() + "\n")
     else:
-        _print_summary(summary)
+        _print_summary(summary, loaded.settings.timezone)
     if not summary.ok:
         raise typer.Exit(1)
 
@@ -989,6 +992,7 @@ def _plan_person(who: str, output: OutputFormat, db: Path | None, project: Path 
     """plan --person: one person's journey through every campaign they are or were in."""
     from rich.table import Table
 
+    from .clock import shown
     from .config import load_project
     from .ledger import Ledger
     from .plan import person_journey
@@ -1017,7 +1021,7 @@ def _plan_person(who: str, output: OutputFormat, db: Path | None, project: Path 
     for item in journey:
         step = item.step + (f" (variant {item.variant})" if item.variant else "")
         table.add_row(item.campaign, step, item.status,
-                      _local(item.at.isoformat()) if item.at else "", _escape(item.note))
+                      shown(item.at, item.zone) if item.at else "", _escape(item.note))
     out.print(table)
 
 
@@ -1039,7 +1043,9 @@ def history(
     from .privacy import resolve
 
     with invocation(project, now) as inv:
-        with Ledger.of(load_project(inv.root), db, readonly=True) as ledger:
+        loaded = load_project(inv.root)
+        zone = loaded.settings.timezone
+        with Ledger.of(loaded, db, readonly=True) as ledger:
             # The same spelling the export loader stores (a Unicode domain as its ASCII form).
             address = resolve(ledger, email)
             found = ledger.history(address)
@@ -1058,7 +1064,7 @@ def history(
     for column in ("campaign", "enrolled", "group", "persona", "state", "reason"):
         table.add_column(column)
     for row in found.enrolments:
-        table.add_row(row["campaign"], _local(row["enrolled_at"]), row["grp"],
+        table.add_row(row["campaign"], _local(row["enrolled_at"], zone), row["grp"],
                       row["persona"] or "",
                       row["state"], row["exit_reason"] or "")
     out.print(table)
@@ -1071,7 +1077,8 @@ def history(
         step = row["step"] + (f" (variant {row['variant']})" if row.get("variant") else "") \
             + (f" ({note})" if note else "")
         table.add_row(row["campaign"], step, row["state"], str(row["attempts"]),
-                      _local(row["due_at"]), _local(row["sent_at"]) if row["sent_at"] else "",
+                      _local(row["due_at"], zone),
+                      _local(row["sent_at"], zone) if row["sent_at"] else "",
                       row["message_id"] or "",
                       _escape(row["error"] or ""))
     out.print(table)
@@ -1080,19 +1087,19 @@ def history(
         for column in ("event", "object", "when", "source", "voided"):
             table.add_column(column, overflow="fold")
         for row in found.events:
-            table.add_row(row["event"], row["object"], _local(row["occurred_at"]),
+            table.add_row(row["event"], row["object"], _local(row["occurred_at"], zone),
                           row["source"] or "",
-                          f"voided by the LRS, recorded {_local(row['voided_at'])}"
+                          f"voided by the LRS, recorded {_local(row['voided_at'], zone)}"
                           if row["voided_at"] else "")
         out.print(table)
     for row in found.messages:
         if row.get("bounced_at"):
-            out.print(f"Bounced {_local(row['bounced_at'])}: {row['campaign']}/{row['step']}: "
-                      f"{_escape(row['error'] or '')}", soft_wrap=True)
+            out.print(f"Bounced {_local(row['bounced_at'], zone)}: {row['campaign']}/"
+                      f"{row['step']}: {_escape(row['error'] or '')}", soft_wrap=True)
     if found.suppression is not None:
         source = " (a mail in the sender's mailbox)" if found.suppression["source"] == "inbox" \
             else ""
-        out.print(f"Suppressed since {_local(found.suppression['created_at'])}: "
+        out.print(f"Suppressed since {_local(found.suppression['created_at'], zone)}: "
                   f"{_escape(found.suppression['reason'])}{source}", soft_wrap=True)
 
 
@@ -1216,7 +1223,8 @@ def events_import(
     with invocation(project, now) as inv:
         loaded = load_project(inv.root)
         with Ledger.of(loaded, db) as ledger:
-            result = import_events(ledger, file, kind=kind, limits=loaded.settings.dates,
+            result = import_events(ledger, file, zone=loaded.settings.timezone, kind=kind,
+                                   limits=loaded.settings.dates,
                                    lookup=actor_lookup(loaded, ledger))
     out = console()
     out.print(f"{result.source} ({result.kind}): {result.added} event(s) added, "

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, tzinfo
 from functools import lru_cache
 
 from .errors import LdmailError
@@ -13,10 +14,10 @@ EARLIEST_NOW = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST_NOW = datetime(9000, 1, 1, tzinfo=UTC)
 
 
-def parse_now(value: str | None) -> datetime:
-    """`--now` as an aware datetime; a value without an offset is this machine's local time.
-    None (no --now) is the real clock; an empty or unreadable value is an error, never the
-    real clock by accident."""
+def parse_now(value: str | None, zone: Callable[[], tzinfo] = lambda: UTC) -> datetime:
+    """`--now` as an aware datetime; a value without an offset is read in `zone()` (the
+    project's time zone). None (no --now) is the real clock; an empty or unreadable value
+    is an error, never the real clock by accident."""
     if value is None:
         return wall_now()
     example = "write e.g. 2026-12-15 or 2026-12-15T09:30+01:00"
@@ -26,13 +27,24 @@ def parse_now(value: str | None) -> datetime:
         raise LdmailError(f"--now '{value}' is not an ISO date or date-time; {example}"
                           ) from None
     try:
-        moment = (given if given.tzinfo else given.astimezone()).astimezone(UTC)
+        moment = (given if given.tzinfo else given.replace(tzinfo=zone())).astimezone(UTC)
     except (ValueError, OverflowError):  # at the very edge of the calendar
         moment = LATEST_NOW if given.year > 1 else EARLIEST_NOW - timedelta(days=1)
     if not EARLIEST_NOW <= moment < LATEST_NOW:
         raise LdmailError(f"--now '{value}' is outside the years ldmail can plan in "
                           f"({EARLIEST_NOW.year}-{LATEST_NOW.year - 1}); {example}")
     return moment
+
+
+def machine_zone() -> tzinfo:
+    """This computer's own time zone: only where no project names one."""
+    return datetime.now().astimezone().tzinfo or UTC
+
+
+def shown(moment: datetime, zone: tzinfo) -> str:
+    """A moment as a person reads it: in `zone`, with the zone's name (Tue 2026-12-08 10:00
+    CET)."""
+    return moment.astimezone(zone).strftime("%a %Y-%m-%d %H:%M %Z")
 
 
 def wall_now() -> datetime:

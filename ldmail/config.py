@@ -7,18 +7,31 @@ import re
 import types
 import typing
 from dataclasses import dataclass, field
+from datetime import tzinfo
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
+import yaml
 from pydantic import BaseModel, ValidationError
 
 from .business_days import BusinessCalendar
+from .clock import machine_zone
 from .confine import confined, escaping_links
 from .errors import ConfigError, OutsideProject, Problem, ProjectNotFound
 from .hygiene import one_line
 from .journeys import HELPERS
-from .models import DERIVED_ATTRIBUTES, MANAGER_EMAIL, Audiences, Campaign, FieldError, Settings
+from .models import (
+    DEFAULT_TIMEZONE,
+    DERIVED_ATTRIBUTES,
+    MANAGER_EMAIL,
+    Audiences,
+    Campaign,
+    FieldError,
+    Settings,
+)
+from .units import parse_timezone
 from .yamlfile import Loc, LocatedYaml, load_yaml
 
 SETTINGS_FILE = "ldmail.yaml"
@@ -385,6 +398,28 @@ def find_project(start: Path) -> Path | None:
     return None
 
 
+def _in_project_zone(file: CampaignFile, zone: ZoneInfo) -> CampaignFile:
+    """A campaign that names no zone of its own sends in the project's."""
+    window = file.model.send_window
+    if "timezone" in window.model_fields_set or window.timezone == zone:
+        return file
+    own = window.model_copy(update={"timezone": zone})
+    return CampaignFile(file.id, file.model.model_copy(update={"send_window": own}), file.source)
+
+
+def project_timezone(root: Path | None) -> tzinfo:
+    """The zone a time written without one is read in, before (or without) loading the whole
+    project: its `timezone` in ldmail.yaml, else the default; outside any project, this
+    machine's. A wrong value is reported by the full load, with its line."""
+    if root is None:
+        return machine_zone()
+    try:
+        data = yaml.safe_load((root / SETTINGS_FILE).read_text(encoding="utf-8"))
+        return parse_timezone(data["timezone"])
+    except (OSError, yaml.YAMLError, TypeError, KeyError, ValueError, UnicodeError):
+        return DEFAULT_TIMEZONE
+
+
 def load_project(root: Path, *, strict: bool = True) -> Project:
     """Load and check everything; with strict, any problem raises ConfigError listing all."""
     root = root.resolve()
@@ -437,6 +472,7 @@ def load_project(root: Path, *, strict: bool = True) -> Project:
 
     if settings is None or audiences is None:
         raise ConfigError(problems)
+    campaigns = {key: _in_project_zone(file, settings.timezone) for key, file in campaigns.items()}
     project = Project(root, settings, audiences, campaigns, audiences_yaml, problems)
     _check_paths(project, settings_yaml, problems)
     _cross_check(project, problems)

@@ -13,13 +13,13 @@ import queue
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 
 from . import quiet
 from .audience import PeopleStream, Person
 from .budget import CONDITION_SECONDS_ENV, RunAllowance
-from .clock import from_iso, iso
+from .clock import from_iso, iso, shown
 from .config import OUTBOX_SETTING, Project
 from .enrolment import Enrolment, active_enrolments, sync
 from .errors import (
@@ -661,7 +661,7 @@ def send(project: Project, now: datetime, *, db: Path | None = None, dry_run: bo
         with Ledger(path, new=new_ledger) as ledger:
             _check_identity(ledger)
             if not allow_past:
-                _refuse_going_back(ledger, now)
+                _refuse_going_back(ledger, now, project.settings.timezone)
             return _run(project, ledger, now, dry_run=False, campaign=campaign, limit=limit,
                         resend_unknown=resend_unknown, progress=progress, stop=stop,
                         accept_exits=accept_exits, transports=transports)
@@ -689,7 +689,7 @@ def _refuse_fresh_start(project: Project, path: Path, new_ledger: bool) -> None:
 CLOCK_SKEW = timedelta(minutes=5)
 
 
-def _refuse_going_back(ledger: Ledger, now: datetime) -> None:
+def _refuse_going_back(ledger: Ledger, now: datetime, zone: tzinfo) -> None:
     """Time only moves forward in a ledger: a send at a moment before an earlier run would
     work out tenure, windows and exits against that moment (a year typo in --now ends
     enrolments) and record sends out of order."""
@@ -697,9 +697,10 @@ def _refuse_going_back(ledger: Ledger, now: datetime) -> None:
     if latest is None or from_iso(latest[1]) - now <= CLOCK_SKEW:
         return
     raise LdmailError(
-        f"it is {iso(now)} for this run, before run {latest[0]} of this ledger, which ran at "
-        f"{latest[1]}: time only moves forward in a ledger. Check --now (and this machine's "
-        "clock); to rehearse on a copy of the ledger on purpose, add --allow-past")
+        f"it is {shown(now, zone)} for this run, before run {latest[0]} of this ledger, which "
+        f"ran at {shown(from_iso(latest[1]), zone)}: time only moves forward in a ledger. Check "
+        "--now (and this machine's clock); to rehearse on a copy of the ledger on purpose, add "
+        "--allow-past")
 
 
 def _check_identity(ledger: Ledger) -> None:

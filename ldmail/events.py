@@ -61,7 +61,9 @@ class ImportResult:
 
 
 def parse_timestamp(text: str, zone: tzinfo = UTC) -> datetime:
-    """ISO 8601 (xAPI) or the day-first formats LMS exports use; no zone means `zone` (UTC)."""
+    """ISO 8601 (xAPI) or the day-first formats LMS exports use. A time without a zone is
+    read in `zone`: UTC for what an LRS stores, the project's zone for a file an operator
+    imports."""
     text = text.strip()
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -82,7 +84,7 @@ def verb_name(verb_id: str) -> str:
     return verb_id.rstrip("/").rsplit("/", 1)[-1].lower()
 
 
-def _from_csv(path: Path, display: str) -> Iterator[tuple[str, Event | str]]:
+def _from_csv(path: Path, display: str, zone: tzinfo) -> Iterator[tuple[str, Event | str]]:
     header, rows = read_rows(path, display)
     positions: dict[str, int] = {}
     for name, options in CSV_COLUMNS.items():
@@ -102,7 +104,7 @@ def _from_csv(path: Path, display: str) -> Iterator[tuple[str, Event | str]]:
             if not values["event"]:
                 raise ValueError("empty event")
             yield where, Event(email, event_name(values["event"]), course_id(values["object"]),
-                               parse_timestamp(values["timestamp"]))
+                               parse_timestamp(values["timestamp"], zone))
         except ValueError as exc:
             yield where, str(exc)
 
@@ -210,7 +212,8 @@ def _actor_email(actor: Any, lookup: ActorLookup | None = None) -> str:
     raise ValueError("actor has no mbox (mailto:) and no account named by an e-mail address")
 
 
-def statement_event(statement: Any, lookup: ActorLookup | None = None) -> Event:
+def statement_event(statement: Any, lookup: ActorLookup | None = None,
+                    zone: tzinfo = UTC) -> Event:
     """One xAPI statement as a goal event; raises ValueError naming what is missing."""
     if not isinstance(statement, dict):
         raise ValueError("not a JSON object")
@@ -227,7 +230,7 @@ def statement_event(statement: Any, lookup: ActorLookup | None = None) -> Event:
     if not isinstance(stamp, str):
         raise ValueError("no timestamp")
     return Event(_actor_email(statement.get("actor"), lookup), event_name(verb_id),
-                 course_id(object_id), parse_timestamp(stamp))
+                 course_id(object_id), parse_timestamp(stamp, zone))
 
 
 def event_name(verb: str) -> str:
@@ -329,7 +332,7 @@ def load_json(text: str, depth: int = MAX_JSON_DEPTH) -> Any:
         raise JsonLimit(exc.reason, line) from None
 
 
-def _from_xapi(path: Path, display: str, lookup: ActorLookup | None
+def _from_xapi(path: Path, display: str, lookup: ActorLookup | None, zone: tzinfo
                ) -> Iterator[tuple[str, Event | str]]:
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -379,7 +382,7 @@ def _from_xapi(path: Path, display: str, lookup: ActorLookup | None
             yield where, statement.reason
             continue
         try:
-            yield where, statement_event(statement, lookup)
+            yield where, statement_event(statement, lookup, zone)
         except ValueError as exc:
             yield where, str(exc)
 
@@ -400,15 +403,17 @@ def require_file(path: Path) -> None:
         raise LdmailError(f"{path}: file not found{hint}")
 
 
-def import_events(ledger: Ledger, path: Path, *, kind: str = "auto",
+def import_events(ledger: Ledger, path: Path, *, zone: tzinfo, kind: str = "auto",
                   display: str | None = None, limits: DateLimits | None = None,
                   lookup: ActorLookup | None = None) -> ImportResult:
     """Add the file's events to the ledger; events already recorded are not added again.
-    `lookup` finds the people of xAPI actors without an mbox (see actor_lookup)."""
+    A time without a zone is read in `zone` (the project's); `lookup` finds the people of
+    xAPI actors without an mbox (see actor_lookup)."""
     require_file(path)
     display = display or str(path)
     kind = detect_kind(path) if kind == "auto" else kind
-    source = _from_xapi(path, display, lookup) if kind == "xapi" else _from_csv(path, display)
+    source = _from_xapi(path, display, lookup, zone) if kind == "xapi" else \
+        _from_csv(path, display, zone)
     result = ImportResult(display, kind)
     good: list[Event] = []
     limits = limits or DateLimits()

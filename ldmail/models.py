@@ -65,6 +65,8 @@ HourRange = Annotated[
     BeforeValidator(units.parse_hours),
     WithJsonSchema({"type": "string", "pattern": r"^\d{1,2}:\d{2}-\d{1,2}:\d{2}$"}),
 ]
+# Where the shipped example and most of its users are; a project names its own in ldmail.yaml.
+DEFAULT_TIMEZONE = ZoneInfo("Europe/Amsterdam")
 TimeZone = Annotated[
     ZoneInfo,
     BeforeValidator(units.parse_timezone),
@@ -505,6 +507,10 @@ class Settings(Strict):
     """ldmail.yaml: project-wide settings; the file is optional."""
 
     organisation: str = ""
+    timezone: TimeZone = Field(DEFAULT_TIMEZONE, description=(
+        "The project's time zone: a time written without a zone (--now, LMS exports, "
+        "survey answers) is read in it, times are shown in it, and it is every campaign's "
+        "send_window.timezone unless the campaign names its own"))
     default_language: Slug = "en"
     languages: list[Slug] = Field(default_factory=lambda: ["en"])
     unsubscribe: Unsubscribe = Unsubscribe()
@@ -634,7 +640,8 @@ class Hypothesis(Strict):
 class SendWindow(Strict):
     days: Weekdays = (0, 1, 2, 3, 4)
     hours: HourRange = (time(9), time(17))
-    timezone: TimeZone = ZoneInfo("Europe/Amsterdam")
+    timezone: TimeZone = Field(DEFAULT_TIMEZONE, description=(
+        "the zone of the window's days and hours [default: the project's timezone]"))
 
 
 class Calendar(Strict):

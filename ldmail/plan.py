@@ -5,7 +5,7 @@ from __future__ import annotations
 import bisect
 from collections import Counter
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, tzinfo
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -175,6 +175,7 @@ class JourneyStep:
     step: str
     status: str  # a message state (sent, skipped, ...), or planned
     at: datetime | None  # when it went out or was decided; when it is planned to go
+    zone: tzinfo  # the zone `at` is shown in: the person's own, else the campaign's
     note: str = ""  # a skip's reason; a planned step's condition and its answer now
     variant: str | None = None
 
@@ -196,26 +197,36 @@ def person_journey(project: Project, now: datetime, email: str, *,
     """Every step of every campaign one person is or was in: the ledger's messages as they
     are, then the steps still to come, each condition (when:) answered for them now."""
     from .audience import PeopleStream
-    from .clock import from_iso, iso
+    from .clock import from_iso, iso, shown
     from .journeys import LearningEvent, condition_holds
     from .schedule import assign_variant
 
     journey: list[JourneyStep] = []
     with Ledger.of(project, db, readonly=True) as ledger:
         known = ledger.history(email)
+        sync(project, ledger, now, persist=False)
+        mine = [(enrolment, steps) for enrolment, steps in active_enrolments(project, ledger, now)
+                if enrolment.email == email]
+        own_zone = next((enrolment.timezone for enrolment, _ in mine if enrolment.timezone),
+                        None)
+
+        def zone_of(campaign_id: str) -> tzinfo:
+            found = project.campaigns.get(campaign_id)
+            return own_zone or (found.model.send_window.timezone if found
+                                else project.settings.timezone)
+
         for row in known.messages:
             moment = row["sent_at"] or row["claimed_at"]
             at = from_iso(moment) if moment else None
+            zone = zone_of(row["campaign"])
             note = "; ".join(part for part in (manager_note(row, email), row["error"] or "")
                              if part)
             status = row["state"]
             if at is not None and at > now:  # --now before it: not sent yet at that moment
-                status, note = "planned", f"the ledger has it {status} at {moment}, after --now"
-            journey.append(JourneyStep(row["campaign"], row["step"], status, at, note,
+                status, note = "planned", (f"the ledger has it {status} at {shown(at, zone)}, "
+                                           "after --now")
+            journey.append(JourneyStep(row["campaign"], row["step"], status, at, zone, note,
                                        row.get("variant")))
-        sync(project, ledger, now, persist=False)
-        mine = [(enrolment, steps) for enrolment, steps in active_enrolments(project, ledger, now)
-                if enrolment.email == email]
         events = [LearningEvent(e.event, e.object, from_iso(e.occurred_at))
                   for e in ledger.events_of([email], iso(now)).get(email, [])]
     rows = {enrolment.row for enrolment, _ in mine}
@@ -223,6 +234,7 @@ def person_journey(project: Project, now: datetime, email: str, *,
     for enrolment, steps in mine:
         if enrolment.group == Group.HOLDOUT:
             journey.append(JourneyStep(enrolment.campaign, "", "holdout", None,
+                                       zone_of(enrolment.campaign),
                                        "in the control group: never mailed"))
             continue
         for planned in steps:
@@ -244,6 +256,6 @@ def person_journey(project: Project, now: datetime, email: str, *,
                 note = "; ".join(part for part in ("cc the manager", note) if part)
             variant = assign_variant(enrolment.campaign, planned.step, email)
             journey.append(JourneyStep(enrolment.campaign, planned.step.id, "planned",
-                                       planned.send_at, note,
+                                       planned.send_at, zone_of(enrolment.campaign), note,
                                        None if variant is None else variant.id))
     return journey

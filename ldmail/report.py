@@ -8,7 +8,7 @@ import json
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -306,10 +306,11 @@ class Report:
     campaigns: list[CampaignReport] = field(default_factory=list)
     organisation: str = ""
     language: str = "en"  # the language of the report's words (see report_text)
+    zone: tzinfo = UTC  # the project's: the one its times are shown in
 
     @property
     def words(self) -> Words:
-        return Words(self.language)
+        return Words(self.language, self.zone)
 
     def as_dict(self) -> dict[str, Any]:
         words = self.words
@@ -379,7 +380,8 @@ def build_report(project: Project, now: datetime, *, db: Path | None = None,
     if campaign:
         project.campaign(campaign)
     report = Report(generated_at=iso(now), organisation=project.settings.organisation,
-                    language=language or project.settings.default_language)
+                    language=language or project.settings.default_language,
+                    zone=project.settings.timezone)
     with Ledger.of(project, db, readonly=True) as ledger:
         for campaign_id in ids:
             model = project.campaigns[campaign_id].model

@@ -8,7 +8,7 @@ in Dutch and German.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from typing import Final
 
 from babel.dates import format_date, format_time
@@ -300,8 +300,9 @@ DASH: Final = "\u2013"  # shown where there is no figure
 class Words:
     """Phrases and number formats of one language (falls back to English)."""
 
-    def __init__(self, language: str = "en") -> None:
+    def __init__(self, language: str = "en", zone: tzinfo = UTC) -> None:
         self.language = language if language in LANGUAGES else "en"
+        self.zone = zone
         self._index = LANGUAGES.index(self.language)
         self.locale = LOCALES[self.language]
 
@@ -378,8 +379,8 @@ class Words:
         return format_date(day, "d MMM", locale=self.locale)
 
     def moment(self, when: datetime) -> str:
-        """A moment in this machine's local time, with its zone as an offset from UTC."""
-        local = when.astimezone()
+        """A moment in the project's time zone, with the zone's name."""
+        local = when.astimezone(self.zone)
         return (f"{format_date(local, 'long', locale=self.locale)}, "
                 f"{format_time(local, 'short', locale=self.locale)} "
                 f"({local.strftime('%Z') or 'UTC' + local.strftime('%z')})")
