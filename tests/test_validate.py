@@ -45,8 +45,8 @@ def test_shipped_example_validates(example: Path, cli: Cli) -> None:
          "{% block wiifm %}{% if persona.id != 'newcomer' %}{{ persona.wiifm }}{% endif %}",
          r"templates/nl/welcome/hello\.md:3: step 'hello' gives persona 'newcomer' \(nl\) no "
          r"WIIFM passage; write one"),
-        ("campaigns/welcome.yaml", "timezone: Europe/Amsterdam", "timezone: Europe/Amsterdm",
-         r"campaigns/welcome\.yaml:11: .*'Europe/Amsterdm' is not an IANA time zone \(did you "
+        ("ldmail.yaml", "timezone: Europe/Amsterdam", "timezone: Europe/Amsterdm",
+         r"ldmail\.yaml:15: .*'Europe/Amsterdm' is not an IANA time zone \(did you "
          r"mean 'Europe/Amsterdam'\?\)"),
         ("campaigns/welcome.yaml", "holdout: 10%", "holdout: 10",
          r"campaigns/welcome\.yaml:8: .*write it with a % sign"),
