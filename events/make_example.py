@@ -11,8 +11,10 @@ Writes three files of the example at the repository's top level:
   (see ``_managers``) without drawing from the seeded random numbers, so the rest of the
   files is the same with or without it; only the managing director has none.
 - ``events/lms-export.csv`` (the LMS's export: BOM, semicolons, CRLF, day-first timestamps in
-  UTC) and ``events/xapi-statements.json`` (the LRS's xAPI statements): what these people did
-  in the learning platform in the eight weeks from Tue 1 Dec 2026 to Mon 25 Jan 2027, the
+  Amsterdam's local time without a zone, as the LMS shows them; ldmail reads them in the
+  project's ``timezone``) and ``events/xapi-statements.json`` (the LRS's xAPI statements):
+  what these people did in the learning platform in the eight weeks from Tue 1 Dec 2026 to
+  Mon 25 Jan 2027, the
   registrations and completions that are the campaigns' goals. A few events are in both files,
   as when the LMS and the LRS both saw them.
 
@@ -66,6 +68,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -81,6 +84,7 @@ COLUMNS = 11  # the cells before the manager's address, which is worked out (see
 
 FIRST_DAY = date(2026, 12, 1)  # the campaigns start; the README's demo sends each day at 10:00
 LAST_DAY = date(2027, 1, 25)  # the eighth week's last day; the report is read on 26 Jan
+LMS_ZONE = ZoneInfo("Europe/Amsterdam")  # the project's timezone, in ldmail.yaml
 SEND_AT = time(9, 0, tzinfo=UTC)  # 10:00 in Amsterdam in winter: when the demo's sends run
 FIRST_EVENT = datetime(2026, 12, 2, tzinfo=UTC)
 END = datetime.combine(LAST_DAY, time(23, 0), tzinfo=UTC)
@@ -725,7 +729,8 @@ def write_files(rng: random.Random, kept: list[str], people: list[Person],
     lms.sort()
     lrs.sort()
     lines = ["E-mail;Event;Course;Timestamp"] + [
-        f"{e.email};{e.verb};{e.object};{e.at.strftime('%d-%m-%Y %H:%M:%S')}" for e in lms]
+        f"{e.email};{e.verb};{e.object};{e.at.astimezone(LMS_ZONE).strftime('%d-%m-%Y %H:%M:%S')}"
+        for e in lms]
     (ROOT / "events" / "lms-export.csv").write_bytes(
         ("\ufeff" + "\r\n".join(lines) + "\r\n").encode("utf-8"))
     (ROOT / "events" / "xapi-statements.json").write_text(

@@ -137,10 +137,11 @@ def test_lms_csv_export(project: Path, cli: Cli, tmp_path: Path) -> None:
     assert "row 5: invalid e-mail address 'not-an-address'" in out
     assert "row 6: unreadable timestamp '31-02-2026'" in out
     assert "row 7: empty event" in out
+    # Times without a zone are the project's (Europe/Amsterdam, CET): stored in UTC.
     assert events(project) == [
-        ("ann.devries@example.org", "registered", "course:excel", "2026-12-02T09:15:00Z"),
-        ("bob.smith@example.org", "completed", "course:gdpr", "2026-12-03T00:00:00Z"),
-        ("chloe.martin@example.org", "registered", "course:café", "2026-12-04T11:00:00Z"),
+        ("ann.devries@example.org", "registered", "course:excel", "2026-12-02T08:15:00Z"),
+        ("bob.smith@example.org", "completed", "course:gdpr", "2026-12-02T23:00:00Z"),
+        ("chloe.martin@example.org", "registered", "course:café", "2026-12-04T10:00:00Z"),
     ]
     again = cli("events", "import", path, "--project", project)
     assert "0 event(s) added, 3 already recorded, 3 skipped" in again.stdout
@@ -150,7 +151,7 @@ def test_same_event_from_lms_and_lrs_counts_once(project: Path, cli: Cli,
                                                  tmp_path: Path) -> None:
     csv_file = tmp_path / "lms.csv"
     csv_file.write_text("E-mail;Event;Course;Timestamp\n"
-                        "ann.devries@example.org;registered;course:excel;02-12-2026 09:15:00\n",
+                        "ann.devries@example.org;registered;course:excel;02-12-2026 10:15:00\n",
                         encoding="utf-8")
     xapi_file = tmp_path / "lrs.json"
     xapi_file.write_text(json.dumps([

@@ -152,9 +152,9 @@ def test_time_only_moves_forward_in_a_ledger(sent_example: Path, cli: Cli) -> No
     typo = cli("send", "--project", sent_example, "--now", "2016-12-08T10:00+01:00")
     assert typo.exit_code == 1
     assert typo.stderr.strip().splitlines() == [
-        "error it is 2016-12-08T09:00:00Z for this run, before run 1 of this ledger, which ran"
-        " at 2026-12-08T09:00:00Z: time only moves forward in a ledger. Check --now (and this "
-        "machine's clock); to rehearse on a copy of the ledger on purpose, add --allow-past"]
+        "error it is Thu 2016-12-08 10:00 CET for this run, before run 1 of this ledger, which "
+        "ran at Tue 2026-12-08 10:00 CET: time only moves forward in a ledger. Check --now (and "
+        "this machine's clock); to rehearse on a copy of the ledger on purpose, add --allow-past"]
     assert ledger_rows(sent_example, everything) == before
     assert ledger_rows(sent_example, "SELECT count(*) AS n FROM runs")[0]["n"] == runs
     # A few minutes back is two machines' clocks, not a typo.
