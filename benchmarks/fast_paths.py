@@ -11,8 +11,8 @@ go. It prints a table and writes it to benchmarks/results/<date>-fast-paths.md:
   rendered from scratch;
 - name placeholders (render.Renderer._stand_ins); off: memos are keyed by the reader's name;
 - direct MIME bytes (message.MessageBuilder.build); off: an EmailMessage for each message;
-- SMTP pipelining (transport._SMTP, RFC 2920); off: smtp-sink started with -P, so every
-  command waits for its reply.
+- SMTP pipelining (delivery.transport.base._SMTP, RFC 2920); off: smtp-sink started
+  with -P, so every command waits for its reply.
 
 Three former speed-ups did not pay and were removed (figures in
 results/2026-11-30-fast-paths-review.md): a pool of random bytes for Message-IDs and MIME
@@ -35,11 +35,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run as bench  # noqa: E402  (benchmarks/run.py: the synthetic project and smtp-sink)
 
-from ldmail import message, render  # noqa: E402
-from ldmail.audience import PeopleStream  # noqa: E402
+from ldmail.audience.export import PeopleStream  # noqa: E402
 from ldmail.clock import parse_now  # noqa: E402
-from ldmail.config import load_project  # noqa: E402
-from ldmail.deliver import send  # noqa: E402
+from ldmail.content import message, render  # noqa: E402
+from ldmail.delivery.send import send  # noqa: E402
+from ldmail.project.config import load_project  # noqa: E402
 
 REPEATS = 3
 

@@ -220,8 +220,8 @@ def mailmerge_files(project: Path, folder: Path, port: int, html_part: bool = Tr
     person (the first name made a placeholder), so both tools send messages of the same size.
     """
     sys.path.insert(0, str(REPO))
-    from ldmail.config import load_project
-    from ldmail.render import Renderer
+    from ldmail.content.render import Renderer
+    from ldmail.project.config import load_project
 
     loaded = load_project(project)
     campaign = loaded.campaign("welcome")

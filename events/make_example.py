@@ -50,7 +50,7 @@ next to itself, from whatever folder it is started in)::
 
     python events/make_example.py
 
-It uses the standard library and ``ldmail.schedule.in_holdout`` only. No test and no part of
+It uses the standard library and ``ldmail.project.schedule.in_holdout`` only. No test and no part of
 the ldmail package imports it.
 """
 
@@ -72,7 +72,7 @@ from zoneinfo import ZoneInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from ldmail.schedule import in_holdout  # noqa: E402  (after the path is set)
+from ldmail.project.schedule import in_holdout  # noqa: E402  (after the path is set)
 
 SEED = 37  # a typical draw: see the docstring
 KEPT = 200  # the original example's rows, kept at the top of people.csv as they are

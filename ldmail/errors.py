@@ -25,7 +25,7 @@
     JsonLimit (ValueError)       an event file beyond the JSON limits (a rejected row)
     StopRequested (Exception)    SIGTERM or Ctrl-C while nothing was on the wire; internal
 
-Row-level signals that never leave their module (_RowError in audience.py, FieldError in
+Row-level signals that never leave their module (_RowError in audience/export.py, FieldError in
 models.py, UnreadableFile) stay there: they become located rejected rows or Problems.
 """
 

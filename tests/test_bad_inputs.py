@@ -21,7 +21,7 @@ import yaml
 from typer.testing import CliRunner
 
 from ldmail.cli import app
-from ldmail.scaffold import init_project
+from ldmail.project.scaffold import init_project
 
 CASES = Path(__file__).with_name("bad_inputs")
 NOW = "2026-12-01T10:00+01:00"

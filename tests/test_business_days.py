@@ -17,7 +17,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from ldmail.business_days import (
+from ldmail.errors import NoSendDay
+from ldmail.project.business_days import (
     OPEN,
     Blackout,
     BusinessCalendar,
@@ -25,9 +26,8 @@ from ldmail.business_days import (
     parse_blackout,
     parse_region,
 )
-from ldmail.errors import NoSendDay
-from ldmail.models import Campaign, SendWindow, Settings
-from ldmail.schedule import next_window_open, upcoming
+from ldmail.project.models import Campaign, SendWindow, Settings
+from ldmail.project.schedule import next_window_open, upcoming
 
 from .conftest import Cli, summary_line
 from .public_holidays import DE_BY, NL, blackout_days

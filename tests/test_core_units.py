@@ -13,12 +13,18 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from ldmail import units
+from ldmail.content.render import Rendered
+from ldmail.content.textify import html_to_text
 from ldmail.errors import ExpressionError, HeaderInjection, SecurityError
-from ldmail.expressions import evaluate
-from ldmail.models import Campaign, SendWindow, Settings
-from ldmail.render import Rendered
-from ldmail.schedule import StepRecord, anchor_moment, in_holdout, next_window_open, upcoming
-from ldmail.textify import html_to_text
+from ldmail.project.models import Campaign, SendWindow, Settings
+from ldmail.project.schedule import (
+    StepRecord,
+    anchor_moment,
+    in_holdout,
+    next_window_open,
+    upcoming,
+)
+from ldmail.sandbox.expressions import evaluate
 
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
 
@@ -191,7 +197,7 @@ def test_text_part_drops_scripts_and_collapses_space() -> None:
 
 
 def _built(name: str = "Anna de Vries", subject: str = "Welcome, Anna") -> EmailMessage:
-    from ldmail.message import MessageBuilder
+    from ldmail.content.message import MessageBuilder
 
     campaign = _campaign()
     rendered = Rendered(subject=subject, preheader="p", wiifm="w", html="<p>Hello</p>",
@@ -236,7 +242,7 @@ def test_a_long_display_name_is_folded_and_reads_back_whole(display: str) -> Non
     server refuses (500 Line too long)."""
     from email.policy import default
 
-    from ldmail.message import _address_header
+    from ldmail.content.message import _address_header
 
     header = _address_header("To", display, "ann@example.org")
     assert max(len(line) for line in header.split("\r\n")) <= 78

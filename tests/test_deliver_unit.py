@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from ldmail.config import load_project
-from ldmail.deliver import send
+from ldmail.delivery.send import send
+from ldmail.delivery.transport.base import MemoryTransport, Outcome
 from ldmail.errors import TransportUnavailable
-from ldmail.transport import MemoryTransport, Outcome
+from ldmail.project.config import load_project
 
 from .smtp_server import BACKOFF, LEDGER, NOW, PEOPLE, edit_yaml, iso, write_people
 

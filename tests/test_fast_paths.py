@@ -23,11 +23,11 @@ from typing import Any
 
 import pytest
 
-from ldmail.config import load_project
+from ldmail.content.message import MessageBuilder
+from ldmail.content.render import Rendered, Renderer
 from ldmail.errors import HeaderInjection
-from ldmail.message import MessageBuilder
-from ldmail.render import Rendered, Renderer
-from ldmail.schedule import assign_variant
+from ldmail.project.config import load_project
+from ldmail.project.schedule import assign_variant
 
 from .conftest import Cli, summary_line
 from .smtp_server import NOW, PEOPLE, SmtpServer, edit_yaml, known_people, ledger_rows, send, states
@@ -124,7 +124,7 @@ def _built(project: Path, *, name: str = "Ann de Vries", subject: str = "Welcome
     campaign = loaded.campaign("welcome")
     step = campaign.steps[0]
     if calendar:
-        from ldmail.models import Calendar
+        from ldmail.project.models import Calendar
 
         step = step.model_copy(update={"calendar": Calendar.model_validate(
             {"title": "Learning moment", "weekday": "fri", "time": "15:00"})})
@@ -216,7 +216,7 @@ def test_an_internationalised_address_takes_the_standard_library_path(project: P
 def test_rendering_from_memos_equals_rendering_from_scratch(example: Path) -> None:
     from itertools import islice
 
-    from ldmail.audience import PeopleStream, unique_people
+    from ldmail.audience.export import PeopleStream, unique_people
 
     loaded = load_project(example)
     people = list(islice(unique_people(PeopleStream(loaded, date(2026, 12, 1))), 40))
@@ -264,16 +264,16 @@ def sent_first_step(project: Path, cli: Cli) -> Path:
 
 def _does_the_work(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Counts the runs that sync the export with the ledger (the work a quiet run skips)."""
-    import ldmail.deliver
+    import ldmail.delivery.send
 
     calls: list[int] = []
-    real = vars(ldmail.deliver)["sync"]  # the name send looks up
+    real = vars(ldmail.delivery.send)["sync"]  # the name send looks up
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(ldmail.deliver, "sync", counting)
+    monkeypatch.setattr(ldmail.delivery.send, "sync", counting)
     return calls
 
 

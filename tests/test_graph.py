@@ -233,9 +233,9 @@ def test_an_app_certificate_instead_of_a_secret(
 
 
 def test_a_stop_ends_a_retry_after_wait_at_once(standin: MsStandin) -> None:
-    from ldmail.graph import open_graph
-    from ldmail.models import Transport
-    from ldmail.transport import Pacer
+    from ldmail.delivery.transport.base import Pacer
+    from ldmail.delivery.transport.graph import open_graph
+    from ldmail.project.models import Transport
 
     settings = Transport(kind="graph", graph_url=standin.base, oauth2=oauth2_block(standin))
     stop = threading.Event()

@@ -391,9 +391,10 @@ class ConditionClock:
     run answered (the set of addresses per run)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        from ldmail import deliver, journeys
-        from ldmail.budget import RunAllowance
+        from ldmail.delivery import send as deliver
         from ldmail.ledger.delivery import Delivery
+        from ldmail.sandbox import conditions as journeys
+        from ldmail.sandbox.budget import RunAllowance
 
         self.now = 0.0
         self.runs: list[list[str]] = []

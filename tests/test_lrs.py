@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ldmail.schedule import in_holdout
+from ldmail.project.schedule import in_holdout
 
 from .conftest import REPO, Cli
 from .smtp_server import (
@@ -399,9 +399,9 @@ class _Scripted(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def scripted(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[type[_Scripted], str]]:
-    import ldmail.lrs
+    import ldmail.measurement.lrs
 
-    monkeypatch.setattr(ldmail.lrs, "MAX_WAIT", 0.01)  # retries without the real pauses
+    monkeypatch.setattr(ldmail.measurement.lrs, "MAX_WAIT", 0.01)  # retries without the real pauses
     _Scripted.script, _Scripted.seen, _Scripted.times = [], [], []
     with http_serving(_Scripted) as base:
         yield _Scripted, base
@@ -418,9 +418,9 @@ def page(n: int, more: str) -> dict[str, Any]:
 def test_429_is_retried_after_retry_after(
         project: Path, cli: Cli, scripted: tuple[type[_Scripted], str],
         monkeypatch: pytest.MonkeyPatch, form: str) -> None:
-    import ldmail.lrs
+    import ldmail.measurement.lrs
 
-    monkeypatch.setattr(ldmail.lrs, "MAX_WAIT", 60.0)  # the real pause this time
+    monkeypatch.setattr(ldmail.measurement.lrs, "MAX_WAIT", 60.0)  # the real pause this time
     lrs, base = scripted
     # Retry-After is a number of seconds or an HTTP date (RFC 9110, 10.2.3); a date two
     # seconds ahead, cut to whole seconds, is one to two seconds away.
@@ -565,9 +565,9 @@ def test_oversized_fields_and_deep_nesting_are_refused_rows(
 def test_an_endless_chain_of_more_links_stops_at_the_page_bound(
         project: Path, cli: Cli, scripted: tuple[type[_Scripted], str],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import ldmail.lrs
+    import ldmail.measurement.lrs
 
-    monkeypatch.setattr(ldmail.lrs, "MAX_PAGES", 30)
+    monkeypatch.setattr(ldmail.measurement.lrs, "MAX_PAGES", 30)
     lrs, base = scripted
     chain = {"more": "/xAPI/statements?page={n}", "statements": [
         stored_at("a", "2026-11-01T09:00:01Z"), stored_at("b", "2026-11-01T09:00:02Z")]}
@@ -837,9 +837,9 @@ def holds_open(pid: int, path: Path) -> bool:
 def test_sigterm_ends_a_pull_waiting_for_a_running_forget(
         project: Path, scripted: tuple[type[_Scripted], str],
         monkeypatch: pytest.MonkeyPatch, command: str) -> None:
-    from ldmail.config import load_project
+    from ldmail.delivery.lock import fence_path, forget_fence
     from ldmail.ledger import ledger_path
-    from ldmail.lock import fence_path, forget_fence
+    from ldmail.project.config import load_project
 
     lrs, base = scripted
     configure(project, f"{base}/xAPI", monkeypatch)

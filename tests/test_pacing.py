@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ldmail.models import Transport
-from ldmail.transport import Pacer
+from ldmail.delivery.transport.base import Pacer
+from ldmail.project.models import Transport
 
 from .conftest import Cli, summary_line
 from .smtp_server import (

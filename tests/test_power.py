@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ldmail.stats import detectable_uplift
+from ldmail.measurement.stats import detectable_uplift
 
 from .conftest import Cli
 

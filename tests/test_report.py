@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from ldmail.schedule import in_holdout
+from ldmail.project.schedule import in_holdout
 
 from .browser import chromium_command, colours
 from .conftest import REPO, Cli

@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 import yaml
 
-from ldmail.schema import SCHEMAS, schema_for
+from ldmail.project.schema import SCHEMAS, schema_for
 
 from .conftest import REPO, Cli
 from .test_validate import edit

@@ -20,14 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from ldmail.budget import MAX_STRING
-from ldmail.config import load_project
+from ldmail.content.render import Renderer
 from ldmail.errors import JsonLimit, Problem, RenderError
-from ldmail.events import load_json
-from ldmail.hygiene import csv_cell, excerpt, visible
-from ldmail.models import Step
-from ldmail.render import Renderer
-from ldmail.yamlfile import load_yaml
+from ldmail.measurement.events import load_json
+from ldmail.project.config import load_project
+from ldmail.project.models import Step
+from ldmail.project.yamlfile import load_yaml
+from ldmail.sandbox.budget import MAX_STRING
+from ldmail.sandbox.hygiene import csv_cell, excerpt, visible
 
 from .browser import chromium_command
 from .conftest import Cli

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from ldmail.config import load_project
-from ldmail.message import MessageBuilder, new_message_id, unsubscribe_links
-from ldmail.preview import build_preview
+from ldmail.content.message import MessageBuilder, new_message_id, unsubscribe_links
+from ldmail.content.preview import build_preview
+from ldmail.project.config import load_project
 
 pytestmark = pytest.mark.skipif(shutil.which("spamassassin") is None,
                                 reason="spamassassin is not installed (Debian: apt install "

@@ -14,11 +14,11 @@ from math import comb
 import pytest
 from rich.console import Console
 
-from ldmail.cli import _print_report
-from ldmail.report import CampaignReport, Report, Segment, to_csv, to_json
-from ldmail.report_html import to_html
-from ldmail.report_text import Words
-from ldmail.stats import (
+from ldmail.cli.app import _print_report
+from ldmail.measurement.report import CampaignReport, Report, Segment, to_csv, to_json
+from ldmail.measurement.report_html import to_html
+from ldmail.measurement.report_text import Words
+from ldmail.measurement.stats import (
     HYPOTHESIS_RULES,
     VERDICT_RULES,
     Comparison,

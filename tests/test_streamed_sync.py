@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from ldmail.config import load_project
-from ldmail.plan import build_plan
+from ldmail.delivery.plan import build_plan
+from ldmail.project.config import load_project
 
 from .conftest import Cli
 from .smtp_server import LEDGER, NOW, edit_yaml, ledger_rows, send
@@ -27,16 +27,16 @@ EXAMPLE_NOW = datetime.fromisoformat("2026-12-01T10:00+01:00")
 
 def _export_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Counts the times a sync reads the people export."""
-    import ldmail.enrolment
+    import ldmail.audience.enrolment
 
     reads: list[int] = []
-    real = vars(ldmail.enrolment)["PeopleStream"]  # the name the sync looks up
+    real = vars(ldmail.audience.enrolment)["PeopleStream"]  # the name the sync looks up
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         reads.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(ldmail.enrolment, "PeopleStream", counting)
+    monkeypatch.setattr(ldmail.audience.enrolment, "PeopleStream", counting)
     return reads
 
 
@@ -124,7 +124,7 @@ def test_a_duplicate_address_keeps_its_first_row(project: Path, cli: Cli) -> Non
 
 
 def test_a_plan_counts_once_whom_a_send_enrols_while_it_runs(project: Path, cli: Cli) -> None:
-    from ldmail.enrolment import active_enrolments, sync
+    from ldmail.audience.enrolment import active_enrolments, sync
     from ldmail.ledger import Ledger
 
     # A ledger with nobody enrolled yet (a plan on no ledger works in memory).

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from ldmail.report import FitShare
+from ldmail.measurement.report import FitShare
 
 from .conftest import REPO, Cli
 from .test_validate import edit

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from ldmail.report_text import Words
+from ldmail.measurement.report_text import Words
 
 from .conftest import Cli, summary_line
 from .smtp_server import edit_yaml, ledger_rows

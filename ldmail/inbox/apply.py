@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..clock import iso
-from ..config import SETTINGS_FILE, Project
+from ..delivery.lock import inbox_lock, working_fence
 from ..errors import LdmailError, StopRequested
 from ..ledger import (
     ERASED,
@@ -31,8 +31,8 @@ from ..ledger import (
     ledger_path,
 )
 from ..ledger.states import message_sources
-from ..lock import inbox_lock, working_fence
-from ..models import Inbox, SenderStop
+from ..project.config import SETTINGS_FILE, Project
+from ..project.models import Inbox, SenderStop
 from .bounces import (
     Failure,
     bounce_failures,

@@ -12,9 +12,9 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Protocol
 
-from ..config import SETTINGS_FILE, Project
 from ..errors import InboxUnavailable
-from ..models import Inbox
+from ..project.config import SETTINGS_FILE, Project
+from ..project.models import Inbox
 from .imap import ImapFolder
 from .mbox import MboxLock, MboxMove
 

@@ -24,9 +24,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal, cast
 
-from ..config import SETTINGS_FILE, Project
 from ..errors import InboxUnavailable, LdmailError, StopRequested
-from ..models import Inbox, is_loopback
+from ..project.config import SETTINGS_FILE, Project
+from ..project.models import Inbox, is_loopback
 from .bounces import one_line
 
 MOVE_BATCH = 200  # mails moved to the done folder with one command
@@ -305,7 +305,7 @@ class ImapFolder:
     def _login_oauth2(self, project: Project) -> None:
         """AUTHENTICATE XOAUTH2 with a token from transport.oauth2 (oauth.py: Entra ID's client
         credentials, or a token_command); a refused token is replaced once."""
-        from ..oauth import SMTP_SCOPE, token_source, xoauth2
+        from ..delivery.transport.oauth import SMTP_SCOPE, token_source, xoauth2
 
         transport, user = project.settings.transport, self.settings.user or ""
         if transport.oauth2 is None:

@@ -20,7 +20,7 @@ from ..errors import LdmailError, LedgerError, LedgerReplaced
 from .schema import MIGRATION_SET, MIGRATIONS, migrations
 
 if TYPE_CHECKING:
-    from ..config import Project
+    from ..project.config import Project
 
 # How long a command waits for another program's write lock on the ledger (seconds).
 BUSY_TIMEOUT = 30.0
@@ -69,7 +69,7 @@ def _create_private(path: Path) -> None:
 
 def ledger_path(project: Project, override: Path | None) -> Path:
     """`--db` when given, else the project's `ledger` setting (.ldmail/ledger.db)."""
-    from ..config import LEDGER_SETTING
+    from ..project.config import LEDGER_SETTING
 
     return override if override is not None else project.path(project.settings.ledger,
                                                                LEDGER_SETTING)
@@ -92,7 +92,7 @@ def read_identity(ledger: Path) -> tuple[str, int] | None:
 def record_identity(ledger: LedgerFile, run_id: int) -> None:
     """Note the ledger's id and this run beside it (best effort: a read-only folder is
     reported by the ledger itself)."""
-    from ..hygiene import write_private
+    from ..sandbox.hygiene import write_private
 
     try:
         write_private(identity_path(ledger.path), f"{ledger.identity()} {run_id}\n")

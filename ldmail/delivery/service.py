@@ -1,0 +1,115 @@
+"""`ldmail run`: the send job on an interval, in-process, until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import FrameType
+
+from ..errors import LdmailError, TransportFatal
+from ..measurement.lrs import pull_logged
+from ..project.config import load_project
+from .send import send
+
+log = logging.getLogger("ldmail.run")
+
+
+def read_inbox_logged(root: Path, now: datetime, db: Path | None,
+                      stop: threading.Event | None = None) -> None:
+    """Bounces and unsubscribe mails, when ldmail.yaml has an inbox: block. A failure (a
+    refused login, an unreachable server) is logged, not fatal: sending goes on, and the
+    next interval tries the mailbox again. A stop request ends it between two mails."""
+    from ..inbox import read_inbox
+
+    try:
+        project = load_project(root)
+        if project.settings.inbox is None:
+            return
+        result = read_inbox(project, now, db=db, stop=stop)
+    except LdmailError as exc:
+        log.error("inbox failed: %s", exc)
+    else:
+        log.info("%s", result.summary())
+        if result.stopped:
+            log.info("inbox %s", result.stopped)
+
+
+def run_forever(root: Path, interval: timedelta | None, *, db: Path | None = None,
+                shift: timedelta = timedelta(0), max_runs: int | None = None) -> int:
+    """Run `send` now and then every `interval`; returns the number of runs done.
+
+    A stop request lets the message in hand finish and be recorded, so no claim is left
+    open; the rest waits for the next start.
+    """
+    from apscheduler.executors.pool import ThreadPoolExecutor
+    from apscheduler.schedulers.blocking import BlockingScheduler
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    stop = threading.Event()
+    runs = 0
+    fatal: list[TransportFatal] = []
+    every = interval or load_project(root).settings.run.interval
+    if every.total_seconds() < 1:
+        raise LdmailError("run.interval in ldmail.yaml must be at least one second, e.g. 5m")
+    executor = ThreadPoolExecutor(1)
+    scheduler = BlockingScheduler(executors={"default": executor}, timezone=UTC)
+
+    def job() -> None:
+        nonlocal runs
+        now = datetime.now(UTC) + shift
+        try:
+            project = load_project(root)  # re-read: campaigns may change between runs
+            # Goals from the LRS first, when lrs: is set; a stop request cuts the pull short.
+            pull_logged(project, log, now, db=db, stop=stop)
+            if stop.is_set():
+                return
+            summary = send(project, now, db=db, stop=stop)
+        except TransportFatal as exc:
+            # A refused login or a missing password does not mend itself: stop, and say so
+            # with a non-zero exit, instead of failing quietly every interval.
+            log.error("run failed: %s", exc)
+            fatal.append(exc)
+            stop.set()
+            scheduler.shutdown(wait=False)
+            return
+        except LdmailError as exc:
+            log.error("run failed: %s", exc)
+        else:
+            log.info("run at %s: sent %d, waiting %d, retry later %d, failed %d, unknown %d",
+                     now.isoformat(timespec="seconds"), summary.sent, summary.waiting_window,
+                     summary.deferred, summary.failed, summary.unknown_total)
+            for hold in summary.domain_holds:
+                log.warning("%s", hold.line(hold.resumes_by))
+        if not stop.is_set():
+            read_inbox_logged(root, now, db, stop)
+        runs += 1
+        if max_runs is not None and runs >= max_runs:
+            stop.set()
+            scheduler.shutdown(wait=False)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s; finishing the message in hand, then stopping",
+                 signal.Signals(signum).name)
+        stop.set()
+        if scheduler.running:
+            scheduler.shutdown(wait=False)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    scheduler.add_job(job, IntervalTrigger(seconds=every.total_seconds()), id="send",
+                      next_run_time=datetime.now(UTC), max_instances=1, coalesce=True,
+                      misfire_grace_time=None)
+    log.info("sending every %s; stop with Ctrl-C or SIGTERM", every)
+    try:
+        scheduler.start()
+    finally:
+        # shutdown(wait=False) returns at once; wait here for the job in hand to finish.
+        executor.shutdown(wait=True)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    log.info("stopped after %d run(s)", runs)
+    if fatal:
+        raise fatal[0]
+    return runs
