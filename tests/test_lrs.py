@@ -837,8 +837,8 @@ def holds_open(pid: int, path: Path) -> bool:
 def test_sigterm_ends_a_pull_waiting_for_a_running_forget(
         project: Path, scripted: tuple[type[_Scripted], str],
         monkeypatch: pytest.MonkeyPatch, command: str) -> None:
-    from ldmail.delivery.lock import fence_path, forget_fence
     from ldmail.ledger import ledger_path
+    from ldmail.ledger.lock import fence_path, forget_fence
     from ldmail.project.config import load_project
 
     lrs, base = scripted

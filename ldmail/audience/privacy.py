@@ -11,9 +11,9 @@ from datetime import datetime
 from pathlib import Path
 
 from ..clock import iso
-from ..delivery.lock import SendLock, forget_fence, held_elsewhere
 from ..errors import LdmailError, LedgerBusy
 from ..ledger import FORGOTTEN, Ledger
+from ..ledger.lock import SendLock, forget_fence, held_elsewhere
 from ..ledger.people import SUPPRESSED
 from .export import find_column, normalise_email, read_rows
 

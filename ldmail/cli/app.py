@@ -1495,8 +1495,8 @@ def suppress(
     """Opt a person out for good."""
     from ..audience.privacy import import_suppressions, is_token, resolve
     from ..audience.privacy import suppress as add_suppression
-    from ..delivery.lock import send_lock_path
     from ..ledger import UNSUBSCRIBED, Ledger
+    from ..ledger.lock import send_lock_path
     from ..ledger.people import SUPPRESSED
     from ..project.config import load_project
 
@@ -1535,8 +1535,8 @@ def forget(
     """Erase a person's data; they stay suppressed."""
     from ..audience.privacy import forget as erase
     from ..audience.privacy import resolve
-    from ..delivery.lock import held_elsewhere, send_lock_path
     from ..ledger import Ledger
+    from ..ledger.lock import held_elsewhere, send_lock_path
     from ..project.config import OUTBOX_SETTING, PREVIEW_FOLDER, load_project
 
     with invocation(project, now) as inv:

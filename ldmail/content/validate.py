@@ -391,8 +391,7 @@ def check_tracked(project: Project, report: Report) -> None:
 def known_events(project: Project) -> set[str]:
     """Event names a project can expect: common xAPI verbs, every goal and trigger, and the
     verbs the LRS is read for."""
-    from ..measurement.events import verb_name
-    from ..sandbox.conditions import COMMON_EVENTS
+    from ..sandbox.conditions import COMMON_EVENTS, verb_name
 
     known = set(COMMON_EVENTS)
     for file in project.campaigns.values():
@@ -404,8 +403,7 @@ def known_events(project: Project) -> set[str]:
 
 def check_events(project: Project, campaign: CampaignFile, report: Report) -> None:
     """Warnings for a condition or trigger that names an event nothing seems to produce."""
-    from ..measurement.events import verb_name
-    from ..sandbox.conditions import events_named
+    from ..sandbox.conditions import events_named, verb_name
 
     known = known_events(project)
     lrs = project.settings.lrs

@@ -46,13 +46,13 @@ from ..ledger import (
     record_identity,
     step_key,
 )
+from ..ledger.lock import SendLock, held_elsewhere, send_lock_path
 from ..project.config import OUTBOX_SETTING, Project
 from ..project.models import MANAGER_EMAIL, SenderStop, Variant
 from ..project.schedule import Planned, assign_variant
 from ..sandbox.budget import CONDITION_SECONDS_ENV, RunAllowance
 from ..units import format_duration
 from . import quiet
-from .lock import SendLock, held_elsewhere, send_lock_path
 from .transport.base import Outcome, Transport, open_transports
 
 log = logging.getLogger("ldmail.send")

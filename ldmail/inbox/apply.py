@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Literal
 
 from ..clock import iso
-from ..delivery.lock import inbox_lock, working_fence
 from ..errors import LdmailError, StopRequested
 from ..ledger import (
     ERASED,
@@ -30,6 +29,7 @@ from ..ledger import (
     SentMessage,
     ledger_path,
 )
+from ..ledger.lock import inbox_lock, working_fence
 from ..ledger.states import message_sources
 from ..project.config import SETTINGS_FILE, Project
 from ..project.models import Inbox, SenderStop

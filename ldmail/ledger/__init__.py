@@ -13,6 +13,7 @@ an enrolment's state is an operation here, checked against the table in states.p
     reads.py     what the report and the quiet cron path read
     survey.py    evaluation survey answers: recorded once each, read for the report
     inbox.py     bounces and unsubscribe mails from the sender's mailbox, each applied once
+    lock.py      the kernel locks beside the file, so the processes that share it take turns
 """
 
 from .core import (

@@ -17,6 +17,7 @@ from ..clock import iso
 from ..errors import JsonLimit, LdmailError
 from ..ledger import GoalEvent, Ledger
 from ..project.models import DateLimits
+from ..sandbox.conditions import verb_name
 from ..sandbox.hygiene import excerpt, first_control
 
 if TYPE_CHECKING:
@@ -77,11 +78,6 @@ def parse_timestamp(text: str, zone: tzinfo = UTC) -> datetime:
         else:
             raise ValueError(f"unreadable timestamp {excerpt(text)}") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=zone)
-
-
-def verb_name(verb_id: str) -> str:
-    """`http://adlnet.gov/expapi/verbs/registered` -> `registered`."""
-    return verb_id.rstrip("/").rsplit("/", 1)[-1].lower()
 
 
 def _from_csv(path: Path, display: str, zone: tzinfo) -> Iterator[tuple[str, Event | str]]:

@@ -29,9 +29,9 @@ import httpx
 
 from .. import outside
 from ..clock import iso, wall_now
-from ..delivery.lock import working_fence
 from ..errors import HttpFailed, LdmailError, StopRequested
 from ..ledger import FORGOTTEN, GoalEvent, Ledger, ledger_path
+from ..ledger.lock import working_fence
 from ..project.models import DateLimits, Lrs
 from ..sandbox.hygiene import excerpt
 from .events import (

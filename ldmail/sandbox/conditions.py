@@ -33,6 +33,11 @@ COMMON_EVENTS = frozenset({
     "satisfied", "waived", "enrolled", "attended"})
 
 
+def verb_name(verb_id: str) -> str:
+    """`http://adlnet.gov/expapi/verbs/registered` -> `registered`."""
+    return verb_id.rstrip("/").rsplit("/", 1)[-1].lower()
+
+
 def events_named(condition: str) -> list[str]:
     """The event names a condition's helpers are called with (constants only)."""
     from .expressions import calls  # the sandbox is loaded only where a condition is read
