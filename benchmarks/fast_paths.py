@@ -11,7 +11,7 @@ go. It prints a table and writes it to benchmarks/results/<date>-fast-paths.md:
   rendered from scratch;
 - name placeholders (render.Renderer._stand_ins); off: memos are keyed by the reader's name;
 - direct MIME bytes (message.MessageBuilder.build); off: an EmailMessage for each message;
-- SMTP pipelining (delivery.transport.base._SMTP, RFC 2920); off: smtp-sink started
+- SMTP pipelining (delivery.transport.smtp._SMTP, RFC 2920); off: smtp-sink started
   with -P, so every command waits for its reply.
 
 Three former speed-ups did not pay and were removed (figures in

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ldmail.delivery.send import send
-from ldmail.delivery.transport.base import MemoryTransport, Outcome
+from ldmail.delivery.transport import MemoryTransport, Outcome
 from ldmail.errors import TransportUnavailable
 from ldmail.project.config import load_project
 

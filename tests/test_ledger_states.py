@@ -1,5 +1,5 @@
 """The ledger's state table, walked pair by pair: every (state, operation) either moves as
-ldmail/ledger/states.py says or raises IllegalTransition and writes nothing."""
+ldmail/states.py says or raises IllegalTransition and writes nothing."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from ldmail.errors import IllegalTransition
 from ldmail.ledger import Ledger, MessageKey, Recheck
-from ldmail.ledger.states import (
+from ldmail.states import (
     ENROLMENT_MOVES,
     MESSAGE_MOVES,
     EnrolmentOp,
@@ -252,7 +252,7 @@ def test_enrolment_operation(ledger: Ledger, op: EnrolmentOp, state: EnrolmentSt
 
 def test_the_table_is_in_the_docstring() -> None:
     """The docstring a reader checks against the README is the table the code enforces."""
-    import ldmail.ledger.states as states
+    import ldmail.states as states
 
     doc = states.__doc__ or ""
     for op, moves in MESSAGE_MOVES.items():

@@ -1120,7 +1120,7 @@ def run(
     """
     from datetime import UTC, datetime, timedelta
 
-    from ..delivery.service import run_forever
+    from ..service.run import run_forever
     from ..units import parse_duration
 
     if not logging.getLogger("ldmail").handlers:  # --verbose set it up already

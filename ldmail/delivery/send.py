@@ -53,7 +53,7 @@ from ..project.schedule import Planned, assign_variant
 from ..sandbox.budget import CONDITION_SECONDS_ENV, RunAllowance
 from ..units import format_duration
 from . import quiet
-from .transport.base import Outcome, Transport, open_transports
+from .transport import Outcome, Transport, open_transports
 
 log = logging.getLogger("ldmail.send")
 Progress = Callable[[int, int], None]

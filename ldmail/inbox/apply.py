@@ -30,9 +30,9 @@ from ..ledger import (
     ledger_path,
 )
 from ..ledger.lock import inbox_lock, working_fence
-from ..ledger.states import message_sources
 from ..project.config import SETTINGS_FILE, Project
 from ..project.models import Inbox, SenderStop
+from ..states import message_sources
 from .bounces import (
     Failure,
     bounce_failures,

@@ -16,6 +16,15 @@ an enrolment's state is an operation here, checked against the table in states.p
     lock.py      the kernel locks beside the file, so the processes that share it take turns
 """
 
+from ..states import (
+    EnrolmentOp,
+    EnrolmentState,
+    Group,
+    MessageOp,
+    MessageState,
+    step_key,
+    step_of,
+)
 from .core import (
     BUSY_TIMEOUT,
     QUIET,
@@ -41,15 +50,6 @@ from .inbox import (
 from .people import GoalEvent, PersonHistory, PersonMoves
 from .reads import EnrolmentFacts, MessageFacts, Reads
 from .schema import MIGRATION_SET, MIGRATIONS, m001_initial
-from .states import (
-    EnrolmentOp,
-    EnrolmentState,
-    Group,
-    MessageOp,
-    MessageState,
-    step_key,
-    step_of,
-)
 from .survey import StoredAnswer, SurveyAnswer, SurveyMoves
 
 

@@ -19,8 +19,7 @@ from typing import NamedTuple
 
 from ..clock import from_iso, iso
 from ..errors import IllegalTransition
-from .core import INTERVENTIONS, LedgerFile
-from .states import (
+from ..states import (
     EnrolmentOp,
     EnrolmentState,
     MessageOp,
@@ -31,6 +30,7 @@ from .states import (
     message_sources,
     stored,
 )
+from .core import INTERVENTIONS, LedgerFile
 
 M, E = MessageState, EnrolmentState
 FORGOTTEN = "forgotten:"  # the prefix of a forgotten person's keyed address hash

@@ -7,11 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import IllegalTransition
+from ..states import MessageOp, MessageState, message_move, message_sources, stored
 from .core import _Db
 from .delivery import MessageKey
 from .erasure import ERASED
 from .people import PersonMoves
-from .states import MessageOp, MessageState, message_move, message_sources, stored
 
 M = MessageState
 BOUNCED = "bounced"  # the exit reason of enrolments a hard bounce ended

@@ -7,9 +7,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .core import LedgerFile
-from .delivery import FORGOTTEN
-from .states import (
+from ..states import (
     OCCURRENCE,
     EnrolmentOp,
     EnrolmentState,
@@ -17,6 +15,8 @@ from .states import (
     enrolment_move,
     enrolment_moves_from,
 )
+from .core import LedgerFile
+from .delivery import FORGOTTEN
 
 E = EnrolmentState
 SUPPRESSED = "suppressed"  # the exit reason of enrolments a suppression ended

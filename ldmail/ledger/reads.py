@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..states import EnrolmentState, Group, MessageState, step_of, stored
 from .core import LedgerFile
-from .states import EnrolmentState, Group, MessageState, step_of, stored
 
 M = MessageState
 

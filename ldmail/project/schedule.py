@@ -10,7 +10,7 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from ..errors import NoSendDay
-from ..ledger.states import MessageOp, MessageState, message_sources
+from ..states import MessageOp, MessageState, message_sources
 from .business_days import OPEN, BusinessCalendar
 from .models import Campaign, SendWindow, Step, Variant
 

@@ -57,7 +57,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import TypeVar
 
-from ..errors import IllegalTransition, LedgerError
+from .errors import IllegalTransition, LedgerError
 
 _Stored = TypeVar("_Stored", bound=StrEnum)
 

@@ -1,4 +1,5 @@
-"""`ldmail run`: the send job on an interval, in-process, until SIGTERM or Ctrl-C."""
+"""`ldmail run`: the send job on an interval, in-process, until SIGTERM or Ctrl-C; with the
+LRS pull before each send and the sender's mailbox after it."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
+from ..delivery.send import send
 from ..errors import LdmailError, TransportFatal
 from ..measurement.lrs import pull_logged
 from ..project.config import load_project
-from .send import send
 
 log = logging.getLogger("ldmail.run")
 
