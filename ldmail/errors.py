@@ -21,12 +21,14 @@
     │   ├── TokenRefused         an OAuth2 token was refused (Entra ID, the server, Graph)
     │   └── BasicAuthDisabled    the tenant turned password SMTP AUTH off (5.7.30)
     ├── TransportUnavailable     the server cannot be reached now; messages wait
-    └── HttpFailed               an outside HTTP service gave no usable answer in time
+    ├── HttpFailed               an outside HTTP service gave no usable answer in time
+    └── LrsError                 the LRS pull stopped (pages recorded stay recorded)
     JsonLimit (ValueError)       an event file beyond the JSON limits (a rejected row)
+    FieldError (ValueError)      a settings check that names its key (becomes a Problem)
+    UnreadableFile (ValueError)  an export that is not CSV text we can decode
+    RowRejected (ValueError)     one export row cannot be read (becomes a rejected row)
+    PersonaFailed (Exception)    a persona's match expression failed for a person
     StopRequested (Exception)    SIGTERM or Ctrl-C while nothing was on the wire; internal
-
-Row-level signals that never leave their module (_RowError in audience/export.py, FieldError in
-models.py, UnreadableFile) stay there: they become located rejected rows or Problems.
 """
 
 from __future__ import annotations
@@ -199,3 +201,31 @@ class JsonLimit(ValueError):
 
 class StopRequested(Exception):
     "A stop (SIGTERM, Ctrl-C) was asked for while no message content was on the wire."
+
+
+class LrsError(LdmailError):
+    """The pull stopped; pages already recorded stay recorded, with the cursor after them."""
+
+
+class FieldError(ValueError):
+    """A whole-model check that knows which key it is about, so errors can name its line."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
+class UnreadableFile(ValueError):
+    "The file is not CSV text we can decode; the message says what it is and what to do."
+
+
+class RowRejected(ValueError):
+    "One row of an export cannot be read; the message says which cell and why."
+
+
+class PersonaFailed(Exception):
+    """A persona's match expression failed (or was blocked) for a person: a project error."""
+
+    def __init__(self, persona: str, message: str) -> None:
+        super().__init__(message)
+        self.persona = persona

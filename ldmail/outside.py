@@ -21,11 +21,12 @@ import threading
 import time
 import zlib
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any, Literal
 
 import httpx
 
+from .clock import wall_now
 from .errors import HttpFailed
 
 Phase = Literal["connect", "send", "answer"]
@@ -108,7 +109,7 @@ def _retry_after_seconds(value: str) -> float:
             return 0.0
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
+        seconds = (when - wall_now()).total_seconds()
     return seconds if math.isfinite(seconds) and seconds > 0 else 0.0
 
 

@@ -92,3 +92,35 @@ def test_no_import_cycle_between_modules() -> None:
         tuple(TopologicalSorter(graph).static_order())
     except CycleError as exc:
         raise AssertionError(f"import cycle: {' -> '.join(exc.args[1])}") from None
+
+
+def _classes_and_calls() -> tuple[list[tuple[str, ast.ClassDef]], list[tuple[str, str]]]:
+    """Every class with the module it is in; every call written as `a.b(...)` or
+    `a.b.c(...)`, as its dotted text, with its module."""
+    classes, calls = [], []
+    for module, (path, _) in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text("utf-8"), str(path))):
+            if isinstance(node, ast.ClassDef):
+                classes.append((module, node))
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                calls.append((module, ast.unparse(node.func)))
+    return classes, calls
+
+
+def test_every_exception_class_is_in_errors() -> None:
+    """One place lists what can go wrong, so the CLI's one printer knows every error."""
+    exceptions = {"Exception", "ValueError", "LdmailError", "RuntimeError", "OSError"}
+    outside = [f"{module}.{node.name}" for module, node in _classes_and_calls()[0]
+               if module != "ldmail.errors" and any(
+                   ast.unparse(base).split(".")[-1] in exceptions | {"Error"} or
+                   ast.unparse(base).endswith("Error") for base in node.bases)]
+    assert not outside, f"exception classes outside ldmail/errors.py: {outside}"
+
+
+def test_only_the_clock_reads_the_wall_clock() -> None:
+    """`--now` moves the whole calendar only if nothing else asks the machine what time it is
+    (time.monotonic, for durations, is not the wall clock)."""
+    wall = {"datetime.now", "datetime.utcnow", "date.today", "time.time", "datetime.today"}
+    reads = sorted({(module, call) for module, call in _classes_and_calls()[1]
+                    if module != "ldmail.clock" and call in wall})
+    assert not reads, f"wall-clock reads outside ldmail/clock.py: {reads}"

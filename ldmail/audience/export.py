@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, TypeVar, cast
 from zoneinfo import ZoneInfo
 
-from ..errors import ConfigError, LdmailError, Problem
+from ..errors import ConfigError, LdmailError, PersonaFailed, Problem, RowRejected, UnreadableFile
 from ..project.business_days import Region, parse_region
 from ..project.config import AUDIENCES_FILE, PEOPLE_SOURCE, Project
 from ..project.models import MANAGER_EMAIL, Audiences, Campaign, DateLimits, Persona
@@ -209,10 +209,6 @@ def normalise_email(text: str) -> str:
     return str(checked.ascii_email or checked.normalized).lower()
 
 
-class UnreadableFile(ValueError):
-    "The file is not CSV text we can decode; the message says what it is and what to do."
-
-
 _CHUNK = 1 << 20
 
 
@@ -391,10 +387,6 @@ def read_rows(path: Path, display: str, encoding: str | None = None,
     return header, cast(Iterator[tuple[int, list[str]]], started)
 
 
-class _RowError(ValueError):
-    pass
-
-
 def _width_problem(found: int, width: int) -> str:
     """Why a row with another number of fields than the header is not read: a short one is
     cut off (an export saved or copied half-way), a long one has shifted cells."""
@@ -411,7 +403,7 @@ _Parsed = TypeVar("_Parsed")
 def _parsed(cache: dict[str, _Parsed], values: list[Any], at: int | None,
             parse: Callable[[str], _Parsed], name: str) -> _Parsed | None:
     """A column's value parsed (a time zone, a country), each distinct text once; None when
-    the export has no such column or the cell is empty; a _RowError naming the column."""
+    the export has no such column or the cell is empty; a RowRejected naming the column."""
     if at is None or not values[at]:
         return None
     text = values[at]
@@ -420,16 +412,8 @@ def _parsed(cache: dict[str, _Parsed], values: list[Any], at: int | None,
         try:
             found = cache[text] = parse(text)
         except ValueError as exc:
-            raise _RowError(f"{name}: {exc}") from None
+            raise RowRejected(f"{name}: {exc}") from None
     return found
-
-
-class _PersonaFailed(Exception):
-    """A persona's match expression failed (or was blocked) for a person: a project error."""
-
-    def __init__(self, persona: str, message: str) -> None:
-        super().__init__(message)
-        self.persona = persona
 
 
 class Rule:
@@ -522,7 +506,7 @@ class AudienceLoader:
                     if day is not None:
                         self.limits.check(day, "the date")
                 except ValueError as exc:
-                    raise _RowError(f"{name}: {exc}") from None
+                    raise RowRejected(f"{name}: {exc}") from None
                 values.append(day)
             else:
                 values.append(shared.setdefault(value, value))
@@ -530,7 +514,7 @@ class AudienceLoader:
         try:
             email = normalise_email(self.email_cell(cells))
         except ValueError as exc:
-            raise _RowError(str(exc)) from None
+            raise RowRejected(str(exc)) from None
         slots = self.slots
         values[slots["email"]] = email
         language, note = read_language(str(values[slots["language"]] or ""), self.languages,
@@ -585,7 +569,7 @@ class AudienceLoader:
         personas: dict[str, Persona] = self.audiences.personas
         if explicit:
             if explicit not in personas:
-                raise _RowError(f"persona {excerpt(explicit)} is not defined in {AUDIENCES_FILE} "
+                raise RowRejected(f"persona {excerpt(explicit)} is not defined in {AUDIENCES_FILE} "
                                 f"(personas: {', '.join(personas)})")
             return explicit
         for name, rule in self.rules:
@@ -593,7 +577,7 @@ class AudienceLoader:
                 if rule(attributes):
                     return name
             except LdmailError as exc:
-                raise _PersonaFailed(name, str(exc)) from None
+                raise PersonaFailed(name, str(exc)) from None
         return None
 
 
@@ -669,9 +653,9 @@ class PeopleStream:
                 continue
             try:
                 yield loader.person(line, cells)
-            except _RowError as exc:
+            except RowRejected as exc:
                 rejected.append(Rejected(line, loader.email_cell(cells), str(exc)))
-            except _PersonaFailed as exc:
+            except PersonaFailed as exc:
                 audiences_source = self.project.audiences_source
                 where = audiences_source.line_of(("personas", exc.persona, "match")) \
                     if audiences_source else None

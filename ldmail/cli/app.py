@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ..clock import wall_now
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -634,7 +636,7 @@ def _print_summary(summary: SendSummary, zone: tzinfo) -> None:
 
     out = console()
     # Cron appends run after run to one log: there each run's summary starts with its time.
-    stamp = "" if out.is_terminal else datetime.now().astimezone().strftime(LOG_TIME) + " "
+    stamp = "" if out.is_terminal else wall_now().astimezone().strftime(LOG_TIME) + " "
     verb = "would send" if summary.dry_run else "sent"
     out.print(f"{stamp}{verb} {summary.sent} · waiting for send window {summary.waiting_window} · "
               f"retry later {summary.deferred} · failed {summary.failed} · "
@@ -1118,7 +1120,7 @@ def run(
     Runs the send job in-process with APScheduler; a stop request lets the message in hand
     finish and be recorded.
     """
-    from datetime import UTC, datetime, timedelta
+    from datetime import timedelta
 
     from ..service.run import run_forever
     from ..units import parse_duration
@@ -1137,7 +1139,7 @@ def run(
             raise LdmailError(f"--interval {interval}: give a time of at least one second "
                               "between runs, e.g. 5m")
         # With --now the simulated clock starts there and then runs at real speed.
-        shift = inv.now - datetime.now(UTC) if (now or _global_options().now) else timedelta(0)
+        shift = inv.now - wall_now() if (now or _global_options().now) else timedelta(0)
         run_forever(inv.root, every, db=db, shift=shift,
                     max_runs=runs)
 
@@ -1188,7 +1190,7 @@ def _print_inbox(result: InboxResult) -> None:
     """The summary line, one line per handled mail, and where they went."""
     out = console()
     # Cron appends run after run to one log: there each run's summary starts with its time.
-    stamp = "" if out.is_terminal else datetime.now().astimezone().strftime(LOG_TIME) + " "
+    stamp = "" if out.is_terminal else wall_now().astimezone().strftime(LOG_TIME) + " "
     out.print(stamp + _escape(result.summary()), soft_wrap=True)
     for line in result.lines():
         out.print("  " + _escape(line), soft_wrap=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..audience.enrolment import Enrolment, active_enrolments, sync
 from ..audience.export import PeopleStream, Person
-from ..clock import from_iso, iso, shown
+from ..clock import from_iso, iso, shown, wall_now
 from ..content.message import Built, MessageBuilder, new_message_id, unsubscribe_links
 from ..content.render import Renderer
 from ..content.validate import broken_campaigns
@@ -632,7 +632,7 @@ def _pace_start(ledger: Ledger, rate: float | None) -> float | None:
     if not handed_over:
         return None
     # The ledger keeps whole seconds: the run finished up to a second after its stamp.
-    since = from_iso(finished).timestamp() + 1 if finished else datetime.now(UTC).timestamp()
+    since = from_iso(finished).timestamp() + 1 if finished else wall_now().timestamp()
     return since + 1 / rate
 
 
@@ -743,7 +743,7 @@ def _run(project: Project, ledger: Ledger, now: datetime, *, dry_run: bool, camp
         summary.destination = _destination(project)
     # Read before the sync: whatever suppress or an import changes after it is re-checked.
     interventions = ledger.interventions()
-    run_id = 0 if dry_run else ledger.start_run("send", iso(datetime.now(now.tzinfo)), iso(now))
+    run_id = 0 if dry_run else ledger.start_run("send", iso(wall_now()), iso(now))
     if not dry_run:
         record_identity(ledger, run_id)
     # Holding the send lock, any claim still open belongs to a run that died mid-send.
@@ -766,7 +766,7 @@ def _run(project: Project, ledger: Ledger, now: datetime, *, dry_run: bool, camp
         if spell is not None:
             summary.waiting_window = spell.waiting
             summary.window_opens = spell.opens
-            ledger.finish_run(run_id, iso(datetime.now(now.tzinfo)), "ok", summary.to_json())
+            ledger.finish_run(run_id, iso(wall_now()), "ok", summary.to_json())
             return summary
     if not dry_run:
         quiet.forget(ledger)
@@ -826,7 +826,7 @@ def _run(project: Project, ledger: Ledger, now: datetime, *, dry_run: bool, camp
         due = due[:limit]
     not_before = _pace_start(ledger, settings.rate)
     if settings.rate and due and settings.kind != "outbox":
-        first = max(datetime.now(UTC).timestamp(), not_before or 0.0)
+        first = max(wall_now().timestamp(), not_before or 0.0)
         summary.last_due_at = iso(datetime.fromtimestamp(
             first + (len(due) - 1) / settings.rate, UTC))
     if dry_run:
@@ -852,7 +852,7 @@ def _run(project: Project, ledger: Ledger, now: datetime, *, dry_run: bool, camp
             transport.close()
         if not dry_run:
             status = "ok" if summary.ok else ("stopped" if summary.stopped else "failures")
-            ledger.finish_run(run_id, iso(datetime.now(now.tzinfo)), status, summary.to_json())
+            ledger.finish_run(run_id, iso(wall_now()), status, summary.to_json())
     return summary
 
 

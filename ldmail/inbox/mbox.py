@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from ..clock import parse_now
+from ..clock import wall_now
 from ..errors import InboxUnavailable, StopRequested
 
 STALE_DOTLOCK = 300  # seconds; see the module's docstring
@@ -138,7 +138,7 @@ class MboxLock:
         pid, _, host = text.removeprefix(_MARK).partition("@")
         ours_and_dead = (text.startswith(_MARK) and pid.isdigit()
                          and host == socket.gethostname() and not _alive(int(pid)))
-        if not ours_and_dead and parse_now(None).timestamp() - made < STALE_DOTLOCK:
+        if not ours_and_dead and wall_now().timestamp() - made < STALE_DOTLOCK:
             return False
         try:
             self.dotlock.unlink(missing_ok=True)

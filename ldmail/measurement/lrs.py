@@ -29,7 +29,7 @@ import httpx
 
 from .. import outside
 from ..clock import iso, wall_now
-from ..errors import HttpFailed, LdmailError, StopRequested
+from ..errors import HttpFailed, LdmailError, LrsError, StopRequested
 from ..ledger import FORGOTTEN, GoalEvent, Ledger, ledger_path
 from ..ledger.lock import working_fence
 from ..project.models import DateLimits, Lrs
@@ -56,10 +56,6 @@ MAX_WAIT = 60.0  # longest pause between attempts, whatever Retry-After says
 MAX_PAGE_DEPTH = 512  # a page nested deeper is refused whole (each statement: 64)
 FUTURE_SKEW = timedelta(minutes=5)  # how far the LRS's clock may run ahead of ours
 STOPPED = "stopped on request"
-
-
-class LrsError(LdmailError):
-    """The pull stopped; pages already recorded stay recorded, with the cursor after them."""
 
 
 @dataclass

@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ..clock import machine_zone
-from ..errors import ConfigError, OutsideProject, Problem, ProjectNotFound
+from ..errors import ConfigError, FieldError, OutsideProject, Problem, ProjectNotFound
 from ..sandbox.conditions import HELPERS
 from ..sandbox.confine import confined, escaping_links
 from ..sandbox.hygiene import one_line
@@ -29,7 +29,6 @@ from .models import (
     MANAGER_EMAIL,
     Audiences,
     Campaign,
-    FieldError,
     Settings,
 )
 from .yamlfile import Loc, LocatedYaml, load_yaml

@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from .. import units
-from ..errors import ExpressionError
+from ..errors import ExpressionError, FieldError
 from ..sandbox.expressions import compile_expression
 from .business_days import Blackout, BusinessCalendar, Region, parse_blackout, parse_region
 
@@ -105,14 +105,6 @@ def _check_expression(source: str) -> str:
 
 Expression = Annotated[str, BeforeValidator(lambda v: _check_expression(str(v)) if v is not True
                                             else "true")]
-
-
-class FieldError(ValueError):
-    """A whole-model check that knows which key it is about, so errors can name its line."""
-
-    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
-        super().__init__(message)
-        self.loc = loc
 
 
 class Strict(BaseModel):

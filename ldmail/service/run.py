@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
+from ..clock import wall_now
 from ..delivery.send import send
 from ..errors import LdmailError, TransportFatal
 from ..measurement.lrs import pull_logged
@@ -60,7 +61,7 @@ def run_forever(root: Path, interval: timedelta | None, *, db: Path | None = Non
 
     def job() -> None:
         nonlocal runs
-        now = datetime.now(UTC) + shift
+        now = wall_now() + shift
         try:
             project = load_project(root)  # re-read: campaigns may change between runs
             # Goals from the LRS first, when lrs: is set; a stop request cuts the pull short.
@@ -100,7 +101,7 @@ def run_forever(root: Path, interval: timedelta | None, *, db: Path | None = Non
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     scheduler.add_job(job, IntervalTrigger(seconds=every.total_seconds()), id="send",
-                      next_run_time=datetime.now(UTC), max_instances=1, coalesce=True,
+                      next_run_time=wall_now(), max_instances=1, coalesce=True,
                       misfire_grace_time=None)
     log.info("sending every %s; stop with Ctrl-C or SIGTERM", every)
     try:

@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from ...clock import wall_now
+
 # "unknown": the whole message went out (the final "." of DATA was sent) but no reply came
 # back; the server may hold it, so it is never resent without --resend-unknown.
 # "stopped": a stop was requested before anything of the message was handed over.
@@ -44,7 +46,7 @@ class Pacer:
 
     def __init__(self, rate: float | None, not_before: float | None = None) -> None:
         self.interval = 1 / rate if rate else 0.0
-        delay = 0.0 if not_before is None else not_before - time.time()
+        delay = 0.0 if not_before is None else not_before - wall_now().timestamp()
         self.next_slot = time.monotonic() + max(delay, 0.0) if self.interval else 0.0
         self.lock = threading.Lock()
 
