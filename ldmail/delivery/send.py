@@ -736,13 +736,54 @@ def _run(project: Project, ledger: Ledger, now: datetime, *, dry_run: bool, camp
          stop: threading.Event | None, claims_in_flight: bool = False,
          accept_exits: bool = False, transports: list[Transport] | None = None,
          show: int = 0) -> SendSummary:
+    """One send, phase by phase: begin (the run's record and what a dead run left), the quiet
+    path, enrol, decide what is due, apply the caps, and deliver."""
     summary = SendSummary(dry_run=dry_run)
     # Read first: a bad LDMAIL_CONDITION_SECONDS stops the run.
     conditions = RunConditions(RunAllowance(), ledger.meta(CONDITIONS_FROM))
-    if not dry_run:
-        summary.destination = _destination(project)
     # Read before the sync: whatever suppress or an import changes after it is re-checked.
     interventions = ledger.interventions()
+    run_id = _begin(project, ledger, now, summary, resend_unknown=resend_unknown,
+                    claims_in_flight=claims_in_flight)
+    # A plain cron run (the whole project, no limit) may find that nothing changed since a
+    # run that found nothing due; see quiet.py.
+    plain = not dry_run and campaign is None and limit is None and not resend_unknown
+    if plain and not summary.unknown_found and _quiet(project, ledger, now, run_id, summary):
+        return summary
+    _enrol(project, ledger, now, summary, campaign=campaign, accept_exits=accept_exits)
+    found = _decide(project, ledger, now, summary, conditions, None if dry_run else
+                    lambda: ledger.delivery(run_id, iso(now), interventions))
+    if plain and not found.due and not summary.unknown_found:
+        quiet.remember(project, ledger, now, found.next_change, summary.waiting_window,
+                       summary.window_opens)
+    due = _within_caps(project, ledger, now, found.due, summary, limit)
+    if dry_run:
+        summary.first = [_recipient(item) for item in due[:show]]
+        transports = []
+    elif transports is None:
+        settings = project.settings.transport
+        transports = open_transports(
+            settings, project.path(settings.outbox, OUTBOX_SETTING), stop,
+            _pace_start(ledger, settings.rate), resolve=project.path)
+    sender = Sender(project, ledger, transports, now, run_id, interventions)
+    try:
+        _check_and_deliver(sender, due, summary, progress, stop)
+    finally:
+        for transport in transports:
+            transport.close()
+        if not dry_run:
+            status = "ok" if summary.ok else ("stopped" if summary.stopped else "failures")
+            ledger.finish_run(run_id, iso(wall_now()), status, summary.to_json())
+    return summary
+
+
+def _begin(project: Project, ledger: Ledger, now: datetime, summary: SendSummary, *,
+           resend_unknown: bool, claims_in_flight: bool) -> int:
+    """The run's record (0 in a dry run), and what an earlier run left: claims of a run that
+    died mid-send become unknown; --resend-unknown queues the unknown ones again."""
+    dry_run = summary.dry_run
+    if not dry_run:
+        summary.destination = _destination(project)
     run_id = 0 if dry_run else ledger.start_run("send", iso(wall_now()), iso(now))
     if not dry_run:
         record_identity(ledger, run_id)
@@ -758,26 +799,39 @@ def _run(project: Project, ledger: Ledger, now: datetime, *, dry_run: bool, camp
             summary.requeued_unknown = ledger.resend_unknown(
                 iso(now), "resend requested after unknown outcome")
     summary.unknown_total = ledger.unknown_count()
-    # A plain cron run (the whole project, no limit) may find that nothing changed since a
-    # run that found nothing due; see quiet.py.
-    plain = not dry_run and campaign is None and limit is None and not resend_unknown
-    if plain and not summary.unknown_found:
-        spell = quiet.find(project, ledger, now)
-        if spell is not None:
-            summary.waiting_window = spell.waiting
-            summary.window_opens = spell.opens
-            ledger.finish_run(run_id, iso(wall_now()), "ok", summary.to_json())
-            return summary
-    if not dry_run:
+    return run_id
+
+
+def _quiet(project: Project, ledger: Ledger, now: datetime, run_id: int,
+           summary: SendSummary) -> bool:
+    """True when nothing changed since a run that found nothing due: the run is then done."""
+    spell = quiet.find(project, ledger, now)
+    if spell is None:
+        return False
+    summary.waiting_window = spell.waiting
+    summary.window_opens = spell.opens
+    ledger.finish_run(run_id, iso(wall_now()), "ok", summary.to_json())
+    return True
+
+
+def _enrol(project: Project, ledger: Ledger, now: datetime, summary: SendSummary, *,
+           campaign: str | None, accept_exits: bool) -> None:
+    if not summary.dry_run:
         quiet.forget(ledger)
-    synced = sync(project, ledger, now, persist=not dry_run, only=campaign,
+    synced = sync(project, ledger, now, persist=not summary.dry_run, only=campaign,
                   accept_exits=accept_exits)
     summary.enrolled, summary.exited = synced.enrolled, synced.exited
     summary.people_enrolled = synced.people
     summary.missing = synced.vanished
+
+
+def _decide(project: Project, ledger: Ledger, now: datetime, summary: SendSummary,
+            conditions: RunConditions, record: Callable[[], Delivery] | None) -> DueNow:
+    """What is due now, after the steps whose when: is false are skipped (each skip lets the
+    person's next step be decided in the same run); `record` opens the ledger's delivery
+    operations, None in a dry run, which records nothing."""
     found = find_due(project, ledger, now, conditions)
-    # A skipped step lets the person's next one be decided in the same run; each pass skips
-    # at least one step of someone, so there are at most as many passes as steps.
+    # Each pass skips at least one step of someone: at most as many passes as steps.
     for _ in range(max((len(file.model.steps) for file in project.campaigns.values()),
                        default=0)):
         if not found.skipped:
@@ -786,9 +840,9 @@ def _run(project: Project, ledger: Ledger, now: datetime, *, dry_run: bool, camp
         summary.skips += [Failure(item.enrolment.email, item.enrolment.campaign,
                                   item.planned.step.id, reason)
                           for item, reason in found.skipped[:100 - len(summary.skips)]]
-        if dry_run:
+        if record is None:
             break
-        with ledger.delivery(run_id, iso(now), interventions) as delivery:
+        with record() as delivery:
             for item, reason in found.skipped:
                 delivery.skip(_key(item), iso(item.planned.due_at), reason,
                               ledger.address_hash(item.enrolment.email))
@@ -796,21 +850,24 @@ def _run(project: Project, ledger: Ledger, now: datetime, *, dry_run: bool, camp
     summary.waiting_condition = found.waiting_condition
     summary.conditions_held = len(found.out_of_time)
     summary.condition_seconds = conditions.allowance.seconds
-    if not dry_run:
-        _hold_unanswered(ledger, ledger.delivery(run_id, iso(now), interventions), found)
+    if record is not None:
+        _hold_unanswered(ledger, record(), found)
         conditions.remember(ledger)
     for item, reason in found.unanswered:  # held, as a template that fails is: not lost
         summary.held.append(Failure(item.enrolment.email, item.enrolment.campaign,
                                     item.planned.step.id, reason))
-    due = found.due
     summary.waiting_window = found.waiting
     summary.window_opens = None if found.window_opens is None else iso(found.window_opens)
-    if not dry_run and found.complete:
+    if record is not None and found.complete:
         ledger.complete([(enrolment.campaign, enrolment.email) for enrolment in found.complete],
                         iso(now))
-    if plain and not due and not summary.unknown_found:
-        quiet.remember(project, ledger, now, found.next_change, summary.waiting_window,
-                       summary.window_opens)
+    return found
+
+
+def _within_caps(project: Project, ledger: Ledger, now: datetime, due: list[Due],
+                 summary: SendSummary, limit: int | None) -> list[Due]:
+    """What may go out of `due`: not to a domain whose sender-side bounces stopped it, within
+    the daily cap and --limit; and, at the transport's rate, when the last of it goes."""
     summary.due = len(due)
     due = _hold_stopped_domains(project, ledger, now, due, summary)
     settings = project.settings.transport
@@ -824,36 +881,23 @@ def _run(project: Project, ledger: Ledger, now: datetime, *, dry_run: bool, camp
     if limit is not None and len(due) > limit:
         summary.held_by_limit = len(due) - limit
         due = due[:limit]
-    not_before = _pace_start(ledger, settings.rate)
     if settings.rate and due and settings.kind != "outbox":
-        first = max(wall_now().timestamp(), not_before or 0.0)
+        first = max(wall_now().timestamp(), _pace_start(ledger, settings.rate) or 0.0)
         summary.last_due_at = iso(datetime.fromtimestamp(
             first + (len(due) - 1) / settings.rate, UTC))
-    if dry_run:
-        transports = []
-    elif transports is None:
-        transports = open_transports(
-            settings, project.path(settings.outbox, OUTBOX_SETTING), stop, not_before,
-            resolve=project.path)
-    sender = Sender(project, ledger, transports, now, run_id, interventions)
-    # What is about to go out is validated first: a campaign whose templates do not render is
-    # not sent at all (its messages are held), instead of failing person by person.
-    sender.broken = broken_campaigns(project, sender.renderer,
+    return due
+
+
+def _check_and_deliver(sender: Sender, due: list[Due], summary: SendSummary,
+                       progress: Progress | None, stop: threading.Event | None) -> None:
+    """What is about to go out is validated first: a campaign whose templates do not render
+    is not sent at all (its messages are held), instead of failing person by person."""
+    sender.broken = broken_campaigns(sender.project, sender.renderer,
                                      sorted({item.enrolment.campaign for item in due}),
-                                     now.date())
+                                     sender.now.date())
     summary.broken = {campaign_id: str(problem) for campaign_id, problem in
                       sender.broken.items()}
-    if dry_run:
-        summary.first = [_recipient(item) for item in due[:show]]
-    try:
-        _deliver(sender, due, summary, dry_run, progress, stop)
-    finally:
-        for transport in transports:
-            transport.close()
-        if not dry_run:
-            status = "ok" if summary.ok else ("stopped" if summary.stopped else "failures")
-            ledger.finish_run(run_id, iso(wall_now()), status, summary.to_json())
-    return summary
+    _deliver(sender, due, summary, summary.dry_run, progress, stop)
 
 
 def _hold_unanswered(ledger: Ledger, delivery: Delivery, found: DueNow) -> None:
