@@ -9,6 +9,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from ..clock import wall_now
 from ..delivery.send import send
@@ -39,6 +40,65 @@ def read_inbox_logged(root: Path, now: datetime, db: Path | None,
             log.info("inbox %s", result.stopped)
 
 
+class _Service:
+    """The state one `ldmail run` keeps between its ticks: the stop request, the count of
+    runs, and a fatal transport error that ends it."""
+
+    def __init__(self, root: Path, db: Path | None, shift: timedelta,
+                 max_runs: int | None, scheduler: Any) -> None:
+        self.root, self.db, self.shift, self.max_runs = root, db, shift, max_runs
+        self.scheduler = scheduler
+        self.stop = threading.Event()
+        self.runs = 0
+        self.fatal: list[TransportFatal] = []
+
+    def end(self) -> None:
+        self.stop.set()
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+
+    def tick(self) -> None:
+        """One run: pull, send, then the mailbox."""
+        now = wall_now() + self.shift
+        try:
+            if not self._pull_and_send(now):
+                return  # stopped during the pull: not a run
+        except TransportFatal as exc:
+            # A refused login or a missing password does not mend itself: stop, and say so
+            # with a non-zero exit, instead of failing quietly every interval.
+            log.error("run failed: %s", exc)
+            self.fatal.append(exc)
+            self.end()
+            return
+        except LdmailError as exc:
+            log.error("run failed: %s", exc)
+        if not self.stop.is_set():
+            read_inbox_logged(self.root, now, self.db, self.stop)
+        self.runs += 1
+        if self.max_runs is not None and self.runs >= self.max_runs:
+            self.end()
+
+    def _pull_and_send(self, now: datetime) -> bool:
+        """False when a stop request came during the pull, so nothing was sent."""
+        project = load_project(self.root)  # re-read: campaigns may change between runs
+        # Goals from the LRS first, when lrs: is set; a stop request cuts the pull short.
+        pull_logged(project, log, now, db=self.db, stop=self.stop)
+        if self.stop.is_set():
+            return False
+        summary = send(project, now, db=self.db, stop=self.stop)
+        log.info("run at %s: sent %d, waiting %d, retry later %d, failed %d, unknown %d",
+                 now.isoformat(timespec="seconds"), summary.sent, summary.waiting_window,
+                 summary.deferred, summary.failed, summary.unknown_total)
+        for hold in summary.domain_holds:
+            log.warning("%s", hold.line(hold.resumes_by))
+        return True
+
+    def on_signal(self, signum: int, frame: FrameType | None) -> None:
+        log.info("received %s; finishing the message in hand, then stopping",
+                 signal.Signals(signum).name)
+        self.end()
+
+
 def run_forever(root: Path, interval: timedelta | None, *, db: Path | None = None,
                 shift: timedelta = timedelta(0), max_runs: int | None = None) -> int:
     """Run `send` now and then every `interval`; returns the number of runs done.
@@ -50,68 +110,26 @@ def run_forever(root: Path, interval: timedelta | None, *, db: Path | None = Non
     from apscheduler.schedulers.blocking import BlockingScheduler
     from apscheduler.triggers.interval import IntervalTrigger
 
-    stop = threading.Event()
-    runs = 0
-    fatal: list[TransportFatal] = []
     every = interval or load_project(root).settings.run.interval
     if every.total_seconds() < 1:
         raise LdmailError("run.interval in ldmail.yaml must be at least one second, e.g. 5m")
     executor = ThreadPoolExecutor(1)
-    scheduler = BlockingScheduler(executors={"default": executor}, timezone=UTC)
-
-    def job() -> None:
-        nonlocal runs
-        now = wall_now() + shift
-        try:
-            project = load_project(root)  # re-read: campaigns may change between runs
-            # Goals from the LRS first, when lrs: is set; a stop request cuts the pull short.
-            pull_logged(project, log, now, db=db, stop=stop)
-            if stop.is_set():
-                return
-            summary = send(project, now, db=db, stop=stop)
-        except TransportFatal as exc:
-            # A refused login or a missing password does not mend itself: stop, and say so
-            # with a non-zero exit, instead of failing quietly every interval.
-            log.error("run failed: %s", exc)
-            fatal.append(exc)
-            stop.set()
-            scheduler.shutdown(wait=False)
-            return
-        except LdmailError as exc:
-            log.error("run failed: %s", exc)
-        else:
-            log.info("run at %s: sent %d, waiting %d, retry later %d, failed %d, unknown %d",
-                     now.isoformat(timespec="seconds"), summary.sent, summary.waiting_window,
-                     summary.deferred, summary.failed, summary.unknown_total)
-            for hold in summary.domain_holds:
-                log.warning("%s", hold.line(hold.resumes_by))
-        if not stop.is_set():
-            read_inbox_logged(root, now, db, stop)
-        runs += 1
-        if max_runs is not None and runs >= max_runs:
-            stop.set()
-            scheduler.shutdown(wait=False)
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("received %s; finishing the message in hand, then stopping",
-                 signal.Signals(signum).name)
-        stop.set()
-        if scheduler.running:
-            scheduler.shutdown(wait=False)
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    scheduler.add_job(job, IntervalTrigger(seconds=every.total_seconds()), id="send",
-                      next_run_time=wall_now(), max_instances=1, coalesce=True,
-                      misfire_grace_time=None)
+    service = _Service(root, db, shift, max_runs,
+                       BlockingScheduler(executors={"default": executor}, timezone=UTC))
+    previous = {sig: signal.signal(sig, service.on_signal)
+                for sig in (signal.SIGTERM, signal.SIGINT)}
+    service.scheduler.add_job(service.tick, IntervalTrigger(seconds=every.total_seconds()),
+                              id="send", next_run_time=wall_now(), max_instances=1,
+                              coalesce=True, misfire_grace_time=None)
     log.info("sending every %s; stop with Ctrl-C or SIGTERM", every)
     try:
-        scheduler.start()
+        service.scheduler.start()
     finally:
         # shutdown(wait=False) returns at once; wait here for the job in hand to finish.
         executor.shutdown(wait=True)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    log.info("stopped after %d run(s)", runs)
-    if fatal:
-        raise fatal[0]
-    return runs
+    log.info("stopped after %d run(s)", service.runs)
+    if service.fatal:
+        raise service.fatal[0]
+    return service.runs
