@@ -57,6 +57,11 @@ class PreviewItem:
         return f"{shown}: {self.not_sent}" if self.not_sent else shown
 
 
+# Whom a preview renders for: persona, language, attributes, address, and whether it is a
+# real person of the export (else a stand-in).
+_Target = tuple[str | None, str, Mapping[str, object], str, bool]
+
+
 def build_preview(project: Project, campaign_id: str, today: date, *, step_id: str | None = None,
                   persona_id: str | None = None, email: str | None = None,
                   language: str | None = None, sample_people: bool = False
@@ -65,74 +70,102 @@ def build_preview(project: Project, campaign_id: str, today: date, *, step_id: s
     for stand-ins only, without reading the people export. A step with A/B variants is shown
     in the variant a person gets, and for a persona in every variant."""
     campaign = project.campaign(campaign_id)
-    if language is not None and language not in project.settings.languages:
-        raise LdmailError(f"--lang {language}: not one of this project's languages "
-                          f"({', '.join(project.settings.languages)}); add it to languages in "
-                          "ldmail.yaml, with its templates, to write to its readers")
-    steps = campaign.steps
-    if step_id is not None:
-        steps = [s for s in steps if s.id == step_id]
-        if not steps:
-            raise LdmailError(f"campaign '{campaign_id}' has no step '{step_id}'; its steps: "
-                              f"{', '.join(s.id for s in campaign.steps)}")
-    wanted = email.strip().lower() if email is not None else None
+    _check_language(project, language)
+    steps = _chosen_steps(campaign, campaign_id, step_id)
     if sample_people and email is not None:
         raise LdmailError("--person shows a real person from the export; leave out "
                           "--sample-people")
+    wanted = email.strip().lower() if email is not None else None
     audience = AudienceScan("sample people", []) if sample_people else \
         scan_audience(project, today, email=wanted)
-    renderer = Renderer(project)
     manager: _Manager | None = None
-    targets: list[tuple[str | None, str, Mapping[str, object], str, bool]] = []
+    outside: str | None = None
+    chosen: str | None = None
     if email is not None:
         person = audience.found
         if person is None:
             raise LdmailError(f"{email} is not in {audience.source} (or its row was rejected; "
                               "see 'ldmail audience')")
-        targets.append((person.persona, language or person.language, person.attributes,
-                        person.email, True))
+        targets: list[_Target] = [(person.persona, language or person.language,
+                                   person.attributes, person.email, True)]
         outside = _outside(campaign, person.persona, person.attributes)
-        chosen: str | None = person.email
+        chosen = person.email
         if any(step.involves_manager for step in steps):
             manager = _manager_of(project, today, person)
     else:
-        personas = [persona_id] if persona_id else (campaign.audience.personas
-                                                     or list(project.audiences.personas))
-        for name in personas:
-            if name not in project.audiences.personas:
-                raise LdmailError(f"no persona '{name}'; personas: "
-                                  f"{', '.join(project.audiences.personas)}")
-            lang = language or project.settings.default_language
-            real = audience.first.get((name, lang))
-            attributes: Mapping[str, object] = real.attributes if real else \
-                sample_person(project, lang, today, name)
-            targets.append((name, lang, attributes, str(attributes["email"]), real is not None))
-        outside = chosen = None
-    items: list[PreviewItem] = []
+        targets = _persona_targets(project, campaign, audience, today, persona_id, language)
     answer = _conditions(project, today, chosen, targets[0][2]) if chosen else None
+    renderer = Renderer(project)
+    items: list[PreviewItem] = []
     for step in steps:
         variants = step.choices if chosen is None else \
             [assign_variant(campaign_id, step, chosen)]
         for variant in variants:
-            for persona, lang, attributes, recipient, is_real in targets:
-                model = project.audiences.personas.get(persona) if persona else None
-                shown = manager or _Manager(sample_manager(lang)["email"])
-                about = cc = not_sent = None
-                context = None
-                if step.to == "manager":
-                    about, recipient, not_sent = str(attributes["email"]), shown.address, \
-                        shown.problem
-                    if shown.context is not None:
-                        context, lang = shown.context, language or shown.language
-                elif step.cc_manager and not shown.problem:
-                    cc = shown.address
-                rendered = renderer.render(campaign_id, campaign, step, attributes, persona,
-                                           model, lang, variant=variant, manager=context)
+            for target in targets:
                 branch = None if step.when is None else \
                     f"{step.when}: {answer(step.when)}" if answer else f"sent only when {step.when}"
-                items.append(PreviewItem(step, persona, lang, recipient, is_real, rendered,
-                                         outside, variant, cc, about, not_sent, branch))
+                items.append(_render_for(project, renderer, campaign_id, step, variant, target,
+                                         manager, language, outside, branch))
     return items
+
+
+def _check_language(project: Project, language: str | None) -> None:
+    if language is not None and language not in project.settings.languages:
+        raise LdmailError(f"--lang {language}: not one of this project's languages "
+                          f"({', '.join(project.settings.languages)}); add it to languages in "
+                          "ldmail.yaml, with its templates, to write to its readers")
+
+
+def _chosen_steps(campaign: Campaign, campaign_id: str, step_id: str | None) -> list[Step]:
+    if step_id is None:
+        return list(campaign.steps)
+    steps = [s for s in campaign.steps if s.id == step_id]
+    if not steps:
+        raise LdmailError(f"campaign '{campaign_id}' has no step '{step_id}'; its steps: "
+                          f"{', '.join(s.id for s in campaign.steps)}")
+    return steps
+
+
+def _persona_targets(project: Project, campaign: Campaign, audience: AudienceScan, today: date,
+                     persona_id: str | None, language: str | None) -> list[_Target]:
+    """One target per persona: the first real person of the export in it, else a stand-in."""
+    targets: list[_Target] = []
+    personas = [persona_id] if persona_id else (campaign.audience.personas
+                                                 or list(project.audiences.personas))
+    for name in personas:
+        if name not in project.audiences.personas:
+            raise LdmailError(f"no persona '{name}'; personas: "
+                              f"{', '.join(project.audiences.personas)}")
+        lang = language or project.settings.default_language
+        real = audience.first.get((name, lang))
+        attributes: Mapping[str, object] = real.attributes if real else \
+            sample_person(project, lang, today, name)
+        targets.append((name, lang, attributes, str(attributes["email"]), real is not None))
+    return targets
+
+
+def _render_for(project: Project, renderer: Renderer, campaign_id: str, step: Step,
+                variant: Variant | None, target: _Target, manager: _Manager | None,
+                language: str | None, outside: str | None, branch: str | None
+                ) -> PreviewItem:
+    """One step in one variant for one target; a step to the manager goes to the manager
+    (a stand-in for a persona), and a step that copies the manager shows the copy."""
+    persona, lang, attributes, recipient, is_real = target
+    campaign = project.campaign(campaign_id)
+    model = project.audiences.personas.get(persona) if persona else None
+    shown = manager or _Manager(sample_manager(lang)["email"])
+    about = cc = not_sent = None
+    context = None
+    if step.to == "manager":
+        about, recipient, not_sent = str(attributes["email"]), shown.address, shown.problem
+        if shown.context is not None:
+            context, lang = shown.context, language or shown.language
+    elif step.cc_manager and not shown.problem:
+        cc = shown.address
+    rendered = renderer.render(campaign_id, campaign, step, attributes, persona, model, lang,
+                               variant=variant, manager=context)
+    return PreviewItem(step, persona, lang, recipient, is_real, rendered, outside, variant, cc,
+                       about, not_sent, branch)
 
 
 def _conditions(project: Project, today: date, email: str, attributes: Mapping[str, object]
