@@ -146,8 +146,20 @@ class _SMTP(smtplib.SMTP):
         instead of four. The content itself still waits for the 354 reply to DATA.
         """
         self.ehlo_or_helo_if_needed()
+        options = self._mail_options(sender + recipient + "".join(copies), data)
+        if not self.has_extn("pipelining"):
+            if copies:
+                self._deliver_stepwise(sender, recipient, copies, data, options)
+            else:
+                self.sendmail(sender, [recipient], data, options)
+            return
+        self._deliver_pipelined(sender, recipient, copies, data, options)
+
+    def _mail_options(self, addresses: str, data: bytes) -> list[str]:
+        """MAIL FROM's parameters: SMTPUTF8 for non-ASCII addresses (refused when the
+        server lacks it), 8BITMIME for an 8-bit body, SIZE; none for a plain SMTP server."""
         options: list[str] = []
-        if not (sender + recipient + "".join(copies)).isascii():
+        if not addresses.isascii():
             if not self.has_extn("smtputf8"):
                 raise smtplib.SMTPNotSupportedError("the server does not accept internationalised"
                                                     " addresses (no SMTPUTF8)")
@@ -156,14 +168,10 @@ class _SMTP(smtplib.SMTP):
             options.append("BODY=8BITMIME")
         if self.has_extn("size"):
             options.append(f"SIZE={len(data)}")
-        if not self.does_esmtp:
-            options = []
-        if not self.has_extn("pipelining"):
-            if copies:
-                self._deliver_stepwise(sender, recipient, copies, data, options)
-            else:
-                self.sendmail(sender, [recipient], data, options)
-            return
+        return options if self.does_esmtp else []
+
+    def _deliver_pipelined(self, sender: str, recipient: str, copies: tuple[str, ...],
+                           data: bytes, options: list[str]) -> None:
         extra = "".join(" " + option for option in options)
         rcpts = "".join(f"RCPT TO:<{address}>\r\n" for address in (recipient, *copies))
         self.send(f"MAIL FROM:<{sender}>{extra}\r\n{rcpts}DATA\r\n")
