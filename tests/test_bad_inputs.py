@@ -27,7 +27,7 @@ CASES = Path(__file__).with_name("bad_inputs")
 NOW = "2026-12-01T10:00+01:00"
 BOMS = {"utf-8": codecs.BOM_UTF8, "utf-16-le": codecs.BOM_UTF16_LE,
         "utf-16-be": codecs.BOM_UTF16_BE}
-KEYS = {"about", "write", "patch", "delete", "run", "now", "exit", "expect", "expect_re",
+KEYS = {"about", "write", "patch", "delete", "run", "now", "env", "exit", "expect", "expect_re",
         "absent", "files_absent"}
 
 
@@ -49,6 +49,9 @@ class Case:
     patch: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     delete: list[str] = field(default_factory=list)
     now: str | None = NOW
+    # Environment for the run: a case about a size limit lifts the time limit, so that
+    # which of the two a slow or busy machine meets first cannot change the outcome.
+    env: dict[str, str] = field(default_factory=dict)
     expect: list[str] = field(default_factory=list)
     expect_re: list[str] = field(default_factory=list)
     absent: list[str] = field(default_factory=list)
@@ -155,6 +158,8 @@ def test_bad_input(case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     root = fresh_project(tmp_path / "repo")
     apply(case, root)
     monkeypatch.chdir(root)  # file arguments are written as a user in the project types them
+    for name, value in case.env.items():
+        monkeypatch.setenv(name, value)
     check(case, root, invoke(case, root))
 
 
@@ -201,4 +206,5 @@ def test_fifty_megabyte_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert outcome.exit_code == 0, outcome.output
     assert f"{rows - 1} people loaded, 1 row(s) rejected" in outcome.output
     assert f"row {bad_line}: invalid e-mail address 'person1000.example.org'" in outcome.output
-    assert elapsed < 20, f"loading {rows} rows took {elapsed:.1f} s"
+    # How fast is benchmarks/run.py's to judge (its scale section reads a million rows); a
+    # test that timed it here would fail on a busy machine for no fault of the code.

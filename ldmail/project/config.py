@@ -445,6 +445,29 @@ def load_project(root: Path, *, strict: bool = True) -> Project:
         if audiences_yaml:
             audiences = validate_model(Audiences, audiences_yaml, problems)
 
+    campaigns, invalid = _load_campaigns(root, problems)
+    if settings is None or audiences is None:
+        raise ConfigError(problems)
+    campaigns = {key: _in_project_zone(file, settings.timezone) for key, file in campaigns.items()}
+    project = Project(root, settings, audiences, campaigns, audiences_yaml, problems)
+    _check_paths(project, settings_yaml, problems)
+    _cross_check(project, problems)
+    for located in invalid:
+        raw = located.data if isinstance(located.data, dict) else {}
+        audience = raw.get("audience")
+        if isinstance(audience, dict):
+            _check_personas(audience.get("personas"), audiences.personas, located, problems)
+    problems.sort(key=lambda p: (p.file, p.line or 0))
+    if strict and problems:
+        raise ConfigError(problems)
+    return project
+
+
+def _load_campaigns(root: Path, problems: list[Problem]
+                    ) -> tuple[dict[str, CampaignFile], list[LocatedYaml]]:
+    """The campaign files that load, by id, and the ones that do not validate (their
+    personas are still checked, so one run names every problem)."""
+    campaigns_dir = root / CAMPAIGNS_DIR
     campaigns: dict[str, CampaignFile] = {}
     invalid: list[LocatedYaml] = []
     files = sorted(campaigns_dir.glob("*.y*ml")) if campaigns_dir.is_dir() else []
@@ -468,19 +491,4 @@ def load_project(root: Path, *, strict: bool = True) -> Project:
             campaigns[path.stem] = CampaignFile(path.stem, model, located)
         else:
             invalid.append(located)
-
-    if settings is None or audiences is None:
-        raise ConfigError(problems)
-    campaigns = {key: _in_project_zone(file, settings.timezone) for key, file in campaigns.items()}
-    project = Project(root, settings, audiences, campaigns, audiences_yaml, problems)
-    _check_paths(project, settings_yaml, problems)
-    _cross_check(project, problems)
-    for located in invalid:
-        raw = located.data if isinstance(located.data, dict) else {}
-        audience = raw.get("audience")
-        if isinstance(audience, dict):
-            _check_personas(audience.get("personas"), audiences.personas, located, problems)
-    problems.sort(key=lambda p: (p.file, p.line or 0))
-    if strict and problems:
-        raise ConfigError(problems)
-    return project
+    return campaigns, invalid
