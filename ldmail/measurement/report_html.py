@@ -223,59 +223,74 @@ def bar_chart(label: str, categories: Sequence[str], series: Sequence[Series], a
     legend = len(series) > 1
     top = 26.0 if legend else 8.0
     body: list[str] = _legend([(s.name, s.colour) for s in series], 0, 14) if legend else []
-    if horizontal:
-        gutter = min(max((len(c) for c in categories), default=4) * CHAR + 10, 190)
-        right = CHART_WIDTH - (52 if value_labels else 12)
-        bar, length = 13.0, right - gutter
-        band = bar * len(series) + 12
-        height = top + band * len(categories) + 22
-        for tick in axis.ticks:
-            x = gutter + axis.scale(tick, length)
-            body.append(_line(x, top - 4, x, height - 20, GRID))
-            body.append(_text(x, height - 6, axis.text(tick), fill=MUTED, text_anchor="middle"))
-        for i, category in enumerate(categories):
-            y0 = top + i * band + 6
-            body.append(_text(gutter - 8, y0 + band / 2 - 5, category, fill=INK,
-                              text_anchor="end", dominant_baseline="middle"))
-            for j, s in enumerate(series):
-                value = s.values[i]
-                if value is None:
-                    continue
-                y, reach = y0 + j * bar, axis.scale(value, length)
-                body.append(_rect(gutter, y, reach, bar - 2, s.colour, tip(category, s, value)))
-                if value_labels:
-                    body.append(_text(gutter + reach + 4, y + bar / 2, axis.text(value),
-                                      fill=INK, dominant_baseline="middle", font_size=11))
-        body.append(_line(gutter, top - 4, gutter, height - 20, MUTED))
-    else:
-        left, right, bottom = 40.0, CHART_WIDTH - 8, 200.0
-        height, length = bottom + 24, bottom - top - 10
-        slot = (right - left) / max(len(categories), 1)
-        width = max(min(slot * 0.8 / len(series), 28), 1.0)
-        for tick in axis.ticks:
-            y = bottom - axis.scale(tick, length)
-            body.append(_line(left, y, right, y, GRID))
-            body.append(_text(left - 6, y, axis.text(tick), fill=MUTED, text_anchor="end",
-                              dominant_baseline="middle"))
-        every = max(1, math.ceil(len(categories) / 8))
-        show_values = value_labels and slot >= 22
-        for i, category in enumerate(categories):
-            x0 = left + i * slot + (slot - width * len(series)) / 2
-            if i % every == 0:
-                body.append(_text(left + (i + 0.5) * slot, bottom + 16, category, fill=MUTED,
-                                  text_anchor="middle"))
-            for j, s in enumerate(series):
-                value = s.values[i]
-                if value is None:
-                    continue
-                x, reach = x0 + j * width, axis.scale(value, length)
-                body.append(_rect(x, bottom - reach, width - (1 if width > 3 else 0), reach,
-                                  s.colour, tip(category, s, value)))
-                if show_values and value:
-                    body.append(_text(x + width / 2, bottom - reach - 4, axis.text(value),
-                                      fill=INK, text_anchor="middle", font_size=10))
-        body.append(_line(left, bottom, right, bottom, MUTED))
+    draw = _horizontal_bars if horizontal else _vertical_bars
+    height = draw(body, top, categories, series, axis, tip, value_labels)
     return _svg(CHART_WIDTH, height, label, body)
+
+
+def _horizontal_bars(body: list[str], top: float, categories: Sequence[str],
+                     series: Sequence[Series], axis: Axis,
+                     tip: Callable[[str, Series, float], str], value_labels: bool) -> float:
+    """One row per category, its name in a gutter on the left; returns the chart's height."""
+    gutter = min(max((len(c) for c in categories), default=4) * CHAR + 10, 190)
+    right = CHART_WIDTH - (52 if value_labels else 12)
+    bar, length = 13.0, right - gutter
+    band = bar * len(series) + 12
+    height = top + band * len(categories) + 22
+    for tick in axis.ticks:
+        x = gutter + axis.scale(tick, length)
+        body.append(_line(x, top - 4, x, height - 20, GRID))
+        body.append(_text(x, height - 6, axis.text(tick), fill=MUTED, text_anchor="middle"))
+    for i, category in enumerate(categories):
+        y0 = top + i * band + 6
+        body.append(_text(gutter - 8, y0 + band / 2 - 5, category, fill=INK,
+                          text_anchor="end", dominant_baseline="middle"))
+        for j, s in enumerate(series):
+            value = s.values[i]
+            if value is None:
+                continue
+            y, reach = y0 + j * bar, axis.scale(value, length)
+            body.append(_rect(gutter, y, reach, bar - 2, s.colour, tip(category, s, value)))
+            if value_labels:
+                body.append(_text(gutter + reach + 4, y + bar / 2, axis.text(value),
+                                  fill=INK, dominant_baseline="middle", font_size=11))
+    body.append(_line(gutter, top - 4, gutter, height - 20, MUTED))
+    return height
+
+
+def _vertical_bars(body: list[str], top: float, categories: Sequence[str],
+                   series: Sequence[Series], axis: Axis,
+                   tip: Callable[[str, Series, float], str], value_labels: bool) -> float:
+    """One column per category, at most eight of their names under the axis; returns the
+    chart's height."""
+    left, right, bottom = 40.0, CHART_WIDTH - 8, 200.0
+    height, length = bottom + 24, bottom - top - 10
+    slot = (right - left) / max(len(categories), 1)
+    width = max(min(slot * 0.8 / len(series), 28), 1.0)
+    for tick in axis.ticks:
+        y = bottom - axis.scale(tick, length)
+        body.append(_line(left, y, right, y, GRID))
+        body.append(_text(left - 6, y, axis.text(tick), fill=MUTED, text_anchor="end",
+                          dominant_baseline="middle"))
+    every = max(1, math.ceil(len(categories) / 8))
+    show_values = value_labels and slot >= 22
+    for i, category in enumerate(categories):
+        x0 = left + i * slot + (slot - width * len(series)) / 2
+        if i % every == 0:
+            body.append(_text(left + (i + 0.5) * slot, bottom + 16, category, fill=MUTED,
+                              text_anchor="middle"))
+        for j, s in enumerate(series):
+            value = s.values[i]
+            if value is None:
+                continue
+            x, reach = x0 + j * width, axis.scale(value, length)
+            body.append(_rect(x, bottom - reach, width - (1 if width > 3 else 0), reach,
+                              s.colour, tip(category, s, value)))
+            if show_values and value:
+                body.append(_text(x + width / 2, bottom - reach - 4, axis.text(value),
+                                  fill=INK, text_anchor="middle", font_size=10))
+    body.append(_line(left, bottom, right, bottom, MUTED))
+    return height
 
 
 # -- the uplift chart (an interval per segment around zero) ------------------------------------
