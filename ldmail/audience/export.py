@@ -324,15 +324,11 @@ def find_column(header: list[str], names: tuple[str, ...]) -> int | None:
     return next((lowered.index(n) for n in names if n in lowered), None)
 
 
-def read_rows(path: Path, display: str, encoding: str | None = None,
-              delimiter: str | None = None, *, missing: str = f"check people.source in "
-              f"{AUDIENCES_FILE}") -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
-    """Header and (line number, cells) rows of a CSV export, tolerant of Excel's habits.
-
-    `missing` is the advice when the file does not exist (it depends on who named it).
-    """
+def _open_export(path: Path, display: str, encoding: str | None, missing: str
+                 ) -> io.TextIOWrapper:
+    """The export as text, or one located problem saying what is wrong with it."""
     try:
-        source = open_text(path, encoding)
+        return open_text(path, encoding)
     except FileNotFoundError:
         raise ConfigError([Problem(display, None, f"file not found; {missing}")]) from None
     except UnreadableFile as exc:
@@ -343,6 +339,16 @@ def read_rows(path: Path, display: str, encoding: str | None = None,
     except OSError as exc:
         raise ConfigError([Problem(display, None, f"cannot read: {exc.strerror or exc}")]) \
             from None
+
+
+def read_rows(path: Path, display: str, encoding: str | None = None,
+              delimiter: str | None = None, *, missing: str = f"check people.source in "
+              f"{AUDIENCES_FILE}") -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
+    """Header and (line number, cells) rows of a CSV export, tolerant of Excel's habits.
+
+    `missing` is the advice when the file does not exist (it depends on who named it).
+    """
+    source = _open_export(path, display, encoding, missing)
     lines = _Lines(source)
     used = delimiter or sniff_delimiter(lines.peek())
     reader = csv.reader(lines, delimiter=used)
