@@ -7,9 +7,9 @@ go. It prints a table and writes it to benchmarks/results/<date>-fast-paths.md:
     python benchmarks/fast_paths.py            # about two minutes on 2 cores
     python benchmarks/fast_paths.py --people 500
 
-- rendering memos (render.Renderer._markup/_page, `_remember`); off: every message is
-  rendered from scratch;
-- name placeholders (render.Renderer._stand_ins); off: memos are keyed by the reader's name;
+- rendering memos (`Renderer(memos=False)`); off: every message is rendered from scratch;
+- name placeholders (`Renderer(name_placeholders=False)`); off: memos are keyed by the
+  reader's name;
 - direct MIME bytes (message.MessageBuilder.build); off: an EmailMessage for each message;
 - SMTP pipelining (delivery.transport.smtp._SMTP, RFC 2920); off: smtp-sink started
   with -P, so every command waits for its reply.
@@ -26,8 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -44,16 +43,6 @@ from ldmail.project.config import load_project  # noqa: E402
 REPEATS = 3
 
 
-@contextmanager
-def replaced(owner: Any, name: str, value: Any) -> Iterator[None]:
-    original = getattr(owner, name)
-    setattr(owner, name, value)
-    try:
-        yield
-    finally:
-        setattr(owner, name, original)
-
-
 def best(work: Callable[[], object]) -> float:
     """The median of REPEATS timings of `work`, in seconds."""
     times = []
@@ -64,14 +53,14 @@ def best(work: Callable[[], object]) -> float:
     return statistics.median(times)
 
 
-def render_all(project: Path, today: date) -> Callable[[], list[Any]]:
+def render_all(project: Path, today: date, **switches: bool) -> Callable[[], list[Any]]:
     loaded = load_project(project)
     people = [person for person in PeopleStream(loaded, today) if person.persona]
     campaign = loaded.campaign("welcome")
     step = campaign.steps[0]
 
     def work() -> list[Any]:
-        renderer = render.Renderer(loaded)  # fresh memos each time, as each run starts
+        renderer = render.Renderer(loaded, **switches)  # fresh memos, as each run starts
         return [renderer.render("welcome", campaign, step, person.attributes, person.persona,
                                 loaded.audiences.personas.get(person.persona or ""),
                                 person.language, unsubscribe_url=f"https://x.test/u/{i:032x}",
@@ -83,10 +72,8 @@ def measure_rendering(project: Path, today: date) -> list[tuple[str, float, floa
     work = render_all(project, today)
     count = len(work())
     on = best(work)
-    with replaced(render.Renderer, "_stand_ins", lambda self, person, parts: ()):
-        no_names = best(work)
-    with replaced(render, "_remember", lambda memo, key, value: None):
-        no_memos = best(work)
+    no_names = best(render_all(project, today, name_placeholders=False))
+    no_memos = best(render_all(project, today, memos=False))
     return [("name placeholders", on, no_names, count), ("rendering memos", on, no_memos, count)]
 
 

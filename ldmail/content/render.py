@@ -286,10 +286,17 @@ class ConfinedLoader(BaseLoader):
 
 
 class Renderer:
-    """Renders steps for people; templates are compiled once and cached."""
+    """Renders steps for people; templates are compiled once and cached.
 
-    def __init__(self, project: Project) -> None:
+    Two speed-ups can be switched off (benchmarks/fast_paths.py measures what each buys):
+    `memos` keeps the Markdown and the inlined page of a step for the next reader who would
+    get the same; `name_placeholders` lets readers who differ only in their name share them.
+    """
+
+    def __init__(self, project: Project, *, memos: bool = True,
+                 name_placeholders: bool = True) -> None:
         self.project = project
+        self.memos, self.name_placeholders = memos, name_placeholders
         self.templates_dir = project.templates_dir
         self.env = Sandbox(
             loader=ConfinedLoader(self.templates_dir),
@@ -588,7 +595,8 @@ class Renderer:
         utm = (("utm_source", settings.utm.source), ("utm_medium", settings.utm.medium),
                ("utm_campaign", campaign_id), ("utm_content", content)) \
             if settings.utm.enabled else ()
-        stand_ins = self._stand_ins(person, parts) if token is not None else ()
+        stand_ins = self._stand_ins(person, parts) \
+            if token is not None and self.name_placeholders else ()
         if stand_ins:
             shown = {block: _swap(text, stand_ins) for block, text in parts.items()}
             finished = self._finish(shown, utm, used_language, values, unsubscribe_url, token,
@@ -688,7 +696,8 @@ class Renderer:
             wiifm_text = html_to_text(wiifm_html)
             text = "\n\n".join(part for part in (wiifm_text, html_to_text(body_html)) if part)
             found = (body_html, wiifm_html, wiifm_text, text)
-            _remember(self._markups, key, found)
+            if self.memos:
+                _remember(self._markups, key, found)
         return found
 
     @cached_property
@@ -736,5 +745,6 @@ class Renderer:
         stand_in = url.replace(token, _PLACEHOLDER)
         page = self._inline(self._render_layout({**values, "unsubscribe_url": stand_in}),
                             display)
-        _remember(self._pages, key, page)
+        if self.memos:
+            _remember(self._pages, key, page)
         return page.replace(_PLACEHOLDER, token)
