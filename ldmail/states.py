@@ -82,6 +82,20 @@ class EnrolmentState(StrEnum):
     LEFT = "left"
 
 
+class ExitReason(StrEnum):
+    """Why an enrolment ended, as the ledger writes it in `exit_reason` (the report words
+    each in the reader's language)."""
+
+    ALL_STEPS_DONE = "all steps done"  # complete: its last step has an outcome
+    GOAL_REACHED = "goal reached"  # reach_goal
+    GOAL_REACHED_BEFORE = "goal reached before enrolment"  # enrol, straight to converted
+    SUPPRESSED = "suppressed"  # suppress: ldmail suppress, or forget
+    UNSUBSCRIBED = "unsubscribed"  # suppress: an unsubscribe link or mail
+    BOUNCED = "bounced"  # suppress: a hard bounce
+    NOT_IN_EXPORT = "no longer in the people export"  # leave: missing for the grace period
+    NOT_IN_AUDIENCE = "no longer in the audience"  # leave: " (persona x)" follows
+
+
 class Group(StrEnum):
     TREATMENT = "treatment"
     HOLDOUT = "holdout"

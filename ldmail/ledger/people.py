@@ -11,6 +11,7 @@ from ..states import (
     OCCURRENCE,
     EnrolmentOp,
     EnrolmentState,
+    ExitReason,
     MessageState,
     enrolment_move,
     enrolment_moves_from,
@@ -19,7 +20,7 @@ from .core import LedgerFile
 from .delivery import FORGOTTEN
 
 E = EnrolmentState
-SUPPRESSED = "suppressed"  # the exit reason of enrolments a suppression ended
+SUPPRESSED = ExitReason.SUPPRESSED  # the exit reason of enrolments a suppression ended
 
 
 @dataclass(frozen=True, slots=True)
