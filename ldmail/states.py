@@ -176,6 +176,17 @@ def message_sources(op: MessageOp) -> tuple[MessageState, ...]:
     return tuple(state for state in MESSAGE_MOVES[op] if state is not M.NEW)
 
 
+# A step whose message is in one of these states is not planned again: every stored state
+# but the ones a claim starts from (deferred and held messages are due again).
+DONE_STATES: frozenset[MessageState] = frozenset(M) - {M.NEW, *message_sources(MessageOp.CLAIM)}
+
+
+def retry_sources(failed: bool) -> tuple[MessageState, ...]:
+    """The states `ldmail retry` requeues: held messages, and with --failed failed ones too."""
+    return tuple(state for state in message_sources(MessageOp.RETRY)
+                 if failed or state is not M.FAILED)
+
+
 def enrolment_move(op: EnrolmentOp, state: EnrolmentState,
                    target: EnrolmentState | None = None) -> EnrolmentState:
     """Where `op` takes an enrolment in `state` (to `target`, where the table allows two)."""
