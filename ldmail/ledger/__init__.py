@@ -19,6 +19,7 @@ an enrolment's state is an operation here, checked against the table in states.p
 from ..states import (
     EnrolmentOp,
     EnrolmentState,
+    ExitReason,
     Group,
     MessageOp,
     MessageState,
@@ -35,6 +36,7 @@ from .core import (
     record_identity,
 )
 from .delivery import ALL_STEPS_DONE, FORGOTTEN, Delivery, DeliveryMoves, MessageKey, Recheck
+from .enrolments import EnrolmentMoves, EnrolmentSync, step_records
 from .erasure import ERASED, ErasureMoves
 from .inbox import (
     BOUNCED,
@@ -53,7 +55,8 @@ from .schema import MIGRATION_SET, MIGRATIONS, m001_initial
 from .survey import StoredAnswer, SurveyAnswer, SurveyMoves
 
 
-class Ledger(DeliveryMoves, InboxMoves, ErasureMoves, PersonMoves, Reads, SurveyMoves):
+class Ledger(DeliveryMoves, InboxMoves, ErasureMoves, EnrolmentMoves, PersonMoves, Reads,
+             SurveyMoves):
     """An open ledger with every operation on it (`with Ledger.of(project) as ledger:`)."""
 
 
@@ -61,9 +64,10 @@ __all__ = [
     "ALL_STEPS_DONE", "Applied", "BOUNCED", "BUSY_TIMEOUT", "ERASED", "FORGOTTEN", "INBOX",
     "MIGRATIONS", "MIGRATION_SET", "QUIET", "UNSUBSCRIBED",
     "STAGED", "Delivery", "DomainStop", "EnrolmentFacts", "EnrolmentOp", "EnrolmentState",
+    "EnrolmentSync", "ExitReason",
     "GoalEvent", "SenderFailure", "BounceAction",
     "Group", "Ledger", "MessageFacts", "MessageKey", "MessageOp", "MessageState",
     "PersonHistory", "Recheck", "SentMessage", "StoredAnswer", "SurveyAnswer", "identity_path",
     "ledger_path",
-    "m001_initial", "read_identity", "record_identity", "step_key", "step_of",
+    "m001_initial", "read_identity", "record_identity", "step_key", "step_of", "step_records",
 ]
