@@ -82,6 +82,20 @@ class EnrolmentState(StrEnum):
     LEFT = "left"
 
 
+class ExitReason(StrEnum):
+    """Why an enrolment ended, as the ledger writes it in `exit_reason` (the report words
+    each in the reader's language)."""
+
+    ALL_STEPS_DONE = "all steps done"  # complete: its last step has an outcome
+    GOAL_REACHED = "goal reached"  # reach_goal
+    GOAL_REACHED_BEFORE = "goal reached before enrolment"  # enrol, straight to converted
+    SUPPRESSED = "suppressed"  # suppress: ldmail suppress, or forget
+    UNSUBSCRIBED = "unsubscribed"  # suppress: an unsubscribe link or mail
+    BOUNCED = "bounced"  # suppress: a hard bounce
+    NOT_IN_EXPORT = "no longer in the people export"  # leave: missing for the grace period
+    NOT_IN_AUDIENCE = "no longer in the audience"  # leave: " (persona x)" follows
+
+
 class Group(StrEnum):
     TREATMENT = "treatment"
     HOLDOUT = "holdout"
@@ -160,6 +174,17 @@ def message_move(op: MessageOp, state: MessageState) -> MessageState:
 def message_sources(op: MessageOp) -> tuple[MessageState, ...]:
     """The stored states `op` moves a message from (the `new` of a first claim is no row)."""
     return tuple(state for state in MESSAGE_MOVES[op] if state is not M.NEW)
+
+
+# A step whose message is in one of these states is not planned again: every stored state
+# but the ones a claim starts from (deferred and held messages are due again).
+DONE_STATES: frozenset[MessageState] = frozenset(M) - {M.NEW, *message_sources(MessageOp.CLAIM)}
+
+
+def retry_sources(failed: bool) -> tuple[MessageState, ...]:
+    """The states `ldmail retry` requeues: held messages, and with --failed failed ones too."""
+    return tuple(state for state in message_sources(MessageOp.RETRY)
+                 if failed or state is not M.FAILED)
 
 
 def enrolment_move(op: EnrolmentOp, state: EnrolmentState,

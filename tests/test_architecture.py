@@ -2,11 +2,13 @@
 and each module imports only from its own floor and the ones below it.
 
 Every module is parsed, not imported, so an import inside a function or under TYPE_CHECKING
-counts as much as one at the top: it is a dependency all the same, only a later one."""
+counts as much as one at the top: it is a dependency all the same, only a later one. Only
+the ledger's package holds SQL."""
 
 from __future__ import annotations
 
 import ast
+import re
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
@@ -124,3 +126,58 @@ def test_only_the_clock_reads_the_wall_clock() -> None:
     reads = sorted({(module, call) for module, call in _classes_and_calls()[1]
                     if module != "ldmail.clock" and call in wall})
     assert not reads, f"wall-clock reads outside ldmail/clock.py: {reads}"
+
+
+# The start of an SQL statement as ldmail writes one (keywords in capitals, at the start of
+# the text, of a line, or after a semicolon or parenthesis), so that English ("update the
+# export", "select a campaign") and IMAP's SELECT or CREATE commands never match.
+SQL = re.compile(
+    r"(?:^|[;(])\s*(?:SELECT\s.+?\sFROM\s|INSERT\s+(?:OR\s+[A-Z]+\s+)?INTO\s"
+    r"|UPDATE\s+[\w.]+\s+SET\s|DELETE\s+FROM\s|ALTER\s+TABLE\s|PRAGMA\s+\w+"
+    r"|(?:CREATE|DROP)\s+(?:TEMP\s+|TEMPORARY\s+|UNIQUE\s+)?(?:TABLE|INDEX|VIEW|TRIGGER)\s"
+    r"|WITH\s+(?:RECURSIVE\s+)?\w+\s+AS\s*\(|BEGIN\s+(?:IMMEDIATE|EXCLUSIVE)\b"
+    r"|SAVEPOINT\s+\w+)", re.DOTALL | re.MULTILINE)
+
+
+def _sql(path: Path) -> list[str]:
+    """The string constants (an f-string's placeholders taken as a name) that hold SQL."""
+    found = []
+    nodes = list(ast.walk(ast.parse(path.read_text("utf-8"), str(path))))
+    pieces = {id(part) for node in nodes if isinstance(node, ast.JoinedStr)
+              for part in node.values}
+    for node in nodes:
+        if isinstance(node, ast.JoinedStr):
+            text = "".join(str(part.value) if isinstance(part, ast.Constant) else "x"
+                           for part in node.values)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and \
+                id(node) not in pieces:
+            text = node.value
+        else:
+            continue
+        if SQL.search(text):
+            found.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}: "
+                         f"{' '.join(text.split())[:70]}")
+    return found
+
+
+def test_the_sql_pattern_tells_statements_from_words() -> None:
+    statements = ["SELECT email FROM staged_people", "\nINSERT OR IGNORE INTO temp.exits (a)",
+                  "UPDATE enrolments SET state = ?", " DELETE FROM main.meta WHERE key = ?",
+                  "CREATE TEMP TABLE vanished (id INTEGER PRIMARY KEY);",
+                  "DROP INDEX IF EXISTS x.staged_people_email", "PRAGMA busy_timeout = 1",
+                  "BEGIN IMMEDIATE", "x; CREATE UNIQUE INDEX k ON t (a)"]
+    words = ["update the export, then select a campaign from the list", "SELECT", "CREATE",
+             "UID SEARCH", "Select the people from the export", "drop table salt from"]
+    assert [text for text in statements if not SQL.search(text)] == []
+    assert [text for text in words if SQL.search(text)] == []
+
+
+def test_no_sql_outside_the_ledger() -> None:
+    """The ledger is the one owner of what it stores: every statement on its tables is an
+    operation of ldmail/ledger/, and other modules pass it plain data."""
+    ledger = PACKAGE / "ledger"
+    assert _sql(ledger / "enrolments.py"), "the pattern no longer finds the sync's statements"
+    outside = [found for path in sorted(PACKAGE.rglob("*.py")) if ledger not in path.parents
+               for found in _sql(path)]
+    assert not outside, "SQL outside ldmail/ledger/ (move it into a ledger operation):" + \
+        "".join(f"\n  {found}" for found in outside)

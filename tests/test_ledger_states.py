@@ -228,8 +228,9 @@ def reopen(ledger: Ledger) -> None:
     ledger.retry((M.HELD,), STAMP)
 
 
-# The sync (enrolment.py) enrols, records goals and lets people leave in set-based SQL over
-# the whole export; those moves are checked by the sync's tests and the table test above.
+# The sync (EnrolmentSync, ledger/enrolments.py) enrols, records goals and lets people leave
+# in set-based SQL over the whole export, with the table's moves bound as parameters; those
+# moves are checked by the sync's tests and the table test above.
 ENROLMENT_OPERATIONS: dict[EnrolmentOp, Callable[[Ledger], None]] = {
     EnrolmentOp.COMPLETE: complete, EnrolmentOp.SUPPRESS: suppress, EnrolmentOp.REOPEN: reopen}
 

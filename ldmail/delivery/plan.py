@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ..audience.enrolment import Enrolment, active_enrolments, group_sizes, sync
+from ..audience.enrolment import Enrolment, active_enrolments, sync
 from ..errors import LdmailError
 from ..ledger import Group, Ledger
 from ..measurement.sensitivity import Sensitivity, sensitivity
@@ -79,7 +79,7 @@ def build_plan(project: Project, now: datetime, days: int, *, db: Path | None = 
     holdout = 0
     with Ledger.of(project, db, readonly=True) as ledger:
         synced = sync(project, ledger, now, persist=False, only=campaign)
-        groups = group_sizes(ledger)
+        groups = ledger.group_sizes()
         for enrolment, steps in active_enrolments(project, ledger, now):
             if enrolment.group == Group.HOLDOUT:
                 holdout += 1

@@ -1,24 +1,27 @@
 """The SQLite ledger: the one record of who was enrolled in what and who received which step,
-and the one owner of delivery state.
+and the one owner of delivery and enrolment state.
 
-Nothing outside this package reads or writes the ledger's tables, except the set-based
-enrolment sync (enrolment.py), which keeps its SQL next to it. Every change of a message's or
-an enrolment's state is an operation here, checked against the table in states.py.
+Nothing outside this package reads or writes the ledger's tables: no module outside it holds
+SQL (tests/test_architecture.py checks). Every change of a message's or an enrolment's state
+is an operation here, checked against the table in states.py.
 
-    core.py      the file: connection, schema upgrades (schema.py), keys, identity, runs, meta
-    states.py    the states and the one table of moves between them
-    delivery.py  a send's moves: claim, hold, outcomes; interrupted claims, resends, retries
-    people.py    suppress, goal events; a person's history
-    erasure.py   forget: the address replaced by its keyed hash everywhere, the file rewritten
-    reads.py     what the report and the quiet cron path read
-    survey.py    evaluation survey answers: recorded once each, read for the report
-    inbox.py     bounces and unsubscribe mails from the sender's mailbox, each applied once
-    lock.py      the kernel locks beside the file, so the processes that share it take turns
+    core.py        the file: connection, schema upgrades (schema.py), keys, identity, runs, meta
+    states.py      the states and the one table of moves between them
+    delivery.py    a send's moves: claim, hold, outcomes; interrupted claims, resends, retries
+    enrolments.py  the sync's moves (stage the export, enrol, leave, reach the goal) and the
+                   rounds of a triggered campaign (next round, resume)
+    people.py      suppress, goal events; a person's history
+    erasure.py     forget: the address replaced by its keyed hash everywhere, the file rewritten
+    reads.py       what the report and the quiet cron path read
+    survey.py      evaluation survey answers: recorded once each, read for the report
+    inbox.py       bounces and unsubscribe mails from the sender's mailbox, each applied once
+    lock.py        the kernel locks beside the file, so the processes that share it take turns
 """
 
 from ..states import (
     EnrolmentOp,
     EnrolmentState,
+    ExitReason,
     Group,
     MessageOp,
     MessageState,
@@ -35,6 +38,7 @@ from .core import (
     record_identity,
 )
 from .delivery import ALL_STEPS_DONE, FORGOTTEN, Delivery, DeliveryMoves, MessageKey, Recheck
+from .enrolments import EnrolmentMoves, EnrolmentSync, step_records
 from .erasure import ERASED, ErasureMoves
 from .inbox import (
     BOUNCED,
@@ -53,7 +57,8 @@ from .schema import MIGRATION_SET, MIGRATIONS, m001_initial
 from .survey import StoredAnswer, SurveyAnswer, SurveyMoves
 
 
-class Ledger(DeliveryMoves, InboxMoves, ErasureMoves, PersonMoves, Reads, SurveyMoves):
+class Ledger(DeliveryMoves, InboxMoves, ErasureMoves, EnrolmentMoves, PersonMoves, Reads,
+             SurveyMoves):
     """An open ledger with every operation on it (`with Ledger.of(project) as ledger:`)."""
 
 
@@ -61,9 +66,10 @@ __all__ = [
     "ALL_STEPS_DONE", "Applied", "BOUNCED", "BUSY_TIMEOUT", "ERASED", "FORGOTTEN", "INBOX",
     "MIGRATIONS", "MIGRATION_SET", "QUIET", "UNSUBSCRIBED",
     "STAGED", "Delivery", "DomainStop", "EnrolmentFacts", "EnrolmentOp", "EnrolmentState",
+    "EnrolmentSync", "ExitReason",
     "GoalEvent", "SenderFailure", "BounceAction",
     "Group", "Ledger", "MessageFacts", "MessageKey", "MessageOp", "MessageState",
     "PersonHistory", "Recheck", "SentMessage", "StoredAnswer", "SurveyAnswer", "identity_path",
     "ledger_path",
-    "m001_initial", "read_identity", "record_identity", "step_key", "step_of",
+    "m001_initial", "read_identity", "record_identity", "step_key", "step_of", "step_records",
 ]

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 # How long a command waits for another program's write lock on the ledger (seconds).
 BUSY_TIMEOUT = 30.0
-# The meta key under which the staged export's fingerprint is kept (see enrolment.py).
+# The meta key under which the staged export's fingerprint is kept (see enrolments.py).
 STAGED = "staged"
 # The meta key of the quiet marker (see quiet.py).
 QUIET = "quiet"

@@ -22,6 +22,7 @@ from ..errors import IllegalTransition
 from ..states import (
     EnrolmentOp,
     EnrolmentState,
+    ExitReason,
     MessageOp,
     MessageState,
     enrolment_move,
@@ -34,7 +35,7 @@ from .core import INTERVENTIONS, LedgerFile
 
 M, E = MessageState, EnrolmentState
 FORGOTTEN = "forgotten:"  # the prefix of a forgotten person's keyed address hash
-ALL_STEPS_DONE = "all steps done"
+ALL_STEPS_DONE = ExitReason.ALL_STEPS_DONE
 
 
 class MessageKey(NamedTuple):

@@ -7,15 +7,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import IllegalTransition
-from ..states import MessageOp, MessageState, message_move, message_sources, stored
+from ..states import (
+    ExitReason,
+    MessageOp,
+    MessageState,
+    message_move,
+    message_sources,
+    stored,
+)
 from .core import _Db
 from .delivery import MessageKey
 from .erasure import ERASED
 from .people import PersonMoves
 
 M = MessageState
-BOUNCED = "bounced"  # the exit reason of enrolments a hard bounce ended
-UNSUBSCRIBED = "unsubscribed"  # the exit reason of enrolments an unsubscribe mail ended
+BOUNCED = ExitReason.BOUNCED  # the exit reason of enrolments a hard bounce ended
+UNSUBSCRIBED = ExitReason.UNSUBSCRIBED  # the exit reason of enrolments an unsubscribe ended
 INBOX = "inbox"  # the source of suppressions ldmail inbox writes
 
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..states import (
-    OCCURRENCE,
     EnrolmentOp,
     EnrolmentState,
+    ExitReason,
     MessageState,
     enrolment_move,
     enrolment_moves_from,
@@ -19,7 +19,7 @@ from .core import LedgerFile
 from .delivery import FORGOTTEN
 
 E = EnrolmentState
-SUPPRESSED = "suppressed"  # the exit reason of enrolments a suppression ended
+SUPPRESSED = ExitReason.SUPPRESSED  # the exit reason of enrolments a suppression ended
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,58 +217,6 @@ class PersonMoves(LedgerFile):
         return [GoalEvent(*row) for row in self.db.conn.execute(
             "SELECT email, event, object, occurred_at FROM events WHERE event = ? "
             "AND voided_at IS NOT NULL ORDER BY occurred_at", (event,))]
-
-    def finished_rounds(self, campaign: str) -> dict[str, set[str]]:
-        """A triggered campaign's completed enrolments that may start another round (the
-        staged export still targets the person, and they are not suppressed): address ->
-        the objects it already had a round for (its messages' step keys, and the current
-        round's)."""
-        found: dict[str, set[str]] = {}
-        # An enrolment without an object finished before the campaign had a trigger: it
-        # had its round (its steps were sent), and starts none.
-        for email, occurrence in self.db.conn.execute(
-                "SELECT e.email, e.occurrence FROM enrolments e JOIN main.staged_targets t"
-                " ON t.campaign = e.campaign AND t.email = e.email WHERE e.campaign = ? AND"
-                " e.state = ? AND e.occurrence IS NOT NULL AND NOT EXISTS (SELECT 1 FROM"
-                " suppressions s WHERE s.email = e.email)",
-                (campaign, EnrolmentState.COMPLETED)):
-            found[email] = {occurrence}
-        if found:
-            for email, step in self.db.conn.execute(
-                    "SELECT email, step FROM messages WHERE campaign = ? AND instr(step, '@')",
-                    (campaign,)):
-                if email in found:
-                    found[email].add(step.split(OCCURRENCE, 1)[1])
-        return found
-
-    def next_round(self, campaign: str, rounds: Iterable[tuple[str, str, str]]) -> int:
-        """Completed enrolments of a triggered campaign start again: (address, day 0, the
-        round's object) each; returns how many did."""
-        before = EnrolmentState.COMPLETED
-        with self.transaction(immediate=True) as db:
-            started = sum(db.conn.execute(
-                "UPDATE enrolments SET state = ?, anchor_at = ?, occurrence = ?, exit_reason ="
-                " NULL, exited_at = NULL WHERE campaign = ? AND email = ? AND state = ?",
-                (enrolment_move(EnrolmentOp.NEXT_ROUND, before), anchor_at, occurrence,
-                 campaign, email, before)).rowcount
-                for email, anchor_at, occurrence in rounds)
-        if started:
-            self.note_intervention()
-        return started
-
-    def resume_voided(self, campaign: str, emails: Iterable[str]) -> int:
-        """Enrolments a goal ended that a voiding statement took back go on where they
-        stopped; returns how many did."""
-        before = EnrolmentState.CONVERTED
-        with self.transaction(immediate=True) as db:
-            resumed = sum(db.conn.execute(
-                "UPDATE enrolments SET state = ?, exit_reason = NULL, exited_at = NULL"
-                " WHERE campaign = ? AND email = ? AND state = ?",
-                (enrolment_move(EnrolmentOp.RESUME, before), campaign, email, before)
-            ).rowcount for email in emails)
-        if resumed:
-            self.note_intervention()
-        return resumed
 
     def history(self, email: str) -> PersonHistory:
         suppression = self._rows("SELECT * FROM suppressions WHERE email = ?", (email,))

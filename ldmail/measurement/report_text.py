@@ -14,6 +14,7 @@ from typing import Final
 from babel.dates import format_date, format_time
 from babel.numbers import format_decimal, format_percent
 
+from ..states import ExitReason
 from .stats import Outcome
 
 LANGUAGES: Final = ("en", "nl", "de")
@@ -77,16 +78,18 @@ PHRASES: Final[dict[str, tuple[str, str, str]]] = {
     "phase_activate": ("activate", "activeren", "aktivieren"),
     "phase_retain": ("retain", "vasthouden", "festigen"),
     # exit reasons, as the ledger writes them
-    "exit_goal reached": ("goal reached", "doel bereikt", "Ziel erreicht"),
-    "exit_all steps done": ("all steps done", "alle stappen afgerond", "alle Schritte erledigt"),
-    "exit_suppressed": ("suppressed", "geblokkeerd", "gesperrt"),
-    "exit_unsubscribed": ("unsubscribed", "afgemeld", "abgemeldet"),
-    "exit_bounced": ("bounced", "onbestelbaar", "unzustellbar"),
-    "exit_no longer in the people export": ("no longer in the people export",
-                                            "niet meer in het personeelsbestand",
-                                            "nicht mehr im Personalexport"),
-    "exit_no longer in the audience": ("no longer in the audience", "niet meer in de doelgroep",
-                                       "nicht mehr in der Zielgruppe"),
+    f"exit_{ExitReason.GOAL_REACHED}": ("goal reached", "doel bereikt", "Ziel erreicht"),
+    f"exit_{ExitReason.ALL_STEPS_DONE}": ("all steps done", "alle stappen afgerond",
+                                          "alle Schritte erledigt"),
+    f"exit_{ExitReason.SUPPRESSED}": ("suppressed", "geblokkeerd", "gesperrt"),
+    f"exit_{ExitReason.UNSUBSCRIBED}": ("unsubscribed", "afgemeld", "abgemeldet"),
+    f"exit_{ExitReason.BOUNCED}": ("bounced", "onbestelbaar", "unzustellbar"),
+    f"exit_{ExitReason.NOT_IN_EXPORT}": ("no longer in the people export",
+                                         "niet meer in het personeelsbestand",
+                                         "nicht mehr im Personalexport"),
+    f"exit_{ExitReason.NOT_IN_AUDIENCE}": ("no longer in the audience",
+                                           "niet meer in de doelgroep",
+                                           "nicht mehr in der Zielgruppe"),
     # charts
     "chart_steps": ("Messages per step", "Berichten per stap", "Mails pro Schritt"),
     "chart_steps_note": ("sent and failed per step, in sequence order",

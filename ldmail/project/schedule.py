@@ -10,7 +10,7 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from ..errors import NoSendDay
-from ..states import MessageOp, MessageState, message_sources
+from ..states import DONE_STATES, MessageOp, MessageState, message_sources
 from .business_days import OPEN, BusinessCalendar
 from .models import Campaign, SendWindow, Step, Variant
 
@@ -141,9 +141,6 @@ class Planned:
     shift: Shift | None = None  # the business calendar moved it from an earlier opening
 
 
-# A step in one of these states is not planned again.
-DONE_STATES = frozenset({MessageState.SENT, MessageState.FAILED, MessageState.UNKNOWN,
-                         MessageState.CLAIMED, MessageState.BOUNCED, MessageState.SKIPPED})
 # States whose message row exists and is claimed again (an UPDATE, not an INSERT).
 RETRY_STATES = frozenset(message_sources(MessageOp.CLAIM))
 
