@@ -195,8 +195,6 @@ def _project_root(project: Path | None) -> Path | None:
 @contextmanager
 def invocation(project: Path | None, now: str | None) -> Iterator[Invocation]:
     """Resolve the global options and turn ldmail errors into one line and exit code 1."""
-    import sqlite3
-
     from ..clock import parse_now
     from ..errors import ConfigError, LdmailError
     from ..project.config import project_timezone
@@ -212,25 +210,6 @@ def invocation(project: Path | None, now: str | None) -> Iterator[Invocation]:
         raise typer.Exit(1) from None
     except LdmailError as exc:
         console(stderr=True).print(f"[red]error[/red] {_escape(str(exc))}", markup=True)
-        raise typer.Exit(1) from None
-    except sqlite3.OperationalError as exc:
-        from .. import ledger
-
-        if "full" in str(exc) or "disk I/O" in str(exc):
-            # SQLite rolled the transaction back: the ledger holds what was written before.
-            console(stderr=True).print(
-                f"[red]error[/red] the ledger could not be written ({exc}); free space on "
-                "the disk that holds it and run the command again: what was recorded before "
-                "is intact, and this run's last change was not made", markup=True)
-            raise typer.Exit(1) from None
-        if "locked" not in str(exc) and "busy" not in str(exc):
-            raise
-        # Every write is a transaction: what this run did before is recorded, the rest is not.
-        console(stderr=True).print(
-            f"[red]error[/red] the ledger stayed locked by another program for "
-            f"{ledger.BUSY_TIMEOUT:g} s (an open sqlite3 shell or a backup tool, say), so "
-            "this run stopped there; run it again once that program is done: it picks up "
-            "where this one stopped", markup=True)
         raise typer.Exit(1) from None
 
 

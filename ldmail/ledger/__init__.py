@@ -16,6 +16,9 @@ an enrolment's state is an operation here, checked against the table in states.p
     lock.py      the kernel locks beside the file, so the processes that share it take turns
 """
 
+import sqlite3
+from types import TracebackType
+
 from ..states import (
     EnrolmentOp,
     EnrolmentState,
@@ -33,6 +36,7 @@ from .core import (
     ledger_path,
     read_identity,
     record_identity,
+    unusable,
 )
 from .delivery import ALL_STEPS_DONE, FORGOTTEN, Delivery, DeliveryMoves, MessageKey, Recheck
 from .erasure import ERASED, ErasureMoves
@@ -54,7 +58,20 @@ from .survey import StoredAnswer, SurveyAnswer, SurveyMoves
 
 
 class Ledger(DeliveryMoves, InboxMoves, ErasureMoves, PersonMoves, Reads, SurveyMoves):
-    """An open ledger with every operation on it (`with Ledger.of(project) as ledger:`)."""
+    """An open ledger with every operation on it (`with Ledger.of(project) as ledger:`).
+
+    A statement that fails because the file is locked by another program or its disk is full
+    leaves the `with` block as LedgerLocked or LedgerFull, so a command reports it in a line.
+    """
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        super().__exit__(kind, error, traceback)
+        if isinstance(error, sqlite3.OperationalError):
+            # BUSY_TIMEOUT as this package exports it, looked up when the error happens.
+            meaning = unusable(error, BUSY_TIMEOUT)
+            if meaning is not None:
+                raise meaning from None
 
 
 __all__ = [
