@@ -973,33 +973,29 @@ def _plan_person(who: str, output: OutputFormat, db: Path | None, project: Path 
     """plan --person: one person's journey through every campaign they are or were in."""
     from rich.table import Table
 
-    from ..audience.privacy import resolve
     from ..clock import shown
-    from ..delivery.plan import person_journey
-    from ..ledger import Ledger
+    from ..delivery.plan import journey_of
     from ..project.config import load_project
 
     with invocation(project, now) as inv:
-        loaded = load_project(inv.root)
-        with Ledger.of(loaded, db, readonly=True) as ledger:
-            address = resolve(ledger, who)
-        journey = person_journey(loaded, inv.now, address, db=db)
+        journey = journey_of(load_project(inv.root), inv.now, who, db=db)
     if output == OutputFormat.JSON:
         import json
 
         sys.stdout.write(json.dumps([
             {"campaign": s.campaign, "step": s.step, "status": s.status,
              "at": None if s.at is None else s.at.isoformat(), "note": s.note,
-             "variant": s.variant} for s in journey], indent=2, ensure_ascii=False) + "\n")
+             "variant": s.variant} for s in journey.steps], indent=2, ensure_ascii=False)
+            + "\n")
         return
     out = console()
-    if not journey:
+    if not journey.steps:
         out.print("No campaign has or plans anything for this address.")
         return
-    table = Table(title=f"Journey of {address}", title_justify="left")
+    table = Table(title=f"Journey of {journey.address}", title_justify="left")
     for column in ("campaign", "step", "status", "when", "why / condition"):
         table.add_column(column, overflow="fold")
-    for item in journey:
+    for item in journey.steps:
         step = item.step + (f" (variant {item.variant})" if item.variant else "")
         table.add_row(item.campaign, step, item.status,
                       shown(item.at, item.zone) if item.at else "", _escape(item.note))
@@ -1018,18 +1014,16 @@ def history(
     """Everything the ledger holds for one person."""
     from rich.table import Table
 
-    from ..audience.privacy import resolve
+    from ..audience.privacy import history_of
     from ..delivery.plan import manager_note
-    from ..ledger import Ledger
+    from ..ledger import INBOX
     from ..project.config import load_project
 
     with invocation(project, now) as inv:
         loaded = load_project(inv.root)
         zone = loaded.settings.timezone
-        with Ledger.of(loaded, db, readonly=True) as ledger:
-            # The same spelling the export loader stores (a Unicode domain as its ASCII form).
-            address = resolve(ledger, email)
-            found = ledger.history(address)
+        record = history_of(loaded, email, db=db)
+    address, found = record.address, record.history
     if output == "json":
         import dataclasses
         import json
@@ -1044,44 +1038,43 @@ def history(
     table = Table(title=f"Enrolments of {address}", title_justify="left")
     for column in ("campaign", "enrolled", "group", "persona", "state", "reason"):
         table.add_column(column)
-    for row in found.enrolments:
-        table.add_row(row["campaign"], _local(row["enrolled_at"], zone), row["grp"],
-                      row["persona"] or "",
-                      row["state"], row["exit_reason"] or "")
+    for enrolment in found.enrolments:
+        table.add_row(enrolment.campaign, _local(enrolment.enrolled_at, zone), enrolment.grp,
+                      enrolment.persona or "", enrolment.state, enrolment.exit_reason or "")
     out.print(table)
     table = Table(title=f"Messages to {address}", title_justify="left")
     for column in ("campaign", "step", "state", "attempts", "due", "sent", "message-id",
                    "error"):
         table.add_column(column, overflow="fold")
-    for row in found.messages:
-        note = manager_note(row, address)
-        step = row["step"] + (f" (variant {row['variant']})" if row.get("variant") else "") \
+    for message in found.messages:
+        note = manager_note(message, address)
+        step = message.step + (f" (variant {message.variant})" if message.variant else "") \
             + (f" ({note})" if note else "")
-        table.add_row(row["campaign"], step, row["state"], str(row["attempts"]),
-                      _local(row["due_at"], zone),
-                      _local(row["sent_at"], zone) if row["sent_at"] else "",
-                      row["message_id"] or "",
-                      _escape(row["error"] or ""))
+        table.add_row(message.campaign, step, message.state, str(message.attempts),
+                      _local(message.due_at, zone),
+                      _local(message.sent_at, zone) if message.sent_at else "",
+                      message.message_id or "",
+                      _escape(message.error or ""))
     out.print(table)
     if found.events:
         table = Table(title=f"Learning events of {address}", title_justify="left")
         for column in ("event", "object", "when", "source", "voided"):
             table.add_column(column, overflow="fold")
-        for row in found.events:
-            table.add_row(row["event"], row["object"], _local(row["occurred_at"], zone),
-                          row["source"] or "",
-                          f"voided by the LRS, recorded {_local(row['voided_at'], zone)}"
-                          if row["voided_at"] else "")
+        for event in found.events:
+            table.add_row(event.event, event.object, _local(event.occurred_at, zone),
+                          event.source or "",
+                          f"voided by the LRS, recorded {_local(event.voided_at, zone)}"
+                          if event.voided_at else "")
         out.print(table)
-    for row in found.messages:
-        if row.get("bounced_at"):
-            out.print(f"Bounced {_local(row['bounced_at'], zone)}: {row['campaign']}/"
-                      f"{row['step']}: {_escape(row['error'] or '')}", soft_wrap=True)
+    for message in found.messages:
+        if message.bounced_at:
+            out.print(f"Bounced {_local(message.bounced_at, zone)}: {message.campaign}/"
+                      f"{message.step}: {_escape(message.error or '')}", soft_wrap=True)
     if found.suppression is not None:
-        source = " (a mail in the sender's mailbox)" if found.suppression["source"] == "inbox" \
+        source = " (a mail in the sender's mailbox)" if found.suppression.source == INBOX \
             else ""
-        out.print(f"Suppressed since {_local(found.suppression['created_at'], zone)}: "
-                  f"{_escape(found.suppression['reason'])}{source}", soft_wrap=True)
+        out.print(f"Suppressed since {_local(found.suppression.created_at, zone)}: "
+                  f"{_escape(found.suppression.reason)}{source}", soft_wrap=True)
 
 
 @app.command()
@@ -1474,32 +1467,25 @@ def suppress(
     now: NowOption = None,
 ) -> None:
     """Opt a person out for good."""
-    from ..audience.privacy import import_suppressions, is_token, resolve
-    from ..audience.privacy import suppress as add_suppression
-    from ..ledger import UNSUBSCRIBED, Ledger
-    from ..ledger.lock import send_lock_path
-    from ..ledger.people import SUPPRESSED
+    from ..audience.privacy import suppress_list, suppress_person
     from ..project.config import load_project
 
     if (who is None) == (file is None):
         raise typer.BadParameter("give an address (or token), or --file LIST")
     out = console()
+    if file is not None:
+        with invocation(project, now) as inv:
+            result = suppress_list(load_project(inv.root), file, inv.now, db=db)
+        out.print(f"{file}: {result.added} address(es) suppressed, {result.already} "
+                  f"already suppressed, {len(result.skipped)} row(s) skipped")
+        for line in result.skipped:
+            out.print(f"  {_escape(line)}", soft_wrap=True)
+        return
+    assert who is not None
     with invocation(project, now) as inv:
-        with Ledger.of(load_project(inv.root), db) as ledger:
-            if file is not None:
-                result = import_suppressions(ledger, file, inv.now)
-                out.print(f"{file}: {result.added} address(es) suppressed, {result.already} "
-                          f"already suppressed, {len(result.skipped)} row(s) skipped")
-                for line in result.skipped:
-                    out.print(f"  {_escape(line)}", soft_wrap=True)
-                return
-            assert who is not None
-            email = resolve(ledger, who)
-            # The token is only ever in an unsubscribe mail: that person unsubscribed.
-            added = add_suppression(ledger, email, reason, "command", inv.now,
-                                    lock=send_lock_path(ledger.path),
-                                    exit_reason=UNSUBSCRIBED if is_token(who) else SUPPRESSED)
-    out.print(f"{email} is {'now' if added else 'already'} suppressed: no campaign mails it.")
+        done = suppress_person(load_project(inv.root), who, reason, inv.now, db=db)
+    out.print(f"{done.email} is {'now' if done.added else 'already'} suppressed: no campaign "
+              "mails it.")
 
 
 @app.command()
@@ -1514,26 +1500,19 @@ def forget(
     now: NowOption = None,
 ) -> None:
     """Erase a person's data; they stay suppressed."""
-    from ..audience.privacy import forget as erase
-    from ..audience.privacy import resolve
-    from ..ledger import Ledger
-    from ..ledger.lock import held_elsewhere, send_lock_path
-    from ..project.config import OUTBOX_SETTING, PREVIEW_FOLDER, load_project
+    from ..audience.privacy import forget_person
+    from ..project.config import load_project
+
+    def waiting() -> None:
+        # Not echoing the address: no output of forget shows it.
+        console(stderr=True).print(
+            "The person is suppressed now, so the running send mails them nothing more; "
+            "waiting for it to end before erasing (Ctrl-C leaves them suppressed; run forget "
+            "again later)")
 
     with invocation(project, now) as inv:
-        loaded = load_project(inv.root)
-        with Ledger.of(loaded, db) as ledger:
-            address = resolve(ledger, email)
-            if held_elsewhere(send_lock_path(ledger.path)):
-                # Not echoing the address: no output of forget shows it.
-                console(stderr=True).print(
-                    "The person is suppressed now, so the running send mails them nothing "
-                    "more; waiting for it to end before erasing (Ctrl-C leaves them "
-                    "suppressed; run forget again later)")
-            result = erase(ledger, address, inv.now,
-                           loaded.path(loaded.settings.transport.outbox, OUTBOX_SETTING),
-                           lock=send_lock_path(ledger.path), previews=inv.root / PREVIEW_FOLDER,
-                           wait=wait)
+        result = forget_person(load_project(inv.root), email, inv.now, db=db, wait=wait,
+                               waiting=waiting)
     console().print(
         f"Forgotten: {result.rows} ledger row(s) now hold only a keyed hash, "
         f"{result.outbox_files} outbox file(s) and {result.preview_files} preview file(s) "

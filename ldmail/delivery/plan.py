@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from operator import itemgetter
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from ..audience.enrolment import Enrolment, active_enrolments, group_sizes, sync
+from ..audience.privacy import resolve
 from ..errors import LdmailError
-from ..ledger import Group, Ledger
+from ..ledger import Group, Ledger, MessageRecord
 from ..measurement.sensitivity import Sensitivity, sensitivity
 from ..project.config import Project
 from ..project.schedule import Planned, Shift
@@ -180,16 +180,31 @@ class JourneyStep:
     variant: str | None = None
 
 
-def manager_note(row: dict[str, Any], address: str) -> str:
+def manager_note(message: MessageRecord, address: str) -> str:
     """How a message of the ledger involves a manager, as seen from `address` (the person's
     or the manager's): history and plan --person show it beside the step."""
-    if row.get("recipient"):
-        return f"to the manager {row['recipient']}" if row["email"] == address else \
-            f"to you as the manager of {row['email']}"
-    if row.get("cc"):
-        return f"cc the manager {row['cc']}" if row["email"] == address else \
-            f"a copy to you as the manager of {row['email']}"
+    if message.recipient:
+        return f"to the manager {message.recipient}" if message.email == address else \
+            f"to you as the manager of {message.email}"
+    if message.cc:
+        return f"cc the manager {message.cc}" if message.email == address else \
+            f"a copy to you as the manager of {message.email}"
     return ""
+
+
+@dataclass(frozen=True)
+class Journey:
+    """`plan --person`: the address the ledger knows the person by, and their steps."""
+
+    address: str
+    steps: list[JourneyStep]
+
+
+def journey_of(project: Project, now: datetime, who: str, *, db: Path | None = None) -> Journey:
+    """One person's journey, given their address or the token from an unsubscribe mail."""
+    with Ledger.of(project, db, readonly=True) as ledger:
+        address = resolve(ledger, who)
+    return Journey(address, person_journey(project, now, address, db=db))
 
 
 def person_journey(project: Project, now: datetime, email: str, *,
@@ -215,18 +230,18 @@ def person_journey(project: Project, now: datetime, email: str, *,
             return own_zone or (found.model.send_window.timezone if found
                                 else project.settings.timezone)
 
-        for row in known.messages:
-            moment = row["sent_at"] or row["claimed_at"]
+        for message in known.messages:
+            moment = message.sent_at or message.claimed_at
             at = from_iso(moment) if moment else None
-            zone = zone_of(row["campaign"])
-            note = "; ".join(part for part in (manager_note(row, email), row["error"] or "")
+            zone = zone_of(message.campaign)
+            note = "; ".join(part for part in (manager_note(message, email), message.error or "")
                              if part)
-            status = row["state"]
+            status = message.state
             if at is not None and at > now:  # --now before it: not sent yet at that moment
                 status, note = "planned", (f"the ledger has it {status} at {shown(at, zone)}, "
                                            "after --now")
-            journey.append(JourneyStep(row["campaign"], row["step"], status, at, zone, note,
-                                       row.get("variant")))
+            journey.append(JourneyStep(message.campaign, message.step, status, at, zone, note,
+                                       message.variant))
         events = [LearningEvent(e.event, e.object, from_iso(e.occurred_at))
                   for e in ledger.events_of([email], iso(now)).get(email, [])]
     rows = {enrolment.row for enrolment, _ in mine}

@@ -51,7 +51,15 @@ from .inbox import (
     SenderFailure,
     SentMessage,
 )
-from .people import GoalEvent, PersonHistory, PersonMoves
+from .people import (
+    EnrolmentRecord,
+    EventRecord,
+    GoalEvent,
+    MessageRecord,
+    PersonHistory,
+    PersonMoves,
+    SuppressionRecord,
+)
 from .reads import EnrolmentFacts, MessageFacts, Reads
 from .schema import MIGRATION_SET, MIGRATIONS, m001_initial
 from .survey import StoredAnswer, SurveyAnswer, SurveyMoves
@@ -77,9 +85,10 @@ class Ledger(DeliveryMoves, InboxMoves, ErasureMoves, PersonMoves, Reads, Survey
 __all__ = [
     "ALL_STEPS_DONE", "Applied", "BOUNCED", "BUSY_TIMEOUT", "ERASED", "FORGOTTEN", "INBOX",
     "MIGRATIONS", "MIGRATION_SET", "QUIET", "UNSUBSCRIBED",
-    "STAGED", "Delivery", "DomainStop", "EnrolmentFacts", "EnrolmentOp", "EnrolmentState",
-    "GoalEvent", "SenderFailure", "BounceAction",
-    "Group", "Ledger", "MessageFacts", "MessageKey", "MessageOp", "MessageState",
+    "STAGED", "Delivery", "DomainStop", "EnrolmentFacts", "EnrolmentOp", "EnrolmentRecord",
+    "EnrolmentState", "EventRecord", "GoalEvent", "MessageRecord", "SuppressionRecord",
+    "SenderFailure", "BounceAction", "Group", "Ledger", "MessageFacts", "MessageKey",
+    "MessageOp", "MessageState",
     "PersonHistory", "Recheck", "SentMessage", "StoredAnswer", "SurveyAnswer", "identity_path",
     "ledger_path",
     "m001_initial", "read_identity", "record_identity", "step_key", "step_of",
