@@ -636,7 +636,7 @@ def _print_summary(summary: SendSummary, zone: tzinfo) -> None:
             table.add_row(recipient.campaign, recipient.step, recipient.name, recipient.email)
         out.print(table)
     if summary.destination and summary.sent:
-        kind, _, where = summary.destination.partition(" ")
+        kind, where = summary.destination.kind, summary.destination.where
         out.print(f"messages went to the SMTP server {where}" if kind == "smtp" else
                   f"messages went to Microsoft Graph at {where} (sendMail)" if kind == "graph"
                   else f"messages went to the outbox folder {where} (one .eml file each)")
