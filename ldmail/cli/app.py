@@ -533,9 +533,7 @@ def _show_previews(terminal: Console, items: list[PreviewItem], campaign: str, m
                    html_root: Path | None, *, for_person: bool = False) -> None:
     from rich.panel import Panel
 
-    from ..content.preview import invite_summary, variant_summary
-    from ..project.config import PREVIEW_FOLDER
-    from ..sandbox.hygiene import file_name_part, private_folder, write_private
+    from ..content.preview import invite_summary, variant_summary, write_html
 
     if items and items[0].outside:
         console(stderr=True).print(
@@ -561,13 +559,7 @@ def _show_previews(terminal: Console, items: list[PreviewItem], campaign: str, m
         terminal.print(Panel(_escape(header + "\n\n" + item.rendered.text.rstrip()),
                              title=_escape(title), title_align="left", expand=False))
         if html_root is not None:
-            folder = private_folder(html_root / PREVIEW_FOLDER)
-            name = "-".join(file_name_part(part) for part in (
-                campaign, item.step.id, *([item.variant.id] if item.variant else []),
-                item.persona or "none", item.language)) + ".html"
-            path = folder / name
-            write_private(path, item.rendered.html)
-            terminal.print(f"HTML written to {path}")
+            terminal.print(f"HTML written to {write_html(html_root, campaign, item)}")
 
 
 DbOption = Annotated[
@@ -956,9 +948,7 @@ def plan(
                   f"{_escape(moved_line(was, to, reason))}", soft_wrap=True)
     out.print(f"{result.total} sends planned; {result.new_enrolments} people would be "
               f"enrolled now; {result.holdout} active holdout members are never mailed")
-    transport = loaded.settings.transport
-    for note in pace_notes(result, transport.rate if transport.kind != "outbox" else None,
-                           transport.daily_cap):
+    for note in pace_notes(result, loaded.settings.transport):
         out.print(note)
     _print_sensitivities(result.sensitivities, out)
     for found in result.sensitivities:
@@ -1190,16 +1180,11 @@ def events_import(
 
     Re-importing a file adds nothing twice; bad rows and statements are listed by position.
     """
-    from ..ledger import Ledger
-    from ..measurement.events import actor_lookup, import_events
+    from ..measurement.events import import_events_file
     from ..project.config import load_project
 
     with invocation(project, now) as inv:
-        loaded = load_project(inv.root)
-        with Ledger.of(loaded, db) as ledger:
-            result = import_events(ledger, file, zone=loaded.settings.timezone, kind=kind,
-                                   limits=loaded.settings.dates,
-                                   lookup=actor_lookup(loaded, ledger))
+        result = import_events_file(load_project(inv.root), file, kind=kind, db=db)
     out = console()
     out.print(f"{result.source} ({result.kind}): {result.added} event(s) added, "
               f"{result.already_known} already recorded, {len(result.skipped)} skipped")
@@ -1207,7 +1192,7 @@ def events_import(
         out.print(f"  {skipped.position}: {_escape(skipped.reason)}", soft_wrap=True)
     if len(result.skipped) > 50:
         out.print(f"  … and {len(result.skipped) - 50} more")
-    if result.skipped and not result.added and not result.already_known:
+    if result.empty:
         console(stderr=True).print(f"error: no row of {result.source} could be imported; fix "
                                    "the file (see the reasons above) and import it again")
         raise typer.Exit(1)
@@ -1261,15 +1246,11 @@ def survey_import(
     The campaign's survey: block names the export's columns. Re-importing a file adds
     nothing twice; bad rows are listed by row number and skipped.
     """
-    from ..ledger import Ledger
-    from ..measurement.survey import import_survey, survey_campaign
+    from ..measurement.survey import import_survey_file
     from ..project.config import load_project
 
     with invocation(project, now) as inv:
-        loaded = load_project(inv.root)
-        chosen = survey_campaign(loaded, campaign)
-        with Ledger.of(loaded, db) as ledger:
-            result = import_survey(ledger, loaded, chosen, file, inv.now)
+        result = import_survey_file(load_project(inv.root), campaign, file, inv.now, db=db)
     out = console()
     for skipped in result.skipped[:50]:
         out.print(f"{_escape(result.source)} {skipped.position}: {_escape(skipped.reason)}",
@@ -1311,7 +1292,7 @@ def report(
     with a 95% Newcombe interval and Fisher's exact p-value, one verdict; every figure counts
     only what had happened by --now. As a table, CSV, JSON or a self-contained HTML page.
     """
-    from ..measurement.report import build_report, to_csv, to_json
+    from ..measurement.report import build_report, report_language, to_csv, to_json
     from ..project.config import load_project
     from ..sandbox.hygiene import private_folder, write_private
 
@@ -1328,13 +1309,12 @@ def report(
         output = ReportFormat(formats[suffix])
     with invocation(project, now) as inv:
         loaded = load_project(inv.root)
-        wanted = language.value if language is not None else None
-        if wanted is None and loaded.settings.default_language not in tuple(ReportLanguage):
+        chosen = report_language(loaded, language.value if language is not None else None)
+        if chosen.untranslated:
             console(stderr=True).print(
-                f"note: the report has no {loaded.settings.default_language} text yet; it is "
-                "in English (give --lang en, nl or de)")
-            wanted = "en"
-        result = build_report(loaded, inv.now, db=db, campaign=campaign, language=wanted)
+                f"note: the report has no {chosen.untranslated} text yet; it is in English "
+                "(give --lang en, nl or de)")
+        result = build_report(loaded, inv.now, db=db, campaign=campaign, language=chosen.code)
     if output == "table" and out_file is None:
         _print_report(result, console())
         return
@@ -1437,16 +1417,10 @@ def schema(
     now: NowOption = None,
 ) -> None:
     """Write JSON Schemas for editor completion."""
-    from ..project.schema import SCHEMA_DIR, write_schemas
+    from ..project.schema import write_project_schemas, write_schemas
 
     with invocation(project, now) as inv:
-        if out is None:
-            from ..errors import ProjectNotFound
-            from ..project.config import is_project
-
-            if not is_project(inv.root):  # not into whatever folder --project names
-                raise ProjectNotFound(inv.root.resolve())
-        written = write_schemas(out or inv.root / SCHEMA_DIR)
+        written = write_schemas(out) if out is not None else write_project_schemas(inv.root)
     out_console = console()
     for path in written:
         out_console.print(f"wrote {path}")

@@ -16,6 +16,7 @@ from ..errors import LdmailError
 from ..ledger import Group, Ledger, MessageRecord
 from ..measurement.sensitivity import Sensitivity, sensitivity
 from ..project.config import Project
+from ..project.models import Transport
 from ..project.schedule import Planned, Shift
 
 
@@ -146,9 +147,10 @@ class _Earliest:
 
 
 
-def pace_notes(plan: Plan, rate: float | None, cap: int | None) -> list[str]:
+def pace_notes(plan: Plan, transport: Transport) -> list[str]:
     """What the transport's rate and daily cap do to the plan: days with more sends than the
     cap allows, and how long the busiest day takes at that rate."""
+    rate, cap = transport.pace, transport.daily_cap
     per_day: Counter[date] = Counter()
     for (day, _, _), count in plan.per_day.items():
         per_day[day] += count

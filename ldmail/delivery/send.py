@@ -837,10 +837,10 @@ def _run(project: Project, ledger: Ledger, now: datetime, *, dry_run: bool, camp
         summary.held_by_limit = len(due) - limit
         due = due[:limit]
     not_before = _pace_start(ledger, settings.rate)
-    if settings.rate and due and settings.kind != "outbox":
+    if settings.pace and due:
         first = max(wall_now().timestamp(), not_before or 0.0)
         summary.last_due_at = iso(datetime.fromtimestamp(
-            first + (len(due) - 1) / settings.rate, UTC))
+            first + (len(due) - 1) / settings.pace, UTC))
     if dry_run:
         transports = []
     elif transports is None:
