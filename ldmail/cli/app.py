@@ -174,6 +174,7 @@ class Invocation:
 
     found: Path | None  # None: no --project, and no campaign repository here or above
     now: datetime
+    simulated: bool = False  # `now` is --now's, not the machine's clock
 
     @property
     def root(self) -> Path:
@@ -202,7 +203,8 @@ def invocation(project: Path | None, now: str | None) -> Iterator[Invocation]:
     try:
         given = now if now is not None else _global_options().now
         root = _project_root(project)
-        yield Invocation(root, parse_now(given, lambda: project_timezone(root)))
+        yield Invocation(root, parse_now(given, lambda: project_timezone(root)),
+                         simulated=given is not None)
     except ConfigError as exc:
         err = console(stderr=True)
         for problem in exc.problems:
@@ -844,11 +846,9 @@ def retry(
     at once and starts their attempts afresh. Failed messages are only ever resent this way.
     Unknown ones are resent with 'ldmail send --resend-unknown'.
     """
-    from ..clock import iso
-    from ..ledger import Ledger, MessageState
+    from ..delivery.retry import requeue
     from ..project.config import load_project
 
-    states = (MessageState.HELD, MessageState.FAILED) if failed else (MessageState.HELD,)
     with invocation(project, now) as inv:
         loaded = load_project(inv.root)
         if campaign is not None:
@@ -856,8 +856,7 @@ def retry(
             if step is not None and step not in {s.id for s in model.steps}:
                 raise typer.BadParameter(f"campaign '{campaign}' has no step '{step}'",
                                          param_hint="--step")
-        with Ledger.of(loaded, db) as ledger:
-            count = ledger.retry(states, iso(inv.now), campaign=campaign, step=step)
+        count = requeue(loaded, inv.now, failed=failed, campaign=campaign, step=step, db=db)
     what = "held or failed" if failed else "held"
     if not count:
         console().print(f"No {what} messages to requeue" + ("" if failed else
@@ -1082,27 +1081,14 @@ def run(
     Runs the send job in-process with APScheduler; a stop request lets the message in hand
     finish and be recorded.
     """
-    from datetime import timedelta
-
-    from ..service.run import run_forever
-    from ..units import parse_duration
+    from ..service.run import parse_interval, run_forever
 
     if not logging.getLogger("ldmail").handlers:  # --verbose set it up already
         _log_to_stderr("ldmail", logging.INFO)
     _log_to_stderr("apscheduler", logging.WARNING)
     with invocation(project, now) as inv:
-        from ..errors import LdmailError
-
-        try:
-            every = parse_duration(interval) if interval is not None else None
-        except ValueError as exc:
-            raise LdmailError(f"--interval: {exc}") from None
-        if every is not None and every.total_seconds() < 1:
-            raise LdmailError(f"--interval {interval}: give a time of at least one second "
-                              "between runs, e.g. 5m")
-        # With --now the simulated clock starts there and then runs at real speed.
-        shift = inv.now - wall_now() if (now or _global_options().now) else timedelta(0)
-        run_forever(inv.root, every, db=db, shift=shift,
+        every = parse_interval(interval)
+        run_forever(inv.root, every, db=db, start=inv.now if inv.simulated else None,
                     max_runs=runs)
 
 
