@@ -206,6 +206,14 @@ class SendSummary:
                 groups.setdefault(key, (item, []))[1].append(item.email)
         return list(groups.values())
 
+    def step_counts(self) -> list[tuple[str, str, int]]:
+        """Messages sent (or, in a dry run, that would be) per campaign and step, sorted."""
+        counts = []
+        for key, count in sorted(self.steps.items()):
+            campaign, _, step = key.partition("/")
+            counts.append((campaign, step, count))
+        return counts
+
     def to_json(self) -> str:
         # The destination as one string, "outbox <folder>" or "smtp <host>:<port>" ("" in a
         # dry run), as scripts have always read it.
