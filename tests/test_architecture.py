@@ -124,3 +124,31 @@ def test_only_the_clock_reads_the_wall_clock() -> None:
     reads = sorted({(module, call) for module, call in _classes_and_calls()[1]
                     if module != "ldmail.clock" and call in wall})
     assert not reads, f"wall-clock reads outside ldmail/clock.py: {reads}"
+
+
+# The command line only parses, calls the core and prints: each command and printer fits on a
+# screen, and each command group's module stays small enough to read whole.
+CLI = PACKAGE / "cli"
+LONGEST_FUNCTION = 60
+LONGEST_MODULE = 250
+
+
+def test_no_function_of_the_command_line_is_longer_than_a_screen() -> None:
+    """Counted from the first decorator to the last line, nested functions and methods too."""
+    long = []
+    for path in sorted(CLI.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text("utf-8"), str(path))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+                lines = (node.end_lineno or node.lineno) - first + 1
+                if lines > LONGEST_FUNCTION:
+                    long.append(f"{path.name}:{first} {node.name} ({lines} lines)")
+    assert not long, (f"functions in ldmail/cli/ over {LONGEST_FUNCTION} lines (split them into "
+                      f"named helpers, or move the rule they hold into the core): {long}")
+
+
+def test_no_module_of_the_command_line_is_longer_than_a_command_group_needs() -> None:
+    long = [f"{path.name} ({lines} lines)" for path in sorted(CLI.glob("*.py"))
+            if (lines := len(path.read_text("utf-8").splitlines())) > LONGEST_MODULE]
+    assert not long, (f"modules in ldmail/cli/ over {LONGEST_MODULE} lines (one module per "
+                      f"command group): {long}")
