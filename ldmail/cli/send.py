@@ -118,19 +118,18 @@ def _sending(loaded: Project, db: Path | None, now: datetime, *, pull: bool, dry
 def _pull_before_send(loaded: Project, db: Path | None, err: Console, now: datetime,
                       stop: threading.Event, dry_run: bool) -> None:
     """send --pull: goal events from the LRS first; a failure is said, and sending goes on."""
-    from ..measurement.lrs import pull_failure, pull_project
+    from ..measurement.lrs import pull_before_send
 
     if dry_run:
         err.print("note: a dry run does not pull from the LRS (a pull records "
                   "events); run 'ldmail events pull' to pull now")
         return
-    try:
-        result = pull_project(loaded, now, db=db, stop=stop)
-    except Exception as exc:  # whatever ends the pull, the send goes on
-        err.print(f"warning: lrs pull failed, sending anyway: {escape(pull_failure(exc))}",
+    attempt = pull_before_send(loaded, now, db=db, stop=stop)
+    if attempt.result is None:
+        err.print(f"warning: lrs pull failed, sending anyway: {escape(attempt.failure)}",
                   soft_wrap=True)
     else:
-        err.print(escape(result.summary()), soft_wrap=True)
+        err.print(escape(attempt.result.summary()), soft_wrap=True)
 
 
 def retry(
