@@ -12,7 +12,9 @@
     ├── OutsideProject           a path from the repository leaves the project
     ├── HeaderInjection          a header value holds a line break (the message is held)
     ├── LedgerError              the ledger file cannot be opened or used
-    │   └── IllegalTransition    a move the state table does not allow (a bug; nothing written)
+    │   ├── IllegalTransition    a move the state table does not allow (a bug; nothing written)
+    │   ├── LedgerLocked         another program kept the ledger locked past the busy timeout
+    │   └── LedgerFull           the disk under the ledger is full (or failed) mid-write
     ├── LedgerReplaced           the ledger is missing, another one, or an older copy
     ├── LedgerBusy               another process holds a lock (send, inbox, forget's fence)
     ├── MassExit                 too many people vanished from the export at once
@@ -177,6 +179,14 @@ class IllegalTransition(LedgerError):
             f"ledger: cannot {operation} {found}{' (' + where + ')' if where else ''}; nothing "
             "was written for it. This is a bug (or the ledger was edited by hand): please "
             "report it with the output of 'ldmail history' for the person")
+
+
+class LedgerLocked(LedgerError):
+    "Another program (an sqlite3 shell, a backup tool) held the ledger's lock too long."
+
+
+class LedgerFull(LedgerError):
+    "The ledger could not be written: its disk is full or failed; the change was rolled back."
 
 
 class LedgerReplaced(LdmailError):

@@ -181,3 +181,33 @@ def test_no_sql_outside_the_ledger() -> None:
                for found in _sql(path)]
     assert not outside, "SQL outside ldmail/ledger/ (move it into a ledger operation):" + \
         "".join(f"\n  {found}" for found in outside)
+
+
+# A function a reader can hold fits on a screen; the command line only parses, calls the core
+# and prints, so each command group's module stays small enough to read whole.
+CLI = PACKAGE / "cli"
+LONGEST_FUNCTION = 60
+LONGEST_MODULE = 250
+
+
+def test_no_function_is_longer_than_a_screen() -> None:
+    """Counted from the first decorator to the last line, nested functions and methods too."""
+    long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text("utf-8"), str(path))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+                lines = (node.end_lineno or node.lineno) - first + 1
+                if lines > LONGEST_FUNCTION:
+                    long.append(f"{path.relative_to(PACKAGE.parent)}:{first} {node.name} "
+                                f"({lines} lines)")
+    assert not long, (f"functions over {LONGEST_FUNCTION} lines (split them into named "
+                      f"helpers; in the command line, move the rule they hold into the core): "
+                      f"{long}")
+
+
+def test_no_module_of_the_command_line_is_longer_than_a_command_group_needs() -> None:
+    long = [f"{path.name} ({lines} lines)" for path in sorted(CLI.glob("*.py"))
+            if (lines := len(path.read_text("utf-8").splitlines())) > LONGEST_MODULE]
+    assert not long, (f"modules in ldmail/cli/ over {LONGEST_MODULE} lines (one module per "
+                      f"command group): {long}")

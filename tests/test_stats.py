@@ -14,7 +14,7 @@ from math import comb
 import pytest
 from rich.console import Console
 
-from ldmail.cli.app import _print_report
+from ldmail.cli.report import print_report
 from ldmail.measurement.report import CampaignReport, Report, Segment, to_csv, to_json
 from ldmail.measurement.report_html import to_html
 from ldmail.measurement.report_text import Words
@@ -154,7 +154,7 @@ def test_table_html_json_and_csv_show_the_same_verdict(language: str) -> None:
     report = _report(language)
     words = Words(language)
     capture = Console(width=400, record=True, file=io.StringIO())
-    _print_report(report, capture)
+    print_report(report, capture)
     table, html, csv_text = capture.export_text(), to_html(report), to_csv(report)
     rows = {r["segment"]: r for r in json.loads(to_json(report))["campaigns"][0]["personas"]}
     rows["case0"] = json.loads(to_json(report))["campaigns"][0]["conversion"]

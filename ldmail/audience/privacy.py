@@ -1,4 +1,5 @@
-"""Opting out for good (`suppress`) and erasing a person from the ledger (`forget`)."""
+"""Opting out for good (`suppress`), erasing a person from the ledger (`forget`), and what the
+ledger holds for one person (`history`)."""
 
 from __future__ import annotations
 
@@ -6,15 +7,17 @@ import contextlib
 import html
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from ..clock import iso
 from ..errors import LdmailError, LedgerBusy
-from ..ledger import FORGOTTEN, Ledger
-from ..ledger.lock import SendLock, forget_fence, held_elsewhere
+from ..ledger import FORGOTTEN, UNSUBSCRIBED, Ledger, PersonHistory
+from ..ledger.lock import SendLock, forget_fence, held_elsewhere, send_lock_path
 from ..ledger.people import SUPPRESSED
+from ..project.config import OUTBOX_SETTING, PREVIEW_FOLDER, Project
 from .export import find_column, normalise_email, read_rows
 
 # How long suppress waits for a running send to finish a message to the person, and forget
@@ -46,6 +49,40 @@ def resolve(ledger: Ledger, who: str) -> str:
     except ValueError as exc:
         raise LdmailError(f"{exc}; give an address, or the 32-character token from an "
                           "unsubscribe mail's subject") from None
+
+
+@dataclass(frozen=True)
+class PersonRecord:
+    """What the ledger holds for one person, and the address it holds it under."""
+
+    address: str
+    history: PersonHistory
+
+
+def history_of(project: Project, who: str, *, db: Path | None = None) -> PersonRecord:
+    """`ldmail history`: everything the ledger holds for an address or unsubscribe token."""
+    with Ledger.of(project, db, readonly=True) as ledger:
+        # The same spelling the export loader stores (a Unicode domain as its ASCII form).
+        address = resolve(ledger, who)
+        return PersonRecord(address, ledger.history(address))
+
+
+@dataclass(frozen=True)
+class Suppressed:
+    email: str
+    added: bool  # False: the address already was suppressed
+
+
+def suppress_person(project: Project, who: str, reason: str, now: datetime, *,
+                    db: Path | None = None) -> Suppressed:
+    """`ldmail suppress`: an address, or the token from an unsubscribe mail, never mailed
+    again; once a running send has recorded a message to them it may have in hand."""
+    with Ledger.of(project, db) as ledger:
+        email = resolve(ledger, who)
+        # The token is only ever in an unsubscribe mail: that person unsubscribed.
+        added = suppress(ledger, email, reason, "command", now, lock=send_lock_path(ledger.path),
+                         exit_reason=UNSUBSCRIBED if is_token(who) else SUPPRESSED)
+    return Suppressed(email, added)
 
 
 def suppress(ledger: Ledger, email: str, reason: str, source: str, now: datetime,
@@ -84,6 +121,13 @@ class ImportedSuppressions:
     skipped: list[str] = field(default_factory=list)
 
 
+def suppress_list(project: Project, path: Path, now: datetime, *,
+                  db: Path | None = None) -> ImportedSuppressions:
+    """`ldmail suppress --file`: every address of a bounce or opt-out list."""
+    with Ledger.of(project, db) as ledger:
+        return import_suppressions(ledger, path, now)
+
+
 def import_suppressions(ledger: Ledger, path: Path, now: datetime) -> ImportedSuppressions:
     """A bounce or opt-out list: a CSV with an address column (and optionally a reason)."""
     header, rows = read_rows(path, str(path), missing="check the path given to --file")
@@ -114,6 +158,21 @@ class Forgotten:
     rows: int
     outbox_files: int  # messages (and partial ones a killed send left) deleted
     preview_files: int  # previews of the person's messages deleted
+
+
+def forget_person(project: Project, who: str, now: datetime, *, db: Path | None = None,
+                  wait: float = READER_WAIT,
+                  waiting: Callable[[], None] = lambda: None) -> Forgotten:
+    """`ldmail forget`: the person erased from the ledger, the outbox and the previews; they
+    stay suppressed. `waiting` is called first when a running send must end before that."""
+    with Ledger.of(project, db) as ledger:
+        address = resolve(ledger, who)
+        lock = send_lock_path(ledger.path)
+        if held_elsewhere(lock):
+            waiting()
+        return forget(ledger, address, now,
+                      project.path(project.settings.transport.outbox, OUTBOX_SETTING),
+                      lock=lock, previews=project.root / PREVIEW_FOLDER, wait=wait)
 
 
 def forget(ledger: Ledger, email: str, now: datetime, outbox: Path | None,

@@ -5,14 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
+from pathlib import Path
 
 from ..audience.export import AudienceScan, Person, scan_audience
 from ..errors import LdmailError
-from ..project.config import Project
+from ..project.config import PREVIEW_FOLDER, Project
 from ..project.models import MANAGER_EMAIL, Campaign, Step, Variant
 from ..project.samples import sample_manager, sample_person
 from ..project.schedule import assign_variant
 from ..sandbox.expressions import evaluate
+from ..sandbox.hygiene import file_name_part, private_folder, write_private
 from ..units import format_duration
 from .render import Rendered, Renderer
 
@@ -235,6 +237,18 @@ def _outside(campaign: Campaign, persona: str | None,
         except LdmailError as exc:
             return f"the campaign's audience rule cannot be evaluated for them ({exc})"
     return None
+
+
+def write_html(root: Path, campaign: str, item: PreviewItem) -> Path:
+    """`preview --html`: the item's HTML part in the project's preview folder, in a file named
+    for what it shows (no address in the name)."""
+    folder = private_folder(root / PREVIEW_FOLDER)
+    name = "-".join(file_name_part(part) for part in (
+        campaign, item.step.id, *([item.variant.id] if item.variant else []),
+        item.persona or "none", item.language)) + ".html"
+    path = folder / name
+    write_private(path, item.rendered.html)
+    return path
 
 
 def invite_summary(campaign: Campaign, step: Step) -> str | None:

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from operator import itemgetter
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from ..audience.enrolment import Enrolment, active_enrolments, sync
+from ..audience.privacy import resolve
 from ..errors import LdmailError
-from ..ledger import Group, Ledger
+from ..ledger import Group, Ledger, MessageRecord
 from ..measurement.sensitivity import Sensitivity, sensitivity
 from ..project.config import Project
+from ..project.models import Step, Transport
 from ..project.schedule import Planned, Shift
+from ..sandbox.conditions import LearningEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,9 +149,10 @@ class _Earliest:
 
 
 
-def pace_notes(plan: Plan, rate: float | None, cap: int | None) -> list[str]:
+def pace_notes(plan: Plan, transport: Transport) -> list[str]:
     """What the transport's rate and daily cap do to the plan: days with more sends than the
     cap allows, and how long the busiest day takes at that rate."""
+    rate, cap = transport.pace, transport.daily_cap
     per_day: Counter[date] = Counter()
     for (day, _, _), count in plan.per_day.items():
         per_day[day] += count
@@ -180,16 +184,55 @@ class JourneyStep:
     variant: str | None = None
 
 
-def manager_note(row: dict[str, Any], address: str) -> str:
+def manager_note(message: MessageRecord, address: str) -> str:
     """How a message of the ledger involves a manager, as seen from `address` (the person's
     or the manager's): history and plan --person show it beside the step."""
-    if row.get("recipient"):
-        return f"to the manager {row['recipient']}" if row["email"] == address else \
-            f"to you as the manager of {row['email']}"
-    if row.get("cc"):
-        return f"cc the manager {row['cc']}" if row["email"] == address else \
-            f"a copy to you as the manager of {row['email']}"
+    if message.recipient:
+        return f"to the manager {message.recipient}" if message.email == address else \
+            f"to you as the manager of {message.email}"
+    if message.cc:
+        return f"cc the manager {message.cc}" if message.email == address else \
+            f"a copy to you as the manager of {message.email}"
     return ""
+
+
+@dataclass(frozen=True)
+class Journey:
+    """`plan --person`: the address the ledger knows the person by, and their steps."""
+
+    address: str
+    steps: list[JourneyStep]
+
+
+def journey_of(project: Project, now: datetime, who: str, *, db: Path | None = None) -> Journey:
+    """One person's journey, given their address or the token from an unsubscribe mail."""
+    with Ledger.of(project, db, readonly=True) as ledger:
+        address = resolve(ledger, who)
+    return Journey(address, person_journey(project, now, address, db=db))
+
+
+def _planned_note(step: Step, attributes: Mapping[str, object] | None,
+                  events: list[LearningEvent], now: datetime) -> str:
+    """Why a planned step may not go as planned: its condition answered for the person now,
+    and whether it goes to or copies the manager."""
+    from ..sandbox.conditions import condition_holds
+
+    note = ""
+    if step.when is not None:
+        try:
+            answer = attributes is not None and condition_holds(step.when, attributes, events,
+                                                                now)
+        except LdmailError as exc:
+            note = f"if {step.when}: it fails for this person ({exc}); held"
+        else:
+            wait = " (it waits for it)" if step.wait_until else ""
+            note = (f"if {step.when}: true now" if answer else
+                    f"if {step.when}: false now, so skipped unless it changes{wait}")
+    if step.to == "manager":
+        return "; ".join(part for part in ("to the manager", note) if part)
+    if step.cc_manager:
+        return "; ".join(part for part in ("cc the manager", note) if part)
+    return note
 
 
 def person_journey(project: Project, now: datetime, email: str, *,
@@ -199,8 +242,6 @@ def person_journey(project: Project, now: datetime, email: str, *,
     from ..audience.export import PeopleStream
     from ..clock import from_iso, iso, shown
     from ..project.schedule import assign_variant
-    from ..sandbox.conditions import LearningEvent, condition_holds
-
     journey: list[JourneyStep] = []
     with Ledger.of(project, db, readonly=True) as ledger:
         known = ledger.history(email)
@@ -215,18 +256,18 @@ def person_journey(project: Project, now: datetime, email: str, *,
             return own_zone or (found.model.send_window.timezone if found
                                 else project.settings.timezone)
 
-        for row in known.messages:
-            moment = row["sent_at"] or row["claimed_at"]
+        for message in known.messages:
+            moment = message.sent_at or message.claimed_at
             at = from_iso(moment) if moment else None
-            zone = zone_of(row["campaign"])
-            note = "; ".join(part for part in (manager_note(row, email), row["error"] or "")
+            zone = zone_of(message.campaign)
+            note = "; ".join(part for part in (manager_note(message, email), message.error or "")
                              if part)
-            status = row["state"]
+            status = message.state
             if at is not None and at > now:  # --now before it: not sent yet at that moment
                 status, note = "planned", (f"the ledger has it {status} at {shown(at, zone)}, "
                                            "after --now")
-            journey.append(JourneyStep(row["campaign"], row["step"], status, at, zone, note,
-                                       row.get("variant")))
+            journey.append(JourneyStep(message.campaign, message.step, status, at, zone, note,
+                                       message.variant))
         events = [LearningEvent(e.event, e.object, from_iso(e.occurred_at))
                   for e in ledger.events_of([email], iso(now)).get(email, [])]
     rows = {enrolment.row for enrolment, _ in mine}
@@ -238,22 +279,8 @@ def person_journey(project: Project, now: datetime, email: str, *,
                                        "in the control group: never mailed"))
             continue
         for planned in steps:
-            note = ""
-            if planned.step.when is not None:
-                try:
-                    answer = person is not None and condition_holds(
-                        planned.step.when, person.attributes, events, now)
-                except LdmailError as exc:
-                    note = f"if {planned.step.when}: it fails for this person ({exc}); held"
-                else:
-                    wait = " (it waits for it)" if planned.step.wait_until else ""
-                    note = (f"if {planned.step.when}: true now" if answer else
-                            f"if {planned.step.when}: false now, so skipped unless it "
-                            f"changes{wait}")
-            if planned.step.to == "manager":
-                note = "; ".join(part for part in ("to the manager", note) if part)
-            elif planned.step.cc_manager:
-                note = "; ".join(part for part in ("cc the manager", note) if part)
+            note = _planned_note(planned.step, person.attributes if person else None, events,
+                                 now)
             variant = assign_variant(enrolment.campaign, planned.step, email)
             journey.append(JourneyStep(enrolment.campaign, planned.step.id, "planned",
                                        planned.send_at, zone_of(enrolment.campaign), note,

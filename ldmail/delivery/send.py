@@ -128,11 +128,21 @@ class DomainHold:
                 f"{resumes_by}, or now with 'ldmail inbox --resume {self.domain}'")
 
 
+@dataclass(frozen=True)
+class Destination:
+    """Where a run's messages went."""
+
+    kind: str  # the transport's kind: smtp, graph or outbox
+    where: str  # host:port, the Graph endpoint, or the outbox folder
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.where}"
+
+
 @dataclass
 class SendSummary:
     dry_run: bool = False
-    # Where messages went: "outbox <folder>" or "smtp <host>:<port>" (empty in a dry run).
-    destination: str = ""
+    destination: Destination | None = None  # None in a dry run
     enrolled: int = 0  # enrolments begun in this run
     people_enrolled: int = 0  # the people they are for
     exited: int = 0
@@ -196,8 +206,18 @@ class SendSummary:
                 groups.setdefault(key, (item, []))[1].append(item.email)
         return list(groups.values())
 
+    def step_counts(self) -> list[tuple[str, str, int]]:
+        """Messages sent (or, in a dry run, that would be) per campaign and step, sorted."""
+        counts = []
+        for key, count in sorted(self.steps.items()):
+            campaign, _, step = key.partition("/")
+            counts.append((campaign, step, count))
+        return counts
+
     def to_json(self) -> str:
-        return json.dumps(asdict(self))
+        # The destination as one string, "outbox <folder>" or "smtp <host>:<port>" ("" in a
+        # dry run), as scripts have always read it.
+        return json.dumps({**asdict(self), "destination": str(self.destination or "")})
 
 
 @dataclass
@@ -606,13 +626,13 @@ def _count_step(summary: SendSummary, item: Due) -> None:
     summary.steps[key] = summary.steps.get(key, 0) + 1
 
 
-def _destination(project: Project) -> str:
+def _destination(project: Project) -> Destination:
     transport = project.settings.transport
     if transport.kind == "smtp":
-        return f"smtp {transport.host}:{transport.port}"
+        return Destination("smtp", f"{transport.host}:{transport.port}")
     if transport.kind == "graph":
-        return f"graph {transport.graph_url}"
-    return f"outbox {project.path(transport.outbox, OUTBOX_SETTING)}"
+        return Destination("graph", transport.graph_url)
+    return Destination("outbox", str(project.path(transport.outbox, OUTBOX_SETTING)))
 
 
 def _label(now: datetime, item: Due, message_id: str) -> str:
@@ -881,10 +901,10 @@ def _within_caps(project: Project, ledger: Ledger, now: datetime, due: list[Due]
     if limit is not None and len(due) > limit:
         summary.held_by_limit = len(due) - limit
         due = due[:limit]
-    if settings.rate and due and settings.kind != "outbox":
+    if settings.pace and due:
         first = max(wall_now().timestamp(), _pace_start(ledger, settings.rate) or 0.0)
         summary.last_due_at = iso(datetime.fromtimestamp(
-            first + (len(due) - 1) / settings.rate, UTC))
+            first + (len(due) - 1) / settings.pace, UTC))
     return due
 
 

@@ -18,6 +18,9 @@ is an operation here, checked against the table in states.py.
     lock.py        the kernel locks beside the file, so the processes that share it take turns
 """
 
+import sqlite3
+from types import TracebackType
+
 from ..states import (
     EnrolmentOp,
     EnrolmentState,
@@ -36,6 +39,7 @@ from .core import (
     ledger_path,
     read_identity,
     record_identity,
+    unusable,
 )
 from .delivery import ALL_STEPS_DONE, FORGOTTEN, Delivery, DeliveryMoves, MessageKey, Recheck
 from .enrolments import EnrolmentMoves, EnrolmentSync, step_records
@@ -51,7 +55,15 @@ from .inbox import (
     SenderFailure,
     SentMessage,
 )
-from .people import GoalEvent, PersonHistory, PersonMoves
+from .people import (
+    EnrolmentRecord,
+    EventRecord,
+    GoalEvent,
+    MessageRecord,
+    PersonHistory,
+    PersonMoves,
+    SuppressionRecord,
+)
 from .reads import EnrolmentFacts, MessageFacts, Reads
 from .schema import MIGRATION_SET, MIGRATIONS, m001_initial
 from .survey import StoredAnswer, SurveyAnswer, SurveyMoves
@@ -59,16 +71,29 @@ from .survey import StoredAnswer, SurveyAnswer, SurveyMoves
 
 class Ledger(DeliveryMoves, InboxMoves, ErasureMoves, EnrolmentMoves, PersonMoves, Reads,
              SurveyMoves):
-    """An open ledger with every operation on it (`with Ledger.of(project) as ledger:`)."""
+    """An open ledger with every operation on it (`with Ledger.of(project) as ledger:`).
+
+    A statement that fails because the file is locked by another program or its disk is full
+    leaves the `with` block as LedgerLocked or LedgerFull, so a command reports it in a line.
+    """
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        super().__exit__(kind, error, traceback)
+        if isinstance(error, sqlite3.OperationalError):
+            # BUSY_TIMEOUT as this package exports it, looked up when the error happens.
+            meaning = unusable(error, BUSY_TIMEOUT)
+            if meaning is not None:
+                raise meaning from None
 
 
 __all__ = [
     "ALL_STEPS_DONE", "Applied", "BOUNCED", "BUSY_TIMEOUT", "ERASED", "FORGOTTEN", "INBOX",
     "MIGRATIONS", "MIGRATION_SET", "QUIET", "UNSUBSCRIBED",
-    "STAGED", "Delivery", "DomainStop", "EnrolmentFacts", "EnrolmentOp", "EnrolmentState",
-    "EnrolmentSync", "ExitReason",
-    "GoalEvent", "SenderFailure", "BounceAction",
-    "Group", "Ledger", "MessageFacts", "MessageKey", "MessageOp", "MessageState",
+    "STAGED", "Delivery", "DomainStop", "EnrolmentFacts", "EnrolmentOp", "EnrolmentRecord",
+    "EnrolmentState", "EnrolmentSync", "EventRecord", "ExitReason", "GoalEvent",
+    "MessageRecord", "SuppressionRecord", "SenderFailure", "BounceAction", "Group", "Ledger",
+    "MessageFacts", "MessageKey", "MessageOp", "MessageState",
     "PersonHistory", "Recheck", "SentMessage", "StoredAnswer", "SurveyAnswer", "identity_path",
     "ledger_path",
     "m001_initial", "read_identity", "record_identity", "step_key", "step_of", "step_records",

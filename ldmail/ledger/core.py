@@ -14,9 +14,10 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from ..errors import LdmailError, LedgerError, LedgerReplaced
+from ..errors import LdmailError, LedgerError, LedgerFull, LedgerLocked, LedgerReplaced
 from .schema import MIGRATION_SET, MIGRATIONS, migrations
 
 if TYPE_CHECKING:
@@ -100,6 +101,32 @@ def record_identity(ledger: LedgerFile, run_id: int) -> None:
         pass
 
 
+# SQLite's primary result codes (the low byte of an extended code such as SQLITE_IOERR_WRITE).
+_NO_ROOM = {sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR}
+_HELD = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
+
+
+def unusable(error: sqlite3.OperationalError, busy_timeout: float) -> LedgerError | None:
+    """What an error of an open ledger's statement means to the user; None for any other
+    (a bug, which should show its traceback).
+
+    Every write is a transaction that SQLite rolls back when it fails: what was recorded
+    before is intact, and the command can simply run again.
+    """
+    code = (error.sqlite_errorcode or 0) & 0xFF
+    if code in _NO_ROOM:
+        return LedgerFull(
+            f"the ledger could not be written ({error}); free space on the disk that holds it "
+            "and run the command again: what was recorded before is intact, and this run's "
+            "last change was not made")
+    if code in _HELD:
+        return LedgerLocked(
+            f"the ledger stayed locked by another program for {busy_timeout:g} s (an open "
+            "sqlite3 shell or a backup tool, say), so this run stopped there; run it again once "
+            "that program is done: it picks up where this one stopped")
+    return None
+
+
 class LedgerFile:
     """An open ledger: the connection and what every operation shares."""
 
@@ -111,7 +138,8 @@ class LedgerFile:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
         self.close()
 
     def __init__(self, path: Path, *, readonly: bool = False, new: bool = False) -> None:

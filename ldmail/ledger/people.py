@@ -4,7 +4,7 @@ ledger holds for them."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from ..states import (
@@ -31,17 +31,80 @@ class GoalEvent:
     statement: str | None = None  # the xAPI statement id, for events pulled from an LRS
 
 
+# A person's rows, typed; each field is named as its column, so `ldmail history --format json`
+# shows the rows as the ledger stores them.
+
+
+@dataclass(frozen=True, slots=True)
+class EnrolmentRecord:
+    campaign: str
+    email: str
+    enrolled_at: str  # ISO UTC, as every moment below
+    anchor_at: str
+    grp: str  # treatment or holdout
+    persona: str | None
+    language: str | None
+    state: str
+    exit_reason: str | None
+    exited_at: str | None
+    missing_since: str | None
+    occurrence: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    id: int
+    campaign: str
+    step: str
+    email: str  # the person the message is about
+    due_at: str
+    state: str
+    attempts: int
+    message_id: str | None
+    error: str | None
+    claimed_at: str | None
+    sent_at: str | None
+    next_attempt_at: str | None
+    run_id: int | None
+    bounced_at: str | None
+    variant: str | None
+    recipient: str | None  # the manager, when the step goes to them instead
+    cc: str | None  # the manager copied in
+
+
+@dataclass(frozen=True, slots=True)
+class SuppressionRecord:
+    email: str
+    reason: str
+    source: str | None  # command, inbox, forget, or the name of an imported list
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    event: str
+    object: str
+    occurred_at: str
+    source: str | None
+    statement: str | None
+    voided_at: str | None  # when the LRS voided it
+
+
 @dataclass(frozen=True)
 class PersonHistory:
-    """Everything the ledger holds for one address, as stored (column names as keys)."""
+    """Everything the ledger holds for one address."""
 
-    enrolments: list[dict[str, Any]]
-    messages: list[dict[str, Any]]  # theirs, and those they got as someone's manager
-    suppression: dict[str, Any] | None
-    events: list[dict[str, Any]]  # learning events, voided ones with their voided_at
+    enrolments: list[EnrolmentRecord]
+    messages: list[MessageRecord]  # theirs, and those they got as someone's manager
+    suppression: SuppressionRecord | None
+    events: list[EventRecord]  # learning events, voided ones with their voided_at
 
     def __bool__(self) -> bool:
         return bool(self.enrolments or self.messages or self.suppression or self.events)
+
+
+def _columns(record: type[Any]) -> str:
+    return ", ".join(field.name for field in fields(record))
 
 
 class PersonMoves(LedgerFile):
@@ -219,12 +282,17 @@ class PersonMoves(LedgerFile):
             "AND voided_at IS NOT NULL ORDER BY occurred_at", (event,))]
 
     def history(self, email: str) -> PersonHistory:
-        suppression = self._rows("SELECT * FROM suppressions WHERE email = ?", (email,))
+        suppression = self._rows(f"SELECT {_columns(SuppressionRecord)} FROM suppressions"
+                                 " WHERE email = ?", (email,))
         return PersonHistory(
-            self._rows("SELECT * FROM enrolments WHERE email = ? ORDER BY enrolled_at",
-                       (email,)),
-            self._rows("SELECT * FROM messages WHERE email = ? OR recipient = ? OR cc = ?"
-                       " ORDER BY coalesce(sent_at, claimed_at), id", (email, email, email)),
-            suppression[0] if suppression else None,
-            self._rows("SELECT event, object, occurred_at, source, statement, voided_at"
-                       " FROM events WHERE email = ? ORDER BY occurred_at", (email,)))
+            [EnrolmentRecord(**row) for row in self._rows(
+                f"SELECT {_columns(EnrolmentRecord)} FROM enrolments WHERE email = ?"
+                " ORDER BY enrolled_at", (email,))],
+            [MessageRecord(**row) for row in self._rows(
+                f"SELECT {_columns(MessageRecord)} FROM messages"
+                " WHERE email = ? OR recipient = ? OR cc = ?"
+                " ORDER BY coalesce(sent_at, claimed_at), id", (email, email, email))],
+            SuppressionRecord(**suppression[0]) if suppression else None,
+            [EventRecord(**row) for row in self._rows(
+                f"SELECT {_columns(EventRecord)} FROM events WHERE email = ?"
+                " ORDER BY occurred_at", (email,))])

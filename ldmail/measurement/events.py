@@ -60,6 +60,20 @@ class ImportResult:
     already_known: int = 0
     skipped: list[Skipped] = field(default_factory=list)
 
+    @property
+    def empty(self) -> bool:
+        """Whether the file had rows and none of them could be imported (nor was known)."""
+        return bool(self.skipped) and not self.added and not self.already_known
+
+
+def import_events_file(project: Project, path: Path, *, kind: str = "auto",
+                       db: Path | None = None) -> ImportResult:
+    """`ldmail events import`: a file's events, in the project's zone and date limits, its
+    xAPI actors looked up in the people export."""
+    with Ledger.of(project, db) as ledger:
+        return import_events(ledger, path, zone=project.settings.timezone, kind=kind,
+                             limits=project.settings.dates, lookup=actor_lookup(project, ledger))
+
 
 def parse_timestamp(text: str, zone: tzinfo = UTC) -> datetime:
     """ISO 8601 (xAPI) or the day-first formats LMS exports use. A time without a zone is

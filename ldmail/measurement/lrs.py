@@ -423,16 +423,33 @@ def pull_failure(exc: Exception) -> str:
     return f"{type(exc).__name__}: {excerpt(' '.join(str(exc).split()), 200)}"
 
 
+@dataclass(frozen=True)
+class PullAttempt:
+    """A pull before a send: what it recorded, or why it ended (the send goes on)."""
+
+    result: PullResult | None  # None: the pull failed
+    failure: str = ""  # why, in one line
+
+
+def pull_before_send(project: Project, now: datetime, *, db: Path | None = None,
+                     stop: threading.Event | None = None) -> PullAttempt:
+    """`pull_project`, except that whatever ends the pull is returned, not raised."""
+    try:
+        return PullAttempt(pull_project(project, now, db=db, stop=stop))
+    except Exception as exc:  # whatever ends the pull, the send goes on
+        return PullAttempt(None, pull_failure(exc))
+
+
 def pull_logged(project: Project, log: logging.Logger, now: datetime, *,
                 db: Path | None = None, stop: threading.Event | None = None) -> None:
     """Pull before a send when lrs: is configured; a failure is logged, never fatal."""
     if project.settings.lrs is None:
         return
-    try:
-        result = pull_project(project, now, db=db, stop=stop)
-    except Exception as exc:  # whatever ends the pull, the send goes on
-        log.error("lrs pull failed: %s", pull_failure(exc))
+    attempt = pull_before_send(project, now, db=db, stop=stop)
+    if attempt.result is None:
+        log.error("lrs pull failed: %s", attempt.failure)
     else:
+        result = attempt.result
         log.info("%s", result.summary())
         for note in result.notes:
             log.warning("  %s: %s", note.position, note.reason)

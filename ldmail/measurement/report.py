@@ -18,7 +18,7 @@ from ..ledger import EnrolmentFacts, Group, Ledger, MessageFacts, MessageState
 from ..project.config import Project
 from ..project.models import Campaign, Step
 from ..sandbox.hygiene import csv_cell
-from .report_text import DASH, Words
+from .report_text import DASH, LANGUAGES, Words
 from .sensitivity import Sensitivity, sensitivity
 from .stats import Comparison, HypothesisStatus, judge_hypothesis
 
@@ -369,6 +369,24 @@ def _fit_shares(ledger: Ledger, campaign_id: str, model: Campaign,
     personas = sorted(set(persona_of.values()))
     return [share(ALL, list(latest.values())),
             *(share(p, [a for e, a in latest.items() if persona_of[e] == p]) for p in personas)]
+
+
+@dataclass(frozen=True)
+class Language:
+    """The language a report is written in."""
+
+    code: str
+    # The project's default_language when the report has no text in it (it is in English).
+    untranslated: str | None = None
+
+
+def report_language(project: Project, wanted: str | None) -> Language:
+    """--lang when given, else the project's default language if the report speaks it, else
+    English."""
+    if wanted is not None:
+        return Language(wanted)
+    default = project.settings.default_language
+    return Language(default) if default in LANGUAGES else Language("en", default)
 
 
 def build_report(project: Project, now: datetime, *, db: Path | None = None,

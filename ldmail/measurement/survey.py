@@ -44,6 +44,15 @@ class SurveyImport:
         return not self.added and not self.already_known
 
 
+def import_survey_file(project: Project, campaign: str | None, path: Path, now: datetime, *,
+                       db: Path | None = None) -> SurveyImport:
+    """`ldmail survey import`: a Forms export's answers for `campaign`, or for the only
+    campaign with a survey: block."""
+    chosen = survey_campaign(project, campaign)
+    with Ledger.of(project, db) as ledger:
+        return import_survey(ledger, project, chosen, path, now)
+
+
 def survey_campaign(project: Project, campaign: str | None) -> str:
     """The campaign whose survey a file answers: `campaign`, or the only one with a survey."""
     with_survey = sorted(c for c, f in project.campaigns.items() if f.model.survey)

@@ -274,6 +274,11 @@ class Transport(Strict):
                                                         if v is not None}}
         return data
 
+    @property
+    def pace(self) -> Rate | None:
+        """The rate messages go out at: the outbox writes files, at no rate."""
+        return None if self.kind == "outbox" else self.rate
+
     @field_validator("graph_url")
     @classmethod
     def _https_graph(cls, value: str) -> str:

@@ -11,7 +11,9 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema
 
+from ..errors import ProjectNotFound
 from ..units import WEEKDAYS, format_duration
+from .config import is_project
 from .models import Audiences, Campaign, Settings
 
 SCHEMAS: dict[str, type[BaseModel]] = {
@@ -45,6 +47,14 @@ def schema_for(name: str) -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = f"ldmail {name} file"
     return schema
+
+
+def write_project_schemas(root: Path) -> list[Path]:
+    """`ldmail schema` without --out: into the project's schemas/ folder, never into a folder
+    that holds no project."""
+    if not is_project(root):
+        raise ProjectNotFound(root.resolve())
+    return write_schemas(root / SCHEMA_DIR)
 
 
 def write_schemas(folder: Path) -> list[Path]:

@@ -16,6 +16,7 @@ from ..delivery.send import send
 from ..errors import LdmailError, TransportFatal
 from ..measurement.lrs import pull_logged
 from ..project.config import load_project
+from ..units import parse_duration
 
 log = logging.getLogger("ldmail.run")
 
@@ -38,6 +39,20 @@ def read_inbox_logged(root: Path, now: datetime, db: Path | None,
         log.info("%s", result.summary())
         if result.stopped:
             log.info("inbox %s", result.stopped)
+
+
+def parse_interval(text: str | None) -> timedelta | None:
+    """`--interval` as given (None: run.interval in ldmail.yaml): at least one second."""
+    if text is None:
+        return None
+    try:
+        every = parse_duration(text)
+    except ValueError as exc:
+        raise LdmailError(f"--interval: {exc}") from None
+    if every.total_seconds() < 1:
+        raise LdmailError(f"--interval {text}: give a time of at least one second between "
+                          "runs, e.g. 5m")
+    return every
 
 
 class _Service:
@@ -100,12 +115,14 @@ class _Service:
 
 
 def run_forever(root: Path, interval: timedelta | None, *, db: Path | None = None,
-                shift: timedelta = timedelta(0), max_runs: int | None = None) -> int:
+                start: datetime | None = None, max_runs: int | None = None) -> int:
     """Run `send` now and then every `interval`; returns the number of runs done.
 
-    A stop request lets the message in hand finish and be recorded, so no claim is left
-    open; the rest waits for the next start.
+    With `start` (--now) the simulated clock starts there and then runs at real speed. A
+    stop request lets the message in hand finish and be recorded, so no claim is left open;
+    the rest waits for the next start.
     """
+    shift = start - wall_now() if start is not None else timedelta(0)
     from apscheduler.executors.pool import ThreadPoolExecutor
     from apscheduler.schedulers.blocking import BlockingScheduler
     from apscheduler.triggers.interval import IntervalTrigger
