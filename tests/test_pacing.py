@@ -25,7 +25,10 @@ from .smtp_server import (
 )
 
 SPACING = 2.0  # seconds between two messages at 30/min
-SLACK = 0.05  # the server's clock reads a message a little after the client's pacer let it go
+# The server notes a message when its thread gets to it: on a busy machine one may be noted up
+# to this much late, which shortens the gap to the next. A pacer that lets two go at once, or
+# keeps a shorter spacing, still fails: over n messages it saves at least a whole spacing.
+JITTER = 1.0
 
 
 @pytest.fixture
@@ -54,7 +57,8 @@ def test_pacer_waits_for_the_previous_runs_last_handover() -> None:
     first = time.monotonic() - started
     pacer.wait()
     second = time.monotonic() - started
-    assert 0.35 <= first < 1.0 and second - first >= SPACING - 0.01
+    # Lower bounds are the pacer's promise; the upper one only says it did not wait forever.
+    assert 0.35 <= first < 10 and second - first >= SPACING - 0.01
 
 
 @pytest.mark.slow
@@ -69,8 +73,11 @@ def test_three_cron_runs_never_exceed_the_rate_or_the_cap(project: Path, cli: Cl
     received = smtp_server.received
     assert len(received) == 50
     assert len({r.key for r in received}) == 50  # nothing doubled
-    gaps = [b.at - a.at for a, b in zip(received, received[1:], strict=False)]
-    assert min(gaps) >= SPACING - SLACK, min(gaps)
+    times = [r.at for r in received]
+    crowded = [(i, j, round(times[j] - times[i], 2)) for i in range(len(times))
+               for j in range(i + 1, len(times))
+               if times[j] - times[i] < (j - i) * SPACING - JITTER]
+    assert not crowded, crowded[:5]  # (first, last, seconds between them)
     assert summary_line(outputs[2].output).startswith("sent 10 ")
     assert "10 held back by the daily cap (room again from " in outputs[2].output
 
