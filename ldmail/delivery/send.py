@@ -776,15 +776,17 @@ def _run(project: Project, ledger: Ledger, now: datetime, *, dry_run: bool, camp
     if plain and not found.due and not summary.unknown_found:
         quiet.remember(project, ledger, now, found.next_change, summary.waiting_window,
                        summary.window_opens)
-    due = _within_caps(project, ledger, now, found.due, summary, limit)
+    settings = project.settings.transport
+    # Read once: the dry run's estimate and the real run's pacer start from the same moment.
+    not_before = _pace_start(ledger, settings.rate)
+    due = _within_caps(project, ledger, now, found.due, summary, limit, not_before)
     if dry_run:
         summary.first = [_recipient(item) for item in due[:show]]
         transports = []
     elif transports is None:
-        settings = project.settings.transport
         transports = open_transports(
-            settings, project.path(settings.outbox, OUTBOX_SETTING), stop,
-            _pace_start(ledger, settings.rate), resolve=project.path)
+            settings, project.path(settings.outbox, OUTBOX_SETTING), stop, not_before,
+            resolve=project.path)
     sender = Sender(project, ledger, transports, now, run_id, interventions)
     try:
         _check_and_deliver(sender, due, summary, progress, stop)
@@ -885,7 +887,8 @@ def _decide(project: Project, ledger: Ledger, now: datetime, summary: SendSummar
 
 
 def _within_caps(project: Project, ledger: Ledger, now: datetime, due: list[Due],
-                 summary: SendSummary, limit: int | None) -> list[Due]:
+                 summary: SendSummary, limit: int | None, not_before: float | None
+                 ) -> list[Due]:
     """What may go out of `due`: not to a domain whose sender-side bounces stopped it, within
     the daily cap and --limit; and, at the transport's rate, when the last of it goes."""
     summary.due = len(due)
@@ -902,7 +905,7 @@ def _within_caps(project: Project, ledger: Ledger, now: datetime, due: list[Due]
         summary.held_by_limit = len(due) - limit
         due = due[:limit]
     if settings.pace and due:
-        first = max(wall_now().timestamp(), _pace_start(ledger, settings.rate) or 0.0)
+        first = max(wall_now().timestamp(), not_before or 0.0)
         summary.last_due_at = iso(datetime.fromtimestamp(
             first + (len(due) - 1) / settings.pace, UTC))
     return due
