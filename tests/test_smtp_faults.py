@@ -162,9 +162,9 @@ def test_a_ledger_locked_by_another_program_stops_the_run_and_loses_nothing(
         project: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     import sqlite3
 
-    import ldmail.ledger
+    import ldmail.ledger.core
 
-    monkeypatch.setattr(ldmail.ledger, "BUSY_TIMEOUT", 0.3)  # 30 s in real use
+    monkeypatch.setattr(ldmail.ledger.core, "BUSY_TIMEOUT", 0.3)  # 30 s in real use
     outbox = project / ".ldmail" / "outbox"
     assert cli("send", "--project", project, "--now", DAY1).exit_code == 0
     first = sorted(outbox.iterdir())

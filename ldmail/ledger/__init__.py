@@ -31,8 +31,8 @@ from ..states import (
     step_key,
     step_of,
 )
+from . import core
 from .core import (
-    BUSY_TIMEOUT,
     QUIET,
     STAGED,
     identity_path,
@@ -81,14 +81,14 @@ class Ledger(DeliveryMoves, InboxMoves, ErasureMoves, EnrolmentMoves, PersonMove
                  traceback: TracebackType | None) -> None:
         super().__exit__(kind, error, traceback)
         if isinstance(error, sqlite3.OperationalError):
-            # BUSY_TIMEOUT as this package exports it, looked up when the error happens.
-            meaning = unusable(error, BUSY_TIMEOUT)
+            # The one busy timeout (core.BUSY_TIMEOUT), looked up when the error happens.
+            meaning = unusable(error, core.BUSY_TIMEOUT)
             if meaning is not None:
                 raise meaning from None
 
 
 __all__ = [
-    "ALL_STEPS_DONE", "Applied", "BOUNCED", "BUSY_TIMEOUT", "ERASED", "FORGOTTEN", "INBOX",
+    "ALL_STEPS_DONE", "Applied", "BOUNCED", "ERASED", "FORGOTTEN", "INBOX",
     "MIGRATIONS", "MIGRATION_SET", "QUIET", "UNSUBSCRIBED",
     "STAGED", "Delivery", "DomainStop", "EnrolmentFacts", "EnrolmentOp", "EnrolmentRecord",
     "EnrolmentState", "EnrolmentSync", "EventRecord", "ExitReason", "GoalEvent",

@@ -9,7 +9,8 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from .core import BUSY_TIMEOUT, STAGED
+from . import core
+from .core import STAGED
 from .delivery import FORGOTTEN
 from .people import PersonMoves
 
@@ -131,4 +132,4 @@ class ErasureMoves(PersonMoves):
                     return False
                 time.sleep(0.1)
         finally:
-            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+            conn.execute(f"PRAGMA busy_timeout = {int(core.BUSY_TIMEOUT * 1000)}")
