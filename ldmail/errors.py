@@ -111,11 +111,12 @@ class HttpFailed(LdmailError):
     """An outside HTTP service (the LRS, Graph) gave no complete answer within the request's
     deadline and size bound, or the connection failed; `phase` says how far the request got
     (connect: nothing reached the server; send: the request did not go out whole; answer: it
-    did, so the server may have acted on it); `late` that the deadline ended it."""
+    did, so the server may have acted on it); `late` that the deadline ended it; `lasting`
+    that asking again cannot help (a host name that cannot be encoded, say)."""
 
     def __init__(self, message: str, phase: str, *, stopped: bool = False,
-                 late: bool = False) -> None:
-        self.phase, self.stopped, self.late = phase, stopped, late
+                 late: bool = False, lasting: bool = False) -> None:
+        self.phase, self.stopped, self.late, self.lasting = phase, stopped, late, lasting
         super().__init__(message)
 
 

@@ -67,7 +67,7 @@ def request(client: httpx.Client, method: str, url: str, *, seconds: float, max_
                                      **options)
     except BAD_URL as exc:
         raise HttpFailed(f"{url[:200]!r} is not a usable URL ({_describe(exc)})",
-                         "connect") from None
+                         "connect", lasting=True) from None
     where = str(built.url.copy_with(query=None))
     with _Watchdog(time.monotonic() + seconds, stop) as dog:
         built.extensions["trace"] = dog.trace
@@ -182,7 +182,8 @@ class _Watchdog:
                               late=True)
         what = {"connect": "cannot connect", "send": "the connection broke while sending",
                 "answer": "the answer broke off"}[self.phase]
-        return HttpFailed(f"{where}: {what} ({_describe(exc)})", self.phase)
+        return HttpFailed(f"{where}: {what} ({_describe(exc)})", self.phase,
+                          lasting=isinstance(exc, BAD_URL))
 
 
 def _describe(exc: BaseException) -> str:

@@ -109,8 +109,9 @@ class _Reader:
                                          max_bytes=MAX_ANSWER, stop=self.stop)
             except HttpFailed as exc:
                 self.stopped()
-                if exc.phase != "connect" or exc.late:
-                    # Late, too large or broken: asking again would only cost the time again.
+                if exc.phase != "connect" or exc.late or exc.lasting:
+                    # Late, too large, broken or a URL that cannot be used: asking again
+                    # would only cost the time again.
                     raise LrsError(f"{exc}; the cursor stays after the last recorded page, "
                                    "the next pull tries again") from None
                 problem = str(exc)
