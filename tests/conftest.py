@@ -60,16 +60,20 @@ def project(tmp_path: Path, cli: Cli) -> Path:
     return target
 
 
-@pytest.fixture
-def example(tmp_path: Path) -> Path:
-    """A copy of the shipped example at the repository's top level."""
-    target = tmp_path / "example"
+def copy_example(target: Path) -> Path:
+    """The shipped example at the repository's top level, copied to `target`."""
     target.mkdir()
     for name in ("ldmail.yaml", "audiences.yaml", "people.csv"):
         shutil.copy(REPO / name, target / name)
     for name in ("campaigns", "templates"):
         shutil.copytree(REPO / name, target / name)
     return target
+
+
+@pytest.fixture
+def example(tmp_path: Path) -> Path:
+    """A copy of the shipped example at the repository's top level."""
+    return copy_example(tmp_path / "example")
 
 
 @pytest.fixture

@@ -13,10 +13,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from ldmail.cli import app
 
-from .conftest import Cli
+from .conftest import Cli, copy_example
 
 NOW = "2026-12-08T10:00+01:00"
 LATER = "2026-12-22T10:00+01:00"
@@ -63,11 +64,20 @@ def _both_forms(cli: Cli, folder: Path, args: list[str], now: str) -> tuple[str,
     return before.output, after.output
 
 
+@pytest.fixture(scope="module")
+def sent_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped example after its first sends: made once, copied for each test."""
+    target = tmp_path_factory.mktemp("sent") / "example"
+    copy_example(target)
+    sent = CliRunner().invoke(app, ["send", "--project", str(target), "--now", NOW])
+    assert sent.exit_code == 0, sent.output
+    return target
+
+
 @pytest.fixture
-def sent_example(example: Path, cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                 ) -> Path:
-    """The shipped example after its first sends, run from a folder outside it."""
-    assert cli("send", "--project", example, "--now", NOW).exit_code == 0
+def sent_example(sent_once: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the sent example, run from a folder outside it."""
+    example = shutil.copytree(sent_once, tmp_path / "example")
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     monkeypatch.chdir(outside)
