@@ -20,6 +20,7 @@ import re
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -52,13 +53,13 @@ def _oauth2(home: Path, introspection: int) -> list[str]:
             f"  args = {home / 'oauth2.conf.ext'}", "}"]
 
 
-def _config(home: Path, port: int, introspection: int | None = None) -> str:
+def _config(home: Path, run: Path, port: int, introspection: int | None = None) -> str:
     """The smallest configuration that serves IMAP for one password user on 127.0.0.1 (and,
     with an introspection port, for OAuth2 tokens too)."""
     lines = [
         "protocols = imap",
         "listen = 127.0.0.1",
-        f"base_dir = {home / 'run'}",
+        f"base_dir = {run}",
         f"state_dir = {home / 'state'}",
         f"log_path = {home / 'dovecot.log'}",
         f"info_log_path = {home / 'dovecot.log'}",
@@ -208,7 +209,9 @@ def serve(tmp_path: Path, tokens: frozenset[str] = frozenset()) -> Iterator[Dove
         pytest.skip("dovecot is not installed (Debian: apt-get install dovecot-imapd; "
                     ".ci/run installs it)")
     home = tmp_path / "dovecot"
-    for name in ("run", "state", "mail"):
+    # Its sockets' paths must fit in 108 bytes, which a parallel worker's tmp_path may not.
+    run = Path(tempfile.mkdtemp(prefix="dovecot-"))
+    for name in ("state", "mail"):
         (home / name).mkdir(parents=True)
     if os.geteuid() == 0:
         owner = pwd.getpwnam("dovecot")
@@ -221,7 +224,7 @@ def serve(tmp_path: Path, tokens: frozenset[str] = frozenset()) -> Iterator[Dove
         introspection.tokens = tokens  # type: ignore[attr-defined]
         threading.Thread(target=introspection.serve_forever, daemon=True).start()
     (home / "dovecot.conf").write_text(_config(
-        home, port, introspection.server_address[1] if introspection else None))
+        home, run, port, introspection.server_address[1] if introspection else None))
     process = subprocess.Popen([DOVECOT, "-F", "-c", str(home / "dovecot.conf")],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -237,3 +240,4 @@ def serve(tmp_path: Path, tokens: frozenset[str] = frozenset()) -> Iterator[Dove
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        shutil.rmtree(run, ignore_errors=True)
