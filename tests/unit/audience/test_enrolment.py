@@ -78,7 +78,7 @@ def test_the_holdout_gets_no_steps_and_the_mailed_group_gets_the_sequence(
             assert steps == []
         else:
             assert steps == ["hello", "first-course"]
-            assert moments[1] - moments[0] == timedelta(days=3)  # `after: 3d`, Mon -> Thu
+            assert moments[1] - moments[0] == timedelta(days=3)  # `after: 3d`: Tuesday to Friday
 
 
 def test_someone_missing_leaves_only_after_the_grace_period(scaffold: Path) -> None:

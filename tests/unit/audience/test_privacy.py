@@ -64,10 +64,10 @@ def test_the_token_from_an_unsubscribe_mail_is_an_unsubscribe(sent: Project) -> 
     ("nobody", "invalid e-mail address 'nobody': An email address must have an @-sign; give an "
                "address, or the 32-character token from an unsubscribe mail's subject"),
 ])
-def test_who_is_neither_an_address_nor_a_known_token_is_one_line(sent: Project, who: str,
+def test_who_is_neither_an_address_nor_a_known_token_is_one_line(loaded: Project, who: str,
                                                                  message: str) -> None:
     with pytest.raises(LdmailError, match=message):
-        history_of(sent, who)
+        history_of(loaded, who)
 
 
 def test_a_dutch_excel_opt_out_list_is_imported_and_bad_rows_are_named(
