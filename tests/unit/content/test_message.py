@@ -86,6 +86,7 @@ def test_the_fast_path_writes_what_the_email_package_writes(
         if header != "Content-Language":  # see the xfail test below
             assert str(fast[header]) == str(slow[header]), header
     assert str(fast["Subject"]) == subject
+    assert fast["Content-Language"] == "en"
     assert fast["To"].addresses[0].display_name == name
     plain, html = (fast.get_body(preferencelist=(kind,)) for kind in ("plain", "html"))
     assert plain is not None and plain.get_content() == "Hello\n"
