@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-import ldmail.ledger
 from ldmail.errors import LedgerError, LedgerLocked, LedgerReplaced
 from ldmail.ledger import (
     Ledger,
@@ -81,7 +80,6 @@ def test_a_lock_held_by_another_program_leaves_the_block_as_ledger_locked(
         path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The wait, as the package exports it: 50 ms instead of 30 s.
     monkeypatch.setattr(core, "BUSY_TIMEOUT", 0.05)
-    monkeypatch.setattr(ldmail.ledger, "BUSY_TIMEOUT", 0.05)
     with Ledger(path):
         pass
     other = sqlite3.connect(path, isolation_level=None)
