@@ -211,3 +211,50 @@ def test_no_module_of_the_command_line_is_longer_than_a_command_group_needs() ->
             if (lines := len(path.read_text("utf-8").splitlines())) > LONGEST_MODULE]
     assert not long, (f"modules in ldmail/cli/ over {LONGEST_MODULE} lines (one module per "
                       f"command group): {long}")
+
+
+# The tests mirror the code: each core module has a unit test module of the same name in the
+# same place under tests/unit/, which runs in-process; whatever needs a process, a socket, a
+# server or the command line lives in tests/e2e/.
+UNIT = PACKAGE.parent / "tests" / "unit"
+OUT_OF_PROCESS = ("subprocess", "socketserver", "http.server", "asyncio", "aiosmtpd",
+                  "multiprocessing", "typer.testing", "ldmail.cli", "tests.e2e")
+# Modules a unit test may import for their names (socket.gethostname, smtplib's exceptions),
+# never to open a connection.
+CONNECTING = re.compile(r"\b(socket\.(socket|create_connection|create_server)|smtplib\.SMTP"
+                        r"(_SSL)?|imaplib\.IMAP4(_SSL)?|httpx\.HTTPTransport)\(")
+
+
+def test_every_core_module_has_a_unit_test_module() -> None:
+    missing = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        inside = path.relative_to(PACKAGE)
+        if inside.parts[0] == "cli" or path.name in ("__init__.py", "__main__.py"):
+            continue  # the command line is tested through itself, in tests/e2e/
+        mirror = UNIT / inside.parent / f"test_{path.name}"
+        if not mirror.exists():
+            missing.append(f"ldmail/{inside} -> {mirror.relative_to(UNIT.parent.parent)}")
+    assert not missing, f"core modules without their unit test module: {missing}"
+
+
+def _imported(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text("utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_unit_tests_stay_in_process() -> None:
+    """No subprocess, socket, server or command line in tests/unit/ (relative imports reach
+    only tests/unit/ itself, whose folders hold no such helper)."""
+    found = [f"{path.relative_to(UNIT.parent.parent)}: {name}"
+             for path in sorted(UNIT.rglob("*.py")) for name in sorted(_imported(path))
+             if any(name == banned or name.startswith(banned + ".")
+                    for banned in OUT_OF_PROCESS)]
+    found += [f"{path.relative_to(UNIT.parent.parent)}: {match[0]}"
+              for path in sorted(UNIT.rglob("*.py"))
+              for match in CONNECTING.finditer(path.read_text("utf-8"))]
+    assert not found, f"unit tests that leave the process (move them to tests/e2e/): {found}"

@@ -1,7 +1,7 @@
 """Fixtures for the delivery unit tests: the scaffold with five people the tests know by name,
 no holdout, so each of them is due the first step at NOW; and the few helpers that read it.
 
-Copied from tests/smtp_server.py (which starts real servers) so nothing here opens a socket.
+Copied from tests/e2e/smtp_server.py (which starts real servers) so nothing here opens a socket.
 """
 
 from __future__ import annotations

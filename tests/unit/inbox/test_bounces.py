@@ -1,6 +1,6 @@
 """inbox.bounces promises to read a mail: whether it is a bounce and whom it names as failed,
 each recipient with its own status and the server's words (a DSN, or the older formats and the
-real ones in tests/bounces/); a delivery receipt or a mail a person wrote is no bounce; every
+real ones in tests/e2e/bounces/); a delivery receipt or a mail a person wrote is no bounce; every
 Message-ID it carries, also base64-encoded, at most MAX_CITED; the unsubscribe token of a mail
 to the List-Unsubscribe address; and a name for the mail that never changes."""
 
@@ -24,7 +24,7 @@ from ldmail.inbox.bounces import (
 )
 from ldmail.inbox.reasons import Effect, Reason
 
-CORPUS = Path(__file__).parents[2] / "bounces"
+CORPUS = Path(__file__).parents[2] / "e2e" / "bounces"
 ORIGINAL_ID = "<9f8e7d6c5b4a39281706f5e4d3c2b1a0@example.org>"
 TOKEN = "0123456789abcdef0123456789abcdef"
 MAILTO = {"unsubscribe@example.org"}

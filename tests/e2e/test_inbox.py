@@ -51,7 +51,7 @@ NOT_OURS = "not a bounce or an unsubscribe"
 
 @pytest.fixture
 def dovecot(tmp_path: Path) -> Iterator[Dovecot]:
-    """A real Dovecot IMAP server on loopback (see tests/imap_server.py)."""
+    """A real Dovecot IMAP server on loopback (see tests/e2e/imap_server.py)."""
     yield from serve(tmp_path)
 
 

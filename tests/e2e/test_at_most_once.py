@@ -1,7 +1,7 @@
 """At most once at every boundary: a server that takes the whole message and then drops the
 connection, stalls, or trickles its greeting never gets a message twice, and never hangs a run.
 
-The server is tests/hostile_smtp.py: it keeps every message whose final "." it read, as a
+The server is tests/e2e/hostile_smtp.py: it keeps every message whose final "." it read, as a
 real server would, whether or not it answered.
 """
 

@@ -2,7 +2,7 @@
 
 The pull-request cases that need more than the bad-input corpus can express: symbolic links,
 measured time and memory, a browser, a terminal, file permissions. The single-file cases
-(template payloads, YAML and JSON bombs, hostile file names) are in tests/bad_inputs/security/.
+(template payloads, YAML and JSON bombs, hostile file names) are in tests/e2e/bad_inputs/security/.
 """
 
 from __future__ import annotations

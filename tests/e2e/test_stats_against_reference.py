@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from fractions import Fraction
 from html import escape
 from math import comb
+from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -29,7 +30,7 @@ from ldmail.measurement.stats import (
     wilson_interval,
 )
 
-from .conftest import REPO
+REPO = Path(__file__).resolve().parents[2]
 
 # Newcombe (1998), "Interval estimation for the difference between independent proportions:
 # comparison of eleven methods", Statistics in Medicine 17:873-890, Table II, method 10.

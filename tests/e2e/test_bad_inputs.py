@@ -1,6 +1,6 @@
-"""The bad-input corpus: every case in tests/bad_inputs/ against a fresh `ldmail init` project.
+"""The bad-input corpus: every case in tests/e2e/bad_inputs/ against a fresh `ldmail init` project.
 
-A case is one YAML file (see tests/bad_inputs/README.md). The harness copies the scaffold,
+A case is one YAML file (see tests/e2e/bad_inputs/README.md). The harness copies the scaffold,
 applies the case's edits, runs the real CLI in-process from inside the project, and checks
 the exit code, the exact messages a user reads, and that no Python traceback leaks out.
 """

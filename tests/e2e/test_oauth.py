@@ -1,5 +1,5 @@
 """`ldmail send` to Microsoft 365 after basic auth ends: SMTP AUTH XOAUTH2 with a token from
-Entra ID's client-credentials flow (msal, against tests/ms_standin.py) or a token_command, and
+Entra ID's client-credentials flow (msal, against tests/e2e/ms_standin.py) or a token_command, and
 the one-line errors a user sees. Everything through the real CLI against servers on loopback.
 """
 

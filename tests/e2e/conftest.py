@@ -19,7 +19,7 @@ from ldmail.cli import app
 if TYPE_CHECKING:
     from .smtp_server import SmtpServer
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 Cli = Callable[..., "CliResult"]
 
@@ -78,7 +78,7 @@ def example(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def smtp_server() -> Iterator[SmtpServer]:
-    """A scriptable SMTP server on loopback (see tests/smtp_server.py)."""
+    """A scriptable SMTP server on loopback (see tests/e2e/smtp_server.py)."""
     from .smtp_server import serve  # imported here: smtp_server imports this module
 
     yield from serve()

@@ -1,6 +1,6 @@
 """The business calendar: no send window opens on a public holiday or a blackout day.
 
-Checked against holiday lists written out by hand (tests/public_holidays.py), never against
+Checked against holiday lists written out by hand (tests/e2e/public_holidays.py), never against
 the holidays package ldmail itself asks.
 """
 

@@ -58,7 +58,7 @@ from .test_inbox import (
     use_inbox,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def large_skipped_and_bob_suppressed(cli: Cli, sent: Path) -> None:

@@ -1,5 +1,5 @@
 """`ldmail send` with `transport.kind: graph`: every message posted to Microsoft Graph's
-sendMail as MIME (tests/ms_standin.py stands in for Graph and Entra ID on loopback), intact,
+sendMail as MIME (tests/e2e/ms_standin.py stands in for Graph and Entra ID on loopback), intact,
 exactly once through throttling, and every answer mapped to the ledger as SMTP's are.
 """
 

@@ -39,13 +39,13 @@ from .smtp_server import (
 )
 from .test_inbox import maildir, original, summary, use_inbox
 
-CORPUS = REPO / "tests" / "bounces"
+CORPUS = REPO / "tests" / "e2e" / "bounces"
 LATER = NOW + timedelta(days=1)
 ANN, BOB, CHLOE, DIRK, EMMA = PEOPLE
 SPF = ("550 5.7.26 This mail is unauthenticated, which poses a security risk to the sender and "
        "Gmail users, and has been blocked. SPF hard fail")
 
-# Real bounces from sisimai/set-of-emails (see tests/bounces/README.md): per file, each failed
+# Real bounces from sisimai/set-of-emails (see tests/e2e/bounces/README.md): per file, each failed
 # recipient with the reason and what ldmail does about it.
 S, R, X = Effect.SUPPRESS, Effect.RECORD, Effect.SENDER
 EXPECTED: dict[str, list[tuple[str, str, Effect]]] = {
