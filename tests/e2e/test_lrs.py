@@ -53,6 +53,7 @@ ENV = "LDMAIL_TEST_LRS_PASSWORD"
 class Ralph:
     endpoint: str
     data: Path
+    log: Path  # its access log
 
     def post(self, statements: list[dict[str, Any]]) -> None:
         answer = httpx.post(f"{self.endpoint}/statements", json=statements,
@@ -76,14 +77,17 @@ def ralph_program() -> str | None:
     return shutil.which("ralph")
 
 
-@pytest.fixture
-def ralph(tmp_path: Path) -> Iterator[Ralph]:
+@pytest.fixture(scope="module")
+def ralph_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ralph]:
+    """One real Ralph for the module's tests (starting one takes seconds); `ralph` empties
+    its store before each test."""
     program = ralph_program()
     if program is None:
         pytest.skip("ralph is not installed: run ./install.sh test (it puts Ralph in "
                     ".venv/ralph), or set LDMAIL_RALPH to a ralph program")
-    data = tmp_path / "ralph-data"
-    env = {**os.environ, "RALPH_APP_DIR": str(tmp_path / "ralph-app"),
+    home = tmp_path_factory.mktemp("ralph")
+    data = home / "ralph-data"
+    env = {**os.environ, "RALPH_APP_DIR": str(home / "ralph-app"),
            "RALPH_RUNSERVER_BACKEND": "fs",
            "RALPH_BACKENDS__LRS__FS__DEFAULT_DIRECTORY_PATH": str(data),
            "RALPH_BACKENDS__DATA__FS__DEFAULT_DIRECTORY_PATH": str(data)}
@@ -93,26 +97,34 @@ def ralph(tmp_path: Path) -> Iterator[Ralph]:
                           env=env, check=False, capture_output=True, text=True, timeout=120)
     assert made.returncode == 0, f"ralph auth failed: {made.stderr[-2000:]}"
     port = free_port()
-    log = (tmp_path / "ralph.log").open("wb")
+    log = (home / "ralph.log").open("wb")
     server = subprocess.Popen([program, "runserver", "-b", "fs", "--host", "127.0.0.1",
                                "--port", str(port)], env=env, stdout=log,
                               stderr=subprocess.STDOUT)
-    endpoint = f"http://127.0.0.1:{port}/xAPI"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/__heartbeat__", timeout=1)
-                break
-            except httpx.TransportError:
-                assert server.poll() is None, (tmp_path / "ralph.log").read_text()
-                assert time.monotonic() < deadline, "ralph did not start in 60 s"
-                time.sleep(0.2)
-        yield Ralph(endpoint, data)
+        wait_for(lambda: _beating(port, server, home / "ralph.log"), 60, "ralph to start")
+        yield Ralph(f"http://127.0.0.1:{port}/xAPI", data, home / "ralph.log")
     finally:
         server.terminate()
         server.wait(timeout=30)
         log.close()
+
+
+def _beating(port: int, server: subprocess.Popen[bytes], log: Path) -> bool:
+    assert server.poll() is None, log.read_text()
+    try:
+        httpx.get(f"http://127.0.0.1:{port}/__heartbeat__", timeout=1)
+        return True
+    except httpx.TransportError:
+        return False
+
+
+@pytest.fixture
+def ralph(ralph_server: Ralph) -> Ralph:
+    """The module's Ralph with an empty store: its fs backend reads the file at each query."""
+    for stored in ralph_server.data.glob("*"):
+        stored.unlink()
+    return ralph_server
 
 
 def configure(project: Path, endpoint: str, monkeypatch: pytest.MonkeyPatch,
@@ -148,15 +160,14 @@ def stored_later(first: int, count: int, start: datetime, *,
     return made
 
 
-def statement_requests(tmp_path: Path) -> int:
+def statement_requests(ralph: Ralph) -> int:
     """GET requests for statements in Ralph's access log."""
-    return (tmp_path / "ralph.log").read_text().count('"GET /xAPI/statements')
+    return ralph.log.read_text().count('"GET /xAPI/statements')
 
 
 @pytest.mark.slow
 def test_a_thousand_statements_in_batches(project: Path, cli: Cli, ralph: Ralph,
-                                          monkeypatch: pytest.MonkeyPatch,
-                                          tmp_path: Path) -> None:
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """1,000 statements in four batches with pulls in between: each goal event exactly once,
     and a pull with nothing new makes one request and adds nothing."""
     configure(project, ralph.endpoint, monkeypatch, page_size=100)
@@ -177,11 +188,11 @@ def test_a_thousand_statements_in_batches(project: Path, cli: Cli, ralph: Ralph,
     assert len(recorded) == 1000 == len(set(recorded))
     assert {e[0] for e in recorded} == {f"learner{n}@example.org" for n in range(1000)}
 
-    before = statement_requests(tmp_path)
+    before = statement_requests(ralph)
     idle = cli("events", "pull", "--project", project)
     assert "pulled 0 statements: 0 goal events recorded (0 already known), 0 skipped" \
         in idle.stdout, idle.output
-    assert statement_requests(tmp_path) == before + 1
+    assert statement_requests(ralph) == before + 1
     assert len(events(project)) == 1000
 
 
