@@ -76,6 +76,7 @@ def slow_build(project: Project, name: str, subject: str, recipient: str = "ann@
     ("Ann de Vries", "Your first course"),
     ("Zoë O'Brien, Jr.", "Zoë, your first course"),
     ('Dr. "Bob" Smith', "A long subject" + " word" * 40),
+    ("Max =?utf-8?q?x?=", "Looks like =?utf-8?q?x?= a word"),
 ])
 def test_the_fast_path_writes_what_the_email_package_writes(
         loaded: Project, name: str, subject: str) -> None:
@@ -87,6 +88,7 @@ def test_the_fast_path_writes_what_the_email_package_writes(
     assert str(fast["Subject"]) == subject
     assert fast["Content-Language"] == "en"
     assert fast["To"].addresses[0].display_name == name
+    assert parsed(slow.as_bytes())["To"].addresses[0].display_name == name
     plain, html = (fast.get_body(preferencelist=(kind,)) for kind in ("plain", "html"))
     assert plain is not None and plain.get_content() == "Hello\n"
     assert html is not None and html.get_content() == "<p>Hello</p>\n"
