@@ -197,6 +197,8 @@ def _read_body(response: httpx.Response, max_bytes: int, where: str) -> bytes:
     if coding not in ENCODINGS and coding not in ("", "identity"):
         raise HttpFailed(f"{where}: the answer is encoded as {coding[:40]!r}, which was not "
                          "asked for", "answer")
+    if response.is_stream_consumed:
+        return _loaded_body(response, max_bytes, where)
     inflate = zlib.decompressobj(ENCODINGS[coding]) if coding in ENCODINGS else None
     body = bytearray()
     raw = 0
@@ -208,9 +210,26 @@ def _read_body(response: httpx.Response, max_bytes: int, where: str) -> bytes:
         except zlib.error as exc:
             raise HttpFailed(f"{where}: a broken {coding} answer ({exc})", "answer") from None
         if len(body) > max_bytes:
-            raise HttpFailed(f"{where}: an answer larger than {max_bytes:,} bytes (once "
-                             "inflated); not read further", "answer")
+            raise _too_large(where, max_bytes)
     if inflate is not None and raw and not inflate.eof:
         raise HttpFailed(f"{where}: a broken {coding} answer (it ends before its data does)",
                          "answer")
     return bytes(body)
+
+
+def _too_large(where: str, max_bytes: int) -> HttpFailed:
+    return HttpFailed(f"{where}: an answer larger than {max_bytes:,} bytes (once inflated); not "
+                      "read further", "answer")
+
+
+def _loaded_body(response: httpx.Response, max_bytes: int, where: str) -> bytes:
+    """The body of an answer its transport has read already (httpx.MockTransport given bytes
+    or json), which httpx has inflated: it cannot be streamed again, and is still bounded."""
+    try:
+        body = response.content
+    except httpx.ResponseNotRead:
+        raise HttpFailed(f"{where}: the answer's body was consumed before it could be read",
+                         "answer") from None
+    if len(body) > max_bytes:
+        raise _too_large(where, max_bytes)
+    return body

@@ -24,6 +24,8 @@ from .render import Rendered
 # Long ASCII values (List-Unsubscribe URLs) must stay readable: with the default 78-column
 # limit an unbreakable URL gets RFC 2047-encoded, which mail clients do not decode there.
 _POLICY = policy.default.clone(max_line_length=998)
+# For a message with an internationalised address: UTF-8 headers (RFC 6532).
+_POLICY_UTF8 = _POLICY.clone(utf8=True)
 
 
 def _clean(name: str, value: str) -> str:
@@ -112,9 +114,17 @@ def calendar_invite(calendar: Calendar, uid: str, organizer: Address, attendee: 
     return bytes(cal.to_ical())
 
 
-def _address(header: str, name: str, address: str) -> Address:
-    local, _, domain = address.partition("@")
-    return Address(display_name=_clean(header, name), username=local, domain=domain)
+def _addr_spec(header: str, address: str) -> str:
+    local, _, domain = _clean(header, address).partition("@")
+    return Address(username=local, domain=domain).addr_spec
+
+
+def _set_written(message: EmailMessage, line: str) -> None:
+    """A header line written by the fast path's rules, stored as is: the email package would
+    decode an "=?...?="-looking text at once, and RFC 2047-encode a non-ASCII local part
+    (which RFC 2047 forbids inside an address)."""
+    name, _, value = line.partition(": ")
+    message.set_raw(name, value)
 
 
 def build_message(*, rendered: Rendered, campaign_id: str, campaign: Campaign, step: Step,
@@ -123,17 +133,21 @@ def build_message(*, rendered: Rendered, campaign_id: str, campaign: Campaign, s
                   cc: tuple[str, str] | None = None) -> EmailMessage:
     """One multipart/alternative message; raises HeaderInjection for CR/LF in any value.
 
-    `cc`: (name, address) of a person copied in (a learner's manager).
+    `cc`: (name, address) of a person copied in (a learner's manager). A non-ASCII address
+    makes it an RFC 6532 message (UTF-8 headers), which only goes out over SMTPUTF8.
     """
     sender = parse_sender(campaign.sender)
-    message = EmailMessage(policy=_POLICY)
-    message["From"] = sender
-    message["To"] = _address("To", recipient_name, recipient)
+    addresses = [("From", sender.display_name, sender.addr_spec),
+                 ("To", recipient_name, recipient)]
     if cc is not None:
-        message["Cc"] = _address("Cc", *cc)
+        addresses.append(("Cc", *cc))
     if campaign.reply_to:
-        message["Reply-To"] = _clean("Reply-To", campaign.reply_to)
-    message["Subject"] = _clean("Subject", rendered.subject)
+        addresses.append(("Reply-To", *parseaddr(_clean("Reply-To", campaign.reply_to))))
+    international = not all(address.isascii() for _, _, address in addresses)
+    message = EmailMessage(policy=_POLICY_UTF8 if international else _POLICY)
+    for header, name, address in addresses:
+        _set_written(message, _address_header(header, name, _addr_spec(header, address)))
+    _set_written(message, _text_header("Subject", rendered.subject))
     message["Date"] = format_datetime(now.astimezone(UTC))
     message["Message-ID"] = _clean("Message-ID", message_id)
     mailto, https = unsubscribe_links(settings, sender, token)
@@ -146,7 +160,6 @@ def build_message(*, rendered: Rendered, campaign_id: str, campaign: Campaign, s
     message["X-Ldmail-Campaign"] = _clean("X-Ldmail-Campaign", campaign_id)
     message["X-Ldmail-Step"] = _clean("X-Ldmail-Step", step.id)
     message["Auto-Submitted"] = "auto-generated"
-    message["Content-Language"] = _clean("Content-Language", rendered.language)
     message.set_content(rendered.text, subtype="plain", charset="utf-8")
     message.add_alternative(rendered.html, subtype="html", charset="utf-8")
     if step.calendar is not None:
@@ -154,6 +167,9 @@ def build_message(*, rendered: Rendered, campaign_id: str, campaign: Campaign, s
                                  sender, recipient, now, zone or campaign.send_window.timezone)
         message.add_alternative(invite.decode("utf-8"), subtype="calendar", charset="utf-8",
                                 params={"method": "REQUEST"})
+    # Only now: set_content() clears the Content-* headers and add_alternative() moves them
+    # into the first part.
+    message["Content-Language"] = _clean("Content-Language", rendered.language)
     return message
 
 

@@ -84,6 +84,25 @@ def test_a_plain_answer_over_the_bound_is_refused_and_one_at_it_is_not() -> None
                    max_bytes=100).body == b"x" * 100
 
 
+@pytest.mark.parametrize("answer", [
+    {"content": b'{"id": 1}'}, {"json": {"id": 1}},
+    {"content": gzip.compress(b'{"id": 1}'), "headers": {"Content-Encoding": "gzip"}}])
+def test_an_answer_its_transport_has_read_already_comes_back_whole(
+        answer: dict[str, object]) -> None:
+    client = _client(lambda _: httpx.Response(200, **answer))  # type: ignore[arg-type]
+    body = request(client, "GET", URL, seconds=5, max_bytes=100).body
+    assert body.replace(b" ", b"") == b'{"id":1}'
+
+
+def test_an_answer_its_transport_has_read_already_is_still_bounded() -> None:
+    client = _client(lambda _: httpx.Response(200, content=b"x" * 101))
+    with pytest.raises(HttpFailed) as info:
+        request(client, "GET", URL, seconds=5, max_bytes=100)
+    assert str(info.value) == ("https://lrs.example/xapi/statements: an answer larger than "
+                               "100 bytes (once inflated); not read further")
+    assert info.value.phase == "answer"
+
+
 @pytest.mark.parametrize(("body", "coding", "reason"), [
     (gzip.compress(b"[1, 2, 3]")[:-6], "gzip", "a broken gzip answer (it ends before its data"),
     (b"not gzip at all", "gzip", "a broken gzip answer (Error -3"),

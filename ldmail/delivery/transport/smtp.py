@@ -146,7 +146,7 @@ class _SMTP(smtplib.SMTP):
         instead of four. The content itself still waits for the 354 reply to DATA.
         """
         self.ehlo_or_helo_if_needed()
-        options = self._mail_options(sender + recipient + "".join(copies), data)
+        options = self._mail_options(sender, recipient, copies, data)
         if not self.has_extn("pipelining"):
             if copies:
                 self._deliver_stepwise(sender, recipient, copies, data, options)
@@ -155,14 +155,21 @@ class _SMTP(smtplib.SMTP):
             return
         self._deliver_pipelined(sender, recipient, copies, data, options)
 
-    def _mail_options(self, addresses: str, data: bytes) -> list[str]:
-        """MAIL FROM's parameters: SMTPUTF8 for non-ASCII addresses (refused when the
-        server lacks it), 8BITMIME for an 8-bit body, SIZE; none for a plain SMTP server."""
+    def _mail_options(self, sender: str, recipient: str, copies: tuple[str, ...],
+                      data: bytes) -> list[str]:
+        """MAIL FROM's parameters: SMTPUTF8 for non-ASCII addresses or UTF-8 headers (RFC
+        6531/6532; refused when the server lacks it, as downgrading would mangle them),
+        8BITMIME for an 8-bit body, SIZE; none for a plain SMTP server."""
         options: list[str] = []
-        if not addresses.isascii():
+        international = [a for a in (sender, recipient, *copies) if not a.isascii()]
+        if international or not data.partition(b"\r\n\r\n")[0].isascii():
             if not self.has_extn("smtputf8"):
-                raise smtplib.SMTPNotSupportedError("the server does not accept internationalised"
-                                                    " addresses (no SMTPUTF8)")
+                needs = f"the internationalised address {international[0]}" if international \
+                    else "a message with UTF-8 headers"
+                raise smtplib.SMTPNotSupportedError(
+                    f"the server does not offer SMTPUTF8, which {needs} needs; the message to "
+                    f"{recipient} was not sent (give this person an ASCII address, or send "
+                    "through a server that supports SMTPUTF8)")
             options += ["SMTPUTF8", "BODY=8BITMIME"]
         elif self.has_extn("8bitmime") and not data.isascii():
             options.append("BODY=8BITMIME")
@@ -174,7 +181,9 @@ class _SMTP(smtplib.SMTP):
                            data: bytes, options: list[str]) -> None:
         extra = "".join(" " + option for option in options)
         rcpts = "".join(f"RCPT TO:<{address}>\r\n" for address in (recipient, *copies))
-        self.send(f"MAIL FROM:<{sender}>{extra}\r\n{rcpts}DATA\r\n")
+        commands = f"MAIL FROM:<{sender}>{extra}\r\n{rcpts}DATA\r\n"
+        # Non-ASCII addresses go out as UTF-8 once SMTPUTF8 is declared (RFC 6531).
+        self.send(commands.encode("utf-8" if "SMTPUTF8" in options else "ascii"))
         mail = self.getreply()
         if mail[0] == 421:
             self.close()

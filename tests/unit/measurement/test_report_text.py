@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from ldmail.measurement.report import PHASE_ORDER, StepFunnel
 from ldmail.measurement.report_text import DASH, LANGUAGES, PHRASES, Words
 from ldmail.measurement.stats import VERDICT_RULES
 from ldmail.states import ExitReason
@@ -35,16 +36,18 @@ def test_every_verdict_has_its_phrase_for_the_holdout_and_for_variants() -> None
     assert all(f"variant_{outcome}" in PHRASES for outcome in VERDICT_RULES)
 
 
-UNWORDED = pytest.mark.xfail(strict=True, reason=(
-    "bug: ExitReason.GOAL_REACHED_BEFORE ('goal reached before enrolment') has no exit_ phrase "
-    "in PHRASES, so a Dutch or German report shows it in English"))
+@pytest.mark.parametrize("language", ["nl", "de"])
+@pytest.mark.parametrize("reason", list(ExitReason))
+def test_every_exit_reason_is_worded_in_the_readers_language(reason: ExitReason,
+                                                             language: str) -> None:
+    assert f"exit_{reason}" in PHRASES
+    assert Words("en").exit_reason(reason) == reason.value
+    assert Words(language).exit_reason(reason) != reason.value
 
 
-@pytest.mark.parametrize("reason", [
-    pytest.param(r, marks=UNWORDED) if r == ExitReason.GOAL_REACHED_BEFORE else r
-    for r in ExitReason])
-def test_every_exit_reason_is_worded_in_the_readers_language(reason: ExitReason) -> None:
-    assert Words("nl").exit_reason(reason) != reason.value
+def test_every_count_of_a_step_and_every_phase_has_its_phrase() -> None:
+    assert all(count in PHRASES for count in StepFunnel.COUNTS)
+    assert all(f"phase_{phase}" in PHRASES for phase in PHASE_ORDER)
 
 
 @pytest.mark.parametrize(("language", "count", "pct", "rate", "points", "interval", "p"), [

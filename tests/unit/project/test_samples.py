@@ -57,14 +57,36 @@ def test_without_a_start_date_there_is_no_tenure(loaded: Project) -> None:
     assert person["tenure_days"] is None and "start_date" not in person
 
 
-@pytest.mark.xfail(strict=True, reason="bug: samples.py sample_person picks each name by a "
-                   "hash modulo six, so two personas can share one name and address (Spanish: "
-                   "skill-builder and broad-developer are both Sofía Gómez)")
 def test_each_persona_gets_a_different_stand_in(loaded: Project) -> None:
     for language in NAMES:
         addresses = {sample_person(loaded, language, TODAY, persona)["email"]
                      for persona in loaded.audiences.personas}
         assert len(addresses) == len(loaded.audiences.personas), language
+
+
+def test_each_persona_and_no_persona_get_different_stand_ins_however_many(
+        loaded: Project) -> None:
+    personas = {f"persona-{index}": next(iter(loaded.audiences.personas.values()))
+                for index in range(80)}  # more personas than a language has names
+    audiences = loaded.audiences.model_copy(update={"personas": personas})
+    project = Project(loaded.root, loaded.settings, audiences, loaded.campaigns)
+    addresses = [sample_person(project, "nl", TODAY, persona)["email"]
+                 for persona in [*personas, None]]
+    assert len(set(addresses)) == len(addresses)
+    assert all(validate_email(a, check_deliverability=False) for a in addresses)
+
+
+@pytest.mark.parametrize(("first", "last", "language", "local"), [
+    ("Jonas", "Müller", "de", "jonas.mueller"), ("Lucía", "Sánchez", "es", "lucia.sanchez"),
+    ("Chloé", "Lefèvre", "fr", "chloe.lefevre"), ("Maja", "Wiśniewska", "pl", "maja.wisniewska"),
+    ("Łukasz", "Ørsted", "pl", "lukasz.orsted"), ("Sanne", "de Jong", "nl", "sanne.dejong")])
+def test_an_address_keeps_the_letters_under_the_accents(
+        loaded: Project, monkeypatch: pytest.MonkeyPatch, first: str, last: str,
+        language: str, local: str) -> None:
+    monkeypatch.setitem(NAMES, language, ((first,), (last,)))
+    audiences = loaded.audiences.model_copy(update={"personas": {}})
+    project = Project(loaded.root, loaded.settings, audiences, loaded.campaigns)
+    assert sample_person(project, language, TODAY)["email"] == f"{local}@example.org"
 
 
 def test_the_manager_is_a_stand_in_too() -> None:

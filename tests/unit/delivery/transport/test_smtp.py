@@ -3,10 +3,12 @@ an outcome by its code (4xx temporary, 5xx permanent, an unknown mailbox marked 
 suppressed) and the session is reset after a refusal; a reply lost after the whole message
 went out is `unknown`, never sent again; a reused connection that the server dropped before
 any content went out is reopened and the message sent once; a stop request hands nothing
-over; and the settings are checked before anything connects (no plain text to a remote host,
-a password only from the environment).
+over; an internationalised address or UTF-8 headers go out over SMTPUTF8, or not at all (a
+reason naming the recipient); and the settings are checked before anything connects (no plain
+text to a remote host, a password only from the environment).
 
-The connection is a stand-in set where the transport keeps it: no socket is opened.
+The connection is a stand-in set where the transport keeps it, or an SMTP session given a
+stand-in for its socket: no socket is opened.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 import pytest
 
 from ldmail.delivery.transport.base import Outcome
-from ldmail.delivery.transport.smtp import Smtp
+from ldmail.delivery.transport.smtp import _SMTP, Smtp
 from ldmail.errors import TransportFatal
 from ldmail.project.models import Transport
 
@@ -147,6 +149,75 @@ def test_a_server_without_smtputf8_refuses_an_international_address_for_good(
     connected(transport, monkeypatch, (smtplib.SMTPNotSupportedError("no SMTPUTF8"), False,
                                        False))
     assert hand_over(transport) == Outcome("permanent", "no SMTPUTF8")
+
+
+@dataclass
+class Wire:
+    """Stands in for a session's socket: records what is written, answers from `replies`."""
+
+    replies: bytes = b"250 OK\r\n250 OK\r\n354 go ahead\r\n250 OK\r\n"
+    written: bytes = b""
+
+    def settimeout(self, seconds: float) -> None:
+        pass
+
+    def sendall(self, data: bytes) -> None:
+        self.written += data
+
+    def recv(self, size: int) -> bytes:
+        chunk, self.replies = self.replies, b""
+        return chunk
+
+    def close(self) -> None:
+        pass
+
+
+def session(*extensions: str) -> tuple[_SMTP, Wire]:
+    """An SMTP session past EHLO whose server offers `extensions`."""
+    connection = _SMTP("", 0, timeout=5, deadline=5, stop=None)
+    wire = Wire()
+    connection.sock = wire  # type: ignore[assignment]
+    connection.ehlo_resp, connection.does_esmtp = b"smtp.example.org", True
+    connection.esmtp_features = dict.fromkeys(extensions, "")
+    return connection, wire
+
+
+MESSAGE = b"Subject: Hello\r\n\r\nHello\r\n"
+
+
+def test_an_internationalised_address_goes_out_over_smtputf8_as_utf8() -> None:
+    connection, wire = session("pipelining", "smtputf8", "8bitmime")
+    connection.deliver(SENDER, "zo\u00eb@example.org", MESSAGE)
+    assert wire.written.startswith(
+        f"MAIL FROM:<{SENDER}> SMTPUTF8 BODY=8BITMIME\r\n"
+        "RCPT TO:<zo\u00eb@example.org>\r\nDATA\r\n".encode())
+
+
+def test_utf8_headers_go_out_over_smtputf8_even_to_an_ascii_address() -> None:
+    connection, wire = session("pipelining", "smtputf8")
+    connection.deliver(SENDER, ANN, "Reply-To: <zo\u00eb@example.org>\r\n".encode() + MESSAGE)
+    assert wire.written.startswith(f"MAIL FROM:<{SENDER}> SMTPUTF8 BODY=8BITMIME\r\n".encode())
+
+
+@pytest.mark.parametrize(("recipient", "data", "needs"), [
+    ("zo\u00eb@example.org", MESSAGE, "the internationalised address zo\u00eb@example.org"),
+    (ANN, "To: <zo\u00eb@example.org>\r\n".encode() + MESSAGE, "a message with UTF-8 headers"),
+])
+def test_without_smtputf8_nothing_is_handed_over_and_the_reason_names_the_recipient(
+        recipient: str, data: bytes, needs: str) -> None:
+    connection, wire = session("pipelining", "8bitmime")
+    with pytest.raises(smtplib.SMTPNotSupportedError) as refused:
+        connection.deliver(SENDER, recipient, data)
+    assert str(refused.value).startswith(
+        f"the server does not offer SMTPUTF8, which {needs} needs; the message to {recipient} "
+        "was not sent")
+    assert wire.written == b""
+
+
+def test_an_8bit_body_with_ascii_headers_needs_only_8bitmime() -> None:
+    connection, wire = session("pipelining", "8bitmime")
+    connection.deliver(SENDER, ANN, "Subject: Hello\r\n\r\nZo\u00eb\r\n".encode())
+    assert wire.written.startswith(f"MAIL FROM:<{SENDER}> BODY=8BITMIME\r\n".encode())
 
 
 def test_a_stop_request_hands_nothing_over(monkeypatch: pytest.MonkeyPatch) -> None:
