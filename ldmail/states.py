@@ -21,7 +21,9 @@ it yet; it is never stored.
     put_back        claimed                     deferred   stopped before any of it went out
     defer           claimed                     deferred   a temporary failure; tried again
     fail            claimed                     failed     a permanent failure, or out of tries
-    interrupt       claimed                     unknown    a later send finds a dead run's claim
+    interrupt       claimed                     unknown    a later send finds a dead run's claim,
+                                                           or the transport raised an unexpected
+                                                           error (a bug, Ctrl-C) while it had it
     resend_unknown  unknown                     deferred   send --resend-unknown
     retry           held, failed                deferred   ldmail retry [--failed]
     bounce          sent, unknown               bounced    its bounce arrived (ldmail inbox); a

@@ -61,4 +61,15 @@ app.add_typer(events.survey_app, name="survey")
 
 
 def main() -> None:
-    app()
+    """The `ldmail` command. An error ldmail did not foresee (a bug) is one line on stderr and
+    exit 1 like any other, not a traceback; `-v` logs the traceback too, for a bug report."""
+    try:
+        app()
+    except Exception as exc:  # noqa: BLE001 - whatever escaped the command: a bug
+        from .output import print_error
+
+        logging.getLogger("ldmail").debug("the unexpected error:", exc_info=True)
+        what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        print_error(f"unexpected {what} (a bug in ldmail: run with -v to log where it "
+                    "happened, and report it)")
+        sys.exit(1)

@@ -337,6 +337,7 @@ def validate(root: Path, today: date, *, sample_people: bool = False) -> Report:
             check_power(campaign, *audience.groups[campaign.id], report)
     check_tracked(project, report)
     check_hosts(project, report)
+    report.problems.sort(key=lambda p: (p.file, p.line or 0))  # as the project's own are
     return report
 
 

@@ -1,8 +1,9 @@
 """`ldmail send`: enrol, find what is due, and deliver it at most once, never silently lost.
 
 Every message is claimed in the ledger before it is handed to the transport and marked
-after. A claim that a later run finds was cut off mid-send: it becomes `unknown` and is
-only sent again when the user asks for it (`--resend-unknown`).
+after. A claim that a later run finds was cut off mid-send becomes `unknown`, and so does,
+at once, a message whose transport raised something unexpected (a bug, Ctrl-C): either may
+have gone out, so it is only sent again when the user asks for it (`--resend-unknown`).
 """
 
 from __future__ import annotations
@@ -555,6 +556,23 @@ class Sender:
     def hold(self, item: Due, reason: str, token: str) -> None:
         self.delivery.hold(_key(item), iso(item.planned.due_at), reason, token)
 
+    def interrupted(self, item: Due, error: BaseException) -> str:
+        """The transport raised something unexpected (a bug, Ctrl-C) while it had the
+        message: it may have gone out, so it is unknown, never sent again by itself. Returns
+        the reason recorded."""
+        what = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        reason = (f"the run stopped on an unexpected error ({what}) while sending this; it may "
+                  "or may not have arrived")
+        self.delivery.interrupted(_key(item), reason, last_step=item.last_step)
+        return reason
+
+    def release(self, item: Due) -> None:
+        """A message claimed and never handed over (the run stopped in between): due again at
+        once, the attempt not counted. A claim that was never written changes nothing."""
+        key = _key(item)
+        if self.ledger.message_state(key) is MessageState.CLAIMED:
+            self.delivery.put_back(key, "the run stopped before handing this over")
+
     def record(self, item: Due, outcome: Outcome) -> MessageState:
         """Note what the transport said about a claimed message; returns the new state."""
         key, last = _key(item), item.last_step
@@ -965,6 +983,8 @@ class _Lane:
 
     A threaded lane hands its message over in the background, so the next message is
     rendered while this one is on the wire; waiting for a server's replies costs nothing then.
+    Either way, whatever the transport raises is the lane's result, for the main thread to
+    record: a lane always answers for the message it took.
     """
 
     def __init__(self, transport: Transport, results: queue.SimpleQueue[_Result],
@@ -987,7 +1007,7 @@ class _Lane:
         try:
             return self.transport.send(message.data, message.sender, message.recipient, label,
                                        cc=message.cc)
-        except (TransportUnavailable, TransportFatal) as exc:
+        except BaseException as exc:  # noqa: BLE001 - the main thread records it, then raises
             return exc
 
     def _work(self) -> None:
@@ -995,11 +1015,7 @@ class _Lane:
             job = self.jobs.get()
             if job is None:
                 return
-            try:
-                result = self._send(*job)
-            except BaseException as exc:  # noqa: BLE001 - handed to the main thread as is
-                result = exc
-            self.results.put((self, job[0], result))
+            self.results.put((self, job[0], self._send(*job)))
 
     def stop(self) -> None:
         if self.thread is not None:
@@ -1012,20 +1028,30 @@ _Result = tuple[_Lane, Due, "Outcome | BaseException"]
 
 class _Lanes:
     """The transports of a run; claims wait for a free lane, so at most len(lanes) messages
-    are ever claimed and not yet recorded."""
+    are ever claimed and not yet recorded.
+
+    `claimed` is the message claimed and not yet handed to a lane: should the run stop in
+    between, it goes back to due. `busy` counts only the messages a lane took, so waiting
+    for their results never waits for one that cannot come.
+    """
 
     def __init__(self, transports: list[Transport], threaded: bool) -> None:
         self.results: queue.SimpleQueue[_Result] = queue.SimpleQueue()
         self.idle = [_Lane(t, self.results, threaded) for t in transports]
         self.lanes = list(self.idle)
+        self.threaded = threaded
         self.busy = 0
+        self.claimed: Due | None = None
 
     def hand_over(self, item: Due, message: Built, label: str) -> None:
         lane = self.idle.pop()
         log.debug("lane %d (%s): %s/%s to %s", self.lanes.index(lane), lane.transport.name,
                   item.enrolment.campaign, item.planned.step.id, item.enrolment.email)
-        self.busy += 1
+        # From here on the message counts as handed over: a run stopped now leaves it
+        # claimed (unknown to the next run), never put back to be sent twice.
+        self.claimed = None
         lane.hand_over(item, message, label)
+        self.busy += 1  # after: its result is on its way (an unthreaded lane's is there)
 
     def collect(self) -> tuple[Due, Outcome | BaseException]:
         lane, item, result = self.results.get()
@@ -1052,7 +1078,11 @@ def _settle(sender: Sender, lanes: _Lanes, summary: SendSummary) -> BaseExceptio
         sender.record(item, Outcome("temporary", "transport failed before sending"))
         return result
     if isinstance(result, BaseException):
-        return result  # a bug: the claim stays, and the next run reports it unknown
+        # A bug, Ctrl-C, no memory: it may have gone out. Unknown, and the run stops.
+        reason = sender.interrupted(item, result)
+        summary.unknown.append(Failure(e.email, e.campaign, step.id, reason))
+        summary.unknown_total += 1
+        return result
     state = sender.record(item, result)
     if result.status == "stopped":
         summary.stopped = _STOPPING
@@ -1082,57 +1112,79 @@ def _deliver_each(sender: Sender, due: list[Due], summary: SendSummary, dry_run:
     lanes = _Lanes(transports, threaded=bool(transports) and
                    transports[0].name in ("smtp", "graph"))
     problem: BaseException | None = None
-    stopping = _STOPPING
     try:
         for done, item in enumerate(due):
             if stop is not None and stop.is_set():
-                summary.stopped = stopping
+                summary.stopped = _STOPPING
                 break
             if progress is not None and not done % 64:
                 progress(done, len(due))
-            e, step = item.enrolment, item.planned.step
-            message_id = sender.message_id(item)
-            # One keyed hash a message: the unsubscribe token, and the forgotten-check key.
-            token = sender.ledger.address_hash(e.email)
-            blocked = sender.broken.get(e.campaign)
-            try:
-                if blocked is not None:
-                    raise RenderError(blocked.file, blocked.line, blocked.message)
-                message = sender.compose(item, message_id, token)
-            except (RenderError, HeaderInjection) as exc:
-                summary.held.append(Failure(e.email, e.campaign, step.id, str(exc)))
-                if not dry_run:
-                    sender.hold(item, str(exc), token)
-                continue
-            if dry_run:
-                summary.sent += 1
-                _count_step(summary, item)
-                continue
-            while not lanes.idle and problem is None:
-                problem = _settle(sender, lanes, summary)
-            if problem is not None:
+            problem = _deliver_one(sender, lanes, item, summary, dry_run, stop)
+            if problem is not None or summary.stopped is not None:
                 break
-            if stop is not None and stop.is_set():  # asked while we waited for a lane
-                summary.stopped = stopping
-                break
-            if summary.stopped is not None:  # a lane was stopped mid-message
-                break
-            if not sender.ledger.still_on_disk():
-                # Written to a deleted file, claims and outcomes would be lost with it.
-                summary.stopped = (f"the ledger {sender.ledger.path} was deleted or replaced "
-                                   "while this run was sending; restore it (this run's "
-                                   "sends are recorded only in the deleted file)")
-                break
-            if not sender.claim(item, message_id, token):
-                continue
-            lanes.hand_over(item, message, _label(sender.now, item, message_id))
     finally:
-        # Every message handed over gets its outcome recorded before the run ends.
-        while lanes.busy:
-            problem = _settle(sender, lanes, summary) or problem
-        lanes.stop()
+        problem = _wind_down(sender, lanes, summary) or problem
     if problem is not None and not isinstance(problem, TransportUnavailable):
         raise problem
+
+
+def _deliver_one(sender: Sender, lanes: _Lanes, item: Due, summary: SendSummary,
+                 dry_run: bool, stop: threading.Event | None) -> BaseException | None:
+    """Render one message, wait for a free lane, claim it and hand it over (in a dry run,
+    count it); returns what stops the run, if anything does (summary.stopped says why)."""
+    e, step = item.enrolment, item.planned.step
+    message_id = sender.message_id(item)
+    # One keyed hash a message: the unsubscribe token, and the forgotten-check key.
+    token = sender.ledger.address_hash(e.email)
+    blocked = sender.broken.get(e.campaign)
+    try:
+        if blocked is not None:
+            raise RenderError(blocked.file, blocked.line, blocked.message)
+        message = sender.compose(item, message_id, token)
+    except (RenderError, HeaderInjection) as exc:
+        summary.held.append(Failure(e.email, e.campaign, step.id, str(exc)))
+        if not dry_run:
+            sender.hold(item, str(exc), token)
+        return None
+    if dry_run:
+        summary.sent += 1
+        _count_step(summary, item)
+        return None
+    problem: BaseException | None = None
+    while not lanes.idle and problem is None:
+        problem = _settle(sender, lanes, summary)
+    if problem is not None or summary.stopped is not None:  # a lane stopped mid-message
+        return problem
+    if stop is not None and stop.is_set():  # asked while we waited for a lane
+        summary.stopped = _STOPPING
+    elif not sender.ledger.still_on_disk():
+        # Written to a deleted file, claims and outcomes would be lost with it.
+        summary.stopped = (f"the ledger {sender.ledger.path} was deleted or replaced while "
+                           "this run was sending; restore it (this run's sends are recorded "
+                           "only in the deleted file)")
+    else:
+        lanes.claimed = item
+        if sender.claim(item, message_id, token):
+            lanes.hand_over(item, message, _label(sender.now, item, message_id))
+        lanes.claimed = None
+        if not lanes.threaded:  # its outcome is there already: a bug stops the run at once
+            return _settle(sender, lanes, summary) if lanes.busy else None
+    return None
+
+
+def _wind_down(sender: Sender, lanes: _Lanes, summary: SendSummary) -> BaseException | None:
+    """However the run ends: the message claimed and not handed over goes back to due, every
+    message handed over gets its outcome recorded, and the lanes stop."""
+    problem: BaseException | None = None
+    try:
+        if lanes.claimed is not None:
+            sender.release(lanes.claimed)
+            lanes.claimed = None
+        while lanes.busy:
+            problem = _settle(sender, lanes, summary) or problem
+    finally:
+        lanes.stop()
+    return problem
 
 
 __all__ = ["LdmailError", "SendSummary", "send"]

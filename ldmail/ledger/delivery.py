@@ -76,6 +76,7 @@ class _Outcome:
 _OUTCOME_SETS = {
     MessageOp.DELIVER: "sent_at = :stamp, error = NULL, next_attempt_at = NULL",
     MessageOp.LOSE_REPLY: "error = :error, next_attempt_at = NULL",
+    MessageOp.INTERRUPT: "error = :error, next_attempt_at = NULL",
     # Nothing of it was handed over: due again at once, and not counted as an attempt.
     MessageOp.PUT_BACK: "error = :error, next_attempt_at = :stamp, attempts = attempts - 1",
     MessageOp.DEFER: "error = :error, next_attempt_at = :retry_at",
@@ -189,6 +190,11 @@ class Delivery:
 
     def reply_lost(self, key: MessageKey, reason: str, *, last_step: bool) -> None:
         self.pending.append(_Outcome(MessageOp.LOSE_REPLY, key, reason, last_step=last_step))
+
+    def interrupted(self, key: MessageKey, reason: str, *, last_step: bool) -> None:
+        """The run stopped (an unexpected error) while the transport had the message: it may
+        or may not have gone out, so it is unknown, as a claim a dead run left becomes."""
+        self.pending.append(_Outcome(MessageOp.INTERRUPT, key, reason, last_step=last_step))
 
     def put_back(self, key: MessageKey, reason: str) -> None:
         self.pending.append(_Outcome(MessageOp.PUT_BACK, key, reason))

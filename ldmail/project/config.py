@@ -74,10 +74,7 @@ class Project:
         its folder in LDMAIL_DATA_DIRS; `setting` names it in the error, e.g. "people.source
         in audiences.yaml".
         """
-        candidate = Path(relative).expanduser()
-        full = candidate if candidate.is_absolute() else self.root / candidate
-        confined(full, self.root, setting, data=True)
-        return full
+        return _project_path(self.root, relative, setting)
 
     def business_calendar(self, campaign_id: str) -> BusinessCalendar:
         """The days no send window of the campaign opens: its own `holidays:` or the
@@ -104,6 +101,14 @@ class Project:
                 [Problem(CAMPAIGNS_DIR, None,
                          f"no campaign '{campaign_id}'; {hint}campaigns here: {known}")]
             ) from None
+
+
+def _project_path(root: Path, relative: str, setting: str) -> Path:
+    """Project.path, before the project is whole (while loading it)."""
+    candidate = Path(relative).expanduser()
+    full = candidate if candidate.is_absolute() else root / candidate
+    confined(full, root, setting, data=True)
+    return full
 
 
 @dataclass(frozen=True)
@@ -281,19 +286,31 @@ def _check_sender(campaign: CampaignFile, problems: list[Problem]) -> None:
     _check_address(campaign.source, "reply_to", campaign.model.reply_to, problems)
 
 
-def _cross_check(project: Project, problems: list[Problem]) -> None:
-    personas = project.audiences.personas
-    columns = set(project.audiences.people.columns)
-    for campaign in project.campaigns.values():
+def _cross_check(audiences: Audiences | None, audiences_source: LocatedYaml | None,
+                 campaigns: dict[str, CampaignFile], invalid: list[LocatedYaml],
+                 problems: list[Problem]) -> None:
+    """What one file uses from another. Without audiences (audiences.yaml did not load), only
+    a campaign's own senders are checked: its personas and names are not guessed at."""
+    for campaign in campaigns.values():
+        _check_sender(campaign, problems)
+    if audiences is None:
+        return
+    for located in invalid:  # a campaign that does not validate still names its personas
+        raw = located.data if isinstance(located.data, dict) else {}
+        audience = raw.get("audience")
+        if isinstance(audience, dict):
+            _check_personas(audience.get("personas"), audiences.personas, located, problems)
+    personas = audiences.personas
+    columns = set(audiences.people.columns)
+    for campaign in campaigns.values():
         source, model = campaign.source, campaign.model
         _check_personas(model.audience.personas, personas, source, problems)
-        if model.anchor and model.anchor not in project.audiences.people.dates:
+        if model.anchor and model.anchor not in audiences.people.dates:
             problems.append(Problem(
                 source.display, source.line_of(("anchor",)),
                 f"anchor '{model.anchor}' is not a date attribute; list it under people.dates in "
                 f"{AUDIENCES_FILE} (date attributes: "
-                f"{', '.join(project.audiences.people.dates) or 'none'})"))
-        _check_sender(campaign, problems)
+                f"{', '.join(audiences.people.dates) or 'none'})"))
         if model.audience.where:
             _check_names(model.audience.where, columns, source,
                          ("audience", "where"), problems)
@@ -310,9 +327,9 @@ def _cross_check(project: Project, problems: list[Problem]) -> None:
             if step.when:
                 _check_names(step.when, columns | HELPERS, source, ("steps", index, "when"),
                              problems, helpers=True)
-    if project.audiences_source is not None:
+    if audiences_source is not None:
         for name, persona in personas.items():
-            _check_names(persona.match, columns, project.audiences_source,
+            _check_names(persona.match, columns, audiences_source,
                          ("personas", name, "match"), problems)
 
 
@@ -360,21 +377,25 @@ def _load(root: Path, path: Path, display: str, problems: list[Problem]) -> Loca
     return loaded
 
 
-def _check_paths(project: Project, settings_yaml: LocatedYaml | None,
+def _check_paths(root: Path, settings: Settings | None, settings_yaml: LocatedYaml | None,
+                 audiences: Audiences | None, audiences_yaml: LocatedYaml | None,
                  problems: list[Problem]) -> None:
-    """Every file or folder a setting names stays in the project (or an operator's folder)."""
-    named = [(project.audiences.people.source, project.audiences_source, ("people", "source"),
-              PEOPLE_SOURCE),
-             (project.settings.ledger, settings_yaml, ("ledger",), LEDGER_SETTING),
-             (project.settings.transport.outbox, settings_yaml, ("transport", "outbox"),
-              OUTBOX_SETTING)]
-    inbox = project.settings.inbox
-    if inbox is not None and inbox.path:
-        named.append((inbox.path, settings_yaml, ("inbox", "path"),
-                      f"inbox.path in {SETTINGS_FILE}"))
+    """Every file or folder a setting names stays in the project (or an operator's folder);
+    the paths of a file that did not load are not checked."""
+    named: list[tuple[str, LocatedYaml | None, tuple[str, ...], str]] = []
+    if audiences is not None:
+        named.append((audiences.people.source, audiences_yaml, ("people", "source"),
+                      PEOPLE_SOURCE))
+    if settings is not None:
+        named += [(settings.ledger, settings_yaml, ("ledger",), LEDGER_SETTING),
+                  (settings.transport.outbox, settings_yaml, ("transport", "outbox"),
+                   OUTBOX_SETTING)]
+        if settings.inbox is not None and settings.inbox.path:
+            named.append((settings.inbox.path, settings_yaml, ("inbox", "path"),
+                          f"inbox.path in {SETTINGS_FILE}"))
     for value, source, loc, setting in named:
         try:
-            project.path(value, setting)
+            _project_path(root, value, setting)
         except OutsideProject as exc:
             where = source.display if source else SETTINGS_FILE
             line = source.line_of(loc) if source else None
@@ -446,18 +467,14 @@ def load_project(root: Path, *, strict: bool = True) -> Project:
             audiences = validate_model(Audiences, audiences_yaml, problems)
 
     campaigns, invalid = _load_campaigns(root, problems)
+    # The checks across files run on whatever loaded, so one run names every problem.
+    _check_paths(root, settings, settings_yaml, audiences, audiences_yaml, problems)
+    _cross_check(audiences, audiences_yaml, campaigns, invalid, problems)
+    problems.sort(key=lambda p: (p.file, p.line or 0))
     if settings is None or audiences is None:
         raise ConfigError(problems)
     campaigns = {key: _in_project_zone(file, settings.timezone) for key, file in campaigns.items()}
     project = Project(root, settings, audiences, campaigns, audiences_yaml, problems)
-    _check_paths(project, settings_yaml, problems)
-    _cross_check(project, problems)
-    for located in invalid:
-        raw = located.data if isinstance(located.data, dict) else {}
-        audience = raw.get("audience")
-        if isinstance(audience, dict):
-            _check_personas(audience.get("personas"), audiences.personas, located, problems)
-    problems.sort(key=lambda p: (p.file, p.line or 0))
     if strict and problems:
         raise ConfigError(problems)
     return project

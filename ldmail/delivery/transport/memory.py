@@ -10,13 +10,13 @@ class MemoryTransport:
     embedded) without a server or a subprocess.
 
     `script` maps a recipient to the outcomes of its successive attempts (the last one
-    repeats); an exception in it is raised as a transport would raise it. Anyone not in it
-    is accepted.
+    repeats); an exception in it (KeyboardInterrupt too) is raised as a transport would
+    raise it. Anyone not in it is accepted.
     """
 
     name = "memory"
 
-    def __init__(self, script: dict[str, list[Outcome | Exception]] | None = None) -> None:
+    def __init__(self, script: dict[str, list[Outcome | BaseException]] | None = None) -> None:
         self.script = {recipient: list(answers) for recipient, answers in (script or {}).items()}
         self.accepted: list[tuple[str, bytes]] = []  # (recipient, message) in order
         self.attempts: list[str] = []  # every recipient handed over, accepted or not
@@ -32,7 +32,7 @@ class MemoryTransport:
         answers = self.script.get(recipient, [])
         answer = (answers.pop(0) if len(answers) > 1 else answers[0]) if answers \
             else Outcome("sent")
-        if isinstance(answer, Exception):
+        if isinstance(answer, BaseException):
             raise answer
         if answer.status in ("sent", "unknown"):  # an unknown outcome may have arrived
             self.accepted.append((recipient, data))

@@ -96,6 +96,15 @@ def test_a_missing_translation_is_an_error_unless_the_campaign_falls_back(
         "templates/en/welcome/first-course.md (fallback_language)"]
 
 
+def test_every_problem_comes_sorted_by_file_and_line(scaffold: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LDMAIL_DATA_DIRS", raising=False)
+    edit_yaml(scaffold / "ldmail.yaml", lambda s: s.update(ledger="../ledger.db"))
+    (scaffold / "templates" / "nl" / "welcome" / "first-course.md").unlink()
+    assert [problem.file for problem in validate(scaffold, TODAY).problems] == [
+        "campaigns/welcome.yaml", "ldmail.yaml"]
+
+
 def test_an_event_nobody_produces_is_a_warning_with_the_close_name(scaffold: Path) -> None:
     edit_yaml(scaffold / "campaigns" / "welcome.yaml", lambda c: c["steps"][1].update(
         when="not reached('registred', 'platform')"))

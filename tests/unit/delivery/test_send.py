@@ -11,10 +11,11 @@ import email
 import threading
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from ldmail.delivery.send import send
+from ldmail.delivery.send import Due, Sender, send
 from ldmail.delivery.transport import MemoryTransport, Outcome
 from ldmail.errors import LdmailError, LedgerReplaced, TransportFatal, TransportUnavailable
 from ldmail.ledger import Ledger
@@ -130,21 +131,72 @@ def test_a_transport_that_fails_outright_raises_and_its_message_stays_due(projec
                                                 iso(NOW + BACKOFF))
 
 
-def test_a_claim_left_by_a_crash_is_unknown_and_resent_only_on_request(project: Project) -> None:
-    """A bug in a transport leaves its claim open: the next run cannot know whether the
-    message went, so it reports it and sends it only with resend_unknown."""
-    transport = ThreadedMemory({ANN: [RuntimeError("a bug"), Outcome("sent")]})
-    with pytest.raises(RuntimeError, match="a bug"):
-        send(project, NOW, transports=[transport])
-    row = hello(project, ANN)
-    assert row is not None and row.state == "claimed"
+def send_within(seconds: float, project: Project, *args: Any, **kwargs: Any
+                ) -> BaseException | None:
+    """send() in a thread: what it raised (None when nothing); a send that hangs fails the
+    test after `seconds` instead of hanging the suite."""
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            send(project, *args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test as is
+            raised.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True, name="test-send")
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"the send still runs after {seconds} s: it hangs"
+    return raised[0] if raised else None
+
+
+LANES = pytest.mark.parametrize("lane", [MemoryTransport, ThreadedMemory],
+                                ids=["unthreaded", "threaded"])
+
+
+@LANES
+@pytest.mark.parametrize("error", [RuntimeError("a bug"), KeyboardInterrupt(), MemoryError()],
+                         ids=["bug", "ctrl-c", "no-memory"])
+def test_an_unexpected_error_in_the_transport_raises_and_leaves_its_message_unknown(
+        project: Project, lane: type[MemoryTransport], error: BaseException) -> None:
+    """The transport may have written or sent the message before it raised: the run stops,
+    the message is unknown at once and never sent again by itself; the rest stay due."""
+    transport = lane({CHLOE: [error, Outcome("sent")]})
+    assert send_within(30, project, NOW, transports=[transport]) is error
+    states = {address: row.state if (row := hello(project, address)) else None
+              for address in PEOPLE}
+    assert states == {ANN: "sent", BOB: "sent", CHLOE: "unknown", DIRK: None, EMMA: None}
+    row = hello(project, CHLOE)
+    assert row is not None and type(error).__name__ in (row.error or "")
     later = send(project, NOW + BACKOFF, transports=[transport])
-    assert [f.email for f in later.unknown] == [ANN] and not later.ok
-    assert transport.attempts.count(ANN) == 1
-    resent = send(project, NOW + 2 * BACKOFF, transports=[transport],
-                  resend_unknown=True)
+    assert (later.sent, later.unknown_total) == (2, 1)
+    assert transport.attempts.count(CHLOE) == 1
+    resent = send(project, NOW + 2 * BACKOFF, transports=[transport], resend_unknown=True)
     assert (resent.requeued_unknown, resent.sent) == (1, 1)
-    assert transport.attempts.count(ANN) == 2
+    assert sorted(transport.attempts) == sorted([*PEOPLE, CHLOE])
+
+
+@LANES
+def test_a_message_claimed_but_not_handed_over_when_the_run_stops_is_due_again(
+        project: Project, lane: type[MemoryTransport], monkeypatch: pytest.MonkeyPatch) -> None:
+    claim = Sender.claim
+
+    def claim_then_stop(sender: Sender, item: Due, message_id: str, token: str) -> bool:
+        claimed = claim(sender, item, message_id, token)
+        if item.enrolment.email == BOB:
+            raise KeyboardInterrupt
+        return claimed
+
+    monkeypatch.setattr(Sender, "claim", claim_then_stop)
+    transport = lane()
+    assert isinstance(send_within(30, project, NOW, transports=[transport]), KeyboardInterrupt)
+    assert transport.attempts == [ANN]
+    row = hello(project, BOB)
+    assert row is not None and (row.state, row.attempts, row.next_attempt_at) == \
+        ("deferred", 0, iso(NOW))
+    monkeypatch.undo()
+    assert send(project, NOW, transports=[transport]).sent == 4
+    assert sorted(transport.attempts) == sorted(PEOPLE)
 
 
 def test_a_dry_run_sends_and_records_nothing(project: Project) -> None:

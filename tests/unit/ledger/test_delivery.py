@@ -111,7 +111,7 @@ def test_a_claim_to_a_manager_who_was_suppressed_meanwhile_is_refused(enrolled: 
 
 
 @pytest.mark.parametrize("op", [MessageOp.DELIVER, MessageOp.LOSE_REPLY, MessageOp.PUT_BACK,
-                                MessageOp.DEFER, MessageOp.FAIL])
+                                MessageOp.DEFER, MessageOp.FAIL, MessageOp.INTERRUPT])
 def test_each_outcome_moves_a_claimed_message_where_the_table_says(enrolled: Ledger,
                                                                    op: MessageOp) -> None:
     assert claim(enrolled, KEY)
@@ -121,6 +121,7 @@ def test_each_outcome_moves_a_claimed_message_where_the_table_says(enrolled: Led
          MessageOp.PUT_BACK: lambda: delivery.put_back(KEY, "stopped"),
          MessageOp.DEFER: lambda: delivery.defer(KEY, "421 busy", LATER),
          MessageOp.FAIL: lambda: delivery.fail(KEY, "550 no", bounce=None, last_step=False),
+         MessageOp.INTERRUPT: lambda: delivery.interrupted(KEY, "a bug", last_step=False),
          }[op]()
     assert enrolled.message_state(KEY) is message_move(op, M.CLAIMED)
 
