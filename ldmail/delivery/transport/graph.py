@@ -37,6 +37,8 @@ from ...errors import HttpFailed, TransportUnavailable
 from .base import Outcome, Pacer, Transport
 
 if TYPE_CHECKING:
+    import httpx
+
     from ...project.models import Transport as TransportSettings
     from .oauth import Resolve, Tokens
 
@@ -48,16 +50,23 @@ MAX_ANSWER = 64 * 1024  # bytes of Graph's answer read (an error document at mos
 
 class GraphSession:
     """What the Graph lanes of a run share: one HTTP client, the tokens, the pace, the
-    moment a throttling answer said to wait until, and the failures in a row."""
+    moment a throttling answer said to wait until, and the failures in a row.
 
-    def __init__(self, settings: TransportSettings, tokens: Tokens, pacer: Pacer) -> None:
+    `transport` replaces the network under the HTTP client (httpx.MockTransport in tests, or
+    a proxy's transport when embedding ldmail); every bound of outside.request still holds.
+    """
+
+    def __init__(self, settings: TransportSettings, tokens: Tokens, pacer: Pacer, *,
+                 transport: httpx.BaseTransport | None = None) -> None:
         from ... import __version__
 
         self.url = settings.graph_url
         self.tokens = tokens
         self.pacer = pacer
+        network = {"transport": transport} if transport is not None else {}
         self.client = outside.new_client(base_url=settings.graph_url, follow_redirects=False,
-                                         headers={"User-Agent": f"ldmail/{__version__}"})
+                                         headers={"User-Agent": f"ldmail/{__version__}"},
+                                         **network)
         self.lock = threading.Lock()
         self.throttled_until = 0.0  # monotonic
         self.failures: list[str] = []  # the reasons of the failures in a row, latest last

@@ -21,7 +21,6 @@ from typing import Any
 import httpx
 import pytest
 
-from ldmail import outside
 from ldmail.delivery.transport.base import Outcome, Pacer
 from ldmail.delivery.transport.graph import Graph, GraphSession, open_graph
 from ldmail.delivery.transport.oauth import Tokens
@@ -52,18 +51,15 @@ class Graphs:
         self.handler = handler
         self.requests: list[httpx.Request] = []
         self.tokens = numbered_tokens()
-        monkeypatch.setattr(outside, "new_client", self.client)
-        self.session = GraphSession(settings(), self.tokens, Pacer(None))
+        self.session = GraphSession(settings(), self.tokens, Pacer(None),
+                                    transport=httpx.MockTransport(self.keep))
         self.lane = Graph(settings(), self.session, stop)
 
-    def client(self, **options: Any) -> httpx.Client:
-        """outside.new_client's stand-in: the options Graph asks for, over the handler."""
-        def keep(request: httpx.Request) -> httpx.Response:
-            request.read()
-            self.requests.append(request)
-            return self.handler(request)
-
-        return httpx.Client(transport=httpx.MockTransport(keep), **options)
+    def keep(self, request: httpx.Request) -> httpx.Response:
+        """The handler's answer; every request is kept."""
+        request.read()
+        self.requests.append(request)
+        return self.handler(request)
 
     def send(self, lane: Graph | None = None) -> Outcome:
         return (lane or self.lane).send(MESSAGE, SENDER, "ann@example.org", "label")
