@@ -175,7 +175,8 @@ class IllegalTransition(LedgerError):
     def __init__(self, kind: str, operation: str, state: str | None,
                  where: str = "") -> None:
         self.kind, self.operation, self.state = kind, operation, state
-        found = "no row" if state is None else f"a {state} {kind}"
+        article = "an" if str(state)[:1] in "aeiou" else "a"
+        found = "no row" if state is None else f"{article} {state} {kind}"
         super().__init__(
             f"ledger: cannot {operation} {found}{' (' + where + ')' if where else ''}; nothing "
             "was written for it. This is a bug (or the ledger was edited by hand): please "

@@ -108,6 +108,14 @@ def test_an_illegal_transition_says_what_was_asked_of_which_state() -> None:
     assert (error.kind, error.operation, error.state) == ("message", "deliver", "sent")
 
 
+def test_an_illegal_transition_puts_an_before_a_state_starting_with_a_vowel() -> None:
+    assert "cannot enrol an active enrolment;" in str(
+        IllegalTransition("enrolment", "enrol", "active"))
+    assert "cannot retry an unknown message;" in str(
+        IllegalTransition("message", "retry", "unknown"))
+    assert "cannot claim a held message;" in str(IllegalTransition("message", "claim", "held"))
+
+
 def test_http_failed_keeps_how_far_the_request_got() -> None:
     error = HttpFailed("https://lrs/x: too slow", "answer", late=True)
     assert (error.phase, error.stopped, error.late) == ("answer", False, True)
