@@ -9,6 +9,10 @@ from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_WEEKDAY_NAMES = {name: number for number, names in enumerate((
+    ("mon", "monday"), ("tue", "tues", "tuesday"), ("wed", "weds", "wednesday"),
+    ("thu", "thur", "thurs", "thursday"), ("fri", "friday"), ("sat", "saturday"),
+    ("sun", "sunday"))) for name in names}
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(s|sec|second|m|min|minute|h|hour|d|day)\s*$")
@@ -92,12 +96,12 @@ def parse_weekdays(value: object) -> tuple[int, ...]:
     days: set[int] = set()
     for part in parts:
         bounds = part.lower().split("-")
-        if len(bounds) > 2 or any(b[:3] not in WEEKDAYS or len(b) < 3 for b in bounds):
+        if len(bounds) > 2 or any(b not in _WEEKDAY_NAMES for b in bounds):
             raise ValueError(
                 f"'{part}' is not a weekday; use mon, tue, wed, thu, fri, sat, sun "
                 "or a range mon-fri"
             )
-        first, last = WEEKDAYS.index(bounds[0][:3]), WEEKDAYS.index(bounds[-1][:3])
+        first, last = _WEEKDAY_NAMES[bounds[0]], _WEEKDAY_NAMES[bounds[-1]]
         span = range(first, last + 1) if first <= last else [*range(first, 7), *range(0, last + 1)]
         days.update(span)
     if not days:

@@ -70,6 +70,16 @@ def test_weekdays_are_read_as_ranges_lists_and_full_names() -> None:
     assert units.parse_weekday("Sunday") == 6
 
 
+def test_only_real_weekday_names_and_abbreviations_are_read() -> None:
+    assert units.parse_weekdays("tues-thurs") == (1, 2, 3)
+    assert units.parse_weekdays(["Wednesday", "thu", "Saturday"]) == (2, 3, 5)
+    for word in ("monkey", "sunshine", "wedding", "fries", "mond"):
+        with pytest.raises(ValueError, match=f"'{word}' is not a weekday; use mon, tue"):
+            units.parse_weekdays(word)
+    with pytest.raises(ValueError, match="'mon-satan' is not a weekday"):
+        units.parse_weekdays("mon-satan")
+
+
 def test_a_wrong_weekday_is_named_with_the_ones_to_use() -> None:
     with pytest.raises(ValueError, match="'mo-fri' is not a weekday; use mon, tue"):
         units.parse_weekdays("mo-fri")
