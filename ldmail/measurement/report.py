@@ -19,7 +19,7 @@ from ..project.config import Project
 from ..project.models import Campaign, Step
 from ..sandbox.hygiene import csv_cell
 from .report_text import DASH, LANGUAGES, Words
-from .sensitivity import Sensitivity, sensitivity
+from .sensitivity import Sensitivity, points_digits, sensitivity
 from .stats import Comparison, HypothesisStatus, judge_hypothesis
 
 PHASE_ORDER = ("inform", "activate", "retain")  # the order a reader follows the programme in
@@ -240,7 +240,8 @@ class CampaignReport:
         values = {"mailed": words.count(found.mailed), "holdout": words.count(found.holdout)}
         if found.detectable is None:
             return words.t("undetectable", **values)
-        return words.t("detectable", uplift=words.pp(found.detectable, 0),
+        return words.t("detectable", uplift=words.pp(found.detectable,
+                                                     points_digits(found.detectable)),
                        baseline=words.pct(found.baseline, 0), **values)
 
     @staticmethod

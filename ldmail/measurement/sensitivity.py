@@ -42,13 +42,12 @@ class Sensitivity:
 
     def summary(self) -> str:
         """One line: the group sizes and what they can show."""
-        size = (f"{self.people:,} people, {self.holdout_share:.0%} holdout "
-                f"({self.holdout:,} people)")
+        size = f"{_people(self.people)}, {self.holdout_share:.0%} holdout ({_people(self.holdout)})"
         if self.holdout_share <= 0:
-            return f"{self.people:,} people, no holdout: the effect cannot be measured"
+            return f"{_people(self.people)}, no holdout: the effect cannot be measured"
         if self.detectable is None:
             return f"{size}: no uplift can be detected reliably"
-        return (f"{size}: detects {self.detectable * 100:+.0f} pp or more "
+        return (f"{size}: detects {points(self.detectable)} or more "
                 f"(80% power, baseline {self.baseline:.0%})")
 
     def advice(self) -> str | None:
@@ -56,7 +55,7 @@ class Sensitivity:
         if self.decidable is not False or self.expected is None:
             return None
         can = ("no uplift at all" if self.detectable is None
-               else f"{self.detectable * 100:+.0f} pp or more")
+               else f"{points(self.detectable)} or more")
         options = []
         share = self._holdout_that_decides()
         if share is not None:
@@ -65,8 +64,8 @@ class Sensitivity:
         if people is not None:
             options.append(f"run it on about {people:,} people")
         change = " or ".join(options) if options else "expect a larger uplift"
-        return (f"with {self.people:,} people and a {self.holdout_share:.0%} holdout you can "
-                f"detect {can}; the hypothesis expects {self.expected * 100:+.0f} pp: {change}")
+        return (f"with {_people(self.people)} and a {self.holdout_share:.0%} holdout you can "
+                f"detect {can}; the hypothesis expects {points(self.expected)}: {change}")
 
     def _decides(self, mailed: int, holdout: int) -> bool:
         found = detectable_uplift(mailed, holdout, self.baseline)
@@ -93,6 +92,20 @@ class Sensitivity:
             else:
                 low = middle
         return int(round(high, -1)) if high >= 100 else high
+
+
+def points_digits(fraction: float) -> int:
+    """Whole percentage points, but one decimal below 1 pp (a +0.3 pp uplift is not +0 pp)."""
+    return 1 if abs(fraction) < 0.01 - 1e-12 else 0
+
+
+def points(fraction: float) -> str:
+    """A difference of two shares in percentage points: `+7 pp`, `+0.3 pp`."""
+    return f"{fraction * 100:+.{points_digits(fraction)}f} pp"
+
+
+def _people(count: int) -> str:
+    return f"{count:,} {'person' if count == 1 else 'people'}"
 
 
 def sensitivity(campaign_id: str, campaign: Campaign, mailed: int, holdout: int) -> Sensitivity:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -29,6 +30,8 @@ from ldmail.measurement.report import (
     to_json,
     variant_arms,
 )
+from ldmail.measurement.report_text import Words
+from ldmail.measurement.sensitivity import Sensitivity
 from ldmail.measurement.stats import Comparison
 from ldmail.project.config import Project, load_project
 from ldmail.project.models import Step
@@ -177,6 +180,20 @@ def test_no_csv_cell_runs_as_a_formula() -> None:
                                               excel=False)))
     assert not row["segment"].startswith("=")
     assert "HYPERLINK" in row["segment"]
+
+
+def test_a_detectable_uplift_under_one_point_keeps_a_decimal_in_every_language() -> None:
+    found = Sensitivity("c", 9_000_000, 1_000_000, 0.1, 0.1, 0.004, None)
+    campaign = CampaignReport(
+        id="c", title="t", phase="activate", goal="registered (any)", enrolled=10_000_000,
+        treatment=9_000_000, holdout=1_000_000, exits={}, steps=[], overall=None,
+        personas=[], sends_by_day=[], holdout_share=0.1, sensitivity=found)
+    assert "can detect +0.4 pp or more" in (campaign.detectable_line(Words("en")) or "")
+    for language in ("nl", "de"):
+        line = campaign.detectable_line(Words(language)) or ""
+        assert "+0,4" in line, line
+    bigger = replace(campaign, sensitivity=replace(found, detectable=0.07))
+    assert "can detect +7 pp or more" in (bigger.detectable_line(Words("en")) or "")
 
 
 def test_each_variant_is_compared_with_the_first_listed_counting_later_goals() -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from ldmail.measurement.sensitivity import HOLDOUT_CHOICES, sensitivity
+from ldmail.measurement.sensitivity import HOLDOUT_CHOICES, Sensitivity, sensitivity
 from ldmail.measurement.stats import detectable_uplift, split_by_holdout
 from ldmail.project.config import Project
 from ldmail.project.models import Campaign, Hypothesis
@@ -43,7 +43,7 @@ def test_the_hypothesis_baseline_is_the_one_used(welcome: Campaign) -> None:
 
 def test_groups_too_small_or_no_holdout_say_so(welcome: Campaign) -> None:
     assert sensitivity("welcome", welcome, 5, 1).summary() == \
-        "6 people, 10% holdout (1 people): no uplift can be detected reliably"
+        "6 people, 10% holdout (1 person): no uplift can be detected reliably"
     none_held = welcome.model_copy(update={"holdout": 0.0})
     assert sensitivity("welcome", none_held, 10, 0).summary() == \
         "10 people, no holdout: the effect cannot be measured"
@@ -77,3 +77,11 @@ def test_a_hypothesis_no_size_can_decide_asks_for_a_larger_uplift(welcome: Campa
     found = sensitivity("welcome", with_hypothesis(welcome, "0.05pp"), 1800, 200)
     advice = found.advice()
     assert advice is not None and advice.endswith(": expect a larger uplift")
+
+
+def test_uplifts_under_one_point_keep_a_decimal(welcome: Campaign) -> None:
+    found = sensitivity("welcome", with_hypothesis(welcome, "0.3pp"), 1800, 200)
+    advice = found.advice()
+    assert advice is not None and "; the hypothesis expects +0.3 pp: " in advice
+    huge = Sensitivity("welcome", 9_000_000, 1_000_000, 0.1, 0.1, 0.004, None)
+    assert "detects +0.4 pp or more" in huge.summary()
