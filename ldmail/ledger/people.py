@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..states import (
     EnrolmentOp,
@@ -29,6 +29,30 @@ class GoalEvent:
     object: str
     occurred_at: str  # ISO UTC
     statement: str | None = None  # the xAPI statement id, for events pulled from an LRS
+
+
+class Recorded(NamedTuple):
+    """What recording goal events did: how many were new, already known (the same event, or
+    the same statement, recorded before) and revoked, and the ones refused: (their index in
+    the events given, why)."""
+
+    added: int
+    known: int
+    revoked: int
+    refused: list[tuple[int, str]]
+
+
+_REQUIRED = {"email": "person (email)", "event": "event name (event)",
+             "occurred_at": "date (occurred_at)"}
+
+
+def _missing(event: GoalEvent) -> str | None:
+    """Why `event` cannot be stored (a field the ledger requires is empty), else None."""
+    empty = [words for name, words in _REQUIRED.items()
+             if not isinstance(getattr(event, name), str) or not getattr(event, name)]
+    if not isinstance(event.object, str):
+        empty.append("object (object)")
+    return f"the event has no {' and no '.join(empty)}; not recorded" if empty else None
 
 
 # A person's rows, typed; each field is named as its column, so `ldmail history --format json`
@@ -194,37 +218,43 @@ class PersonMoves(LedgerFile):
                 " UNION SELECT cc FROM messages WHERE cc IS NOT NULL"):
             yield str(email)
 
-    def record_events(self, events: Iterable[GoalEvent], source: str) -> tuple[int, int]:
-        """Record goal events; returns how many were new and how many already known.
+    def record_events(self, events: Iterable[GoalEvent], source: str) -> Recorded:
+        """Record goal events; see record_pulled.
 
         A new one makes a running send re-check goals at its next claim.
         """
-        added, known, _ = self.record_pulled(events, source)
-        return added, known
+        return self.record_pulled(events, source)
 
     def record_pulled(self, events: Iterable[GoalEvent], source: str, *,
                       voided: Iterable[str] = (), cursor: tuple[str, str] | None = None,
-                      at: str = "") -> tuple[int, int, int]:
+                      at: str = "") -> Recorded:
         """Record goal events, revoke (mark voided at `at`) those of the `voided` statement
         ids, and write `cursor`
         (a meta key and value: how far an LRS was read), all in one transaction: the events
         and the point they were read up to are kept together or not at all. Returns how many
-        events were new, already known, and revoked.
+        events were new, already known, and revoked, and the events refused with why (one
+        without a person, an event name or a date).
 
         A forgotten person's event is stored under the keyed hash: checked in this
         transaction, so a `forget` that commits while a pull reads still wins.
         """
         added = known = revoked = 0
+        refused: list[tuple[int, str]] = []
         events = list(events)
         with self.transaction(immediate=True) as db:
             forgotten = self._forgotten_among(event.email for event in events)
-            for event in events:
+            for index, event in enumerate(events):
+                why = _missing(event)
+                if why is not None:
+                    refused.append((index, why))
+                    continue
                 row = (forgotten.get(event.email, event.email), event.event, event.object,
                        event.occurred_at)
-                if db.conn.execute(
-                        "INSERT OR IGNORE INTO events (email, event, object, occurred_at,"
-                        " source, statement) VALUES (?, ?, ?, ?, ?, ?)",
-                        (*row, source, event.statement)).rowcount:
+                if db.conn.execute(  # only the same event recorded before is "known"
+                        "INSERT INTO events (email, event, object, occurred_at, source,"
+                        " statement) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (email, event,"
+                        " object, occurred_at) DO NOTHING", (*row, source, event.statement)
+                        ).rowcount:
                     added += 1
                 else:
                     known += 1
@@ -242,7 +272,7 @@ class PersonMoves(LedgerFile):
                                 " DO UPDATE SET value = excluded.value", cursor)
         if added or revoked:
             self.note_intervention()
-        return added, known, revoked
+        return Recorded(added, known, revoked, refused)
 
     def pulled_statements(self, statements: Iterable[str]) -> dict[str, GoalEvent]:
         """The events recorded from these xAPI statement ids, by id."""

@@ -425,7 +425,7 @@ def import_events(ledger: Ledger, path: Path, *, zone: tzinfo, kind: str = "auto
     source = _from_xapi(path, display, lookup, zone) if kind == "xapi" else \
         _from_csv(path, display, zone)
     result = ImportResult(display, kind)
-    good: list[Event] = []
+    good: list[tuple[str, Event]] = []
     limits = limits or DateLimits()
     # A forgotten person's events are not stored: their address would come back with them.
     forgotten = ledger.forgotten_hashes()
@@ -441,9 +441,11 @@ def import_events(ledger: Ledger, path: Path, *, zone: tzinfo, kind: str = "auto
         if isinstance(item, str):
             result.skipped.append(Skipped(where, item))
         else:
-            good.append(item)
+            good.append((where, item))
     # Recorded in one transaction; a new event makes a running send re-check goals.
-    result.added, result.already_known = ledger.record_events(
-        (GoalEvent(event.email, event.event, event.object, iso(event.occurred_at))
-         for event in good), path.name)
+    recorded = ledger.record_events(
+        [GoalEvent(event.email, event.event, event.object, iso(event.occurred_at))
+         for _, event in good], path.name)
+    result.added, result.already_known = recorded.added, recorded.known
+    result.skipped.extend(Skipped(good[index][0], why) for index, why in recorded.refused)
     return result

@@ -181,6 +181,7 @@ class _Cursor:
 @dataclass
 class _Page:
     events: list[GoalEvent] = field(default_factory=list)
+    wheres: list[str] = field(default_factory=list)  # where each event's statement is
     voided: list[str] = field(default_factory=list)
 
 
@@ -263,6 +264,7 @@ class _Statements:
                                              "by this computer's clock: recorded, but the "
                                              "cursor does not move past it"))
         found.events.append(goal)
+        found.wheres.append(where)
 
 
 def _nesting(value: Any) -> int:
@@ -337,13 +339,15 @@ def _pages(ledger: Ledger, lrs: Lrs, now: datetime, reader: _Reader, statements:
         result.cursor = statements.cursor.value(
             result.cursor, answer.headers.get("X-Experience-API-Consistent-Through"),
             ended=ended)
-        added, known, revoked = ledger.record_pulled(
+        recorded = ledger.record_pulled(
             page.events, "lrs", voided=page.voided,
             cursor=(CURSOR, result.cursor) if result.cursor else None, at=iso(now))
         result.voided += len(page.voided)
-        result.revoked += revoked
-        result.added += added
-        result.already_known += known
+        result.revoked += recorded.revoked
+        result.added += recorded.added
+        result.already_known += recorded.known
+        result.skipped.extend(Skipped(page.wheres[index], why)
+                              for index, why in recorded.refused)
         if ended:
             return
         assert isinstance(more, str)

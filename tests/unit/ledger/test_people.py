@@ -61,17 +61,31 @@ def test_suppressed_among_names_suppressed_and_forgotten_addresses(ledger: Ledge
 
 def test_goal_events_are_recorded_once_and_a_new_one_makes_sends_recheck(
         ledger: Ledger) -> None:
-    assert ledger.record_events([EXCEL, BOBS], "events.csv") == (2, 0)
+    assert ledger.record_events([EXCEL, BOBS], "events.csv") == (2, 0, 0, [])
     counter = ledger.interventions()
-    assert ledger.record_events([EXCEL, BOBS], "events.csv") == (0, 2)
+    assert ledger.record_events([EXCEL, BOBS], "events.csv") == (0, 2, 0, [])
     assert ledger.interventions() == counter  # nothing new: no re-check needed
-    assert ledger.record_events([WORD], "events.csv") == (1, 0)
+    assert ledger.record_events([WORD], "events.csv") == (1, 0, 0, [])
     assert ledger.interventions() != counter
+
+
+def test_an_event_missing_a_required_field_is_refused_with_why_not_counted_as_known(
+        ledger: Ledger) -> None:
+    undated = replace(WORD, occurred_at=None)  # type: ignore[arg-type]
+    nameless = replace(BOBS, event="")
+    recorded = ledger.record_pulled([undated, EXCEL, nameless], "lrs")
+    assert (recorded.added, recorded.known) == (1, 0)
+    assert recorded.refused == [
+        (0, "the event has no date (occurred_at); not recorded"),
+        (2, "the event has no event name (event); not recorded")]
+    assert [event.object for event in ledger.history(ANN).events] == ["course:excel"]
+    assert ledger.record_pulled([EXCEL, undated], "lrs").known == 1  # the true duplicate
 
 
 def test_voided_events_are_kept_but_never_counted(ledger: Ledger) -> None:
     ledger.record_events([EXCEL, WORD, BOBS], "lrs")
-    assert ledger.record_pulled([], "lrs", voided=["st-1", "st-unknown"], at=LATER) == (0, 0, 1)
+    assert ledger.record_pulled([], "lrs", voided=["st-1", "st-unknown"], at=LATER) == (
+        0, 0, 1, [])
     assert ledger.goal_events("completed", LATER) == [
         GoalEvent(BOB, "completed", "course:excel", BOBS.occurred_at),
         GoalEvent(ANN, "completed", "course:word", WORD.occurred_at)]
@@ -83,7 +97,7 @@ def test_voided_events_are_kept_but_never_counted(ledger: Ledger) -> None:
 
 def test_an_event_known_from_a_file_becomes_voidable_once_pulled(ledger: Ledger) -> None:
     ledger.record_events([replace(EXCEL, statement=None)], "events.csv")
-    assert ledger.record_pulled([EXCEL], "lrs", cursor=("lrs:since", NOW)) == (0, 1, 0)
+    assert ledger.record_pulled([EXCEL], "lrs", cursor=("lrs:since", NOW)) == (0, 1, 0, [])
     assert ledger.pulled_statements(["st-1", "st-9"]) == {"st-1": EXCEL}
     assert ledger.meta("lrs:since") == NOW
 
