@@ -73,7 +73,8 @@ class ErasureMoves(PersonMoves):
         Message and enrolment rows stay (under the hash) so counts and the report stay true,
         and a suppression under the hash keeps the person from ever being mailed again. Any
         other column that mentions the address or a name (an error, a run's summary, a
-        reason) gets the hash or ERASED in its place.
+        reason) gets the hash or ERASED in its place. In the same transaction a running send
+        is told to re-check its claims (whoever calls this, not only `forget`).
         """
         hashed = FORGOTTEN + self.address_hash(email)
         redact = _Redactor(email, hashed, names)
@@ -102,6 +103,7 @@ class ErasureMoves(PersonMoves):
             db.conn.execute("INSERT OR IGNORE INTO suppressions (email, reason, source,"
                             " created_at) VALUES (?, 'forgotten on request', 'forget', ?)",
                             (hashed, at))
+            self.note_intervention()  # a running send re-checks before its next claim
             for table, column in self._columns():
                 db.conn.execute(f'UPDATE "{table}" SET "{column}" = ldmail_redact("{column}")'
                                 f' WHERE ldmail_mentions("{column}")')

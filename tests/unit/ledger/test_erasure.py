@@ -92,6 +92,13 @@ def test_the_person_stays_counted_under_the_hash_and_is_never_mailed_again(
     assert sync(ledger, [ANN, BOB, NEIGHBOUR], LATER).enrolled == 0
 
 
+def test_erase_alone_makes_a_running_send_recheck_its_claims(ledger: Ledger) -> None:
+    sync(ledger, [ANN, BOB])
+    counter = ledger.interventions()
+    ledger.erase(ANN, LATER)  # not through forget, which suppresses first
+    assert ledger.interventions() != counter
+
+
 def test_texts_that_name_the_person_keep_only_what_is_not_about_them(ledger: Ledger,
                                                                      path: Path) -> None:
     everything_about_ann(ledger)
