@@ -108,14 +108,14 @@ class InboxMoves(PersonMoves):
 
     def stopped_domains(self, since: str, threshold: int) -> list[DomainStop]:
         """Receiving domains where at least `threshold` distinct recipients had a sender-side
-        failure since `since` (not cleared): the one query a send makes for them. Rows from
-        before migration 14 name no recipient: each counts as its own."""
+        failure since `since` (not cleared): the one query a send makes for them. Every row
+        names its recipient (the keyed hash of the failed address, else the message's)."""
         rows = self.db.conn.execute(
-            "SELECT domain, count(DISTINCT coalesce(recipient, 'row ' || id)), max(at),"
+            "SELECT domain, count(DISTINCT recipient), max(at),"
             " (SELECT reason FROM sender_failures AS last WHERE last.domain = f.domain AND"
             " last.cleared_at IS NULL ORDER BY at DESC, id DESC LIMIT 1) FROM sender_failures"
             " AS f WHERE at >= ? AND cleared_at IS NULL GROUP BY domain HAVING"
-            " count(DISTINCT coalesce(recipient, 'row ' || id)) >= ? ORDER BY domain",
+            " count(DISTINCT recipient) >= ? ORDER BY domain",
             (since, threshold))
         return [DomainStop(*row) for row in rows.fetchall()]
 

@@ -139,6 +139,20 @@ def test_messages_are_found_by_the_message_id_the_send_gave_them(enrolled: Ledge
     assert enrolled.messages_with_ids([]) == []
 
 
+def test_a_sender_failure_without_its_address_counts_for_the_messages_person(
+        enrolled: Ledger) -> None:
+    second = MessageKey(CAMPAIGN, "reminder", ANN)
+    for key in (KEY, second):
+        put(enrolled, M.SENT, key)
+    enrolled.bounce(KEY, "SPF", NOW, mail=None, suppression=None,
+                    sender_failure=SenderFailure("example.org", "550 SPF"))
+    enrolled.bounce(second, "SPF", NOW, mail=None, suppression=None,
+                    sender_failure=SenderFailure("example.org", "550 SPF", ANN))
+    assert enrolled.sender_failures_of("example.org", NOW) == 2
+    assert enrolled.stopped_domains(NOW, 2) == []  # one recipient: Ann
+    assert [stop.count for stop in enrolled.stopped_domains(NOW, 1)] == [1]
+
+
 def test_sender_failures_stop_a_domain_by_distinct_recipients_until_cleared(
         enrolled: Ledger) -> None:
     second = MessageKey(CAMPAIGN, "reminder", ANN)
