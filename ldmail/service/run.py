@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
@@ -57,12 +58,14 @@ def parse_interval(text: str | None) -> timedelta | None:
 
 class _Service:
     """The state one `ldmail run` keeps between its ticks: the stop request, the count of
-    runs, and a fatal transport error that ends it."""
+    runs, and a fatal transport error that ends it. `clock` is the wall clock each tick
+    reads (then shifted by `shift`)."""
 
     def __init__(self, root: Path, db: Path | None, shift: timedelta,
-                 max_runs: int | None, scheduler: Any) -> None:
+                 max_runs: int | None, scheduler: Any,
+                 clock: Callable[[], datetime] = wall_now) -> None:
         self.root, self.db, self.shift, self.max_runs = root, db, shift, max_runs
-        self.scheduler = scheduler
+        self.scheduler, self.clock = scheduler, clock
         self.stop = threading.Event()
         self.runs = 0
         self.fatal: list[TransportFatal] = []
@@ -74,7 +77,7 @@ class _Service:
 
     def tick(self) -> None:
         """One run: pull, send, then the mailbox."""
-        now = wall_now() + self.shift
+        now = self.clock() + self.shift
         try:
             if not self._pull_and_send(now):
                 return  # stopped during the pull: not a run
@@ -115,14 +118,15 @@ class _Service:
 
 
 def run_forever(root: Path, interval: timedelta | None, *, db: Path | None = None,
-                start: datetime | None = None, max_runs: int | None = None) -> int:
+                start: datetime | None = None, max_runs: int | None = None,
+                clock: Callable[[], datetime] = wall_now) -> int:
     """Run `send` now and then every `interval`; returns the number of runs done.
 
-    With `start` (--now) the simulated clock starts there and then runs at real speed. A
-    stop request lets the message in hand finish and be recorded, so no claim is left open;
-    the rest waits for the next start.
+    With `start` (--now) the simulated clock starts there and then runs at the speed of
+    `clock` (the wall clock). A stop request lets the message in hand finish and be
+    recorded, so no claim is left open; the rest waits for the next start.
     """
-    shift = start - wall_now() if start is not None else timedelta(0)
+    shift = start - clock() if start is not None else timedelta(0)
     from apscheduler.executors.pool import ThreadPoolExecutor
     from apscheduler.schedulers.blocking import BlockingScheduler
     from apscheduler.triggers.interval import IntervalTrigger
@@ -132,10 +136,11 @@ def run_forever(root: Path, interval: timedelta | None, *, db: Path | None = Non
         raise LdmailError("run.interval in ldmail.yaml must be at least one second, e.g. 5m")
     executor = ThreadPoolExecutor(1)
     service = _Service(root, db, shift, max_runs,
-                       BlockingScheduler(executors={"default": executor}, timezone=UTC))
+                       BlockingScheduler(executors={"default": executor}, timezone=UTC), clock)
     previous = {sig: signal.signal(sig, service.on_signal)
                 for sig in (signal.SIGTERM, signal.SIGINT)}
     service.scheduler.add_job(service.tick, IntervalTrigger(seconds=every.total_seconds()),
+                              # the scheduler's own time, which is always the wall clock
                               id="send", next_run_time=wall_now(), max_instances=1,
                               coalesce=True, misfire_grace_time=None)
     log.info("sending every %s; stop with Ctrl-C or SIGTERM", every)

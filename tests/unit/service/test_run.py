@@ -4,7 +4,7 @@ pull is not a run; a fatal transport error ends the service and is kept to be ra
 other error is logged and the next interval tries again; max_runs ends it; a signal ends it
 after the message in hand; a mailbox that fails is logged, never fatal.
 
-The ticks run in-process with the wall clock replaced and a stand-in for the scheduler; no loop
+The ticks run in-process with a stopped clock passed in and a stand-in for the scheduler; no loop
 is started (run_forever makes its own scheduler, so only its check before starting is tested)."""
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-import ldmail.service.run
 from ldmail.errors import LdmailError, TransportFatal
 from ldmail.service.run import _Service, parse_interval, read_inbox_logged, run_forever
 
@@ -36,16 +35,10 @@ class Scheduler:
         self.running = False
 
 
-@pytest.fixture
-def wall(monkeypatch: pytest.MonkeyPatch) -> datetime:
-    """The wall clock, stopped at NOW."""
-    monkeypatch.setattr(ldmail.service.run, "wall_now", lambda: NOW)
-    return NOW
-
-
 def service(root: Path, *, shift: timedelta = timedelta(0), max_runs: int | None = None,
-            scheduler: Scheduler | None = None) -> _Service:
-    return _Service(root, None, shift, max_runs, scheduler or Scheduler())
+            scheduler: Scheduler | None = None, clock: datetime = NOW) -> _Service:
+    """A service whose clock stands still at `clock`."""
+    return _Service(root, None, shift, max_runs, scheduler or Scheduler(), lambda: clock)
 
 
 def outbox(root: Path) -> list[Path]:
@@ -73,7 +66,7 @@ def test_an_interval_under_a_second_or_unreadable_is_refused() -> None:
 
 
 def test_a_tick_sends_at_the_clock_and_counts_a_run(
-        scaffold: Path, wall: datetime, caplog: pytest.LogCaptureFixture) -> None:
+        scaffold: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger=LOG)
     running = service(scaffold)
     running.tick()
@@ -82,17 +75,15 @@ def test_a_tick_sends_at_the_clock_and_counts_a_run(
     assert messages(caplog)[0].startswith(f"run at 2026-12-01T09:00:00+00:00: sent {len(sent)},")
 
 
-def test_the_shift_moves_the_clock_the_send_sees(scaffold: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_shift_moves_the_clock_the_send_sees(scaffold: Path) -> None:
     before = datetime(2025, 6, 1, 9, tzinfo=UTC)  # before the campaign starts
-    monkeypatch.setattr(ldmail.service.run, "wall_now", lambda: before)
-    service(scaffold).tick()
+    service(scaffold, clock=before).tick()
     assert outbox(scaffold) == []
-    service(scaffold, shift=NOW - before).tick()
+    service(scaffold, shift=NOW - before, clock=before).tick()
     assert outbox(scaffold)
 
 
-def test_max_runs_ends_the_service_after_that_many_ticks(scaffold: Path, wall: datetime) -> None:
+def test_max_runs_ends_the_service_after_that_many_ticks(scaffold: Path) -> None:
     scheduler = Scheduler()
     running = service(scaffold, max_runs=2, scheduler=scheduler)
     running.tick()
@@ -102,7 +93,7 @@ def test_max_runs_ends_the_service_after_that_many_ticks(scaffold: Path, wall: d
     assert scheduler.shutdowns == [False]  # returns at once; run_forever waits for the job
 
 
-def test_a_stop_request_before_the_send_is_not_a_run(scaffold: Path, wall: datetime) -> None:
+def test_a_stop_request_before_the_send_is_not_a_run(scaffold: Path) -> None:
     running = service(scaffold)
     running.stop.set()
     running.tick()
@@ -110,7 +101,7 @@ def test_a_stop_request_before_the_send_is_not_a_run(scaffold: Path, wall: datet
 
 
 def test_a_fatal_transport_error_ends_the_service_and_is_kept(
-        scaffold: Path, wall: datetime, caplog: pytest.LogCaptureFixture) -> None:
+        scaffold: Path, caplog: pytest.LogCaptureFixture) -> None:
     (scaffold / ".ldmail").mkdir(exist_ok=True)
     (scaffold / ".ldmail" / "outbox").write_text("a file where the outbox folder goes")
     scheduler = Scheduler()
@@ -123,7 +114,7 @@ def test_a_fatal_transport_error_ends_the_service_and_is_kept(
 
 
 def test_any_other_error_is_logged_and_the_next_interval_tries_again(
-        scaffold: Path, wall: datetime, caplog: pytest.LogCaptureFixture) -> None:
+        scaffold: Path, caplog: pytest.LogCaptureFixture) -> None:
     (scaffold / "ldmail.yaml").write_text("languages: [en, nl\n", encoding="utf-8")
     running = service(scaffold)
     running.tick()
