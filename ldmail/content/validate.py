@@ -286,11 +286,13 @@ def broken_campaigns(project: Project, renderer: Renderer, campaign_ids: list[st
     return broken
 
 
-def validate(root: Path, today: date, *, sample_people: bool = False) -> Report:
+def validate(root: Path, today: date, *, sample_people: bool = False,
+             tracked: Callable[[str], list[str] | None] | None = None) -> Report:
     """Collect every problem in the project; an empty `problems` list means it is clean.
 
     With `sample_people`, the people export is not read (it need not exist): every step is
-    rendered for stand-ins only.
+    rendered for stand-ins only. `tracked` lists the files git tracks under a folder (None:
+    ask git, project.tracked.tracked_files).
     """
     report = Report()
     try:
@@ -335,7 +337,7 @@ def validate(root: Path, today: date, *, sample_people: bool = False) -> Report:
         check_events(project, campaign, report)
         if audience is not None and campaign.id in audience.groups:
             check_power(campaign, *audience.groups[campaign.id], report)
-    check_tracked(project, report)
+    check_tracked(project, report, tracked)
     check_hosts(project, report)
     report.problems.sort(key=lambda p: (p.file, p.line or 0))  # as the project's own are
     return report
@@ -367,12 +369,14 @@ def _host_name(host: str) -> None:
     host.encode("idna")
 
 
-def check_tracked(project: Project, report: Report) -> None:
-    """A warning for each folder with personal data in it that git tracks."""
+def check_tracked(project: Project, report: Report,
+                  tracked: Callable[[str], list[str] | None] | None = None) -> None:
+    """A warning for each folder with personal data in it that git tracks (`tracked` lists
+    them; None: ask git)."""
     from ..project.tracked import private_tracked, tracked_files
 
-    tracked = tracked_files(str(project.root))
-    if not tracked:
+    files = (tracked or tracked_files)(str(project.root))
+    if not files:
         return
     folders = [".ldmail"]
     inbox = project.settings.inbox
@@ -382,9 +386,9 @@ def check_tracked(project: Project, report: Report) -> None:
         if inbox.kind == "mbox" and where.suffix:
             done = done.with_name(done.name + where.suffix)
         folders += [str(where), str(done)]
-    for folder, files in private_tracked(tracked, folders).items():
+    for folder, inside in private_tracked(files, folders).items():
         report.warnings.append(Problem(
-            files[0], None, f"git tracks {len(files)} file(s) in {folder}, which hold names "
+            inside[0], None, f"git tracks {len(inside)} file(s) in {folder}, which hold names "
             f"and addresses; untrack them (git rm -r --cached {shlex.quote(folder)}) and list "
             f"{folder} in .gitignore"))
 

@@ -9,17 +9,20 @@ data to everyone who can read the repository, so `validate` warns.
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from pathlib import PurePosixPath
+from typing import Any
 
 # git answers in milliseconds; a hung one (a network file system) must not hold up validate.
 GIT_TIMEOUT = 10.0
 
 
-def tracked_files(root: str) -> list[str] | None:
+def tracked_files(root: str, *, run: Callable[..., Any] = subprocess.run) -> list[str] | None:
     """Paths git tracks under `root`, relative to it; None when it is no git work tree or git
-    is not installed."""
+    is not installed. `run` starts git (subprocess.run, or a stand-in that answers as git
+    would)."""
     try:
-        answer = subprocess.run(["git", "-C", root, "ls-files", "-z", "--", "."],
+        answer = run(["git", "-C", root, "ls-files", "-z", "--", "."],
                                 capture_output=True, timeout=GIT_TIMEOUT, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None

@@ -3,8 +3,8 @@ in (or at) each private folder and in every preview gallery (an index.html besid
 folder) are found; `tracked_files` asks git and answers None, never an error, when there is
 no work tree, no git, or git hangs.
 
-git itself is never started here: `tracked_files` has no seam for its runner, so these tests
-replace the module's `run` with a stand-in that answers as git would.
+git itself is never started here: these tests give `tracked_files` a `run` that answers as
+git would.
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ import pytest
 from ldmail.project import tracked
 from ldmail.project.tracked import GIT_TIMEOUT, private_tracked, tracked_files
 
-# The standard library module the module under test runs git with; only its exception and
-# its `run`, replaced below, are used.
-RUNNER: Any = vars(tracked)["subprocess"]
+# What a hung git raises, taken from the module under test (a unit test imports no subprocess).
+TIMEOUT: Any = vars(tracked)["subprocess"].TimeoutExpired
 
 
 def test_files_in_a_private_folder_are_found_per_folder() -> None:
@@ -52,27 +51,26 @@ def test_nothing_private_tracked_is_an_empty_answer() -> None:
     assert private_tracked(["ldmail.yaml", "templates/en/welcome/hello.md"], [".ldmail"]) == {}
 
 
-def git_answers(monkeypatch: pytest.MonkeyPatch, *, returncode: int = 0, stdout: bytes = b"",
-                error: BaseException | None = None) -> list[dict[str, Any]]:
-    """Replace the run of git with one that answers as given; returns the calls made."""
-    calls: list[dict[str, Any]] = []
+class Git:
+    """A run of git that answers as given, and keeps the calls made."""
 
-    def run(args: list[str], **options: Any) -> SimpleNamespace:
-        calls.append({"args": args, **options})
-        if error is not None:
-            raise error
-        return SimpleNamespace(returncode=returncode, stdout=stdout)
+    def __init__(self, *, returncode: int = 0, stdout: bytes = b"",
+                 error: BaseException | None = None) -> None:
+        self.returncode, self.stdout, self.error = returncode, stdout, error
+        self.calls: list[dict[str, Any]] = []
 
-    monkeypatch.setattr(RUNNER, "run", run)
-    return calls
+    def __call__(self, args: list[str], **options: Any) -> SimpleNamespace:
+        self.calls.append({"args": args, **options})
+        if self.error is not None:
+            raise self.error
+        return SimpleNamespace(returncode=self.returncode, stdout=self.stdout)
 
 
-def test_the_tracked_files_are_read_from_gits_nul_separated_list(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = git_answers(monkeypatch, stdout=b".ldmail/ledger.db\0odd name\nwith newline.txt\0"
-                                            b"caf\xe9.txt\0")
-    assert tracked_files("/work/repo") == [".ldmail/ledger.db", "odd name\nwith newline.txt",
-                                           "caf\ufffd.txt"]
+def test_the_tracked_files_are_read_from_gits_nul_separated_list() -> None:
+    git = Git(stdout=b".ldmail/ledger.db\0odd name\nwith newline.txt\0caf\xe9.txt\0")
+    assert tracked_files("/work/repo", run=git) == [
+        ".ldmail/ledger.db", "odd name\nwith newline.txt", "caf\ufffd.txt"]
+    calls = git.calls
     assert calls[0]["args"][:3] == ["git", "-C", "/work/repo"]
     assert calls[0]["timeout"] == GIT_TIMEOUT and calls[0]["check"] is False
 
@@ -80,9 +78,7 @@ def test_the_tracked_files_are_read_from_gits_nul_separated_list(
 @pytest.mark.parametrize("answer", [
     {"returncode": 128},                                               # not a work tree
     {"error": FileNotFoundError(2, "No such file or directory")},      # git not installed
-    {"error": RUNNER.TimeoutExpired(["git"], GIT_TIMEOUT)},           # git hangs
+    {"error": TIMEOUT(["git"], GIT_TIMEOUT)},                         # git hangs
 ])
-def test_no_work_tree_no_git_or_a_hung_git_is_no_answer(monkeypatch: pytest.MonkeyPatch,
-                                                        answer: dict[str, Any]) -> None:
-    git_answers(monkeypatch, **answer)
-    assert tracked_files("/work/repo") is None
+def test_no_work_tree_no_git_or_a_hung_git_is_no_answer(answer: dict[str, Any]) -> None:
+    assert tracked_files("/work/repo", run=Git(**answer)) is None
