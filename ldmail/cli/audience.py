@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from .options import NowOption, OutputFormat, OutputOption, ProjectOption, invocation
-from .output import console, escape
+from .output import console, escape, plural
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -77,7 +77,8 @@ def _print_audience(result: AudienceScan, personas: dict[str, Persona], show: in
                       ", ".join(f"{k} {v}" for k, v in sorted(languages.items())))
     table.add_row("(no persona)", "", str(result.unmatched_count), "", style="yellow")
     out.print(table)
-    out.print(f"{result.people} people loaded, {len(result.rejected)} row(s) rejected")
+    out.print(f"{plural(result.people, 'person', 'people')} loaded, "
+              f"{plural(len(result.rejected), 'row', 'rows')} rejected")
     if result.unmatched:
         out.print("\nPeople matching no persona (they receive no campaign that names personas):")
         for person in result.unmatched:

@@ -28,7 +28,7 @@ def test_cp1252_semicolon_with_bom(project: Path, cli: Cli) -> None:
     result = cli("audience", "--project", project, "--now", "2026-11-22")
     assert result.exit_code == 0, result.output
     out = result.stdout
-    assert "3 people loaded, 3 row(s) rejected" in out
+    assert "3 people loaded, 3 rows rejected" in out
     assert "row 3: invalid e-mail address 'not-an-address'" in out
     assert "row 4: start_date: unreadable date '31-02-2020'" in out
     assert "row 5: duplicate address ann@example.org (first seen on row 2)" in out
@@ -62,7 +62,7 @@ def test_comma_utf8_export(project: Path, cli: Cli) -> None:
         HEADER.replace(";", ",") + "\n" + "x@example.org,X,Y,EN,IT,01-01-2010,\n",
         encoding="utf-8")
     result = cli("audience", "--project", project)
-    assert "1 people loaded, 0 row(s) rejected" in result.stdout
+    assert "1 person loaded, 0 rows rejected" in result.stdout
 
 
 def test_missing_column_names_the_headers(project: Path, cli: Cli) -> None:
@@ -107,7 +107,7 @@ def test_a_row_cut_off_at_the_end_is_rejected_and_its_person_stays(example: Path
     assert result.exit_code == 0, result.output
     audience = cli("audience", "--project", example, "--now", "2026-12-09T10:00+01:00").stdout
     assert f"row {rows}: 4 field(s) where the header has 12: the row is cut off" in audience
-    assert "1 row(s) rejected" in audience
+    assert "1 row rejected" in audience
     after = ledger_rows(example, theirs, (email,))
     assert after == before and any(row["state"] == "active" for row in after), (left, after)
 
