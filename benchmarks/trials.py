@@ -42,7 +42,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.e2e.smtp_server import SmtpServer, edit_yaml, use_smtp  # noqa: E402
+from tests.e2e.smtp_server import SmtpServer, use_smtp  # noqa: E402
+from tests.projects import edit_yaml  # noqa: E402
 
 NOW = "2026-12-01T10:00+01:00"
 HEADER = "Email;First name;Last name;Language;Department;Start date;Certification"

@@ -33,7 +33,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import datetime
 from email.message import EmailMessage
 from email.policy import default as default_policy
 from functools import cached_property
@@ -42,11 +42,15 @@ from pathlib import Path
 from time import monotonic, sleep
 from time import time as wall_clock
 from typing import Any
-from zoneinfo import ZoneInfo
 
-import yaml
 from aiosmtpd.controller import Controller
 
+from ..projects import (
+    LEDGER,
+    PEOPLE,
+    edit_yaml,
+    write_people,
+)
 from .conftest import Cli, CliResult
 
 DROP = "drop"  # pseudo-reply: close the connection instead of answering
@@ -288,34 +292,6 @@ def free_port() -> int:
 
 # -- helpers shared by the delivery tests ---------------------------------------------------
 
-LEDGER = Path(".ldmail") / "ledger.db"
-AMSTERDAM = ZoneInfo("Europe/Amsterdam")
-START = date(2026, 12, 1)
-
-
-def at(day: date, hour: int, minute: int = 0) -> datetime:
-    """A wall-clock moment in Amsterdam, as users type `--now`."""
-    return datetime.combine(day, time(hour, minute), tzinfo=AMSTERDAM)
-
-
-# Five people the fault tests know by name; with the holdout off, each gets every step.
-HEADER = "Email;First name;Last name;Language;Department;Start date;Certification"
-PEOPLE = {
-    "ann@example.org": "Ann;de Vries;EN;Sales;03-02-2019;",
-    "bob@example.org": "Bob;Smith;EN;Finance;15-06-2015;GDPR basics",
-    "chloe@example.org": "Chloé;Martin;NL;HR;01-10-2026;",
-    "dirk@example.org": "Dirk;Jansen;NL;IT;12-01-2012;",
-    "emma@example.org": "Emma;Bakker;EN;Support;20-08-2021;",
-}
-NOW = at(START, 10)
-BACKOFF = timedelta(minutes=10)  # the documented default of retry.backoff
-
-
-def write_people(project: Path, rows: dict[str, str]) -> None:
-    lines = [HEADER, *(f"{email};{rest}" for email, rest in rows.items())]
-    (project / "people.csv").write_text("\r\n".join(lines) + "\r\n", encoding="utf-8")
-
-
 def known_people(project: Path, port: int) -> Path:
     """The scaffold with the five PEOPLE, no holdout, sending to the SMTP server on `port`."""
     write_people(project, PEOPLE)
@@ -327,21 +303,6 @@ def known_people(project: Path, port: int) -> Path:
 def send(cli: Cli, project: Path, now: datetime, *extra: str) -> CliResult:
     """`ldmail send --project PROJECT --now NOW EXTRA…`, in-process."""
     return cli("send", "--project", project, "--now", now.isoformat(), *extra)
-
-
-def iso(moment: datetime) -> str:
-    """A moment as the ledger stores it (UTC, seconds, Z)."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def from_iso(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def edit_yaml(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    change(data)
-    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
 
 
 def ledger_rows(project: Path, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:

@@ -16,20 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from ..projects import NOW, PEOPLE, write_people
 from .conftest import Cli
 from .hostile_smtp import ACCEPT, DROP, STALL, HostileSmtp
-from .smtp_server import (
-    NOW,
-    PEOPLE,
-    known_people,
-    ldmail_running,
-    ledger_rows,
-    send,
-    states,
-    use_smtp,
-    wait_for,
-    write_people,
-)
+from .smtp_server import known_people, ldmail_running, ledger_rows, send, states, use_smtp, wait_for
 
 
 @pytest.mark.parametrize("pipelining", [True, False], ids=["pipelining", "plain-sendmail"])

@@ -18,6 +18,7 @@ import pytest
 
 from ldmail.inbox import Effect, bounce_failures, cited_ids, classify, parse
 
+from ..projects import NOW, PEOPLE, edit_yaml, write_people
 from .bounce_mails import (
     forged_report,
     message_id,
@@ -27,16 +28,7 @@ from .bounce_mails import (
     postmaster_text,
 )
 from .conftest import REPO, Cli, CliResult
-from .smtp_server import (
-    NOW,
-    PEOPLE,
-    SmtpServer,
-    edit_yaml,
-    ldmail_command,
-    ledger_rows,
-    use_smtp,
-    write_people,
-)
+from .smtp_server import SmtpServer, ldmail_command, ledger_rows, use_smtp
 from .test_inbox import maildir, original, summary, use_inbox
 
 CORPUS = REPO / "tests" / "e2e" / "bounces"

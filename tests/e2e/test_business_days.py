@@ -29,9 +29,10 @@ from ldmail.project.business_days import (
 from ldmail.project.models import Campaign, SendWindow, Settings
 from ldmail.project.schedule import next_window_open, upcoming
 
+from ..projects import edit_yaml
 from .conftest import Cli, summary_line
 from .public_holidays import DE_BY, NL, blackout_days
-from .smtp_server import edit_yaml, ledger_rows
+from .smtp_server import ledger_rows
 
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
 WINDOW = SendWindow.model_validate({"days": "mon-fri", "hours": "09:00-17:00",

@@ -28,17 +28,13 @@ import pytest
 import yaml
 from icalendar import Calendar, vRecur
 
+from ..projects import AMSTERDAM, START, at, edit_yaml, from_iso
 from .conftest import REPO, Cli
 from .public_holidays import closed_days
 from .smtp_server import (
-    AMSTERDAM,
-    START,
     Received,
     SmtpServer,
-    at,
-    edit_yaml,
     free_port,
-    from_iso,
     group,
     history_messages,
     ledger_rows,

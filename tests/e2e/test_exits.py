@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+from ..projects import NOW, PEOPLE, edit_yaml, write_people
 from .conftest import Cli
-from .smtp_server import NOW, PEOPLE, edit_yaml, ledger_rows, send, write_people
+from .smtp_server import ledger_rows, send
 
 EVERYONE = {f"learner{i:03d}@example.org": list(PEOPLE.values())[i % len(PEOPLE)]
             for i in range(200)}

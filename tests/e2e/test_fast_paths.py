@@ -30,8 +30,9 @@ from ldmail.errors import HeaderInjection
 from ldmail.project.config import load_project
 from ldmail.project.schedule import assign_variant
 
+from ..projects import NOW, PEOPLE, edit_yaml
 from .conftest import Cli, summary_line
-from .smtp_server import NOW, PEOPLE, SmtpServer, edit_yaml, known_people, ledger_rows, send, states
+from .smtp_server import SmtpServer, known_people, ledger_rows, send, states
 from .test_kill import (
     test_sigkill_mid_send_leaves_the_message_unknown_and_sends_nothing_twice as _kill,
 )

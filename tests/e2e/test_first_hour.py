@@ -99,7 +99,7 @@ def test_log_lines_carry_iso_times_and_no_padding(project: Path, cli: Cli) -> No
 
 
 def test_imports_notice_language_names_and_lost_letters(project: Path, cli: Cli) -> None:
-    from .smtp_server import write_people
+    from ..projects import write_people
 
     write_people(project, {
         "ann@example.org": "Ann;de Vries;Nederlands;Sales;03-02-2019;",
@@ -151,7 +151,7 @@ def test_ci_needs_no_hr_export_and_shows_no_real_people(project: Path, cli: Cli,
 
 
 def test_preview_says_when_it_shows_what_nobody_would_get(project: Path, cli: Cli) -> None:
-    from .smtp_server import edit_yaml
+    from ..projects import edit_yaml
 
     wrong = cli("preview", "-c", "welcome", "--project", project, "--lang", "de")
     assert wrong.exit_code == 1

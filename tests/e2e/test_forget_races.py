@@ -24,10 +24,10 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 
+from ..projects import NOW, write_people
 from .bounce_mails import postfix_bounce
 from .conftest import Cli, CliResult
 from .smtp_server import (
-    NOW,
     SmtpServer,
     http_serving,
     known_people,
@@ -36,7 +36,6 @@ from .smtp_server import (
     send,
     start_ldmail,
     wait_for,
-    write_people,
 )
 from .test_events import statement
 from .test_inbox import use_inbox

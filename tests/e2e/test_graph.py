@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from ..projects import BACKOFF, LEDGER, NOW, PEOPLE, edit_yaml, iso, write_people
 from .conftest import Cli, summary_line
 from .ms_standin import (
     CLIENT,
@@ -28,17 +29,7 @@ from .ms_standin import (
     trust,
 )
 from .ms_standin import serve as serve_standin
-from .smtp_server import (
-    BACKOFF,
-    LEDGER,
-    NOW,
-    PEOPLE,
-    edit_yaml,
-    iso,
-    ledger_rows,
-    send,
-    write_people,
-)
+from .smtp_server import ledger_rows, send
 
 SENDER = "learning@example.org"
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from ..projects import NOW, PEOPLE, edit_yaml, write_people
 from .bounce_mails import (
     exchange_ndr,
     exim_failure,
@@ -31,17 +32,7 @@ from .bounce_mails import (
 )
 from .conftest import Cli, CliResult
 from .imap_server import Dovecot, serve
-from .smtp_server import (
-    NOW,
-    PEOPLE,
-    edit_yaml,
-    free_port,
-    ldmail_running,
-    ledger_rows,
-    loopback_listener,
-    wait_for,
-    write_people,
-)
+from .smtp_server import free_port, ldmail_running, ledger_rows, loopback_listener, wait_for
 
 PASSWORD_ENV = "LDMAIL_TEST_IMAP_PASSWORD"
 LATER = NOW + timedelta(days=1)

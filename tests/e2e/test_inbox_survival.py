@@ -27,6 +27,7 @@ import pytest
 
 from ldmail.inbox.folders import MboxFolder
 
+from ..projects import HEADER, NOW, edit_yaml
 from .bounce_mails import exchange_ndr, message_id, postfix_bounce
 from .conftest import Cli
 from .hostile_imap import (
@@ -41,7 +42,7 @@ from .hostile_imap import (
     HostileImap,
 )
 from .imap_server import Dovecot
-from .smtp_server import HEADER, NOW, edit_yaml, ledger_rows
+from .smtp_server import ledger_rows
 from .test_inbox import (
     ANN,
     BOB,

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from ..projects import edit_yaml
 from .conftest import Cli
-from .smtp_server import edit_yaml
 from .test_report import import_events, outbox, rows, send
 
 RECOGNITION = """\

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from ..projects import NOW, PEOPLE
 from .conftest import Cli, summary_line
 from .smtp_server import (
-    NOW,
-    PEOPLE,
     SmtpServer,
     history_messages,
     known_people,

@@ -31,17 +31,9 @@ import pytest
 
 from ldmail.project.schedule import in_holdout
 
+from ..projects import PEOPLE, edit_yaml
 from .conftest import REPO, Cli
-from .smtp_server import (
-    PEOPLE,
-    SmtpServer,
-    edit_yaml,
-    free_port,
-    http_serving,
-    ldmail_running,
-    ledger_rows,
-    wait_for,
-)
+from .smtp_server import SmtpServer, free_port, http_serving, ldmail_running, ledger_rows, wait_for
 from .test_events import CONTROLLED, assert_only_plain_events, events, refusal, statement
 from .test_report import DAY_1, DAY_4, SCAFFOLD_PEOPLE, rows, send
 

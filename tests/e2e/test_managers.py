@@ -16,17 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from ..projects import at, edit_yaml
 from .conftest import Cli
-from .smtp_server import (
-    Received,
-    SmtpServer,
-    at,
-    edit_yaml,
-    ledger_rows,
-    send,
-    start_ldmail,
-    use_smtp,
-)
+from .smtp_server import Received, SmtpServer, ledger_rows, send, start_ldmail, use_smtp
 from .test_fast_paths import PipeliningServer
 
 HEADER = "Email;First name;Last name;Language;Department;Start date;Certification;Manager"

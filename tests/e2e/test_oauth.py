@@ -20,15 +20,13 @@ from typing import Any
 import pytest
 from aiosmtpd.smtp import MISSING, AuthResult
 
+from ..projects import NOW, PEOPLE, edit_yaml
 from .conftest import Cli, summary_line
 from .ms_standin import CLIENT, SECRET_ENV, SMTP_SCOPE, TENANT, MsStandin, oauth2_block
 from .ms_standin import serve as serve_standin
 from .smtp_server import (
-    NOW,
-    PEOPLE,
     SmtpServer,
     _Controller,
-    edit_yaml,
     known_people,
     ldmail_command,
     ldmail_running,

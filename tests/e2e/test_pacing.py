@@ -13,16 +13,9 @@ import pytest
 from ldmail.delivery.transport.base import Pacer
 from ldmail.project.models import Transport
 
+from ..projects import NOW, edit_yaml, write_people
 from .conftest import Cli, summary_line
-from .smtp_server import (
-    NOW,
-    SmtpServer,
-    edit_yaml,
-    send,
-    serve,
-    use_smtp,
-    write_people,
-)
+from .smtp_server import SmtpServer, send, serve, use_smtp
 
 SPACING = 2.0  # seconds between two messages at 30/min
 # The server notes a message when its thread gets to it: on a busy machine one may be noted up

@@ -7,19 +7,10 @@ import threading
 from datetime import timedelta
 from pathlib import Path
 
+from ..projects import NOW, PEOPLE, edit_yaml, write_people
 from .bounce_mails import postfix_bounce
 from .conftest import Cli
-from .smtp_server import (
-    NOW,
-    PEOPLE,
-    SmtpServer,
-    edit_yaml,
-    ledger_rows,
-    send,
-    use_smtp,
-    wait_for,
-    write_people,
-)
+from .smtp_server import SmtpServer, ledger_rows, send, use_smtp, wait_for
 from .test_inbox import inbox, maildir, original, sent, use_inbox
 
 __all__ = ["sent"]  # the fixture, shared with the inbox tests

@@ -8,17 +8,9 @@ from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
+from ..projects import NOW, PEOPLE, from_iso
 from .conftest import Cli
-from .smtp_server import (
-    NOW,
-    PEOPLE,
-    SmtpServer,
-    from_iso,
-    ledger_rows,
-    send,
-    start_ldmail,
-    states,
-)
+from .smtp_server import SmtpServer, ledger_rows, send, start_ldmail, states
 
 
 def recipients(server: SmtpServer) -> Counter[str]:

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from ..projects import NOW, PEOPLE, write_people
 from .conftest import Cli, summary_line
 from .hostile_smtp import HostileSmtp
 from .smtp_server import (
-    NOW,
-    PEOPLE,
     SmtpServer,
     known_people,
     ldmail_running,
@@ -26,7 +25,6 @@ from .smtp_server import (
     serve,
     states,
     wait_for,
-    write_people,
 )
 
 ORDER = [f"learner{i:03d}@example.org" for i in range(200)]

@@ -14,21 +14,17 @@ from pathlib import Path
 
 import pytest
 
+from ..projects import BACKOFF, NOW, PEOPLE, iso, write_people
 from .conftest import Cli, summary_line
 from .smtp_server import (
-    BACKOFF,
     DROP,
-    NOW,
-    PEOPLE,
     SmtpServer,
     free_port,
-    iso,
     known_people,
     ledger_rows,
     send,
     start_ldmail,
     states,
-    write_people,
 )
 
 

@@ -19,8 +19,9 @@ import pytest
 from ldmail.delivery.plan import build_plan
 from ldmail.project.config import load_project
 
+from ..projects import LEDGER, NOW, edit_yaml
 from .conftest import Cli
-from .smtp_server import LEDGER, NOW, edit_yaml, ledger_rows, send
+from .smtp_server import ledger_rows, send
 
 EXAMPLE_NOW = datetime.fromisoformat("2026-12-01T10:00+01:00")
 

@@ -14,8 +14,9 @@ import pytest
 
 from ldmail.measurement.report_text import Words
 
+from ..projects import edit_yaml
 from .conftest import Cli, summary_line
-from .smtp_server import edit_yaml, ledger_rows
+from .smtp_server import ledger_rows
 
 PERSON = "linda.dekker@hearthandhome.example"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from ..projects import edit_yaml
 from .conftest import Cli
-from .smtp_server import edit_yaml
 
 
 def edit(path: Path, old: str, new: str) -> None:

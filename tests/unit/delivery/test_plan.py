@@ -29,7 +29,8 @@ from ldmail.ledger import Ledger
 from ldmail.project.config import Project, load_project
 from ldmail.project.models import Transport
 
-from .conftest import NOW, PEOPLE, edit_yaml, hello
+from ...projects import NOW, PEOPLE, edit_yaml
+from .conftest import hello
 
 ANN, BOB, CHLOE = sorted(PEOPLE)[:3]
 TUESDAY, FRIDAY = date(2026, 12, 1), date(2026, 12, 4)

@@ -19,7 +19,7 @@ from ldmail.delivery.transport import MemoryTransport
 from ldmail.ledger import GoalEvent, Ledger
 from ldmail.project.config import Project
 
-from .conftest import NOW, PEOPLE, write_people
+from ...projects import NOW, PEOPLE, write_people
 
 UNTIL = NOW + timedelta(hours=2)
 OPENS = iso(NOW + timedelta(hours=1))

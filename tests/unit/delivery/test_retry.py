@@ -14,7 +14,8 @@ from ldmail.delivery.send import send
 from ldmail.delivery.transport import MemoryTransport, Outcome
 from ldmail.project.config import Project, load_project
 
-from .conftest import NOW, PEOPLE, hello, iso
+from ...projects import NOW, PEOPLE, iso
+from .conftest import hello
 
 ANN, BOB, _, DIRK, _ = sorted(PEOPLE)
 LATER = NOW + timedelta(minutes=1)

@@ -21,7 +21,8 @@ from ldmail.errors import LdmailError, LedgerReplaced, TransportFatal, Transport
 from ldmail.ledger import Ledger
 from ldmail.project.config import Project, load_project
 
-from .conftest import BACKOFF, NOW, PEOPLE, edit_yaml, hello, iso
+from ...projects import BACKOFF, NOW, PEOPLE, edit_yaml, iso
+from .conftest import hello
 
 ANN, BOB, CHLOE, DIRK, EMMA = sorted(PEOPLE)
 

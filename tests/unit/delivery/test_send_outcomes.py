@@ -13,7 +13,7 @@ from ldmail.delivery.transport import MemoryTransport, Outcome
 from ldmail.errors import TransportUnavailable
 from ldmail.project.config import load_project
 
-from .conftest import BACKOFF, NOW, PEOPLE, edit_yaml, iso, write_people
+from ...projects import BACKOFF, NOW, PEOPLE, edit_yaml, iso, write_people
 
 LEDGER = Path(".ldmail") / "ledger.db"
 

@@ -1,10 +1,7 @@
-"""Fixtures for the project package's unit tests: a scaffold copied from one made once per
-session (init_project regenerates the schemas each time, most of a fixture's cost), and YAML
-text checked as a user's file is."""
+"""Fixtures for the project package's unit tests: YAML text checked as a user's file is."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,24 +10,9 @@ from pydantic import BaseModel
 
 from ldmail.errors import Problem
 from ldmail.project.config import validate_model
-from ldmail.project.scaffold import init_project
 from ldmail.project.yamlfile import load_yaml
 
 Complaints = Callable[[type[BaseModel], str], list[str]]
-
-
-@pytest.fixture(scope="session")
-def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One project as `ldmail init` writes it; never changed, only copied."""
-    target = tmp_path_factory.mktemp("pristine") / "repo"
-    init_project(target)
-    return target
-
-
-@pytest.fixture
-def scaffold(pristine: Path, tmp_path: Path) -> Path:
-    """A fresh project as `ldmail init` writes it, to change at will."""
-    return Path(shutil.copytree(pristine, tmp_path / "repo"))
 
 
 @pytest.fixture
