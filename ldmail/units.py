@@ -1,4 +1,5 @@
-"""Parsers for the small value languages of campaign files: durations, weekdays, times, zones."""
+"""Parsers for the small value languages of campaign files: durations, weekdays, times, zones;
+and counts written back as words ("1 person", "1,200 people")."""
 
 from __future__ import annotations
 
@@ -168,3 +169,8 @@ def parse_rate(value: object) -> float:
     if not match or int(match.group(1)) == 0:
         raise ValueError(f"'{value}' is not a rate; write messages per unit, e.g. 30/min or 5/s")
     return int(match.group(1)) / _RATE_SECONDS[match.group(2)]
+
+
+def plural(count: int, one: str, many: str) -> str:
+    """A count and its noun, singular for one: `1 person`, `0 people`, `1,200 people`."""
+    return f"{count:,} {one if count == 1 else many}"

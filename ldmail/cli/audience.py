@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from ..units import plural
 from .options import NowOption, OutputFormat, OutputOption, ProjectOption, invocation
-from .output import console, escape, plural
+from .output import console, escape
 
 if TYPE_CHECKING:
     from rich.console import Console

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from ..units import plural
 from .options import (
     DbOption,
     EventKind,
@@ -17,7 +18,7 @@ from .options import (
     invocation,
     stop_on_signals,
 )
-from .output import console, escape, plural, print_error
+from .output import console, escape, print_error
 
 # How many skipped rows or statements are listed one by one.
 LISTED = 50

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from ..units import plural
 from .options import (
     DbOption,
     NowOption,
@@ -16,7 +17,7 @@ from .options import (
     invocation,
     stop_on_signals,
 )
-from .output import console, escape, plural, run_stamp
+from .output import console, escape, run_stamp
 
 if TYPE_CHECKING:
     from ..inbox import InboxResult

@@ -62,10 +62,6 @@ def print_error(message: str, *, colon: bool = False) -> None:
     console(stderr=True).print(f"{label} {escape(message)}", markup=True)
 
 
-def plural(count: int, one: str, many: str) -> str:
-    return f"{count} {one if count == 1 else many}"
-
-
 def local(moment: str, zone: tzinfo) -> str:
     """An ISO UTC moment of the ledger in the project's time zone, with the zone's name."""
     from ..clock import from_iso, shown

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import tzinfo
 from typing import TYPE_CHECKING
 
-from .output import console, escape, local, plural, run_stamp
+from ..units import plural
+from .output import console, escape, local, run_stamp
 
 if TYPE_CHECKING:
     from rich.console import Console

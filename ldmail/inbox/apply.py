@@ -33,6 +33,7 @@ from ..ledger.lock import inbox_lock, working_fence
 from ..project.config import SETTINGS_FILE, Project
 from ..project.models import Inbox, SenderStop
 from ..states import message_sources
+from ..units import plural
 from .bounces import (
     Failure,
     bounce_failures,
@@ -129,10 +130,10 @@ class InboxResult:
         why = ", ".join(reason if len(self.left_alone) == 1 else f"{n} {reason}"
                         for reason, n in sorted(self.left_alone.items()))
         line = (f"inbox{' (dry run: nothing changed or moved)' if self.dry_run else ''}: "
-                f"{_count(len(bounces), 'bounce', 'bounces')} ({hard} hard, "
+                f"{plural(len(bounces), 'bounce', 'bounces')} ({hard} hard, "
                 f"{len(bounces) - hard - sender} soft"
                 + (f", {sender} sender-side" if sender else "") + "), "
-                f"{_count(len(self.unsubscribes), 'unsubscribe', 'unsubscribes')}, "
+                f"{plural(len(self.unsubscribes), 'unsubscribe', 'unsubscribes')}, "
                 f"{left} left alone" + (f" ({why})" if left else ""))
         if self.applied_before:
             line += (f", {self.applied_before} applied by an earlier run"
@@ -162,10 +163,6 @@ class InboxResult:
             "applied_before": self.applied_before, "moved": self.moved,
             "stopped": self.stopped,
             "handled": [asdict(item) for item in self.handled]}, indent=2, ensure_ascii=False)
-
-
-def _count(n: int, one: str, many: str) -> str:
-    return f"{n} {one if n == 1 else many}"
 
 
 # -- applying ----------------------------------------------------------------------------------
@@ -407,7 +404,7 @@ class DomainResume:
     dry_run: bool = False
 
     def line(self) -> str:
-        bounces = _count(self.failures, "sender-side bounce", "sender-side bounces")
+        bounces = plural(self.failures, "sender-side bounce", "sender-side bounces")
         if not self.failures:
             return (f"{self.domain}: nothing was stopped for that domain (no sender-side "
                     "bounces counted); nothing to resume")

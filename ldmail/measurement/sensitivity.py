@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..project.models import Campaign
+from ..units import plural
 from .stats import DEFAULT_BASELINE, detectable_uplift, split_by_holdout
 
 HOLDOUT_CHOICES = (0.15, 0.20, 0.25, 0.30, 0.35, 0.40, 0.50)  # what advice may suggest
@@ -42,9 +43,11 @@ class Sensitivity:
 
     def summary(self) -> str:
         """One line: the group sizes and what they can show."""
-        size = f"{_people(self.people)}, {self.holdout_share:.0%} holdout ({_people(self.holdout)})"
+        people = plural(self.people, "person", "people")
+        holdout = plural(self.holdout, "person", "people")
+        size = f"{people}, {self.holdout_share:.0%} holdout ({holdout})"
         if self.holdout_share <= 0:
-            return f"{_people(self.people)}, no holdout: the effect cannot be measured"
+            return f"{people}, no holdout: the effect cannot be measured"
         if self.detectable is None:
             return f"{size}: no uplift can be detected reliably"
         return (f"{size}: detects {points(self.detectable)} or more "
@@ -64,8 +67,9 @@ class Sensitivity:
         if people is not None:
             options.append(f"run it on about {people:,} people")
         change = " or ".join(options) if options else "expect a larger uplift"
-        return (f"with {_people(self.people)} and a {self.holdout_share:.0%} holdout you can "
-                f"detect {can}; the hypothesis expects {points(self.expected)}: {change}")
+        return (f"with {plural(self.people, 'person', 'people')} and a {self.holdout_share:.0%} "
+                f"holdout you can detect {can}; the hypothesis expects "
+                f"{points(self.expected)}: {change}")
 
     def _decides(self, mailed: int, holdout: int) -> bool:
         found = detectable_uplift(mailed, holdout, self.baseline)
@@ -102,10 +106,6 @@ def points_digits(fraction: float) -> int:
 def points(fraction: float) -> str:
     """A difference of two shares in percentage points: `+7 pp`, `+0.3 pp`."""
     return f"{fraction * 100:+.{points_digits(fraction)}f} pp"
-
-
-def _people(count: int) -> str:
-    return f"{count:,} {'person' if count == 1 else 'people'}"
 
 
 def sensitivity(campaign_id: str, campaign: Campaign, mailed: int, holdout: int) -> Sensitivity:

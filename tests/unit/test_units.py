@@ -139,3 +139,9 @@ def test_a_rate_that_sends_nothing_or_has_no_unit_is_refused(value: str) -> None
     with pytest.raises(ValueError, match=r"is not a rate; write messages per unit, e\.g\. "
                                          r"30/min"):
         units.parse_rate(value)
+
+
+@pytest.mark.parametrize(("count", "expected"), [
+    (0, "0 people"), (1, "1 person"), (2, "2 people"), (1200, "1,200 people")])
+def test_a_count_is_written_with_its_noun_singular_for_one(count: int, expected: str) -> None:
+    assert units.plural(count, "person", "people") == expected
