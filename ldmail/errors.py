@@ -241,3 +241,10 @@ class PersonaFailed(Exception):
     def __init__(self, persona: str, message: str) -> None:
         super().__init__(message)
         self.persona = persona
+
+
+def describe(error: BaseException) -> str:
+    """An exception nobody foresaw, as one line for a user or a ledger row: its type and its
+    first 200 characters of text, white space collapsed."""
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text[:200]}" if text else type(error).__name__

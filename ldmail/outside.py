@@ -27,7 +27,7 @@ from typing import Any, Literal
 import httpx
 
 from .clock import wall_now
-from .errors import HttpFailed
+from .errors import HttpFailed, describe
 
 Phase = Literal["connect", "send", "answer"]
 ENCODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS,
@@ -66,7 +66,7 @@ def request(client: httpx.Client, method: str, url: str, *, seconds: float, max_
         built = client.build_request(method, url, timeout=httpx.Timeout(max(seconds, 0.001)),
                                      **options)
     except BAD_URL as exc:
-        raise HttpFailed(f"{url[:200]!r} is not a usable URL ({_describe(exc)})",
+        raise HttpFailed(f"{url[:200]!r} is not a usable URL ({describe(exc)})",
                          "connect", lasting=True) from None
     where = str(built.url.copy_with(query=None))
     with _Watchdog(time.monotonic() + seconds, stop) as dog:
@@ -182,13 +182,8 @@ class _Watchdog:
                               late=True)
         what = {"connect": "cannot connect", "send": "the connection broke while sending",
                 "answer": "the answer broke off"}[self.phase]
-        return HttpFailed(f"{where}: {what} ({_describe(exc)})", self.phase,
+        return HttpFailed(f"{where}: {what} ({describe(exc)})", self.phase,
                           lasting=isinstance(exc, BAD_URL))
-
-
-def _describe(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
 
 
 def _read_body(response: httpx.Response, max_bytes: int, where: str) -> bytes:

@@ -66,10 +66,10 @@ def main() -> None:
     try:
         app()
     except Exception as exc:  # noqa: BLE001 - whatever escaped the command: a bug
+        from ..errors import describe
         from .output import print_error
 
         logging.getLogger("ldmail").debug("the unexpected error:", exc_info=True)
-        what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        print_error(f"unexpected {what} (a bug in ldmail: run with -v to log where it "
+        print_error(f"unexpected {describe(exc)} (a bug in ldmail: run with -v to log where it "
                     "happened, and report it)")
         sys.exit(1)

@@ -32,6 +32,7 @@ from ..errors import (
     StopRequested,
     TransportFatal,
     TransportUnavailable,
+    describe,
 )
 from ..ledger import (
     Delivery,
@@ -560,9 +561,8 @@ class Sender:
         """The transport raised something unexpected (a bug, Ctrl-C) while it had the
         message: it may have gone out, so it is unknown, never sent again by itself. Returns
         the reason recorded."""
-        what = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-        reason = (f"the run stopped on an unexpected error ({what}) while sending this; it may "
-                  "or may not have arrived")
+        reason = (f"the run stopped on an unexpected error ({describe(error)}) while sending "
+                  "this; it may or may not have arrived")
         self.delivery.interrupted(_key(item), reason, last_step=item.last_step)
         return reason
 

@@ -133,3 +133,10 @@ def test_a_json_limit_and_a_field_error_keep_where_they_are() -> None:
     assert (limit.reason, limit.line, str(limit)) == ("nested too deeply", 4, "nested too deeply")
     field = errors.FieldError(("send", "window"), "ends before it starts")
     assert field.loc == ("send", "window") and str(field) == "ends before it starts"
+
+
+def test_an_unforeseen_error_is_one_line_of_bounded_length() -> None:
+    assert errors.describe(RuntimeError("a bug\n  in the\toutbox")) == \
+        "RuntimeError: a bug in the outbox"
+    assert errors.describe(KeyboardInterrupt()) == "KeyboardInterrupt"
+    assert errors.describe(ValueError("x" * 500)) == "ValueError: " + "x" * 200
