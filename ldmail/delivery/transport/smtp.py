@@ -162,7 +162,7 @@ class _SMTP(smtplib.SMTP):
         8BITMIME for an 8-bit body, SIZE; none for a plain SMTP server."""
         options: list[str] = []
         international = [a for a in (sender, recipient, *copies) if not a.isascii()]
-        if international or not data.partition(b"\r\n\r\n")[0].isascii():
+        if international or not _headers_ascii(data):
             if not self.has_extn("smtputf8"):
                 needs = f"the internationalised address {international[0]}" if international \
                     else "a message with UTF-8 headers"
@@ -288,6 +288,15 @@ def _classify(code: int, text: bytes | str) -> Outcome:
         return Outcome("temporary", reason)
     unknown = code in (550, 551, 553) and any(k in reason.lower() for k in _USER_UNKNOWN)
     return Outcome("permanent", reason, user_unknown=unknown)
+
+
+def _headers_ascii(data: bytes) -> bool:
+    """Whether a message's header block is ASCII; checked without copying the message when
+    all of it is (the common case: this runs for every message)."""
+    if data.isascii():
+        return True
+    end = data.find(b"\r\n\r\n")
+    return data[:end if end >= 0 else len(data)].isascii()
 
 
 class Smtp:
