@@ -23,7 +23,7 @@ def tracked_files(root: str, *, run: Callable[..., Any] = subprocess.run) -> lis
     would)."""
     try:
         answer = run(["git", "-C", root, "ls-files", "-z", "--", "."],
-                                capture_output=True, timeout=GIT_TIMEOUT, check=False)
+                     capture_output=True, timeout=GIT_TIMEOUT, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
     if answer.returncode != 0:
